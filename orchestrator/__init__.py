@@ -1,0 +1,1 @@
+"""voicebank package."""
