@@ -1,0 +1,41 @@
+"""Compact JWS signing (RFC 7515) with a key pair: the issuer's only signing path."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+from keys._b64 import b64url_encode
+from keys._keypair import KeyPair
+
+_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
+_PKCS1V15 = padding.PKCS1v15()
+_SHA256 = hashes.SHA256()
+
+
+def signature_bytes(key: KeyPair, signing_input: bytes) -> bytes:
+    """The raw JWS signature: r||s for ES256, PKCS#1 v1.5 for RS256, Ed25519 as is."""
+    private_key = key.private_key
+    if isinstance(private_key, ec.EllipticCurvePrivateKey):
+        r, s = decode_dss_signature(private_key.sign(signing_input, _ECDSA_SHA256))
+        return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+    if isinstance(private_key, rsa.RSAPrivateKey):
+        return private_key.sign(signing_input, _PKCS1V15, _SHA256)
+    return private_key.sign(signing_input)
+
+
+def encode_header(key: KeyPair, typ: str, extra: Mapping[str, Any] | None = None) -> str:
+    header = {"alg": key.alg, "typ": typ, "kid": key.kid, **(extra or {})}
+    return b64url_encode(json.dumps(header, separators=(",", ":")).encode())
+
+
+def sign(claims: Mapping[str, Any], key: KeyPair, *, typ: str) -> str:
+    """A compact JWS over `claims`, with the header `alg`, `typ` and `kid` of `key`."""
+    payload = b64url_encode(json.dumps(claims, separators=(",", ":")).encode())
+    signing_input = f"{encode_header(key, typ)}.{payload}"
+    return f"{signing_input}.{b64url_encode(signature_bytes(key, signing_input.encode('ascii')))}"
