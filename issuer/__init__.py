@@ -1,1 +1,22 @@
-"""voicebank package."""
+"""The voicebank token issuer: `create_app(settings)` and the helpers its clients use."""
+
+from issuer._app import create_app, issuer_state
+from issuer._assertion import JWT_BEARER, assertion_form, client_assertion
+from issuer._build import IssuerStartupError
+from issuer._clients import Client, ClientRegistry, ClientRegistryError
+from issuer._errors import OAuthError
+from issuer._settings import IssuerSettings
+
+__all__ = [
+    "JWT_BEARER",
+    "Client",
+    "ClientRegistry",
+    "ClientRegistryError",
+    "IssuerSettings",
+    "IssuerStartupError",
+    "OAuthError",
+    "assertion_form",
+    "client_assertion",
+    "create_app",
+    "issuer_state",
+]

@@ -2,8 +2,7 @@
 
     OAuthError                  root; rendered in one place (`_http.oauth_error_response`)
     ├── InvalidRequest          invalid_request            400
-    │   ├── BodyTooLarge        invalid_request            413
-    │   └── UnsupportedMediaType invalid_request           415
+    │   └── BodyTooLarge        invalid_request            413
     ├── InvalidClient           invalid_client             401 + WWW-Authenticate
     ├── InvalidGrant            invalid_grant              400
     ├── UnauthorizedClient      unauthorized_client        400
@@ -14,9 +13,10 @@
     ├── InvalidToken            invalid_token              401 (RFC 6750 bearer)
     ├── InsufficientScope       insufficient_scope         403 (RFC 6750 bearer)
     ├── NotFound                not_found                  404
-    ├── Conflict                conflict                   409
+    ├── Conflict                conflict (or the key ring's code) 409
     └── TemporarilyUnavailable  temporarily_unavailable    503
 
+A wrong content type is a 400 invalid_request (RFC 6749 §5.2: "otherwise malformed"), on every endpoint.
 Descriptions are safe to show a client: they never contain a token or key material.
 """
 
@@ -29,9 +29,11 @@ class OAuthError(Exception):
     code = "invalid_request"
     status = 400
 
-    def __init__(self, description: str, *, reason: str | None = None) -> None:
+    def __init__(self, description: str, *, reason: str | None = None, code: str | None = None) -> None:
         super().__init__(description)
         self.description = description
+        if code is not None:
+            self.code = code
         # The precise internal cause for logs and metrics, never sent to the client.
         self.reason = reason or self.code
 
@@ -42,10 +44,6 @@ class InvalidRequest(OAuthError):
 
 class BodyTooLarge(InvalidRequest):
     status = 413
-
-
-class UnsupportedMediaType(InvalidRequest):
-    status = 415
 
 
 class InvalidClient(OAuthError):

@@ -1,4 +1,4 @@
-"""The bank service: every method runs for the `user_id` its caller authenticated, never one from arguments."""
+"""The bank service: each method runs for the `user_id` its caller authenticated, never an argument."""
 
 from __future__ import annotations
 
@@ -79,7 +79,9 @@ class Bank:
 
     def get_balance(self, user_id: str, account_type: str | None = None) -> dict[str, Any]:
         """The user's accounts, optionally of one type."""
-        query = select(Account).where(Account.user_id == user_id).order_by(Account.type, Account.account_number)
+        query = (
+            select(Account).where(Account.user_id == user_id).order_by(Account.type, Account.account_number)
+        )
         if account_type is not None:
             if account_type not in ACCOUNT_TYPES:
                 raise InvalidArgument("The account type must be checking, savings or credit.")
@@ -100,7 +102,9 @@ class Bank:
             ]
         }
 
-    def list_transactions(self, user_id: str, account_id: str | None = None, limit: int = 10) -> dict[str, Any]:
+    def list_transactions(
+        self, user_id: str, account_id: str | None = None, limit: int = 10
+    ) -> dict[str, Any]:
         """The user's transactions, newest first, on one account or all of them."""
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_TRANSACTIONS:
             raise InvalidArgument(f"The limit must be between 1 and {MAX_TRANSACTIONS}.")
@@ -271,7 +275,10 @@ class Bank:
                     created_at=now,
                 )
             )
-            for account, other, signed, verb in ((source, target, -cents, "to"), (target, source, cents, "from")):
+            for account, other, signed, verb in (
+                (source, target, -cents, "to"),
+                (target, source, cents, "from"),
+            ):
                 session.add(
                     Transaction(
                         id=new_id("txn"),

@@ -1,0 +1,141 @@
+"""Building the issuer's long-lived parts from settings, with clear one-line startup errors."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+
+import httpx
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from issuer._bearer import BearerGuard
+from issuer._client_auth import ClientAuthenticator
+from issuer._clients import ClientRegistry, ClientRegistryError
+from issuer._key_events import KeyEvents
+from issuer._metrics import IssuerMetrics
+from issuer._mint import SESSION_GRANT_TYP, Minter
+from issuer._refresh import MemoryRefreshStore, RefreshLifetimes, RefreshStore
+from issuer._refresh_redis import RedisRefreshStore
+from issuer._replay import MemoryReplayCache, RedisReplayCache, ReplayCache
+from issuer._ring_keys import RingKeys
+from issuer._rotation import RotationLoop, Sleep
+from issuer._settings import IssuerSettings
+from issuer._state import IssuerState
+from keys import FileKeyStore, KeyRingError, KeyStore, RedisKeyStore, RotationPolicy, Verifier, VerifyPolicy
+
+
+class IssuerStartupError(Exception):
+    """The issuer cannot start with these settings; the message says why in one line."""
+
+    code = "startup"
+
+
+def rotation_policy(settings: IssuerSettings) -> RotationPolicy:
+    longest = max(
+        settings.access_token_lifetime,
+        settings.transact_token_lifetime,
+        settings.session_grant_lifetime,
+        settings.issuer_token_lifetime,
+    )
+    return RotationPolicy(period=settings.keys_rotation_period, max_token_lifetime=longest)
+
+
+def key_store(
+    settings: IssuerSettings, redis: aioredis.Redis | None, clock: Callable[[], float] = time.time
+) -> KeyStore:
+    policy = rotation_policy(settings)
+    algs = (settings.issuer_signing_alg,)
+    passphrase = settings.passphrase_bytes()
+    if settings.keys_store == "redis":
+        if redis is None:
+            raise IssuerStartupError("KEYS_STORE=redis needs REDIS_URL")
+        return RedisKeyStore(redis, passphrase=passphrase, policy=policy, algs=algs, clock=clock)
+    return FileKeyStore(settings.keys_dir, passphrase=passphrase, policy=policy, algs=algs, clock=clock)
+
+
+def load_registry(settings: IssuerSettings) -> ClientRegistry:
+    try:
+        return ClientRegistry.load(settings.clients_file)
+    except ClientRegistryError as exc:
+        raise IssuerStartupError(f"{exc} (run `voicebank dev-init` or set ISSUER_CLIENTS_FILE)") from None
+
+
+async def build_state(
+    settings: IssuerSettings,
+    stack: AsyncExitStack,
+    *,
+    clock: Callable[[], float],
+    rotation_sleep: Sleep,
+    http_transport: httpx.AsyncBaseTransport | None = None,
+) -> IssuerState:
+    registry = load_registry(settings)
+    redis: aioredis.Redis | None = None
+    if settings.redis_url:
+        redis = aioredis.Redis.from_url(settings.redis_url)
+        stack.push_async_callback(redis.aclose)
+    http = httpx.AsyncClient(transport=http_transport, timeout=5.0)
+    stack.push_async_callback(http.aclose)
+    store = key_store(settings, redis, clock)
+    try:
+        await store.load(clock())
+    except KeyRingError as exc:
+        raise IssuerStartupError(f"cannot load the issuer key ring: {exc}") from None
+    except RedisError as exc:
+        raise IssuerStartupError(f"cannot reach Redis at REDIS_URL: {type(exc).__name__}") from None
+    lifetimes = RefreshLifetimes(settings.refresh_idle_lifetime, settings.refresh_absolute_lifetime)
+    refresh: RefreshStore
+    replay: ReplayCache
+    if redis is not None:
+        refresh = RedisRefreshStore(redis, lifetimes)
+        replay = RedisReplayCache(redis, clock=clock)
+    else:
+        refresh = MemoryRefreshStore(lifetimes)
+        replay = MemoryReplayCache(clock=clock)
+    ring_keys = RingKeys(store)
+    await ring_keys.sync()
+    metrics = IssuerMetrics()
+    events = KeyEvents(redis, store_publishes=isinstance(store, RedisKeyStore))
+    issuer = settings.issuer_url
+    grant_policy = VerifyPolicy(
+        issuer=issuer,
+        audience=issuer,
+        typ=SESSION_GRANT_TYP,
+        required=frozenset({"sub", "jti", "sid", "scope", "may_act"}),
+        max_lifetime=settings.session_grant_lifetime,
+    )
+    return IssuerState(
+        settings=settings,
+        clock=clock,
+        registry=registry,
+        store=store,
+        ring_keys=ring_keys,
+        refresh=refresh,
+        replay=replay,
+        minter=Minter(store, issuer=issuer, alg=settings.issuer_signing_alg),
+        clients=ClientAuthenticator(
+            registry,
+            issuer=issuer,
+            token_endpoint=settings.token_endpoint,
+            replay=replay,
+            http=http,
+            clock=clock,
+        ),
+        bearer=BearerGuard(
+            ring_keys, issuer=issuer, max_lifetime=settings.issuer_token_lifetime, clock=clock
+        ),
+        grants=Verifier(ring_keys, grant_policy, clock=clock),
+        rotation=RotationLoop(
+            store,
+            clock=clock,
+            interval=settings.rotation_tick,
+            events=events,
+            metrics=metrics,
+            sleep=rotation_sleep,
+        ),
+        events=events,
+        metrics=metrics,
+        http=http,
+        redis=redis,
+    )

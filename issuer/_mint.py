@@ -1,0 +1,72 @@
+"""Signing the issuer's tokens with the key ring's active key: access tokens and session grants."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from keys import Algorithm, KeyStore, sign
+
+ACCESS_TOKEN_TYP = "at+jwt"  # noqa: S105
+SESSION_GRANT_TYP = "session-grant+jwt"
+
+
+@dataclass(frozen=True)
+class Minted:
+    token: str
+    jti: str
+    expires_in: int
+
+
+class Minter:
+    """Builds and signs claims; the key is looked up per token so rotation takes effect at once."""
+
+    def __init__(self, store: KeyStore, *, issuer: str, alg: Algorithm) -> None:
+        self._store = store
+        self._issuer = issuer
+        self._alg = alg
+
+    async def _sign(self, claims: dict[str, Any], typ: str) -> str:
+        ring = await self._store.current()
+        return sign(claims, ring.signing_key(self._alg), typ=typ)
+
+    def _base(self, *, sub: str, aud: str, now: float, lifetime: int) -> dict[str, Any]:
+        issued = int(now)
+        return {
+            "iss": self._issuer,
+            "sub": sub,
+            "aud": aud,
+            "iat": issued,
+            "exp": issued + lifetime,
+            "jti": secrets.token_urlsafe(16),
+        }
+
+    async def access_token(
+        self,
+        *,
+        sub: str,
+        client_id: str,
+        scope: str,
+        audience: str,
+        now: float,
+        lifetime: int,
+        sid: str | None = None,
+        act: bool = True,
+    ) -> Minted:
+        """An RFC 9068 access token; `act` names the client acting for `sub` (RFC 8693 delegation)."""
+        claims = self._base(sub=sub, aud=audience, now=now, lifetime=lifetime)
+        claims.update(nbf=claims["iat"], client_id=client_id, scope=scope)
+        if sid is not None:
+            claims["sid"] = sid
+        if act:
+            claims["act"] = {"sub": client_id}
+        return Minted(await self._sign(claims, ACCESS_TOKEN_TYP), claims["jti"], lifetime)
+
+    async def session_grant(
+        self, *, sub: str, sid: str, scope: str, actor: str, now: float, lifetime: int
+    ) -> Minted:
+        """A session grant for the issuer itself, exchangeable once by `actor`."""
+        claims = self._base(sub=sub, aud=self._issuer, now=now, lifetime=lifetime)
+        claims.update(sid=sid, scope=scope, may_act={"sub": actor})
+        return Minted(await self._sign(claims, SESSION_GRANT_TYP), claims["jti"], lifetime)

@@ -1,0 +1,115 @@
+"""The ASGI app: FastMCP at the resource path behind bearer auth, metadata, metrics and health."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
+import redis.asyncio as aioredis
+from sqlalchemy import Engine
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Mount, Route
+
+from ._audit import AuditLog
+from ._auth import BearerAuthMiddleware, TokenVerifier
+from ._bank import Bank
+from ._db import create_schema, make_engine
+from ._key_events import KeyDropper, KeyEventSubscriber
+from ._metadata import WELL_KNOWN, ResourceMetadata, metadata_url, resource_path
+from ._metrics import Metrics
+from ._replay import MemoryReplayStore, RedisReplayStore, ReplayStore
+from ._settings import McpSettings
+from ._tools import BankTools, build_mcp
+
+Hook = Callable[[], AbstractAsyncContextManager[None]]
+
+
+def create_app(
+    settings: McpSettings,
+    *,
+    verifier: TokenVerifier,
+    key_cache: KeyDropper | None = None,
+    engine: Engine | None = None,
+    replay: ReplayStore | None = None,
+    clock: Callable[[], float] = time.time,
+    lifespan_hook: Hook | None = None,
+) -> Starlette:
+    """Build the MCP server app; the verifier (and the JWKS cache key events act on) come from outside."""
+    owns_engine = engine is None
+    bank_engine = engine if engine is not None else make_engine(settings.database_url)
+    redis_client = aioredis.Redis.from_url(settings.redis_url) if settings.redis_url else None
+    if replay is None:
+        replay = (
+            RedisReplayStore(redis_client, clock=clock) if redis_client else MemoryReplayStore(clock=clock)
+        )
+    audit = AuditLog(clock=clock)
+    metrics = Metrics()
+    bank = Bank(bank_engine, payment_limit_cents=settings.payment_limit_cents, clock=clock)
+    mcp_app = build_mcp(BankTools(bank, audit, metrics)).http_app(
+        path=resource_path(settings.mcp_resource_url),
+        stateless_http=True,
+        json_response=True,
+        host_origin_protection=False,
+    )
+    subscriber = KeyEventSubscriber(redis_client, key_cache) if redis_client and key_cache else None
+    metadata = ResourceMetadata(resource_url=settings.mcp_resource_url, issuer_url=settings.mcp_issuer_url)
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        create_schema(bank_engine)
+        async with contextlib.AsyncExitStack() as stack:
+            if lifespan_hook is not None:
+                await stack.enter_async_context(lifespan_hook())
+            await stack.enter_async_context(mcp_app.router.lifespan_context(mcp_app))
+            if redis_client is not None:
+                stack.push_async_callback(redis_client.aclose)
+            if subscriber is not None:
+                task = asyncio.create_task(subscriber.run(), name="voicebank-key-events")
+                stack.push_async_callback(_cancel, task)
+            if owns_engine:
+                stack.callback(bank_engine.dispose)
+            yield
+
+    async def healthz(_request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    suffix = resource_path(settings.mcp_resource_url)
+    app = Starlette(
+        routes=[
+            Route(WELL_KNOWN, metadata.endpoint, methods=["GET"]),
+            Route(WELL_KNOWN + suffix, metadata.endpoint, methods=["GET"]),
+            Route("/metrics", metrics.endpoint, methods=["GET"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Mount("/", app=mcp_app),
+        ],
+        middleware=[
+            Middleware(
+                BearerAuthMiddleware,
+                path=suffix,
+                verifier=verifier,
+                replay=replay,
+                resource_metadata_url=metadata_url(settings.mcp_resource_url),
+                audit=audit,
+                metrics=metrics,
+                max_body_bytes=settings.mcp_max_body_bytes,
+            )
+        ],
+        lifespan=lifespan,
+    )
+    app.state.bank = bank
+    app.state.engine = bank_engine
+    app.state.metrics = metrics
+    app.state.key_events = subscriber
+    return app
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -1,0 +1,32 @@
+"""Prometheus metrics of one app, in its own registry."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from starlette.requests import Request
+from starlette.responses import Response
+
+
+class Metrics:
+    """Verification outcomes by reason and tool latency by outcome."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.verifications = Counter(
+            "voicebank_mcp_token_verifications",
+            "Bearer token checks at the MCP endpoint.",
+            ["outcome", "reason"],
+            registry=self.registry,
+        )
+        self.tool_latency = Histogram(
+            "voicebank_mcp_tool_latency_seconds",
+            "Time spent running a tool.",
+            ["tool", "outcome"],
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+        )
+
+    async def endpoint(self, _request: Request) -> Response:
+        """`GET /metrics` in the Prometheus text format."""
+        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)

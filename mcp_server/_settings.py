@@ -1,0 +1,48 @@
+"""Settings of the MCP server, read from the environment once at the entry point."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ._db import sqlite_url
+from ._money import parse_cents
+
+
+class McpSettings(BaseSettings):
+    """Environment of the MCP server (`MCP_ISSUER_URL`, `MCP_RESOURCE_URL`, `BANK_DB_URL`, ...)."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    mcp_issuer_url: str = "http://127.0.0.1:8000"
+    mcp_resource_url: str = "http://127.0.0.1:8001/mcp"
+    mcp_jwks_url: str | None = None
+    bank_db_url: str | None = None
+    voicebank_state: Path = Path("./var")
+    redis_url: str | None = None
+    mcp_payment_limit: str = "5000.00"
+    mcp_max_body_bytes: int = Field(default=1_048_576, gt=0)
+
+    @field_validator("mcp_payment_limit")
+    @classmethod
+    def _limit_is_money(cls, value: str) -> str:
+        if parse_cents(value) <= 0:
+            raise ValueError("MCP_PAYMENT_LIMIT must be a positive amount")
+        return value
+
+    @property
+    def database_url(self) -> str:
+        """`BANK_DB_URL`, or SQLite under the state directory."""
+        return self.bank_db_url or sqlite_url(self.voicebank_state)
+
+    @property
+    def jwks_url(self) -> str:
+        """Where the issuer publishes its keys."""
+        return self.mcp_jwks_url or f"{self.mcp_issuer_url.rstrip('/')}/.well-known/jwks.json"
+
+    @property
+    def payment_limit_cents(self) -> int:
+        """The per-payment limit in cents."""
+        return parse_cents(self.mcp_payment_limit)

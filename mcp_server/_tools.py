@@ -1,0 +1,159 @@
+"""The banking MCP tools: each runs for the authenticated `sub` only, with the scope it needs."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+import anyio.to_thread
+from fastmcp import FastMCP
+from fastmcp.exceptions import ToolError
+from fastmcp.server.dependencies import get_http_request
+
+from ._audit import AuditLog
+from ._bank import Bank
+from ._errors import BankError
+from ._metrics import Metrics
+from ._principal import SCOPE_KEY, SPENT_KEY, Principal
+from ._scopes import TOOL_SCOPES, TRANSACT
+
+# Three base64url segments starting with a JSON header: a JWS in compact form.
+_JWT_LIKE = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+
+
+class _Refused(Exception):
+    """A tool call refused before the bank ran; message is speakable."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class BankTools:
+    """Binds the bank to the tools and records every outcome."""
+
+    def __init__(self, bank: Bank, audit: AuditLog, metrics: Metrics) -> None:
+        self.bank = bank
+        self._audit = audit
+        self._metrics = metrics
+
+    async def run(
+        self, tool: str, call: Callable[[str], dict[str, Any]], *texts: str | None
+    ) -> dict[str, Any]:
+        """Run `call(sub)` in a worker thread; bank refusals become tool errors."""
+        start = time.perf_counter()
+        principal: Principal | None = None
+        outcome: str = "error"
+        reason: str | None = "internal"
+        try:
+            principal = _principal()
+            if TOOL_SCOPES[tool] not in principal.scopes:
+                # The middleware already answered 403; this is the second lock on the door.
+                raise _Refused("insufficient_scope", "This action is not allowed in this call.")
+            if TOOL_SCOPES[tool] == TRANSACT and get_http_request().scope.get(SPENT_KEY) is not True:
+                # Only a tools/call the middleware saw (and spent the jti for) may move money.
+                raise _Refused("jti_not_spent", "This action is not allowed in this call.")
+            if any(t is not None and _JWT_LIKE.search(t) for t in texts):
+                raise _Refused("token_in_arguments", "Tokens are not accepted in tool arguments.")
+            sub = principal.sub
+            result = await anyio.to_thread.run_sync(lambda: call(sub))
+            outcome, reason = "ok", None
+            return result
+        except (BankError, _Refused) as exc:
+            outcome, reason = "refused", exc.code
+            # A refusal is a normal answer, not a server error: keep it out of the error log.
+            raise ToolError(str(exc), log_level=logging.INFO) from None
+        finally:
+            elapsed = time.perf_counter() - start
+            self._metrics.tool_latency.labels(tool, outcome).observe(elapsed)
+            self._audit.record(
+                principal=principal, tool=tool, outcome=outcome, reason=reason, latency_ms=elapsed * 1000
+            )
+
+
+def _principal() -> Principal:
+    principal = get_http_request().scope.get(SCOPE_KEY)
+    if not isinstance(principal, Principal):
+        raise _Refused("unauthenticated", "This call is not authorized.")
+    return principal
+
+
+def build_mcp(tools: BankTools) -> FastMCP:
+    """The FastMCP server with the seven banking tools."""
+    mcp = FastMCP("voicebank", mask_error_details=True, strict_input_validation=True)
+    bank = tools.bank
+
+    @mcp.tool
+    async def get_balance(account_type: str | None = None) -> dict[str, Any]:
+        """Balances of the caller's accounts; account_type is checking, savings or credit."""
+        return await tools.run("get_balance", lambda sub: bank.get_balance(sub, account_type), account_type)
+
+    @mcp.tool
+    async def list_transactions(account_id: str | None = None, limit: int = 10) -> dict[str, Any]:
+        """The caller's recent transactions, newest first (limit 1 to 100)."""
+        return await tools.run(
+            "list_transactions", lambda sub: bank.list_transactions(sub, account_id, limit), account_id
+        )
+
+    @mcp.tool
+    async def list_loans() -> dict[str, Any]:
+        """The caller's loans."""
+        return await tools.run("list_loans", bank.list_loans)
+
+    @mcp.tool
+    async def list_payees() -> dict[str, Any]:
+        """The people and companies the caller can pay."""
+        return await tools.run("list_payees", bank.list_payees)
+
+    @mcp.tool
+    async def make_payment(
+        from_account_id: str, payee_id: str, amount: str, idempotency_key: str, memo: str | None = None
+    ) -> dict[str, Any]:
+        """Pay a payee; amount is a decimal string like "12.50"; one payment per idempotency_key."""
+        return await tools.run(
+            "make_payment",
+            lambda sub: bank.make_payment(sub, from_account_id, payee_id, amount, idempotency_key, memo),
+            from_account_id,
+            payee_id,
+            amount,
+            idempotency_key,
+            memo,
+        )
+
+    @mcp.tool
+    async def transfer_between_accounts(
+        from_account_id: str, to_account_id: str, amount: str, idempotency_key: str
+    ) -> dict[str, Any]:
+        """Move money between two of the caller's accounts; one transfer per idempotency_key."""
+        return await tools.run(
+            "transfer_between_accounts",
+            lambda sub: bank.transfer_between_accounts(
+                sub, from_account_id, to_account_id, amount, idempotency_key
+            ),
+            from_account_id,
+            to_account_id,
+            amount,
+            idempotency_key,
+        )
+
+    @mcp.tool
+    async def update_notification_settings(
+        low_balance_alert: bool | None = None,
+        low_balance_threshold: str | None = None,
+        large_payment_alert: bool | None = None,
+        channel: str | None = None,
+    ) -> dict[str, Any]:
+        """Change alert settings; channel is sms, email or push; answers the resulting settings."""
+        return await tools.run(
+            "update_notification_settings",
+            lambda sub: bank.update_notification_settings(
+                sub, low_balance_alert, low_balance_threshold, large_payment_alert, channel
+            ),
+            low_balance_threshold,
+            channel,
+        )
+
+    return mcp

@@ -1,0 +1,7 @@
+"""`python -m orchestrator`: run the voice agent worker."""
+
+import sys
+
+from orchestrator._worker import main
+
+sys.exit(main())

@@ -1,0 +1,107 @@
+"""The `voicebank` command line: thin argparse wiring; each command's logic lives in its package."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+from pydantic import ValidationError
+
+from issuer import IssuerSettings, IssuerStartupError
+from issuer.cli import AdminCommandError, DevInitError, dev_init, keys_command, up
+from keys import ALGORITHMS
+
+DEFAULT_ISSUER = "http://127.0.0.1:8000"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # argparse's usage errors: one line, exit 2
+        self.exit(2, f"voicebank: {message}\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="voicebank", description="voicebank: a LiveKit voice agent with asymmetric tokens")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    init = commands.add_parser("dev-init", help="create a development state directory")
+    init.add_argument("--state", type=Path, help="state directory (default $VOICEBANK_STATE or ./var)")
+    init.add_argument("--force", action="store_true", help="replace existing keys")
+
+    serve = commands.add_parser("up", help="serve the issuer")
+    serve.add_argument("--state", type=Path)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+
+    keys = commands.add_parser("keys", help="list, rotate or revoke issuer keys (admin client)")
+    keys.add_argument("--issuer", default=None, help=f"issuer URL (default $ISSUER_URL or {DEFAULT_ISSUER})")
+    keys.add_argument("--state", type=Path, help="state directory holding clients/admin.pem")
+    actions = keys.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    actions.add_parser("list", help="show every key and its state")
+    rotate = actions.add_parser("rotate", help="rotate now")
+    rotate.add_argument("--alg", choices=ALGORITHMS)
+    rotate.add_argument("--force", action="store_true", help="rotate even if the next key is too young")
+    revoke = actions.add_parser("revoke", help="remove a key from the JWKS at once")
+    revoke.add_argument("kid")
+
+    for name in ("demo", "bench"):
+        commands.add_parser(name, help="not built yet")
+    return parser
+
+
+def _settings(args: argparse.Namespace, **overrides: Any) -> IssuerSettings:
+    """Settings from the environment; command-line options win (init values outrank the environment)."""
+    if getattr(args, "state", None) is not None:
+        overrides["voicebank_state"] = args.state
+    return IssuerSettings(**overrides)
+
+
+def _run(args: argparse.Namespace, transport: httpx.AsyncBaseTransport | None) -> None:
+    if args.command == "dev-init":
+        dev_init(_settings(args), force=args.force)
+    elif args.command == "up":
+        settings = _settings(args)
+        if "issuer_url" not in settings.model_fields_set:
+            # Without ISSUER_URL the issuer names itself by where it listens, so `iss` matches its URL.
+            settings = _settings(args, issuer_url=f"http://{args.host}:{args.port}")
+        up(settings, host=args.host, port=args.port)
+    elif args.command == "keys":
+        settings = _settings(args)
+        issuer_url = args.issuer or settings.issuer_url
+        table = asyncio.run(
+            keys_command(
+                args.action,
+                issuer_url=issuer_url,
+                state=settings.voicebank_state,
+                kid=getattr(args, "kid", None),
+                alg=getattr(args, "alg", None),
+                force=getattr(args, "force", False),
+                transport=transport,
+            )
+        )
+        print(table)
+
+
+def main(argv: Sequence[str] | None = None, *, transport: httpx.AsyncBaseTransport | None = None) -> int:
+    """Entry point of the `voicebank` console script; the exit status."""
+    args = _parser().parse_args(argv)
+    if args.command in ("demo", "bench"):
+        print(f"voicebank {args.command}: not built yet", file=sys.stderr)
+        return 2
+    try:
+        _run(args, transport)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]).upper() or "settings"
+        print(f"voicebank: invalid setting {where}: {first['msg']}", file=sys.stderr)
+        return 1
+    except (IssuerStartupError, DevInitError, AdminCommandError) as exc:
+        print(f"voicebank: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0

@@ -1,0 +1,128 @@
+"""Shared state over a real Redis: single-use transact tokens across replicas, key events, fail closed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis.asyncio as aioredis
+from mcp_support import ISSUER, RESOURCE, FakeClock, Mint, http_client, post, rpc, running
+from sqlalchemy import Engine
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from keys import KEY_EVENTS_CHANNEL, KeyPair, Verifier
+from mcp_server import Bank, McpSettings, RedisReplayStore, build_app_from_settings, create_app
+
+
+@pytest.fixture
+def redis_settings(tmp_path: Path, redis_url: str) -> McpSettings:
+    return McpSettings(
+        mcp_issuer_url=ISSUER, mcp_resource_url=RESOURCE, voicebank_state=tmp_path, redis_url=redis_url
+    )
+
+
+@pytest.fixture
+def payment(bank: Bank) -> dict[str, Any]:
+    checking = bank.get_balance("alice", "checking")["accounts"][0]["account_id"]
+    payee = bank.list_payees("alice")["payees"][0]["payee_id"]
+    return {"from_account_id": checking, "payee_id": payee, "amount": "10.00", "idempotency_key": "r-1"}
+
+
+async def test_redis_replay_store_spends_once(redis_url: str, clock: FakeClock) -> None:
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        store = RedisReplayStore(client, clock=clock)
+        assert await store.spend("jti-1", clock() + 60) is True
+        assert await store.spend("jti-1", clock() + 60) is False
+        assert await store.spend("jti-2", clock() + 60) is True
+        ttl = await client.ttl("voicebank:mcp:jti:jti-1")
+        assert 60 < ttl <= 120  # the token's lifetime plus the verifier's leeway
+    finally:
+        await client.aclose()
+
+
+async def test_a_transact_token_spent_on_one_replica_is_refused_on_another(
+    redis_settings: McpSettings,
+    verifier: Verifier,
+    engine: Engine,
+    clock: FakeClock,
+    mint: Mint,
+    bank: Bank,
+    payment: dict[str, Any],
+) -> None:
+    first = create_app(redis_settings, verifier=verifier, engine=engine, clock=clock)
+    second = create_app(redis_settings, verifier=verifier, engine=engine, clock=clock)
+    token = mint(scope="transact")
+    async with running(first), running(second), http_client(first) as a, http_client(second) as b:
+        assert (await post(a, token, rpc("make_payment", payment))).status_code == 200
+        again = await post(b, token, rpc("make_payment", payment | {"idempotency_key": "r-2"}))
+        assert again.status_code == 401
+    assert bank.get_balance("alice", "checking")["accounts"][0]["balance"] == "2440.13"
+
+
+async def test_replay_store_down_fails_closed(
+    redis_settings: McpSettings,
+    redis_server: Any,
+    verifier: Verifier,
+    engine: Engine,
+    clock: FakeClock,
+    mint: Mint,
+    bank: Bank,
+    payment: dict[str, Any],
+) -> None:
+    app = create_app(redis_settings, verifier=verifier, engine=engine, clock=clock)
+    async with running(app), http_client(app) as http:
+        redis_server.stop()
+        try:
+            response = await post(http, mint(scope="transact"), rpc("make_payment", payment))
+            # Reads do not need the replay store.
+            assert (await post(http, mint(), rpc("list_payees", {}))).status_code == 200
+        finally:
+            redis_server.start()
+    assert response.status_code == 503
+    assert bank.get_balance("alice", "checking")["accounts"][0]["balance"] == "2450.13"
+
+
+class JwksServer:
+    """A stand-in issuer that only serves a JWKS (the real issuer is tested by the lead's suite)."""
+
+    def __init__(self, key: KeyPair) -> None:
+        self.keys = [key.public_jwk()]
+        self.app = Starlette(routes=[Route("/.well-known/jwks.json", self.jwks)])
+
+    async def jwks(self, _request: Request) -> JSONResponse:
+        return JSONResponse({"keys": self.keys}, headers={"cache-control": "public, max-age=300"})
+
+
+async def test_a_revoked_key_is_dropped_at_once_on_a_key_event(
+    redis_settings: McpSettings,
+    redis_url: str,
+    signing_key: KeyPair,
+    engine: Engine,
+    clock: FakeClock,
+    mint: Mint,
+) -> None:
+    issuer = JwksServer(signing_key)
+    issuer_client = httpx.AsyncClient(transport=httpx.ASGITransport(app=issuer.app), base_url=ISSUER)
+    app = build_app_from_settings(redis_settings, clock=clock, http_client=issuer_client, engine=engine)
+    publisher = aioredis.Redis.from_url(redis_url)
+    async with issuer_client, running(app), http_client(app) as http:
+        subscriber = app.state.key_events
+        await asyncio.wait_for(subscriber.subscribed.wait(), 10)
+        assert (await post(http, mint(), rpc("list_payees", {}))).status_code == 200
+        # The issuer revokes the key: gone from its JWKS, and an event on the channel.
+        issuer.keys = []
+        message = json.dumps({"type": "revoked", "kid": signing_key.kid})
+        await publisher.publish(KEY_EVENTS_CHANNEL, message)
+        await asyncio.wait_for(subscriber.wait_dropped(signing_key.kid), 10)
+        response = await post(http, mint(), rpc("list_payees", {}))
+    await publisher.aclose()
+    assert response.status_code == 401
+    assert 'error="invalid_token"' in response.headers["www-authenticate"]

@@ -1,0 +1,248 @@
+"""Test doubles for the agent tests: a scripted LLM (allowed to be fake) and a small in-memory `Bank`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from livekit.agents import llm
+from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, NOT_GIVEN, APIConnectOptions, NotGivenOr
+
+from orchestrator._banking import AuthorizationLost, BankError, ServiceUnavailable, ToolRefused
+
+_JWT = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhIn0.c2ln"
+
+# Step = text to say, or tool calls to emit, or a function of the context the LLM was given.
+Step = str | list[llm.FunctionToolCall] | Callable[[llm.ChatContext], "str | list[llm.FunctionToolCall]"]
+
+
+def call(name: str, call_id: str, **arguments: Any) -> llm.FunctionToolCall:
+    """One scripted function call."""
+    return llm.FunctionToolCall(name=name, arguments=json.dumps(arguments), call_id=call_id)
+
+
+class _ScriptedStream(llm.LLMStream):
+    def __init__(
+        self,
+        owner: ScriptedLLM,
+        *,
+        chat_ctx: llm.ChatContext,
+        tools: list[llm.Tool],
+        conn_options: APIConnectOptions,
+        step: str | list[llm.FunctionToolCall],
+    ) -> None:
+        super().__init__(owner, chat_ctx=chat_ctx, tools=tools, conn_options=conn_options)
+        self._step = step
+
+    async def _run(self) -> None:
+        if isinstance(self._step, str):
+            # Two chunks, split mid-number, so masking of streamed text is exercised.
+            half = len(self._step) // 2
+            for part in (self._step[:half], self._step[half:]):
+                if part:
+                    delta = llm.ChoiceDelta(role="assistant", content=part)
+                    self._event_ch.send_nowait(llm.ChatChunk(id="scripted", delta=delta))
+        else:
+            delta = llm.ChoiceDelta(role="assistant", tool_calls=self._step)
+            self._event_ch.send_nowait(llm.ChatChunk(id="scripted", delta=delta))
+
+
+class ScriptedLLM(llm.LLM):
+    """An LLM that replays a script and records every context it is given."""
+
+    def __init__(self, steps: Sequence[Step] = ()) -> None:
+        super().__init__()
+        self.steps: list[Step] = list(steps)
+        self.contexts: list[llm.ChatContext] = []
+
+    def script(self, *steps: Step) -> None:
+        """Append steps for the next turn."""
+        self.steps.extend(steps)
+
+    def chat(
+        self,
+        *,
+        chat_ctx: llm.ChatContext,
+        tools: list[llm.Tool] | None = None,
+        conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS,
+        parallel_tool_calls: NotGivenOr[bool] = NOT_GIVEN,
+        tool_choice: NotGivenOr[llm.ToolChoice] = NOT_GIVEN,
+        extra_kwargs: NotGivenOr[dict[str, Any]] = NOT_GIVEN,
+    ) -> llm.LLMStream:
+        self.contexts.append(chat_ctx.copy())
+        step = self.steps.pop(0) if self.steps else ""
+        if callable(step):
+            step = step(chat_ctx)
+        return _ScriptedStream(
+            self, chat_ctx=chat_ctx, tools=tools or [], conn_options=conn_options, step=step
+        )
+
+    def seen_text(self) -> str:
+        """Everything the LLM was given, as one string (messages, tool calls and tool outputs)."""
+        return "\n".join(json.dumps(ctx.to_dict(exclude_timestamp=True)) for ctx in self.contexts)
+
+
+@dataclass
+class Account:
+    account_id: str
+    type: str
+    account_number: str
+    balance: Decimal
+
+
+@dataclass
+class MemoryBank:
+    """A small in-memory bank with one customer, following the MCP tools' contract."""
+
+    accounts: dict[str, Account] = field(
+        default_factory=lambda: {
+            "acc-000111222333": Account(
+                "acc-000111222333", "checking", "4000123412341234", Decimal("120.00")
+            ),
+            "acc-000444555666": Account(
+                "acc-000444555666", "savings", "4000555566667777", Decimal("5000.00")
+            ),
+        }
+    )
+    payees: dict[str, dict[str, str]] = field(
+        default_factory=lambda: {
+            "pay-77001234567": {
+                "payee_id": "pay-77001234567",
+                "name": "Jane Smith",
+                "account_number": "9876543210",
+            },
+            "pay-77009876543": {
+                "payee_id": "pay-77009876543",
+                "name": "Robert Brown",
+                "account_number": "55554444",
+            },
+        }
+    )
+    calls: list[str] = field(default_factory=list)
+    payments: dict[str, dict[str, Any]] = field(default_factory=dict)
+    fail_with: BankError | None = None
+    """When set, every call raises it (after being counted)."""
+
+    def _enter(self, name: str) -> None:
+        self.calls.append(name)
+        if self.fail_with is not None:
+            raise self.fail_with
+
+    def _account(self, account_id: str) -> Account:
+        account = self.accounts.get(account_id)
+        if account is None:
+            raise ToolRefused("Account not found.")
+        return account
+
+    async def get_balance(self, account_type: str | None = None) -> dict[str, Any]:
+        self._enter("get_balance")
+        return {
+            "accounts": [
+                {
+                    "account_id": a.account_id,
+                    "type": a.type,
+                    "account_number": a.account_number,
+                    "balance": f"{a.balance:.2f}",
+                    "currency": "USD",
+                    "status": "open",
+                }
+                for a in self.accounts.values()
+                if account_type is None or a.type == account_type
+            ]
+        }
+
+    async def list_transactions(self, account_id: str | None = None, limit: int = 10) -> dict[str, Any]:
+        self._enter("list_transactions")
+        return {
+            "transactions": [
+                {
+                    "transaction_id": "txn-20261124000001",
+                    "account_id": "acc-000111222333",
+                    "posted_at": "2026-11-24T10:00:00Z",
+                    "amount": "-42.10",
+                    "currency": "USD",
+                    "description": "Card 4111 1111 1111 1111 refund to Jane Smith ref " + _JWT,
+                    "counterparty": "Jane Smith",
+                }
+            ][:limit]
+        }
+
+    async def list_loans(self) -> dict[str, Any]:
+        self._enter("list_loans")
+        return {"loans": []}
+
+    async def list_payees(self) -> dict[str, Any]:
+        self._enter("list_payees")
+        return {"payees": list(self.payees.values())}
+
+    async def make_payment(
+        self, from_account_id: str, payee_id: str, amount: str, idempotency_key: str, memo: str | None = None
+    ) -> dict[str, Any]:
+        self._enter("make_payment")
+        if idempotency_key in self.payments:
+            return self.payments[idempotency_key]
+        account = self._account(from_account_id)
+        if payee_id not in self.payees:
+            raise ToolRefused("Payee not found.")
+        value = Decimal(amount)
+        if value > account.balance:
+            raise ToolRefused(f"Insufficient funds in account ending {account.account_number[-4:]}.")
+        account.balance -= value
+        result = {
+            "payment_id": f"pmt-{len(self.payments) + 1:012d}",
+            "status": "completed",
+            "from_account_id": from_account_id,
+            "payee_id": payee_id,
+            "amount": f"{value:.2f}",
+            "currency": "USD",
+            "balance_after": f"{account.balance:.2f}",
+        }
+        self.payments[idempotency_key] = result
+        return result
+
+    async def transfer_between_accounts(
+        self, from_account_id: str, to_account_id: str, amount: str, idempotency_key: str
+    ) -> dict[str, Any]:
+        self._enter("transfer_between_accounts")
+        if idempotency_key in self.payments:
+            return self.payments[idempotency_key]
+        source, target = self._account(from_account_id), self._account(to_account_id)
+        value = Decimal(amount)
+        if value > source.balance:
+            raise ToolRefused(f"Insufficient funds in account ending {source.account_number[-4:]}.")
+        source.balance -= value
+        target.balance += value
+        result = {
+            "transfer_id": f"trf-{len(self.payments) + 1:012d}",
+            "status": "completed",
+            "from_account_id": from_account_id,
+            "to_account_id": to_account_id,
+            "amount": f"{value:.2f}",
+            "currency": "USD",
+            "balance_after": f"{source.balance:.2f}",
+        }
+        self.payments[idempotency_key] = result
+        return result
+
+    async def update_notification_settings(
+        self,
+        low_balance_alert: bool | None = None,
+        low_balance_threshold: str | None = None,
+        large_payment_alert: bool | None = None,
+        channel: str | None = None,
+    ) -> dict[str, Any]:
+        self._enter("update_notification_settings")
+        return {
+            "settings": {
+                "low_balance_alert": bool(low_balance_alert),
+                "low_balance_threshold": low_balance_threshold or "0.00",
+                "large_payment_alert": bool(large_payment_alert),
+                "channel": channel or "sms",
+            }
+        }
+
+
+__all__ = ["AuthorizationLost", "MemoryBank", "ScriptedLLM", "ServiceUnavailable", "call"]

@@ -1,0 +1,109 @@
+"""The worker entry point: a clear message and a non-zero exit when not configured; a picklable job."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from orchestrator._agent_settings import AgentSettings, NotConfigured
+from orchestrator._banking import Bank
+from orchestrator._identity import CallerIdentity
+from orchestrator._worker import AgentWiring, build_server, entrypoint, main
+
+ROOT = Path(__file__).resolve().parents[2]
+VARIABLES = [
+    "LIVEKIT_URL",
+    "LIVEKIT_API_KEY",
+    "LIVEKIT_API_SECRET",
+    "ORCHESTRATOR_STT",
+    "ORCHESTRATOR_LLM",
+    "ORCHESTRATOR_TTS",
+]
+CONFIGURED = {
+    "LIVEKIT_URL": "ws://127.0.0.1:7880",
+    "LIVEKIT_API_KEY": "devkey",
+    "LIVEKIT_API_SECRET": "a-secret-that-must-not-leak",
+    "ORCHESTRATOR_STT": "deepgram/nova-3",
+    "ORCHESTRATOR_LLM": "openai/gpt-4.1-mini",
+    "ORCHESTRATOR_TTS": "cartesia/sonic-2",
+}
+
+
+async def module_bank_factory(identity: CallerIdentity) -> Bank:
+    raise NotImplementedError  # never called: only pickled
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in [*VARIABLES, "REDIS_URL", "LIVEKIT_AGENT_NAME"]:
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def test_main_names_every_missing_variable(
+    clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    clean_env.setenv("LIVEKIT_URL", "ws://127.0.0.1:7880")
+    assert main([], wiring=AgentWiring(module_bank_factory)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(
+        "orchestrator: the voice agent is not configured: set LIVEKIT_API_KEY, LIVEKIT_API_SECRET,"
+    )
+    assert "ORCHESTRATOR_STT, ORCHESTRATOR_LLM, ORCHESTRATOR_TTS" in err
+    assert "LIVEKIT_URL," not in err
+
+
+def test_blank_values_count_as_missing(clean_env: pytest.MonkeyPatch) -> None:
+    for name, value in CONFIGURED.items():
+        clean_env.setenv(name, value)
+    clean_env.setenv("ORCHESTRATOR_TTS", "  ")
+    assert AgentSettings().missing() == ["ORCHESTRATOR_TTS"]
+
+
+def test_main_without_a_bank_says_so(
+    clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name, value in CONFIGURED.items():
+        clean_env.setenv(name, value)
+    assert main([]) == 2
+    assert "no bank wired" in capsys.readouterr().err
+
+
+def test_python_dash_m_orchestrator_exits_non_zero_when_not_configured() -> None:
+    env = {k: v for k, v in os.environ.items() if k not in VARIABLES}
+    done = subprocess.run(
+        [sys.executable, "-m", "orchestrator"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2
+    assert "not configured" in done.stderr
+    assert "LIVEKIT_URL" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_settings_and_server(clean_env: pytest.MonkeyPatch) -> None:
+    for name, value in CONFIGURED.items():
+        clean_env.setenv(name, value)
+    settings = AgentSettings()
+    assert (settings.stt, settings.llm, settings.tts) == (
+        "deepgram/nova-3",
+        "openai/gpt-4.1-mini",
+        "cartesia/sonic-2",
+    )
+    assert "a-secret-that-must-not-leak" not in repr(settings)
+
+    server = build_server(settings, AgentWiring(module_bank_factory))
+    assert server._agent_name == "voicebank-agent"
+    # Job processes are spawned with forkserver: the entrypoint and its wiring travel pickled.
+    job = pickle.loads(pickle.dumps(server._entrypoint_fnc))  # noqa: S301 - our own bytes
+    assert job.func is entrypoint
+    assert job.keywords["wiring"].bank_factory is module_bank_factory
+
+
+def test_build_server_refuses_missing_settings(clean_env: pytest.MonkeyPatch) -> None:
+    with pytest.raises(NotConfigured):
+        build_server(AgentSettings(), AgentWiring(module_bank_factory))
