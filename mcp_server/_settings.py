@@ -8,6 +8,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ._db import sqlite_url
+from ._errors import InvalidAmount
 from ._money import parse_cents
 
 
@@ -28,8 +29,12 @@ class McpSettings(BaseSettings):
     @field_validator("mcp_payment_limit")
     @classmethod
     def _limit_is_money(cls, value: str) -> str:
-        if parse_cents(value) <= 0:
-            raise ValueError("MCP_PAYMENT_LIMIT must be a positive amount")
+        try:
+            cents = parse_cents(value)
+        except InvalidAmount:
+            cents = 0
+        if cents <= 0:
+            raise ValueError("MCP_PAYMENT_LIMIT must be a positive amount like 5000.00")
         return value
 
     @property

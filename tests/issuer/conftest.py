@@ -140,7 +140,9 @@ class Harness:
     async def session(self, user_id: str = "alice", scope: str = "read transact configure") -> dict[str, Any]:
         bearer = await self.bearer("backend", "sessions:create")
         response = await self.http.post(
-            "/sessions", json={"user_id": user_id, "scope": scope}, headers={"Authorization": f"Bearer {bearer}"}
+            "/sessions",
+            json={"user_id": user_id, "scope": scope},
+            headers={"Authorization": f"Bearer {bearer}"},
         )
         assert response.status_code == 201, response.text
         body: dict[str, Any] = response.json()
@@ -152,7 +154,9 @@ class Harness:
             client_id, grant_type=TOKEN_EXCHANGE, subject_token=grant, subject_token_type=JWT_TYPE, **params
         )
 
-    async def refresh(self, refresh_token: str, client_id: str = "orchestrator", **params: str) -> httpx.Response:
+    async def refresh(
+        self, refresh_token: str, client_id: str = "orchestrator", **params: str
+    ) -> httpx.Response:
         return await self.token(client_id, grant_type="refresh_token", refresh_token=refresh_token, **params)
 
     async def login(self, scope: str = "read") -> dict[str, Any]:

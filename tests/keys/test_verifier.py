@@ -545,3 +545,16 @@ def test_error_codes_are_stable() -> None:
     assert codes["UnsupportedAlgorithm"] == "unsupported_alg"
     assert codes["KeysUnavailable"] == "jwks_unavailable"
     assert len(set(codes.values())) == len(codes)
+
+
+def test_static_keys(key_pairs: dict[str, KeyPair], clock: Clock) -> None:
+    verify_keys = [keys.VerifyKey.from_jwk(p.public_jwk()) for p in key_pairs.values()]
+    source = StaticKeys.from_keys(verify_keys)
+    assert source.kids == {p.kid for p in key_pairs.values()}
+    es = key_pairs["ES256"]
+    assert Verifier(source, POLICY, clock=clock).verify(keys.sign(claims(), es, typ="at+jwt"))
+    with pytest.raises(keys.KeyMaterialError, match="twice"):
+        StaticKeys({"keys": [es.public_jwk(), es.public_jwk()]})
+    for bad in ({"keys": "x"}, {}, [es.public_jwk()], {"keys": [{**es.public_jwk(), "d": "AAAA"}]}):
+        with pytest.raises(keys.KeyMaterialError):
+            StaticKeys(bad)  # type: ignore[arg-type]

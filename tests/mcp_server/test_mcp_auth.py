@@ -1,4 +1,4 @@
-"""Bearer auth over HTTP: every rejection is a 401 with the challenge, scopes give 403, transact is single-use."""
+"""Bearer auth over HTTP: rejections are 401 with the challenge, scopes 403, transact single-use."""
 
 from __future__ import annotations
 
@@ -125,12 +125,36 @@ def _rejections(mint: Mint, clock: FakeClock) -> dict[str, tuple[str, str]]:
 
 
 REJECTIONS = [
-    "swapped signature", "swapped payload", "expired", "not yet valid", "wrong audience", "wrong issuer",
-    "wrong typ", "session grant typ", "alg none", "alg HS256", "jku header", "jwk header", "x5u header",
-    "x5c header", "crit header", "unknown kid", "missing jti", "missing sub", "missing client_id",
-    "missing scope", "missing exp", "string exp", "null sub", "number scope", "lifetime too long", "too large", "not a jwt",
-    "four segments", "garbage segments",
-]  # fmt: skip
+    "swapped signature",
+    "swapped payload",
+    "expired",
+    "not yet valid",
+    "wrong audience",
+    "wrong issuer",
+    "wrong typ",
+    "session grant typ",
+    "alg none",
+    "alg HS256",
+    "jku header",
+    "jwk header",
+    "x5u header",
+    "x5c header",
+    "crit header",
+    "unknown kid",
+    "missing jti",
+    "missing sub",
+    "missing client_id",
+    "missing scope",
+    "missing exp",
+    "string exp",
+    "null sub",
+    "number scope",
+    "lifetime too long",
+    "too large",
+    "not a jwt",
+    "four segments",
+    "garbage segments",
+]
 
 
 @pytest.mark.parametrize("name", REJECTIONS)
@@ -238,8 +262,8 @@ async def test_user_isolation_whatever_the_ids(app: Starlette, mint: Mint, bank:
         ("read", "list_transactions", {"account_id": bob_checking}),
         ("transact", "make_payment", {"from_account_id": bob_checking, "payee_id": alice_payee}),
         ("transact", "make_payment", {"from_account_id": bob_checking, "payee_id": bob_payee}),
-        ("transact", "transfer_between_accounts", {"from_account_id": bob_checking, "to_account_id": alice_checking}),
-        ("transact", "transfer_between_accounts", {"from_account_id": alice_checking, "to_account_id": bob_checking}),
+        ("transact", "transfer_between_accounts", {"from_account_id": bob_checking, "to_account_id": alice_checking}),  # noqa: E501
+        ("transact", "transfer_between_accounts", {"from_account_id": alice_checking, "to_account_id": bob_checking}),  # noqa: E501
     ]  # fmt: skip
     for scope, tool, arguments in attempts:
         if scope == "transact":

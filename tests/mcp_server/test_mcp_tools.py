@@ -29,7 +29,7 @@ async def accounts(app: Starlette, mint: Mint, user: str = "alice") -> dict[str,
     """Open accounts by type, plus "closed"."""
     rows = (await call(app, mint(user), "get_balance"))["accounts"]
     ids = {a["type"]: a["account_id"] for a in rows if a["status"] == "open"}
-    ids.update({"closed": a["account_id"] for a in rows if a["status"] == "closed"})
+    ids["closed"] = next(a["account_id"] for a in rows if a["status"] == "closed")
     return ids
 
 

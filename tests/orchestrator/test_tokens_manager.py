@@ -3,113 +3,80 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
+import json
+import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from freezegun import freeze_time
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 import keys
+from issuer import IssuerSettings, assertion_form, create_app
 from orchestrator._banking import AuthorizationLost, ServiceUnavailable, ToolRefused
 from orchestrator._issuer_client import IssuerClient
 from orchestrator._token_manager import TokenManager
 from orchestrator._tokens_errors import GrantRevoked, SessionEnded
 from orchestrator._tokens_retry import RetryPolicy
 
-ISSUER = "http://issuer.test"
-CLIENT_KEY = keys.generate_key("ES256")
+ISSUER = "http://127.0.0.1:8000"
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+CLIENT_KEYS = {name: keys.generate_key("ES256") for name in ("orchestrator", "backend")}
 
 
-@dataclass
-class _Family:
-    scope: set[str]
-    current: str
-    revoked: bool = False
-    spent: set[str] = field(default_factory=set)
+def _wall_clock() -> float:
+    return time.time()  # looked up at call time: freezegun moves it
 
 
-class StandInIssuer:
-    """A minimal issuer following DESIGN.md wire formats: single-use grants, rotating refresh families."""
+async def _never(_: float) -> None:
+    await asyncio.Event().wait()  # the issuer's key-rotation loop: not under test here
 
-    def __init__(self, grant_scope: str = "read transact configure") -> None:
-        self.grants = {"grant-1": set(grant_scope.split())}
-        self.families: dict[str, _Family] = {}
-        self.app = Starlette(routes=[Route("/token", self.token, methods=["POST"]), Route("/revoke", self.revoke, methods=["POST"])])
 
-    def _family(self, token: str) -> _Family | None:
-        return next((f for f in self.families.values() if token == f.current or token in f.spent), None)
-
-    async def _form(self, request: Request) -> dict[str, str] | None:
-        form = {k: v[0] for k, v in parse_qs((await request.body()).decode()).items()}
-        try:
-            header, payload, signature = form["client_assertion"].split(".")
-            keys.VerifyKey.from_jwk(CLIENT_KEY.public_jwk()).check_signature(
-                f"{header}.{payload}".encode(), keys._b64.b64url_decode(signature)  # type: ignore[attr-defined]
-            )
-        except (KeyError, ValueError, keys.TokenError):
-            return None
-        return form
-
-    async def token(self, request: Request) -> Response:
-        form = await self._form(request)
-        if form is None:
-            return JSONResponse({"error": "invalid_client"}, 401)
-        scope = form.get("scope", "read")
-        if form["grant_type"] == "urn:ietf:params:oauth:grant-type:token-exchange":
-            granted = self.grants.pop(form["subject_token"], None)
-            if granted is None:
-                return JSONResponse({"error": "invalid_grant"}, 400)
-            family = _Family(granted, secrets.token_urlsafe(8))
-            self.families[secrets.token_hex(4)] = family
-        elif form["grant_type"] == "refresh_token":
-            found = self._family(form["refresh_token"])
-            if found is None or found.revoked:
-                return JSONResponse({"error": "invalid_grant"}, 400)
-            if form["refresh_token"] in found.spent:
-                found.revoked = True  # reuse: the whole family dies
-                return JSONResponse({"error": "invalid_grant"}, 400)
-            family = found
-            family.spent.add(family.current)
-            family.current = secrets.token_urlsafe(8)
-        else:
-            return JSONResponse({"error": "unsupported_grant_type"}, 400)
-        if not set(scope.split()) <= family.scope:
-            return JSONResponse({"error": "invalid_scope"}, 400)
-        return JSONResponse(
+def issuer_settings(state: Path) -> IssuerSettings:
+    clients = {
+        "clients": [
             {
-                "access_token": f"at-{scope}-{secrets.token_hex(4)}",
-                "token_type": "Bearer",
-                "expires_in": 60 if scope == "transact" else 300,
-                "scope": scope,
-                "refresh_token": family.current,
+                "client_id": "orchestrator",
+                "jwks": {"keys": [CLIENT_KEYS["orchestrator"].public_jwk()]},
+                "grant_types": [TOKEN_EXCHANGE, "refresh_token"],
+                "scope": "read transact configure",
             },
-            headers={"Cache-Control": "no-store"},
-        )
-
-    async def revoke(self, request: Request) -> Response:
-        form = await self._form(request)
-        if form is None:
-            return JSONResponse({"error": "invalid_client"}, 401)
-        found = self._family(form["token"])
-        if found is not None:
-            found.revoked = True
-        return Response(status_code=200)
+            {
+                "client_id": "backend",
+                "jwks": {"keys": [CLIENT_KEYS["backend"].public_jwk()]},
+                "grant_types": ["client_credentials"],
+                "scope": "sessions:create",
+            },
+        ]
+    }
+    (state / "clients.json").write_text(json.dumps(clients))
+    return IssuerSettings(
+        issuer_url=ISSUER,
+        voicebank_state=state,
+        issuer_clients_file=state / "clients.json",
+        keys_store="file",
+        redis_url=None,
+        keys_passphrase=None,
+        voicebank_mode="dev",
+        livekit_url=None,
+        livekit_api_key=None,
+        livekit_api_secret=None,
+    )
 
 
 class Wire(httpx.AsyncBaseTransport):
-    """The network between orchestrator and issuer: records each form, and can be cut."""
+    """The network between orchestrator and issuer: records each form and answer, and can be cut."""
 
-    def __init__(self, app: Starlette) -> None:
+    def __init__(self, app: FastAPI) -> None:
         self.inner = httpx.ASGITransport(app=app)
         self.down = False
         self.forms: list[dict[str, str]] = []
+        self.answers: list[dict[str, object]] = []
         self.failed = 0
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -117,10 +84,16 @@ class Wire(httpx.AsyncBaseTransport):
             self.failed += 1
             raise httpx.ConnectError("connection refused", request=request)
         self.forms.append({k: v[0] for k, v in parse_qs(request.content.decode()).items()})
-        return await self.inner.handle_async_request(request)
+        response = await self.inner.handle_async_request(request)
+        body = await response.aread()
+        self.answers.append(json.loads(body) if body else {})
+        return httpx.Response(response.status_code, headers=response.headers, content=body)
 
     def grants(self, scope: str) -> list[dict[str, str]]:
-        return [f for f in self.forms if f.get("scope") == scope]
+        return [f for f in self.forms if f.get("scope") == scope and "grant_type" in f]
+
+    def refreshes(self) -> list[dict[str, str]]:
+        return [f for f in self.forms if f.get("grant_type") == "refresh_token"]
 
 
 async def _no_sleep(_: float) -> None:
@@ -129,197 +102,234 @@ async def _no_sleep(_: float) -> None:
 
 @dataclass
 class Rig:
-    issuer: StandInIssuer
+    """The real issuer in-process, a session on it, and the orchestrator's token manager."""
+
+    http: httpx.AsyncClient
     wire: Wire
-    tokens: TokenManager
+    frozen: Any
+    grant: str = ""
+
+    def issuer_client(self) -> IssuerClient:
+        return IssuerClient(
+            self.http,
+            issuer=ISSUER,
+            client_id="orchestrator",
+            key=CLIENT_KEYS["orchestrator"],
+            retry=RetryPolicy(attempts=3),
+            sleep=_no_sleep,
+        )
+
+    async def session(self, scope: str = "read transact configure") -> str:
+        """A fresh session grant from `/sessions`, as the user's app backend would get it."""
+        auth = assertion_form("backend", CLIENT_KEYS["backend"], f"{ISSUER}/token", time.time())
+        answer = await self.http.post(
+            f"{ISSUER}/token", data={"grant_type": "client_credentials", "scope": "sessions:create", **auth}
+        )
+        assert answer.status_code == 200, answer.text
+        bearer = answer.json()["access_token"]
+        created = await self.http.post(
+            f"{ISSUER}/sessions",
+            json={"user_id": "alice", "scope": scope},
+            headers={"Authorization": f"Bearer {bearer}"},
+        )
+        assert created.status_code == 201, created.text
+        grant: str = created.json()["session_grant"]
+        self.wire.forms.clear()
+        self.wire.answers.clear()
+        return grant
+
+    async def started(self, scope: str = "read transact configure") -> TokenManager:
+        tokens = TokenManager(self.issuer_client())
+        await tokens.start(await self.session(scope), "read")
+        return tokens
 
 
 @pytest.fixture
-async def rig() -> AsyncIterator[Rig]:
-    issuer = StandInIssuer()
-    wire = Wire(issuer.app)
-    async with httpx.AsyncClient(transport=wire) as http:
-        client = IssuerClient(
-            http, issuer=ISSUER, client_id="orchestrator", key=CLIENT_KEY, retry=RetryPolicy(attempts=3), sleep=_no_sleep
-        )
-        yield Rig(issuer, wire, TokenManager(client))
+async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+    # Built before freezing: FastAPI imports pydantic.v1 lazily, which breaks under freezegun's date.
+    app = create_app(issuer_settings(tmp_path), clock=_wall_clock, rotation_sleep=_never)
+    with freeze_time("2026-03-01 09:00:00", real_asyncio=True) as frozen:
+        async with app.router.lifespan_context(app):
+            wire = Wire(app)
+            async with httpx.AsyncClient(transport=wire) as http:
+                yield Rig(http, wire, frozen)
 
 
 async def test_two_hour_call_with_a_tool_every_20_s_refreshes_read_about_every_240_s(rig: Rig) -> None:
-    with freeze_time("2026-03-01 09:00:00", real_asyncio=True) as frozen:
-        await rig.tokens.start("grant-1", "read")
-        served: set[str] = set()
-        refresh_tokens_seen: list[str] = []
-        for _ in range(7200 // 20 + 1):  # t = 0, 20, ..., 7200
-            served.add(await rig.tokens.get_token("read"))
-            frozen.tick(20)
+    tokens = await rig.started()
+    served: set[str] = set()
+    for _ in range(7200 // 20 + 1):  # t = 0, 20, ..., 7200: every call succeeds
+        served.add(await tokens.get_token("read"))
+        rig.frozen.tick(20)
     read_grants = rig.wire.grants("read")
     assert 30 <= len(read_grants) <= 31  # the exchange, then one refresh each 240 s
     assert len(served) == len(read_grants)
-    refreshes = [f for f in read_grants if f["grant_type"] == "refresh_token"]
-    refresh_tokens_seen = [f["refresh_token"] for f in refreshes]
-    assert len(set(refresh_tokens_seen)) == len(refresh_tokens_seen)  # each refresh presents a new token
-    family = next(iter(rig.issuer.families.values()))
-    assert not family.revoked
-    assert family.spent == set(refresh_tokens_seen)
+    # Each refresh presents exactly the refresh token the previous answer handed out.
+    handed_out = [a["refresh_token"] for a in rig.wire.answers]
+    presented = [f["refresh_token"] for f in rig.wire.refreshes()]
+    assert presented == handed_out[:-1]
+    assert len(set(handed_out)) == len(handed_out)
+    assert tokens.lost is None
 
 
 async def test_100_concurrent_callers_at_expiry_cause_exactly_one_refresh(rig: Rig) -> None:
-    with freeze_time("2026-03-01 09:00:00", real_asyncio=True) as frozen:
-        await rig.tokens.start("grant-1", "read")
-        first = await rig.tokens.get_token("read")
-        frozen.tick(300)  # the token has just expired
-        tokens = await asyncio.gather(*(rig.tokens.get_token("read") for _ in range(100)))
-    assert len(set(tokens)) == 1
-    assert tokens[0] != first
-    assert len([f for f in rig.wire.forms if f["grant_type"] == "refresh_token"]) == 1
+    tokens = await rig.started()
+    first = await tokens.get_token("read")
+    rig.frozen.tick(300)  # the token has just expired
+    got = await asyncio.gather(*(tokens.get_token("read") for _ in range(100)))
+    assert len(set(got)) == 1
+    assert got[0] != first
+    assert len(rig.wire.refreshes()) == 1
 
 
 async def test_concurrent_scopes_are_serialised_so_no_refresh_token_is_presented_twice(rig: Rig) -> None:
-    with freeze_time("2026-03-01 09:00:00", real_asyncio=True):
-        await rig.tokens.start("grant-1", "read")
-        got = await asyncio.gather(
-            *(rig.tokens.get_token(s) for s in ["configure", "transact", "transact", "configure", "transact"] * 4)
-        )
+    tokens = await rig.started()
+    scopes = ["configure", "transact", "transact", "configure", "transact", "read"] * 4
+    got = await asyncio.gather(*(tokens.get_token(s) for s in scopes))
     assert all(got)
-    presented = [f["refresh_token"] for f in rig.wire.forms if f["grant_type"] == "refresh_token"]
+    presented = [f["refresh_token"] for f in rig.wire.refreshes()]
     assert len(presented) == len(set(presented))
-    assert not next(iter(rig.issuer.families.values())).revoked
+    assert tokens.lost is None
+    assert await tokens.get_token("transact")  # the family is alive
 
 
 async def test_transact_tokens_are_fresh_every_time_and_never_cached(rig: Rig) -> None:
-    with freeze_time("2026-03-01 09:00:00", real_asyncio=True):
-        await rig.tokens.start("grant-1", "read")
-        t1 = await rig.tokens.get_token("transact")
-        t2 = await rig.tokens.get_token("transact")
+    tokens = await rig.started()
+    t1 = await tokens.get_token("transact")
+    t2 = await tokens.get_token("transact")
     assert t1 != t2
     assert len(rig.wire.grants("transact")) == 2
+    assert [a["expires_in"] for a in rig.wire.answers[-2:]] == [60, 60]
 
 
 async def test_configure_is_cached_like_read(rig: Rig) -> None:
-    with freeze_time("2026-03-01 09:00:00", real_asyncio=True) as frozen:
-        await rig.tokens.start("grant-1", "read")
-        c1 = await rig.tokens.get_token("configure")
-        frozen.tick(200)
-        assert await rig.tokens.get_token("configure") == c1
-        frozen.tick(41)
-        assert await rig.tokens.get_token("configure") != c1
+    tokens = await rig.started()
+    c1 = await tokens.get_token("configure")
+    rig.frozen.tick(200)
+    assert await tokens.get_token("configure") == c1
+    rig.frozen.tick(41)
+    assert await tokens.get_token("configure") != c1
     assert len(rig.wire.grants("configure")) == 2
 
 
-async def test_issuer_down_serves_the_cached_token_until_expiry_then_unavailable_then_recovers(rig: Rig) -> None:
-    with freeze_time("2026-03-01 09:00:00", real_asyncio=True) as frozen:
-        await rig.tokens.start("grant-1", "read")
-        cached = await rig.tokens.get_token("read")
-        rig.wire.down = True
-        for _ in range(14):  # t = 20 .. 280: still valid, even past the early-refresh point
-            frozen.tick(20)
-            assert await rig.tokens.get_token("read") == cached
-        assert rig.wire.failed > 0  # it did try to refresh ahead of expiry
-        frozen.tick(20)  # t = 300: expired
-        with pytest.raises(ServiceUnavailable) as caught:
-            await rig.tokens.get_token("read")
-        assert "try again" in str(caught.value)
-        assert rig.tokens.lost is None  # unavailable is not lost
-        rig.wire.down = False
-        frozen.tick(20)
-        recovered = await rig.tokens.get_token("read")
+async def test_issuer_down_serves_the_cached_token_until_expiry_then_unavailable_then_recovers(
+    rig: Rig,
+) -> None:
+    tokens = await rig.started()
+    cached = await tokens.get_token("read")
+    rig.wire.down = True
+    for _ in range(14):  # t = 20 .. 280: still valid, even past the early-refresh point
+        rig.frozen.tick(20)
+        assert await tokens.get_token("read") == cached
+    assert rig.wire.failed > 0  # it did try to refresh ahead of expiry
+    rig.frozen.tick(20)  # t = 300: expired
+    with pytest.raises(ServiceUnavailable) as caught:
+        await tokens.get_token("read")
+    assert "try again" in str(caught.value)
+    assert tokens.lost is None  # unavailable is not lost
+    rig.wire.down = False
+    rig.frozen.tick(20)
+    recovered = await tokens.get_token("read")
     assert recovered != cached
+    assert len(rig.wire.refreshes()) == 1
 
 
 async def test_early_refresh_failures_are_not_retried_on_every_call(rig: Rig) -> None:
-    with freeze_time("2026-03-01 09:00:00", real_asyncio=True) as frozen:
-        await rig.tokens.start("grant-1", "read")
-        await rig.tokens.get_token("read")
-        rig.wire.down = True
-        frozen.tick(250)
-        for _ in range(10):
-            await rig.tokens.get_token("read")
-        assert rig.wire.failed == 3  # one refresh (three tries), then a quiet period while the token lasts
+    tokens = await rig.started()
+    await tokens.get_token("read")
+    rig.wire.down = True
+    rig.frozen.tick(250)
+    for _ in range(10):
+        await tokens.get_token("read")
+    assert rig.wire.failed == 3  # one refresh (three tries), then a quiet period while the token lasts
 
 
 async def test_invalid_grant_loses_authorization_and_the_issuer_is_never_called_again(rig: Rig) -> None:
-    with freeze_time("2026-03-01 09:00:00", real_asyncio=True) as frozen:
-        await rig.tokens.start("grant-1", "read")
-        next(iter(rig.issuer.families.values())).revoked = True  # e.g. a reused token revoked the family
-        frozen.tick(300)
-        with pytest.raises(GrantRevoked) as caught:
-            await rig.tokens.get_token("read")
-        assert isinstance(caught.value, AuthorizationLost)
-        calls = len(rig.wire.forms)
-        for scope in ("read", "configure", "transact"):
-            with pytest.raises(AuthorizationLost):
-                await rig.tokens.get_token(scope)
-        assert await rig.tokens.revoke() is True
-    assert len(rig.wire.forms) == calls
-    assert rig.tokens.lost is not None
-    assert rig.tokens.lost.code == "grant_revoked"
-
-
-async def test_a_stolen_and_reused_refresh_token_ends_the_session(rig: Rig) -> None:
-    with freeze_time("2026-03-01 09:00:00", real_asyncio=True):
-        await rig.tokens.start("grant-1", "read")
-        await rig.tokens.get_token("transact")
-        stolen = rig.wire.forms[-1]["refresh_token"]  # already spent by us
-        family = next(iter(rig.issuer.families.values()))
-        family.spent.add(stolen)
-        async with httpx.AsyncClient(transport=rig.wire) as http:
-            thief = IssuerClient(http, issuer=ISSUER, client_id="orchestrator", key=CLIENT_KEY, sleep=_no_sleep)
-            with pytest.raises(GrantRevoked):
-                await thief.refresh(stolen, "read")
+    tokens = await rig.started()
+    await tokens.get_token("configure")
+    spent = rig.wire.refreshes()[-1]["refresh_token"]
+    # A replayed (stolen) refresh token: the issuer revokes the whole family.
+    with pytest.raises(GrantRevoked):
+        await rig.issuer_client().refresh(spent, "read")
+    rig.frozen.tick(300)
+    calls = len(rig.wire.forms)
+    with pytest.raises(GrantRevoked) as caught:
+        await tokens.get_token("read")
+    assert isinstance(caught.value, AuthorizationLost)
+    assert "no longer have permission" in str(caught.value)
+    assert len(rig.wire.forms) == calls + 1
+    for scope in ("read", "configure", "transact", "read"):
         with pytest.raises(AuthorizationLost):
-            await rig.tokens.get_token("transact")
+            await tokens.get_token(scope)
+    assert await tokens.revoke() is True
+    assert len(rig.wire.forms) == calls + 1  # nothing more reached the issuer
+    assert tokens.lost is not None
+    assert tokens.lost.code == "grant_revoked"
+
+
+async def test_a_cached_token_is_not_served_once_authorization_is_lost(rig: Rig) -> None:
+    tokens = await rig.started()
+    assert await tokens.get_token("read")  # cached, valid for 240 s more
+    current = rig.wire.answers[-1]["refresh_token"]
+    auth = assertion_form("orchestrator", CLIENT_KEYS["orchestrator"], f"{ISSUER}/token", time.time())
+    revoked = await rig.http.post(f"{ISSUER}/revoke", data={"token": current, **auth})
+    assert revoked.status_code == 200
+    with pytest.raises(GrantRevoked):
+        await tokens.get_token("transact")
+    with pytest.raises(AuthorizationLost):
+        await tokens.get_token("read")
 
 
 async def test_invalid_scope_refuses_that_tool_but_keeps_the_session(rig: Rig) -> None:
-    issuer = StandInIssuer(grant_scope="read")
-    wire = Wire(issuer.app)
-    async with httpx.AsyncClient(transport=wire) as http:
-        tokens = TokenManager(IssuerClient(http, issuer=ISSUER, client_id="orchestrator", key=CLIENT_KEY))
-        await tokens.start("grant-1", "read")
-        with pytest.raises(ToolRefused, match="payments"):
-            await tokens.get_token("transact")
-        assert tokens.lost is None
-        assert await tokens.get_token("read")
+    tokens = await rig.started(scope="read")
+    with pytest.raises(ToolRefused, match="payments"):
+        await tokens.get_token("transact")
+    assert tokens.lost is None
+    rig.frozen.tick(250)
+    assert await tokens.get_token("read")
+    assert tokens.lost is None
 
 
 async def test_invalidate_forces_one_refresh_but_not_when_already_replaced(rig: Rig) -> None:
-    with freeze_time("2026-03-01 09:00:00", real_asyncio=True):
-        await rig.tokens.start("grant-1", "read")
-        old = await rig.tokens.get_token("read")
-        rig.tokens.invalidate("read", old)
-        new = await rig.tokens.get_token("read")
-        assert new != old
-        rig.tokens.invalidate("read", old)  # a late 401 for the old token must not drop the new one
-        assert await rig.tokens.get_token("read") == new
+    tokens = await rig.started()
+    old = await tokens.get_token("read")
+    tokens.invalidate("read", old)
+    new = await tokens.get_token("read")
+    assert new != old
+    tokens.invalidate("read", old)  # a late 401 for the old token must not drop the new one
+    assert await tokens.get_token("read") == new
     assert len(rig.wire.grants("read")) == 2
 
 
 async def test_revoke_at_call_end_revokes_the_family_and_ends_the_session(rig: Rig) -> None:
-    with freeze_time("2026-03-01 09:00:00", real_asyncio=True):
-        await rig.tokens.start("grant-1", "read")
-        await rig.tokens.get_token("configure")
-        assert await rig.tokens.revoke() is True
-        assert next(iter(rig.issuer.families.values())).revoked
-        with pytest.raises(SessionEnded):
-            await rig.tokens.get_token("read")
-        assert await rig.tokens.revoke() is True  # twice is harmless and does not call the issuer
+    tokens = await rig.started()
+    await tokens.get_token("configure")
+    last = rig.wire.answers[-1]["refresh_token"]
+    assert await tokens.revoke() is True
+    assert rig.wire.forms[-1]["token"] == last
+    with pytest.raises(SessionEnded):
+        await tokens.get_token("read")
+    assert await tokens.revoke() is True  # twice is harmless and does not call the issuer
     assert len([f for f in rig.wire.forms if "token" in f]) == 1
+    # The issuer agrees: the revoked family refreshes no more.
+    with pytest.raises(GrantRevoked):
+        await rig.issuer_client().refresh(str(last), "read")
 
 
 async def test_revoke_with_the_issuer_down_reports_false_and_still_ends_the_session(rig: Rig) -> None:
-    await rig.tokens.start("grant-1", "read")
+    tokens = await rig.started()
     rig.wire.down = True
-    assert await rig.tokens.revoke() is False
+    assert await tokens.revoke() is False
     with pytest.raises(AuthorizationLost):
-        await rig.tokens.get_token("read")
+        await tokens.get_token("read")
 
 
 async def test_a_spent_session_grant_is_refused(rig: Rig) -> None:
-    await rig.tokens.start("grant-1", "read")
-    async with httpx.AsyncClient(transport=rig.wire) as http:
-        again = TokenManager(IssuerClient(http, issuer=ISSUER, client_id="orchestrator", key=CLIENT_KEY))
-        with pytest.raises(AuthorizationLost):
-            await again.start("grant-1", "read")
+    grant = await rig.session()
+    tokens = TokenManager(rig.issuer_client())
+    await tokens.start(grant, "read")
+    again = TokenManager(rig.issuer_client())
+    with pytest.raises(AuthorizationLost):
+        await again.start(grant, "read")
     with pytest.raises(RuntimeError):
-        await rig.tokens.start("grant-1", "read")
+        await tokens.start(grant, "read")

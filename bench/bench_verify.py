@@ -1,0 +1,181 @@
+"""Verify throughput: our Verifier (cached keys) against raw `cryptography` on the same tokens, side by side.
+
+Run: .venv/bin/python bench/bench_verify.py [--rounds N] [--seconds S]
+Rounds interleave every implementation, so a noisy machine slows them all alike; the ratio reported is the
+median of per-round ratios. Writes bench/results/verify.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import statistics
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from joserfc import jwt as jose_jwt
+from joserfc.errors import SecurityWarning
+from joserfc.jwk import ECKey, OKPKey, RSAKey
+
+import keys
+
+ISSUER = "http://127.0.0.1:8000"
+AUDIENCE = "http://127.0.0.1:8001/mcp"
+NOW = 1_700_000_000.0
+TARGETS = {"ES256": 0.85, "RS256": 0.6, "EdDSA": 0.85}
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def access_claims() -> dict[str, Any]:
+    """A realistic RFC 9068 access token of DESIGN.md."""
+    return {
+        "iss": ISSUER,
+        "sub": "alice",
+        "aud": AUDIENCE,
+        "exp": int(NOW) + 300,
+        "iat": int(NOW),
+        "nbf": int(NOW),
+        "jti": "Jx3k9Q2mZt7Lw4RfB8vN1A",
+        "client_id": "orchestrator",
+        "scope": "read",
+        "sid": "room-7f3a9c",
+        "act": {"sub": "orchestrator"},
+    }
+
+
+def raw_verifier(token: str, public_key: Any, alg: str) -> Callable[[], None]:
+    """Only what any verifier must do: split, decode the signature, DER-encode (ES256), verify."""
+    ecdsa = ec.ECDSA(hashes.SHA256())
+    pkcs1, sha256 = padding.PKCS1v15(), hashes.SHA256()
+
+    def run() -> None:
+        header, payload, signature = token.split(".")
+        sig = base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4))
+        signing_input = f"{header}.{payload}".encode()
+        if alg == "ES256":
+            der = encode_dss_signature(int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big"))
+            public_key.verify(der, signing_input, ecdsa)
+        elif alg == "RS256":
+            public_key.verify(sig, signing_input, pkcs1, sha256)
+        else:
+            public_key.verify(sig, signing_input)
+
+    return run
+
+
+def jwks_cache_source(jwks: dict[str, Any]) -> keys.JWKSCache:
+    """A JWKSCache loaded once over HTTP (an in-process transport): the MCP server's real key source."""
+    body = json.dumps(jwks).encode()
+    transport = httpx.MockTransport(
+        lambda request: httpx.Response(200, content=body, headers={"cache-control": "max-age=3600"})
+    )
+
+    async def load() -> keys.JWKSCache:
+        async with httpx.AsyncClient(transport=transport) as client:
+            cache = keys.JWKSCache("http://issuer/.well-known/jwks.json", client, clock=lambda: NOW)
+            await cache.refresh()
+            return cache
+
+    return asyncio.run(load())
+
+
+def implementations(alg: keys.Algorithm) -> dict[str, Callable[[], Any]]:
+    pair = keys.generate_key(alg)
+    token = keys.sign(access_claims(), pair, typ="at+jwt")
+    jwks = {"keys": [pair.public_jwk()]}
+    policy = keys.VerifyPolicy(ISSUER, AUDIENCE)
+    static = keys.Verifier(keys.StaticKeys(jwks), policy, clock=lambda: NOW)
+    cached = keys.Verifier(jwks_cache_source(jwks), policy, clock=lambda: NOW)
+    jose_key = {"ES256": ECKey, "RS256": RSAKey, "EdDSA": OKPKey}[alg].import_key(pair.private_pem(None))
+    registry = jose_jwt.JWTClaimsRegistry(
+        now=int(NOW), leeway=60, iss={"essential": True, "value": ISSUER}, aud={"value": AUDIENCE}
+    )
+
+    def joserfc_verify() -> None:
+        registry.validate(jose_jwt.decode(token, jose_key, algorithms=[alg]).claims)
+
+    public_key = pair.public_key()
+    assert isinstance(public_key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey)
+    impls: dict[str, Callable[[], Any]] = {
+        "raw cryptography": raw_verifier(token, public_key, alg),
+        "keys.Verifier (StaticKeys)": lambda: static.verify(token),
+        "keys.Verifier (JWKSCache)": lambda: cached.verify(token),
+        "joserfc jwt.decode+validate": joserfc_verify,
+    }
+    for run in impls.values():
+        run()  # every implementation accepts the token before it is timed
+    return impls
+
+
+def calibrate(run: Callable[[], Any], seconds: float) -> int:
+    """How many calls take about `seconds`."""
+    start = time.perf_counter()
+    for _ in range(20):
+        run()
+    return max(5, int(seconds / ((time.perf_counter() - start) / 20)))
+
+
+def measure(impls: dict[str, Callable[[], Any]], rounds: int, seconds: float) -> dict[str, list[float]]:
+    """Ops/s per round for each implementation, interleaved in slices of a few milliseconds.
+
+    Each round runs every implementation in many short alternating slices (rotating the order), so load from
+    other processes lands on all of them alike and the per-round ratios stay meaningful on a busy machine.
+    """
+    slice_seconds = 0.004
+    counts = {name: calibrate(run, slice_seconds) for name, run in impls.items()}
+    slices = max(1, int(seconds / slice_seconds))
+    names = list(impls)
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    for _ in range(rounds):
+        elapsed = dict.fromkeys(names, 0.0)
+        for index in range(slices):
+            for name in names[index % len(names) :] + names[: index % len(names)]:
+                run, count = impls[name], counts[name]
+                start = time.perf_counter()
+                for _ in range(count):
+                    run()
+                elapsed[name] += time.perf_counter() - start
+        for name in names:
+            samples[name].append(counts[name] * slices / elapsed[name])
+    return samples
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=0.6, help="time per implementation per round")
+    args = parser.parse_args()
+    warnings.simplefilter("ignore", SecurityWarning)  # joserfc 1.8 marks "EdDSA" deprecated (RFC 9864)
+
+    algs: tuple[keys.Algorithm, ...] = keys.ALGORITHMS
+    impls = {alg: implementations(alg) for alg in algs}
+    samples = {alg: measure(impls[alg], args.rounds, args.seconds) for alg in algs}
+
+    report: dict[str, Any] = {"benchmark": "verify", "rounds": args.rounds, "results": {}}
+    print(f"{'alg':6} {'implementation':30} {'ops/s':>10} {'ratio':>7} {'target':>7}")
+    for alg in algs:
+        raw = samples[alg]["raw cryptography"]
+        rows = {}
+        for name, values in samples[alg].items():
+            ratio = statistics.median(v / r for v, r in zip(values, raw, strict=True))
+            rows[name] = {"ops_per_s": round(statistics.median(values)), "ratio_to_raw": round(ratio, 3)}
+            target = f"{TARGETS[alg]:.2f}" if name.startswith("keys.") else ""
+            print(f"{alg:6} {name:30} {statistics.median(values):10.0f} {ratio:7.3f} {target:>7}")
+        rows_ok = rows["keys.Verifier (StaticKeys)"]["ratio_to_raw"] >= TARGETS[alg]
+        report["results"][alg] = {"target": TARGETS[alg], "meets_target": rows_ok, "implementations": rows}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "verify.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {RESULTS / 'verify.json'}")
+
+
+if __name__ == "__main__":
+    main()

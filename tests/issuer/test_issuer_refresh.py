@@ -1,0 +1,115 @@
+"""Rotating refresh tokens on memory and on real Redis: reuse, expiry, binding, one winner under races."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from issuer import IssuerSettings
+from issuer._errors import InvalidGrant
+from issuer._refresh import MemoryRefreshStore, RefreshLifetimes, RefreshStore
+from issuer._refresh_redis import RedisRefreshStore
+from keys import KeyPair
+from tests.issuer.conftest import FakeClock, Harness, running
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def h(
+    request: pytest.FixtureRequest,
+    make_settings: Callable[..., IssuerSettings],
+    clock: FakeClock,
+    client_keys: dict[str, KeyPair],
+) -> AsyncIterator[Harness]:
+    overrides: dict[str, Any] = {}
+    if request.param == "redis":
+        overrides["redis_url"] = request.getfixturevalue("redis_url")
+    async with running(make_settings(**overrides), clock, client_keys) as harness:
+        yield harness
+
+
+async def test_reuse_of_a_spent_token_revokes_the_family(h: Harness) -> None:
+    first = await h.login()
+    second = (await h.refresh(first["refresh_token"])).json()
+    reused = await h.refresh(first["refresh_token"])
+    assert reused.status_code == 400
+    assert reused.json()["error"] == "invalid_grant"
+    # The legitimate holder's newer token dies with the family.
+    assert (await h.refresh(second["refresh_token"])).json()["error"] == "invalid_grant"
+
+
+async def test_idle_expiry(h: Harness) -> None:
+    first = await h.login()
+    h.clock.advance(1800)
+    second = await h.refresh(first["refresh_token"])
+    assert second.status_code == 200
+    h.clock.advance(1801)
+    assert (await h.refresh(second.json()["refresh_token"])).json()["error"] == "invalid_grant"
+
+
+async def test_absolute_expiry_despite_steady_use(h: Harness) -> None:
+    token = (await h.login())["refresh_token"]
+    for _ in range(24):  # 24 x 30 min = 12 h, each within the idle window
+        h.clock.advance(1799)
+        response = await h.refresh(token)
+        assert response.status_code == 200, response.text
+        token = response.json()["refresh_token"]
+    h.clock.advance(1799)
+    assert (await h.refresh(token)).json()["error"] == "invalid_grant"
+
+
+async def test_scope_may_only_narrow_and_a_refused_widening_keeps_the_token(h: Harness) -> None:
+    session = await h.session("alice", "read")
+    first = (await h.exchange(session["session_grant"])).json()
+    wider = await h.refresh(first["refresh_token"], scope="read transact")
+    assert wider.json()["error"] == "invalid_scope"
+    assert (await h.refresh(first["refresh_token"], scope="read")).status_code == 200
+
+
+async def test_another_client_presenting_the_token_revokes_the_family(h: Harness) -> None:
+    first = await h.login()
+    assert (await h.refresh(first["refresh_token"], client_id="other")).json()["error"] == "invalid_grant"
+    assert (await h.refresh(first["refresh_token"])).json()["error"] == "invalid_grant"
+
+
+async def test_concurrent_refreshes_have_exactly_one_winner(h: Harness) -> None:
+    token = (await h.login())["refresh_token"]
+    responses = await asyncio.gather(*(h.refresh(token) for _ in range(20)))
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses.count(200) == 1, statuses
+    assert statuses.count(400) == 19
+
+
+async def stores(redis_url: str) -> AsyncIterator[tuple[str, RefreshStore]]:
+    lifetimes = RefreshLifetimes(idle=1800, absolute=43200)
+    yield "memory", MemoryRefreshStore(lifetimes)
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        yield "redis", RedisRefreshStore(client, lifetimes)
+    finally:
+        await client.aclose()
+
+
+async def test_store_level_race_and_hash_only_storage(redis_url: str) -> None:
+    async for name, store in stores(redis_url):
+        token = await store.create(client_id="c", sub="alice", sid="s", scope="read", now=0.0)
+        results = await asyncio.gather(
+            *(store.spend(token, client_id="c", now=1.0) for _ in range(20)), return_exceptions=True
+        )
+        winners = [r for r in results if not isinstance(r, BaseException)]
+        assert len(winners) == 1, name
+        assert all(isinstance(r, InvalidGrant) for r in results if isinstance(r, BaseException)), name
+        family, next_token = winners[0]  # type: ignore[misc]
+        assert family.revoked is False
+        # Reuse revoked the family; the winner's new token is dead too.
+        with pytest.raises(InvalidGrant):
+            await store.spend(next_token, client_id="c", now=2.0)
+    client = aioredis.Redis.from_url(redis_url)
+    keys = [k.decode() for k in await client.keys("*")]
+    await client.aclose()
+    assert hashlib.sha256(token.encode()).hexdigest() in " ".join(keys)
+    assert not any(token in k for k in keys)

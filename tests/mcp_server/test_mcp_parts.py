@@ -1,0 +1,144 @@
+"""Smaller parts of the MCP server: settings, replay store, key-event parsing, edge responses, concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+from mcp_support import FakeClock, Mint, mcp_client, post, rpc
+from sqlalchemy import Engine, func, select
+from starlette.applications import Starlette
+
+from mcp_server import Bank, McpSettings, MemoryReplayStore, ReplayStoreUnavailable, parse_key_event
+from mcp_server._models import Movement
+
+
+def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("MCP_ISSUER_URL", "https://issuer.example")
+    monkeypatch.setenv("MCP_RESOURCE_URL", "https://bank.example/mcp")
+    monkeypatch.setenv("VOICEBANK_STATE", str(tmp_path))
+    monkeypatch.setenv("MCP_PAYMENT_LIMIT", "250.50")
+    monkeypatch.delenv("BANK_DB_URL", raising=False)
+    settings = McpSettings()
+    assert settings.database_url == f"sqlite:///{tmp_path / 'bank.db'}"
+    assert settings.jwks_url == "https://issuer.example/.well-known/jwks.json"
+    assert settings.payment_limit_cents == 25_050
+    monkeypatch.setenv("BANK_DB_URL", "postgresql+psycopg://bank@db/bank")
+    assert McpSettings().database_url == "postgresql+psycopg://bank@db/bank"
+
+
+@pytest.mark.parametrize("limit", ["0", "-1", "abc"])
+def test_a_bad_payment_limit_is_refused(limit: str) -> None:
+    with pytest.raises(ValueError, match="payment"):
+        McpSettings(mcp_payment_limit=limit)
+
+
+async def test_memory_replay_store_remembers_until_expiry_plus_leeway(clock: FakeClock) -> None:
+    store = MemoryReplayStore(clock=clock, leeway=60)
+    exp = clock() + 60
+    assert await store.spend("a", exp) is True
+    assert await store.spend("a", exp) is False
+    clock.advance(119)
+    assert await store.spend("a", exp) is False
+    clock.advance(2)
+    assert await store.spend("a", exp) is True
+
+
+async def test_memory_replay_store_refuses_when_full_of_live_ids(clock: FakeClock) -> None:
+    store = MemoryReplayStore(clock=clock, max_entries=2)
+    await store.spend("a", clock() + 60)
+    await store.spend("b", clock() + 60)
+    with pytest.raises(ReplayStoreUnavailable):
+        await store.spend("c", clock() + 60)
+    clock.advance(200)
+    assert await store.spend("c", clock() + 60) is True
+
+
+@pytest.mark.parametrize(
+    ("message", "kid"),
+    [
+        (b'{"type": "revoked", "kid": "abc"}', "abc"),
+        ('{"type": "revoked", "kid": "abc"}', "abc"),
+        (b'{"type": "rotated", "kid": "abc"}', None),
+        (b'{"type": "revoked"}', None),
+        (b'{"type": "revoked", "kid": 7}', None),
+        (b'{"type": "revoked", "kid": ""}', None),
+        (b"[1, 2]", None),
+        (b"not json", None),
+        (b"\xff\xfe", None),
+    ],
+)
+def test_parse_key_event(message: bytes | str, kid: str | None) -> None:
+    assert parse_key_event(message) == kid
+
+
+async def test_healthz_and_metrics_need_no_token(http: httpx2.AsyncClient) -> None:
+    assert (await http.get("/healthz")).json() == {"status": "ok"}
+    assert (await http.get("/metrics")).status_code == 200
+
+
+async def test_an_oversized_body_is_413(app: Starlette, http: httpx2.AsyncClient, mint: Mint) -> None:
+    body = rpc("list_payees", {}) | {"padding": "x" * 1_100_000}
+    response = await post(http, mint(), body)
+    assert response.status_code == 413
+
+
+async def test_a_repeated_authorization_header_is_refused(http: httpx2.AsyncClient, mint: Mint) -> None:
+    response = await http.post(
+        "/mcp",
+        json=rpc("list_payees", {}),
+        headers=[("authorization", f"Bearer {mint()}"), ("authorization", f"Bearer {mint('bob')}")],
+    )
+    assert response.status_code == 401
+
+
+async def test_malformed_json_with_a_good_token_is_not_a_500(http: httpx2.AsyncClient, mint: Mint) -> None:
+    response = await http.post(
+        "/mcp",
+        content=b"{not json",
+        headers={"authorization": f"Bearer {mint()}", "content-type": "application/json"},
+    )
+    assert 400 <= response.status_code < 500
+
+
+async def test_twenty_concurrent_mcp_calls_with_one_key_pay_once(
+    app: Starlette, mint: Mint, bank: Bank, engine: Engine
+) -> None:
+    checking = bank.get_balance("alice", "checking")["accounts"][0]["account_id"]
+    payee = bank.list_payees("alice")["payees"][0]["payee_id"]
+    arguments = {"from_account_id": checking, "payee_id": payee, "amount": "30.00", "idempotency_key": "dup"}
+
+    async def pay() -> dict[str, Any]:
+        async with mcp_client(app, mint(scope="transact")) as client:
+            result = await client.call_tool("make_payment", arguments)
+        assert result.structured_content is not None
+        return result.structured_content
+
+    results = await asyncio.gather(*(pay() for _ in range(20)))
+    assert len({r["payment_id"] for r in results}) == 1
+    assert bank.get_balance("alice", "checking")["accounts"][0]["balance"] == "2420.13"
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(Movement)).scalar_one() == 1
+
+
+async def test_fifty_concurrent_mcp_payments_never_overdraw(app: Starlette, mint: Mint, bank: Bank) -> None:
+    checking = bank.get_balance("alice", "checking")["accounts"][0]["account_id"]
+    payee = bank.list_payees("alice")["payees"][0]["payee_id"]
+
+    async def pay(i: int) -> bool:
+        arguments = {
+            "from_account_id": checking,
+            "payee_id": payee,
+            "amount": "100.00",
+            "idempotency_key": f"k{i}",
+        }
+        async with mcp_client(app, mint(scope="transact")) as client:
+            result = await client.call_tool("make_payment", arguments, raise_on_error=False)
+        return not result.is_error
+
+    outcomes = await asyncio.gather(*(pay(i) for i in range(50)))
+    assert outcomes.count(True) == 24
+    assert bank.get_balance("alice", "checking")["accounts"][0]["balance"] == "50.13"
