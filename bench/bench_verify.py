@@ -152,7 +152,7 @@ def measure(impls: dict[str, Callable[[], Any]], rounds: int, seconds: float) ->
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--seconds", type=float, default=0.6, help="time per implementation per round")
+    parser.add_argument("--seconds", type=float, default=0.3, help="time per implementation per round")
     args = parser.parse_args()
     warnings.simplefilter("ignore", SecurityWarning)  # joserfc 1.8 marks "EdDSA" deprecated (RFC 9864)
 

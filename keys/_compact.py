@@ -11,7 +11,8 @@ from keys._errors import MalformedToken
 MAX_DEPTH = 16
 # '-' and '_' become the standard alphabet; '+', '/' and '=' become a byte strict mode refuses.
 _TO_STANDARD = bytes.maketrans(b"-_+/=", b"+/!!!")
-_PADDING = ("", "", "==", "=")
+_PADDING = (b"", b"", b"==", b"=")
+_WHITESPACE = " \t\n\r"
 _ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 # For a segment of length 2 or 3 mod 4, the last character carries unused low bits that must be zero,
 # otherwise two different strings decode to the same bytes (a malleable token).
@@ -26,7 +27,7 @@ def b64url_decode(segment: str) -> bytes:
         if rest and _UNUSED_BITS[segment[-1]] & _UNUSED_MASK[rest]:
             raise MalformedToken("segment is not canonical base64url")
         return binascii.a2b_base64(
-            segment.encode("ascii").translate(_TO_STANDARD) + _PADDING[rest].encode(), strict_mode=True
+            segment.encode("ascii").translate(_TO_STANDARD) + _PADDING[rest], strict_mode=True
         )
     except (KeyError, UnicodeEncodeError, binascii.Error):
         raise MalformedToken("segment is not base64url") from None
@@ -66,7 +67,11 @@ def json_object(data: bytes, *, strict: bool) -> dict[str, Any]:
     """A UTF-8 JSON object nested at most MAX_DEPTH deep; `strict` also refuses duplicate members."""
     try:
         text = data.decode("utf-8")
-        value = (_STRICT if strict else _FAST).decode(text)
+        # raw_decode skips the wrapper of decode(); JSON whitespace around the value stays allowed.
+        start = len(text) - len(text.lstrip(_WHITESPACE)) if text[:1] in _WHITESPACE else 0
+        value, end = (_STRICT if strict else _FAST).raw_decode(text, start)
+        if end != len(text) and text[end:].strip(_WHITESPACE):
+            raise MalformedToken("segment has data after its JSON value")
     except (UnicodeDecodeError, ValueError, RecursionError):
         # ValueError covers JSONDecodeError and integers beyond Python's digit limit.
         raise MalformedToken("segment is not a JSON object") from None

@@ -73,15 +73,17 @@ class Verifier:
 
     def verify(self, token: str) -> dict[str, Any]:
         """The claims of a valid token signed by a key the source already knows."""
-        header_seg, kid, alg = self._header(token)
+        parts = self._split(token)
+        alg, kid = self._headers.get(parts[0]) or self._parse_header(parts[0])
         key = self._keys.get(kid)
         if key is None:
             raise UnknownKey("no known key has this kid")
-        return self._finish(token, header_seg, alg, key)
+        return self._finish(token, parts, alg, key)
 
     async def verify_async(self, token: str) -> dict[str, Any]:
         """Like `verify`, but an unknown kid makes the key source refetch (rate-limited) once."""
-        header_seg, kid, alg = self._header(token)
+        parts = self._split(token)
+        alg, kid = self._headers.get(parts[0]) or self._parse_header(parts[0])
         try:
             key = self._keys.get(kid)
         except KeysUnavailable:
@@ -90,22 +92,19 @@ class Verifier:
             key = await self._keys.fetch_unknown(kid)
             if key is None:
                 raise UnknownKey("no known key has this kid")
-        return self._finish(token, header_seg, alg, key)
+        return self._finish(token, parts, alg, key)
 
-    def _header(self, token: str) -> tuple[str, str, str]:
+    def _split(self, token: str) -> list[str]:
         if type(token) is not str:
             raise MalformedToken("token is not a string")
         if len(token) > self._policy.max_size:
             raise TokenTooLarge("token exceeds the size limit")
         if not token.isascii():
             raise MalformedToken("token is not ASCII")
-        header_seg, dot, _ = token.partition(".")
-        cached = self._headers.get(header_seg)
-        if cached is None:
-            if not dot:
-                raise MalformedToken("token is not a compact JWS")
-            cached = self._parse_header(header_seg)
-        return header_seg, cached[1], cached[0]
+        parts = token.split(".")
+        if len(parts) != 3:
+            raise MalformedToken("token is not a compact JWS")
+        return parts
 
     def _parse_header(self, header_seg: str) -> tuple[str, str]:
         header = json_object(b64url_decode(header_seg), strict=True)
@@ -129,24 +128,20 @@ class Verifier:
         self._headers[header_seg] = (alg, kid)
         return alg, kid
 
-    def _finish(self, token: str, header_seg: str, alg: str, key: VerifyKey) -> dict[str, Any]:
+    def _finish(self, token: str, parts: list[str], alg: str, key: VerifyKey) -> dict[str, Any]:
         if alg != key.alg:
             raise UnsupportedAlgorithm("header alg is not the key's algorithm")
-        parts = token.split(".")
-        if len(parts) != 3:
-            raise MalformedToken("token is not a compact JWS")
-        payload_seg = parts[1]
         signature = b64url_decode(parts[2])
-        key.check_signature(token[: len(header_seg) + len(payload_seg) + 1].encode("ascii"), signature)
-        claims = json_object(b64url_decode(payload_seg), strict=True)
+        key.check_signature(token[: len(token) - len(parts[2]) - 1].encode("ascii"), signature)
+        claims = json_object(b64url_decode(parts[1]), strict=True)
         self._check_claims(claims)
         return claims
 
     def _check_claims(self, claims: dict[str, Any]) -> None:
         policy = self._policy
-        for name in policy.claims_required:
-            if name not in claims:
-                raise MissingClaim(f"claim {name} is missing")
+        if not policy.claims_required <= claims.keys():
+            missing = min(policy.claims_required - claims.keys())
+            raise MissingClaim(f"claim {missing} is missing")
         for name in _STRING_CLAIMS:
             value = claims.get(name)
             if type(value) is not str and (value is not None or name in claims):

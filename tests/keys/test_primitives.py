@@ -273,3 +273,10 @@ def test_joserfc_signature_checks_with_verify_key(pairs: dict[str, KeyPair], alg
     key.check_signature(signing_input.encode(), _b64.b64url_decode(signature))
     with pytest.raises(BadSignature):
         key.check_signature(signing_input.encode() + b"!", _b64.b64url_decode(signature))
+
+
+def test_json_whitespace_allowed_trailing_data_refused() -> None:
+    assert _compact.json_object(b' \r\n{"a": 1}\t ', strict=True) == {"a": 1}
+    for raw in (b'{"a":1} x', b'{"a":1}{"b":2}', b"   ", b'{"a":1}\x00'):
+        with pytest.raises(MalformedToken):
+            _compact.json_object(raw, strict=True)

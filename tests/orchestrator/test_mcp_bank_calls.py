@@ -1,0 +1,405 @@
+"""`McpBank` end to end: the real issuer in-process, the real MCP server on loopback, real tokens."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import httpx2
+import pytest
+import uvicorn
+from sqlalchemy import Engine
+
+import keys
+from issuer import IssuerSettings, assertion_form
+from issuer import create_app as create_issuer
+from mcp_server import create_schema, make_engine, seed
+from mcp_server._app import create_app as create_mcp
+from mcp_server._settings import McpSettings
+from orchestrator._banking import AuthorizationLost, Bank, ServiceUnavailable, ToolRefused
+from orchestrator._issuer_client import IssuerClient
+from orchestrator._mcp_bank import McpBank
+from orchestrator._token_manager import TokenManager
+from orchestrator._tokens_retry import RetryPolicy
+
+ISSUER = "http://127.0.0.1:8000"
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+CLIENT_KEYS = {name: keys.generate_key("ES256") for name in ("orchestrator", "backend")}
+
+
+async def _never(_: float) -> None:
+    await asyncio.Event().wait()
+
+
+async def _no_sleep(_: float) -> None:
+    return None
+
+
+def _listening_socket(port: int = 0) -> socket.socket:
+    # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets whose proto says TCP, and without it
+    # every loopback response waits ~40 ms for a delayed ACK.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+class Gate:
+    """A `TokenVerifier` in front of the real one: refuses listed tokens, or drops scopes from claims."""
+
+    def __init__(self, inner: keys.Verifier) -> None:
+        self.inner = inner
+        self.refused: set[str] = set()
+        self.refuse_all = False
+        self.drop_scope: str | None = None
+
+    async def verify_async(self, token: str) -> dict[str, Any]:
+        if self.refuse_all or token in self.refused:
+            raise keys.Expired("refused by the test")
+        claims = await self.inner.verify_async(token)
+        if self.drop_scope is not None:
+            claims["scope"] = " ".join(s for s in claims["scope"].split() if s != self.drop_scope)
+        return claims
+
+
+@dataclass
+class Sent:
+    method: str
+    body: dict[str, Any]
+    token: str
+    status: int
+
+
+class Recorder(httpx2.AsyncBaseTransport):
+    """The orchestrator's side of the wire to the MCP server: records every request."""
+
+    def __init__(self) -> None:
+        self.inner = httpx2.AsyncHTTPTransport()
+        self.sent: list[Sent] = []
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        response = await self.inner.handle_async_request(request)
+        body = json.loads(request.content) if request.content else {}
+        token = request.headers.get("authorization", "").removeprefix("Bearer ")
+        self.sent.append(Sent(request.method, body, token, response.status_code))
+        return response
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+    def calls(self, tool: str | None = None) -> list[Sent]:
+        return [
+            s
+            for s in self.sent
+            if s.body.get("method") == "tools/call" and (tool is None or s.body["params"]["name"] == tool)
+        ]
+
+
+@dataclass
+class McpServer:
+    """The MCP server app served by uvicorn in this event loop; `restart()` keeps the port."""
+
+    make_app: Callable[[], Any]
+    port: int
+    server: uvicorn.Server | None = None
+    task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        config = uvicorn.Config(self.make_app(), lifespan="on", log_config=None, log_level="warning")
+        self.server = uvicorn.Server(config)
+        # Connections made before startup ends wait in the backlog: no polling for readiness needed.
+        self.task = asyncio.create_task(self.server.serve(sockets=[_listening_socket(self.port)]))
+
+    async def stop(self) -> None:
+        assert self.server is not None and self.task is not None
+        self.server.should_exit = True
+        await self.task
+        self.server = self.task = None
+
+
+@dataclass
+class World:
+    issuer_http: httpx.AsyncClient
+    mcp: McpServer
+    gate: Gate
+    wire: Recorder
+    url: str
+    banks: list[McpBank] = field(default_factory=list)
+    issuer_forms: list[dict[str, str]] = field(default_factory=list)
+
+    async def grant(self, scope: str = "read transact configure", user: str = "alice") -> str:
+        auth = assertion_form("backend", CLIENT_KEYS["backend"], f"{ISSUER}/token", time.time())
+        answer = await self.issuer_http.post(
+            f"{ISSUER}/token", data={"grant_type": "client_credentials", "scope": "sessions:create", **auth}
+        )
+        bearer = answer.json()["access_token"]
+        created = await self.issuer_http.post(
+            f"{ISSUER}/sessions", json={"user_id": user, "scope": scope}, headers={"Authorization": f"Bearer {bearer}"}
+        )
+        assert created.status_code == 201, created.text
+        grant: str = created.json()["session_grant"]
+        return grant
+
+    async def bank(self, scope: str = "read transact configure", user: str = "alice") -> tuple[McpBank, TokenManager]:
+        client = IssuerClient(
+            self.issuer_http,
+            issuer=ISSUER,
+            client_id="orchestrator",
+            key=CLIENT_KEYS["orchestrator"],
+            retry=RetryPolicy(attempts=2),
+            sleep=_no_sleep,
+        )
+        tokens = TokenManager(client)
+        await tokens.start(await self.grant(scope, user), "read")
+        bank = McpBank(tokens, self.url, transport=self.wire)
+        self.banks.append(bank)
+        return bank, tokens
+
+
+def _issuer_settings(state: Path, resource: str) -> IssuerSettings:
+    clients = {
+        "clients": [
+            {
+                "client_id": "orchestrator",
+                "jwks": {"keys": [CLIENT_KEYS["orchestrator"].public_jwk()]},
+                "grant_types": [TOKEN_EXCHANGE, "refresh_token"],
+                "scope": "read transact configure",
+            },
+            {
+                "client_id": "backend",
+                "jwks": {"keys": [CLIENT_KEYS["backend"].public_jwk()]},
+                "grant_types": ["client_credentials"],
+                "scope": "sessions:create",
+            },
+        ]
+    }
+    (state / "clients.json").write_text(json.dumps(clients))
+    return IssuerSettings(
+        issuer_url=ISSUER,
+        mcp_resource_url=resource,
+        voicebank_state=state,
+        issuer_clients_file=state / "clients.json",
+        keys_store="file",
+        redis_url=None,
+        keys_passphrase=None,
+        voicebank_mode="dev",
+        livekit_url=None,
+        livekit_api_key=None,
+        livekit_api_secret=None,
+    )
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> AsyncIterator[World]:
+    probe = _listening_socket()
+    port = probe.getsockname()[1]
+    probe.close()
+    url = f"http://127.0.0.1:{port}/mcp"
+    (tmp_path / "issuer").mkdir()
+    issuer_app = create_issuer(_issuer_settings(tmp_path / "issuer", url), rotation_sleep=_never)
+    engine: Engine = make_engine(f"sqlite:///{tmp_path / 'bank.db'}")
+    create_schema(engine)
+    seed(engine)
+    mcp_settings = McpSettings(mcp_issuer_url=ISSUER, mcp_resource_url=url, redis_url=None)
+    async with (
+        issuer_app.router.lifespan_context(issuer_app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=issuer_app)) as issuer_http,
+    ):
+        jwks = keys.JWKSCache(f"{ISSUER}/.well-known/jwks.json", issuer_http)
+        gate = Gate(keys.Verifier(jwks, keys.VerifyPolicy(issuer=ISSUER, audience=url)))
+        mcp = McpServer(lambda: create_mcp(mcp_settings, verifier=gate, engine=engine), port)
+        await mcp.start()
+        world = World(issuer_http, mcp, gate, Recorder(), url)
+        try:
+            yield world
+        finally:
+            for bank in world.banks:
+                await bank.aclose()
+            if mcp.server is not None:
+                await mcp.stop()
+            engine.dispose()
+
+
+async def _accounts(bank: McpBank) -> dict[str, dict[str, Any]]:
+    return {a["account_number"][-4:]: a for a in (await bank.get_balance())["accounts"]}
+
+
+async def test_mcp_bank_satisfies_the_bank_protocol(world: World) -> None:
+    bank, _ = await world.bank()
+    assert isinstance(bank, Bank)
+
+
+async def test_read_tools_work_under_a_read_token(world: World) -> None:
+    bank, _ = await world.bank()
+    accounts = await _accounts(bank)
+    assert accounts["1234"]["type"] == "checking"
+    payees = (await bank.list_payees())["payees"]
+    assert payees
+    assert "loans" in await bank.list_loans()
+    checking = accounts["1234"]["account_id"]
+    history = (await bank.list_transactions(account_id=checking, limit=3))["transactions"]
+    assert 0 < len(history) <= 3
+    read_tokens = {s.token for s in world.wire.sent}
+    assert len(read_tokens) == 1  # one cached read token served every request
+
+
+async def test_each_payment_gets_a_fresh_transact_token_and_the_key_is_idempotent(world: World) -> None:
+    bank, _ = await world.bank()
+    checking = (await _accounts(bank))["1234"]["account_id"]
+    payee = (await bank.list_payees())["payees"][0]["payee_id"]
+    first = await bank.make_payment(checking, payee, "12.50", "pay-1", memo="rent")
+    again = await bank.make_payment(checking, payee, "12.50", "pay-1", memo="rent")
+    assert first["status"] == "completed"
+    assert again["payment_id"] == first["payment_id"]  # the same key never pays twice
+    tokens = [s.token for s in world.wire.calls("make_payment")]
+    assert len(tokens) == len(set(tokens)) == 2
+
+
+async def test_transfer_and_settings_use_their_own_scopes(world: World) -> None:
+    bank, _ = await world.bank()
+    accounts = await _accounts(bank)
+    moved = await bank.transfer_between_accounts(
+        accounts["1234"]["account_id"], accounts["5678"]["account_id"], "5.00", "move-1"
+    )
+    assert moved["status"] == "completed"
+    settings = await bank.update_notification_settings(low_balance_alert=True, channel="sms")
+    assert settings["settings"]["channel"] == "sms"
+    tokens = {s.body["params"]["name"]: s.token for s in world.wire.calls()}
+    assert len({tokens["get_balance"], tokens["transfer_between_accounts"], tokens["update_notification_settings"]}) == 3
+
+
+async def test_a_tool_refusal_is_the_tools_own_sentence(world: World) -> None:
+    bank, _ = await world.bank()
+    checking = (await _accounts(bank))["1234"]["account_id"]
+    payee = (await bank.list_payees())["payees"][0]["payee_id"]
+    with pytest.raises(ToolRefused) as caught:
+        await bank.make_payment(checking, payee, "999999.00", "pay-big")
+    assert str(caught.value).endswith(".")
+    assert "Traceback" not in str(caught.value)
+    with pytest.raises(ToolRefused, match="not found"):
+        await bank.list_transactions(account_id="acc_nope")
+
+
+async def test_another_users_account_is_not_found(world: World) -> None:
+    alice, _ = await world.bank()
+    bob, _ = await world.bank(user="bob")
+    alices = (await _accounts(alice))["1234"]["account_id"]
+    with pytest.raises(ToolRefused, match="not found"):
+        await bob.list_transactions(account_id=alices)
+
+
+async def test_a_401_forces_one_refresh_and_one_retry(world: World) -> None:
+    bank, _ = await world.bank()
+    await bank.list_loans()
+    stale = world.wire.sent[-1].token
+    world.gate.refused.add(stale)  # e.g. the MCP server's clock runs ahead
+    assert "loans" in await bank.list_loans()
+    statuses = [(s.token == stale, s.status) for s in world.wire.sent if s.token == stale][-1]
+    assert statuses == (True, 401)
+    assert world.wire.sent[-1].token != stale
+    # Further calls use the new token straight away.
+    before = len(world.wire.sent)
+    await bank.list_loans()
+    assert all(s.status < 400 for s in world.wire.sent[before:])
+
+
+async def test_a_payment_retried_after_401_keeps_its_idempotency_key_and_pays_once(world: World) -> None:
+    bank, _ = await world.bank()
+    checking = (await _accounts(bank))["1234"]["account_id"]
+    payee = (await bank.list_payees())["payees"][0]["payee_id"]
+    balance_before = (await _accounts(bank))["1234"]["balance"]
+    original = world.gate.verify_async
+    refused_once: list[str] = []
+
+    async def refuse_first_transact(token: str) -> dict[str, Any]:
+        claims = await original(token)
+        if "transact" in claims["scope"] and not refused_once:
+            refused_once.append(token)
+            raise keys.Expired("refused by the test")
+        return claims
+
+    world.gate.verify_async = refuse_first_transact  # type: ignore[method-assign]
+    paid = await bank.make_payment(checking, payee, "20.00", "pay-401")
+    calls = world.wire.calls("make_payment")
+    assert [c.status for c in calls][-1] == 200
+    keys_sent = {c.body["params"]["arguments"]["idempotency_key"] for c in calls}
+    assert keys_sent == {"pay-401"}
+    assert len({c.token for c in world.wire.sent if c.token != ""} - {refused_once[0]}) >= 1
+    from decimal import Decimal
+
+    after = (await _accounts(bank))["1234"]["balance"]
+    assert Decimal(balance_before) - Decimal(after) == Decimal("20.00")
+    assert paid["amount"] == "20.00"
+
+
+async def test_a_second_401_is_unavailable_not_a_loop(world: World) -> None:
+    bank, tokens = await world.bank()
+    world.gate.refuse_all = True
+    with pytest.raises(ServiceUnavailable) as caught:
+        await bank.get_balance()
+    assert "verify" in str(caught.value)
+    assert [s.status for s in world.wire.sent] == [401, 401]
+    assert tokens.lost is None
+
+
+async def test_403_insufficient_scope_is_a_plain_refusal(world: World) -> None:
+    bank, _ = await world.bank()
+    world.gate.drop_scope = "configure"
+    with pytest.raises(ToolRefused) as caught:
+        await bank.update_notification_settings(channel="email")
+    assert str(caught.value) == "This call is not allowed to do that."
+    assert world.wire.sent[-1].status == 403
+
+
+async def test_a_scope_the_user_did_not_allow_is_refused_before_any_mcp_traffic(world: World) -> None:
+    bank, tokens = await world.bank(scope="read")
+    with pytest.raises(ToolRefused, match="payments"):
+        await bank.make_payment("acc", "pye", "1.00", "k")
+    assert world.wire.sent == []
+    assert tokens.lost is None
+    assert await bank.list_loans()
+
+
+async def test_lost_authorization_stops_every_tool_without_contacting_anyone(world: World) -> None:
+    bank, tokens = await world.bank()
+    await tokens.revoke()
+    before = len(world.wire.sent)
+    for call in (bank.get_balance(), bank.list_payees(), bank.make_payment("a", "p", "1.00", "k")):
+        with pytest.raises(AuthorizationLost):
+            await call
+    assert len(world.wire.sent) == before
+
+
+async def test_mcp_server_down_is_unavailable_and_a_restart_is_picked_up_on_the_next_call(world: World) -> None:
+    bank, _ = await world.bank()
+    await bank.list_loans()  # leaves a kept-alive connection in the pool
+    await world.mcp.stop()
+    with pytest.raises(ServiceUnavailable) as caught:
+        await bank.list_loans()
+    assert "can't reach the bank" in str(caught.value)
+    await world.mcp.start()
+    assert "loans" in await bank.list_loans()
+
+
+async def test_a_restart_between_calls_is_invisible(world: World) -> None:
+    bank, _ = await world.bank()
+    await bank.list_loans()
+    await world.mcp.stop()
+    await world.mcp.start()
+    assert "loans" in await bank.list_loans()
+
+
+async def test_concurrent_calls_share_one_read_token_and_the_pool(world: World) -> None:
+    bank, _ = await world.bank()
+    results = await asyncio.gather(*(bank.get_balance() for _ in range(20)))
+    assert all(r["accounts"] for r in results)
+    assert len({s.token for s in world.wire.sent}) == 1
