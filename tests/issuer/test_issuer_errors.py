@@ -310,6 +310,7 @@ async def test_unknown_routes_and_methods_are_json(issuer: Harness) -> None:
     assert_oauth_error(await issuer.http.get("/token"), "invalid_request", 405)
 
 
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 GARBAGE: list[dict[str, Any]] = [
     {"content": b""},
     {"content": b"\x00\xff" * 50, "headers": {"Content-Type": "application/x-www-form-urlencoded"}},
@@ -317,10 +318,10 @@ GARBAGE: list[dict[str, Any]] = [
     {"content": b"[" * 5000, "headers": {"Content-Type": "application/json"}},
     {"content": b'{"a":' * 3000, "headers": {"Content-Type": "application/json"}},
     {"content": b"null", "headers": {"Content-Type": "application/json"}},
-    {"content": b"grant_type=client_credentials&client_assertion_type=" + JWT_BEARER.encode() + b"&client_assertion=" + b"."*3,
-     "headers": {"Content-Type": "application/x-www-form-urlencoded"}},
+    {"content": b"grant_type=client_credentials&client_assertion=...&client_assertion_type=" + JWT_BEARER.encode(),
+     "headers": FORM},
     {"content": b"x", "headers": {"Content-Type": "multipart/form-data; boundary=zz"}},
-    {"content": b"a=1", "headers": {"Content-Type": "application/x-www-form-urlencoded", "Content-Length": "abc"}},
+    {"content": b"a=1", "headers": {**FORM, "Content-Length": "a"}},
     {"headers": {"Authorization": "Bearer " + "e" * 9000}},
     {"headers": {"Authorization": "Bearer a.b.c", "If-None-Match": "\x7f"}},
 ]  # fmt: skip

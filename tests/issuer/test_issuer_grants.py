@@ -6,10 +6,11 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from livekit import api
 
 from issuer import IssuerSettings
-from keys import KeyPair, StaticKeys, Verifier, VerifyPolicy
+from keys import Expired, KeyPair, StaticKeys, Verifier, VerifyPolicy
 from tests.issuer.conftest import ISSUER, RESOURCE, FakeClock, Harness, running
 
 
@@ -112,12 +113,8 @@ async def test_access_token_expires(issuer: Harness) -> None:
     check = await verifier(issuer, audience=RESOURCE, leeway=0)
     check.verify(body["access_token"])
     issuer.clock.advance(301)
-    try:
+    with pytest.raises(Expired):
         check.verify(body["access_token"])
-    except Exception as exc:
-        assert type(exc).__name__ == "Expired"
-    else:
-        raise AssertionError("expired token verified")
 
 
 async def test_revoke_kills_the_family(issuer: Harness) -> None:
@@ -184,7 +181,7 @@ async def test_jwks_is_cacheable_with_a_strong_etag(issuer: Harness) -> None:
     response = await issuer.http.get("/.well-known/jwks.json")
     assert response.headers["cache-control"] == "public, max-age=300"
     etag = response.headers["etag"]
-    assert etag.startswith('"') and not etag.startswith("W/")
+    assert etag.startswith('"')
     assert [k["kid"] for k in response.json()["keys"]]
     assert all("d" not in k for k in response.json()["keys"])
     cached = await issuer.http.get("/.well-known/jwks.json", headers={"If-None-Match": etag})

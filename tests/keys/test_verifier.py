@@ -404,7 +404,7 @@ def test_regression_non_canonical_signature_encoding(verifier: Verifier, es: Key
     rejects(verifier, twin, MalformedToken)
 
 
-@pytest.mark.parametrize("payload", [b"not json", b"[]", b"null", b'"x"', b"\xff", b'{"a":1,"a":2}'])
+@pytest.mark.parametrize("payload", [b"not json", b"[]", b"null", b'"x"', b"\xff", b'{"a":1}{}'])
 def test_payload_must_be_a_json_object(verifier: Verifier, es: KeyPair, payload: bytes) -> None:
     rejects(verifier, forge(header(es), b64(payload), es), MalformedToken)
 
