@@ -28,6 +28,7 @@ from joserfc.jwk import ECKey, OKPKey, RSAKey
 
 import keys
 
+JOSE_KEYS: dict[str, Any] = {"ES256": ECKey, "RS256": RSAKey, "EdDSA": OKPKey}
 ISSUER = "http://127.0.0.1:8000"
 AUDIENCE = "http://127.0.0.1:8001/mcp"
 NOW = 1_700_000_000.0
@@ -95,7 +96,7 @@ def implementations(alg: keys.Algorithm) -> dict[str, Callable[[], Any]]:
     policy = keys.VerifyPolicy(ISSUER, AUDIENCE)
     static = keys.Verifier(keys.StaticKeys(jwks), policy, clock=lambda: NOW)
     cached = keys.Verifier(jwks_cache_source(jwks), policy, clock=lambda: NOW)
-    jose_key = {"ES256": ECKey, "RS256": RSAKey, "EdDSA": OKPKey}[alg].import_key(pair.private_pem(None))
+    jose_key = JOSE_KEYS[alg].import_key(pair.private_pem(None))
     registry = jose_jwt.JWTClaimsRegistry(
         now=int(NOW), leeway=60, iss={"essential": True, "value": ISSUER}, aud={"value": AUDIENCE}
     )

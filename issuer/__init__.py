@@ -3,6 +3,7 @@
 from issuer._app import create_app, issuer_state
 from issuer._assertion import JWT_BEARER, assertion_form, client_assertion
 from issuer._build import IssuerStartupError
+from issuer._client_keys import load_client_key
 from issuer._clients import Client, ClientRegistry, ClientRegistryError
 from issuer._errors import OAuthError
 from issuer._settings import IssuerSettings
@@ -19,4 +20,5 @@ __all__ = [
     "client_assertion",
     "create_app",
     "issuer_state",
+    "load_client_key",
 ]

@@ -167,7 +167,8 @@ class JWKSCache:
             logger.warning("JWKS fetch from %s failed: %s", self._url, reason)
             return False
         finally:
-            self._inflight = None
+            if self._inflight is asyncio.current_task():
+                self._inflight = None
         return True
 
     async def _request(self, started: float) -> None:

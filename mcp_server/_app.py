@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
 
 import redis.asyncio as aioredis
 from sqlalchemy import Engine
@@ -23,6 +24,8 @@ from ._db import create_schema, make_engine
 from ._key_events import KeyDropper, KeyEventSubscriber
 from ._metadata import WELL_KNOWN, ResourceMetadata, metadata_url, resource_path
 from ._metrics import Metrics
+from ._no_auth import FixedPrincipalMiddleware
+from ._principal import Principal
 from ._replay import MemoryReplayStore, RedisReplayStore, ReplayStore
 from ._settings import McpSettings
 from ._tools import BankTools, build_mcp
@@ -39,8 +42,13 @@ def create_app(
     replay: ReplayStore | None = None,
     clock: Callable[[], float] = time.time,
     lifespan_hook: Hook | None = None,
+    no_auth_claims: Mapping[str, Any] | None = None,
 ) -> Starlette:
-    """Build the MCP server app; the verifier (and the JWKS cache key events act on) come from outside."""
+    """Build the MCP server app; the verifier (and the JWKS cache key events act on) come from outside.
+
+    `no_auth_claims` is for benchmarks only: it replaces bearer auth by a fixed caller built from these
+    claims, to measure what auth costs on the same app.
+    """
     owns_engine = engine is None
     bank_engine = engine if engine is not None else make_engine(settings.database_url)
     redis_client = aioredis.Redis.from_url(settings.redis_url) if settings.redis_url else None
@@ -80,6 +88,22 @@ def create_app(
         return JSONResponse({"status": "ok"})
 
     suffix = resource_path(settings.mcp_resource_url)
+    auth = (
+        Middleware(
+            BearerAuthMiddleware,
+            path=suffix,
+            verifier=verifier,
+            replay=replay,
+            resource_metadata_url=metadata_url(settings.mcp_resource_url),
+            audit=audit,
+            metrics=metrics,
+            max_body_bytes=settings.mcp_max_body_bytes,
+        )
+        if no_auth_claims is None
+        else Middleware(
+            FixedPrincipalMiddleware, path=suffix, principal=Principal.from_claims(no_auth_claims)
+        )
+    )
     app = Starlette(
         routes=[
             Route(WELL_KNOWN, metadata.endpoint, methods=["GET"]),
@@ -88,18 +112,7 @@ def create_app(
             Route("/healthz", healthz, methods=["GET"]),
             Mount("/", app=mcp_app),
         ],
-        middleware=[
-            Middleware(
-                BearerAuthMiddleware,
-                path=suffix,
-                verifier=verifier,
-                replay=replay,
-                resource_metadata_url=metadata_url(settings.mcp_resource_url),
-                audit=audit,
-                metrics=metrics,
-                max_body_bytes=settings.mcp_max_body_bytes,
-            )
-        ],
+        middleware=[auth],
         lifespan=lifespan,
     )
     app.state.bank = bank

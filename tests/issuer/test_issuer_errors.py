@@ -10,7 +10,7 @@ import pytest
 
 from issuer import JWT_BEARER, client_assertion
 from keys import generate_key, sign
-from tests.issuer.conftest import ISSUER, RESOURCE, TOKEN_ENDPOINT, Harness
+from tests.issuer.issuer_harness import ISSUER, RESOURCE, TOKEN_ENDPOINT, Harness
 
 
 def assert_oauth_error(response: httpx.Response, error: str, status: int = 400) -> None:
@@ -318,7 +318,7 @@ GARBAGE: list[dict[str, Any]] = [
     {"content": b"[" * 5000, "headers": {"Content-Type": "application/json"}},
     {"content": b'{"a":' * 3000, "headers": {"Content-Type": "application/json"}},
     {"content": b"null", "headers": {"Content-Type": "application/json"}},
-    {"content": b"grant_type=client_credentials&client_assertion=...&client_assertion_type=" + JWT_BEARER.encode(),
+    {"content": b"client_assertion=..&client_assertion_type=" + JWT_BEARER.encode(),
      "headers": FORM},
     {"content": b"x", "headers": {"Content-Type": "multipart/form-data; boundary=zz"}},
     {"content": b"a=1", "headers": {**FORM, "Content-Length": "a"}},

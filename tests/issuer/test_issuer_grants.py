@@ -11,7 +11,7 @@ from livekit import api
 
 from issuer import IssuerSettings
 from keys import Expired, KeyPair, StaticKeys, Verifier, VerifyPolicy
-from tests.issuer.conftest import ISSUER, RESOURCE, FakeClock, Harness, running
+from tests.issuer.issuer_harness import ISSUER, RESOURCE, FakeClock, Harness, running
 
 
 async def verifier(h: Harness, *, audience: str, typ: str = "at+jwt", **kw: Any) -> Verifier:
@@ -165,6 +165,7 @@ async def test_sessions_with_livekit_returns_a_participant_token(
             "session_id": "room-1",
             "session_grant": body["session_grant"],
         }
+        assert claims.room_config is not None
         assert [agent.agent_name for agent in claims.room_config.agents] == ["voicebank-agent"]
 
 

@@ -6,12 +6,13 @@ import asyncio
 import json
 from collections.abc import Callable
 from contextlib import AsyncExitStack
+from typing import Any
 
 import redis.asyncio as aioredis
 
 from issuer import IssuerSettings, issuer_state
 from keys import KEY_EVENTS_CHANNEL, KeyPair, StaticKeys, Verifier, VerifyPolicy
-from tests.issuer.conftest import ISSUER, RESOURCE, FakeClock, Harness, running
+from tests.issuer.issuer_harness import ISSUER, RESOURCE, FakeClock, Harness, running
 
 DAY = 86400
 
@@ -20,8 +21,8 @@ async def admin_headers(h: Harness) -> dict[str, str]:
     return {"Authorization": f"Bearer {await h.bearer('admin', 'keys:admin')}"}
 
 
-def states(body: dict[str, object]) -> dict[str, str]:
-    return {k["kid"]: k["state"] for k in body["keys"]}  # type: ignore[attr-defined, index]
+def states(body: dict[str, Any]) -> dict[str, str]:
+    return {k["kid"]: k["state"] for k in body["keys"]}
 
 
 async def test_admin_list_rotate_revoke(issuer: Harness) -> None:
@@ -119,7 +120,7 @@ async def test_file_store_revocation_publishes_a_key_event(
             assert message is not None
             assert json.loads(message["data"]) == {"type": "revoked", "kid": upcoming}
     finally:
-        await pubsub.aclose()
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
         await listener.aclose()
 
 

@@ -15,7 +15,7 @@ from issuer._errors import InvalidGrant
 from issuer._refresh import MemoryRefreshStore, RefreshLifetimes, RefreshStore
 from issuer._refresh_redis import RedisRefreshStore
 from keys import KeyPair
-from tests.issuer.conftest import FakeClock, Harness, running
+from tests.issuer.issuer_harness import FakeClock, Harness, running
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -103,13 +103,21 @@ async def test_store_level_race_and_hash_only_storage(redis_url: str) -> None:
         winners = [r for r in results if not isinstance(r, BaseException)]
         assert len(winners) == 1, name
         assert all(isinstance(r, InvalidGrant) for r in results if isinstance(r, BaseException)), name
-        family, next_token = winners[0]  # type: ignore[misc]
+        family, next_token = winners[0]
         assert family.revoked is False
         # Reuse revoked the family; the winner's new token is dead too.
         with pytest.raises(InvalidGrant):
             await store.spend(next_token, client_id="c", now=2.0)
     client = aioredis.Redis.from_url(redis_url)
-    keys = [k.decode() for k in await client.keys("*")]
+    keys = [k.decode() if isinstance(k, bytes) else k for k in await client.keys("*")]
     await client.aclose()
     assert hashlib.sha256(token.encode()).hexdigest() in " ".join(keys)
     assert not any(token in k for k in keys)
+
+
+async def test_revoke_ends_the_family_on_every_store(h: Harness) -> None:
+    first = await h.login()
+    second = (await h.refresh(first["refresh_token"])).json()
+    response = await h.http.post("/revoke", data={"token": second["refresh_token"], **h.auth("orchestrator")})
+    assert response.status_code == 200
+    assert (await h.refresh(second["refresh_token"])).json()["error"] == "invalid_grant"

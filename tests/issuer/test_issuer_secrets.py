@@ -7,19 +7,20 @@ import logging
 from collections.abc import Callable
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import SecretStr
 
 from issuer import IssuerSettings, issuer_state
 from keys import KeyPair
-from tests.issuer.conftest import FakeClock, running
+from tests.issuer.issuer_harness import FakeClock, running
 
 PASSPHRASE = "correct horse battery staple 42"
 
 
 def private_scalars(key: KeyPair) -> list[str]:
     """The private scalar of an EC key as base64url (the JWK `d` member) and as decimal."""
-    numbers = key.private_key.private_numbers()  # type: ignore[union-attr]
-    d = numbers.private_value
+    assert isinstance(key.private_key, ec.EllipticCurvePrivateKey)
+    d = key.private_key.private_numbers().private_value
     raw = base64.urlsafe_b64encode(d.to_bytes(32, "big")).rstrip(b"=").decode()
     return [raw, str(d)]
 

@@ -17,6 +17,7 @@ import keys
 from keys import BadSignature, KeyMaterialError, KeyPair, MalformedToken, VerifyKey, _b64, _compact
 from keys._sign import signature_bytes
 
+JOSE_KEYS: dict[str, Any] = {"ES256": ECKey, "RS256": RSAKey, "EdDSA": OKPKey}
 # RFC 7515 A.3 (ES256), RFC 8037 A.1-A.4 (Ed25519), RFC 7638 §3.1 (thumbprint): published test vectors.
 RFC7515_A3_D = "jpsQnnGQmL-YBIffH1136cspYG6-0iY7X1fCE9-E9LI"
 RFC7515_A3_INPUT = (
@@ -46,7 +47,7 @@ def pairs() -> dict[str, KeyPair]:
 
 
 def jose_key(pair: KeyPair) -> Any:
-    return {"ES256": ECKey, "RS256": RSAKey, "EdDSA": OKPKey}[pair.alg].import_key(pair.private_pem(None))
+    return JOSE_KEYS[pair.alg].import_key(pair.private_pem(None))
 
 
 # --- base64url --------------------------------------------------------------------------------------

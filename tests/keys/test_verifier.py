@@ -42,6 +42,7 @@ from keys import (
 )
 from keys._sign import signature_bytes
 
+JOSE_KEYS: dict[str, Any] = {"ES256": ECKey, "RS256": RSAKey, "EdDSA": OKPKey}
 ISSUER = "http://127.0.0.1:8000"
 AUDIENCE = "http://127.0.0.1:8001/mcp"
 NOW = 1_700_000_000.0
@@ -145,7 +146,7 @@ async def test_verify_async_with_known_key(
 def test_tokens_signed_by_joserfc_verify(verifier: Verifier, key_pairs: dict[str, KeyPair], alg: str) -> None:
     pair = key_pairs[alg]
     pem = pair.private_pem(None)
-    jose_key = {"ES256": ECKey, "RS256": RSAKey, "EdDSA": OKPKey}[alg].import_key(pem)
+    jose_key = JOSE_KEYS[alg].import_key(pem)
     with warnings.catch_warnings():
         # joserfc 1.8 flags "EdDSA" as deprecated by RFC 9864 ("Ed25519"); DESIGN fixes "EdDSA".
         warnings.simplefilter("ignore", SecurityWarning)

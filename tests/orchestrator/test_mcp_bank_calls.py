@@ -105,6 +105,23 @@ class Recorder(httpx2.AsyncBaseTransport):
         ]
 
 
+class IssuerWire(httpx.AsyncBaseTransport):
+    """The orchestrator's side of the wire to the issuer: remembers each refresh token handed out."""
+
+    def __init__(self, app: Any) -> None:
+        self.inner = httpx.ASGITransport(app=app)
+        self.refresh_tokens: list[str] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        body = await response.aread()
+        if request.url.path == "/token" and response.status_code == 200:
+            handed_out = json.loads(body).get("refresh_token")
+            if handed_out:
+                self.refresh_tokens.append(handed_out)
+        return httpx.Response(response.status_code, headers=response.headers, content=body)
+
+
 @dataclass
 class McpServer:
     """The MCP server app served by uvicorn in this event loop; `restart()` keeps the port."""
@@ -131,6 +148,7 @@ class McpServer:
 @dataclass
 class World:
     issuer_http: httpx.AsyncClient
+    issuer_wire: IssuerWire
     mcp: McpServer
     gate: Gate
     wire: Recorder
@@ -216,15 +234,16 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     create_schema(engine)
     seed(engine)
     mcp_settings = McpSettings(mcp_issuer_url=ISSUER, mcp_resource_url=url, redis_url=None)
+    issuer_wire = IssuerWire(issuer_app)
     async with (
         issuer_app.router.lifespan_context(issuer_app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=issuer_app)) as issuer_http,
+        httpx.AsyncClient(transport=issuer_wire) as issuer_http,
     ):
         jwks = keys.JWKSCache(f"{ISSUER}/.well-known/jwks.json", issuer_http)
         gate = Gate(keys.Verifier(jwks, keys.VerifyPolicy(issuer=ISSUER, audience=url)))
         mcp = McpServer(lambda: create_mcp(mcp_settings, verifier=gate, engine=engine), port)
         await mcp.start()
-        world = World(issuer_http, mcp, gate, Recorder(), url)
+        world = World(issuer_http, issuer_wire, mcp, gate, Recorder(), url)
         try:
             yield world
         finally:
@@ -431,3 +450,18 @@ def test_a_result_without_a_json_object_is_unavailable() -> None:
         _outcome("get_balance", CallToolResult(content=[TextContent(type="text", text="hi")]))
     with pytest.raises(ToolRefused, match=r"^The bank refused that request\.$"):
         _outcome("get_balance", CallToolResult(content=[], is_error=True))
+
+
+async def test_a_401_whose_forced_refresh_finds_the_family_revoked_loses_authorization(world: World) -> None:
+    bank, _ = await world.bank()
+    await bank.list_loans()
+    world.gate.refused.add(world.wire.sent[-1].token)
+    # The family is revoked behind the token manager's back (an admin, or a detected reuse).
+    auth = assertion_form("orchestrator", CLIENT_KEYS["orchestrator"], f"{ISSUER}/token", time.time())
+    answer = await world.issuer_http.post(
+        f"{ISSUER}/revoke", data={"token": world.issuer_wire.refresh_tokens[-1], **auth}
+    )
+    assert answer.status_code == 200
+    with pytest.raises(AuthorizationLost):
+        await bank.list_loans()
+    assert world.wire.sent[-1].status == 401

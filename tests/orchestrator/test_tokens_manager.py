@@ -333,3 +333,9 @@ async def test_a_spent_session_grant_is_refused(rig: Rig) -> None:
         await again.start(grant, "read")
     with pytest.raises(RuntimeError):
         await tokens.start(grant, "read")
+
+
+async def test_tokens_before_the_exchange_are_a_programming_error(rig: Rig) -> None:
+    tokens = TokenManager(rig.issuer_client())
+    with pytest.raises(RuntimeError):
+        await tokens.get_token("read")

@@ -1,0 +1,220 @@
+"""Shared by the benchmarks: arguments, percentiles, checks against targets, JSON results, server processes."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+BENCH_DIR = Path(__file__).resolve().parent
+RESULTS = BENCH_DIR / "results"
+ROOT = BENCH_DIR.parent
+
+console = Console(highlight=False)
+
+
+@dataclass(frozen=True)
+class Args:
+    """What every benchmark takes: `--quick` (a smoke run of a few seconds), `--seconds`, `--results`."""
+
+    quick: bool
+    seconds: float
+    results: Path
+
+
+def parse_args(doc: str | None, *, seconds: float, quick_seconds: float, argv: Sequence[str] | None = None) -> Args:
+    """Parse the common command line; `--seconds` defaults to `seconds`, or `quick_seconds` with `--quick`."""
+    parser = argparse.ArgumentParser(description=(doc or "").strip().splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a tiny run that only proves the bench works")
+    parser.add_argument("--seconds", type=float, default=None, help=f"measuring time (default {seconds:g})")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="directory for <name>.json")
+    ns = parser.parse_args(argv)
+    chosen = ns.seconds if ns.seconds is not None else (quick_seconds if ns.quick else seconds)
+    return Args(quick=ns.quick, seconds=float(chosen), results=ns.results)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0..100), linear between closest ranks; NaN for no values."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100
+    low, high = math.floor(rank), math.ceil(rank)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def latency_ms(samples: Sequence[float]) -> dict[str, float]:
+    """Median, p99 and count of latencies given in seconds, in milliseconds."""
+    return {
+        "n": len(samples),
+        "median_ms": round(percentile(samples, 50) * 1000, 3),
+        "p99_ms": round(percentile(samples, 99) * 1000, 3),
+    }
+
+
+def median_ratio(numerators: Iterable[float], denominators: Iterable[float]) -> float:
+    """The median of per-round ratios: rounds measured side by side, so machine noise cancels per round."""
+    ratios = [n / d for n, d in zip(numerators, denominators, strict=True) if d > 0]
+    return statistics.median(ratios) if ratios else math.nan
+
+
+@dataclass(frozen=True)
+class Check:
+    """One figure against its target from issue 7."""
+
+    name: str
+    value: float
+    target: float
+    op: Literal["<=", ">=", "=="]
+    unit: str = "ratio"
+
+    @property
+    def passed(self) -> bool:
+        if math.isnan(self.value):
+            return False
+        if self.op == "<=":
+            return self.value <= self.target
+        if self.op == ">=":
+            return self.value >= self.target
+        return self.value == self.target
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "value": _rounded(self.value), "passed": self.passed}
+
+
+def _rounded(value: float) -> float | None:
+    return None if math.isnan(value) else round(value, 4)
+
+
+@dataclass
+class Report:
+    """What a benchmark found: figures (free-form, JSON-able), checks against targets, notes."""
+
+    name: str
+    args: Args
+    figures: dict[str, Any] = field(default_factory=dict)
+    checks: list[Check] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def write(self) -> Path:
+        """Write `<results>/<name>.json` and print the checks."""
+        document = {
+            "benchmark": self.name,
+            "quick": self.args.quick,
+            "seconds": self.args.seconds,
+            "python": sys.version.split()[0],
+            "cpus": os.cpu_count(),
+            "figures": self.figures,
+            "checks": [check.as_dict() for check in self.checks],
+            "notes": self.notes,
+        }
+        self.args.results.mkdir(parents=True, exist_ok=True)
+        path = self.args.results / f"{self.name}.json"
+        path.write_text(json.dumps(document, indent=2) + "\n")
+        print_checks(self.name, self.checks)
+        for note in self.notes:
+            console.print(f"note: {note}")
+        console.print(f"wrote {path}")
+        return path
+
+
+def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """A rich table; numbers right-aligned."""
+    table = Table(title=title, title_justify="left")
+    for index, column in enumerate(columns):
+        table.add_column(column, justify="left" if index == 0 else "right")
+    for row in rows:
+        table.add_row(*(_cell(value) for value in row))
+    console.print(table)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return "-" if math.isnan(value) else f"{value:,.3f}" if abs(value) < 100 else f"{value:,.0f}"
+    return str(value)
+
+
+def print_checks(name: str, checks: Sequence[Check]) -> None:
+    rows = [
+        (c.name, c.value, f"{c.op} {c.target:g}", "[green]pass[/]" if c.passed else "[red]short[/]")
+        for c in checks
+    ]
+    print_table(f"{name}: against the targets of issue 7", ("check", "value", "target", "result"), rows)
+
+
+def free_port() -> int:
+    """A loopback port free right now (the server binds it a moment later)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class ServerProcess:
+    """`bench/_serve.py` in a child process (its own interpreter and core), ready once `/healthz` answers."""
+
+    def __init__(self, *argv: str, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self._argv = [sys.executable, str(BENCH_DIR / "_serve.py"), *argv, "--port", str(self.port)]
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ServerProcess:
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        self._process = subprocess.Popen(self._argv, env=env, cwd=ROOT)
+        return self
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        assert self._process is not None, "start() first"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"server {self._argv[2:]} exited with {self._process.returncode}")
+            try:
+                if httpx.get(f"{self.base}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.02)  # polling a child process's readiness; benchmarks only, never tests
+        raise RuntimeError(f"server {self._argv[2:]} did not become ready")
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextlib.contextmanager
+def running(*servers: ServerProcess) -> Iterator[tuple[ServerProcess, ...]]:
+    """Start every server at once (they boot in parallel), wait until all answer, stop them all at the end."""
+    try:
+        for server in servers:
+            server.start()
+        for server in servers:
+            server.wait_ready()
+        yield servers
+    finally:
+        for server in servers:
+            server.stop()

@@ -1,0 +1,126 @@
+"""A benchmark server in its own process: the issuer (with a bare endpoint beside it) or the MCP server.
+
+    python bench/_serve.py issuer --state DIR --port P [--resource URL] [--access-lifetime S]
+    python bench/_serve.py mcp --port P --db FILE --auth full|passthrough|off (--jwks-file F | --issuer URL)
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+from fastapi.responses import JSONResponse
+from starlette.applications import Starlette
+
+from issuer import IssuerSettings
+from issuer import create_app as create_issuer
+from mcp_server import McpSettings, access_token_policy, build_app_from_settings
+from mcp_server import create_app as create_mcp
+
+# What the bare endpoint answers: about the size of a /token answer, built once.
+BARE_BODY = {
+    "access_token": "x" * 560,
+    "token_type": "Bearer",
+    "expires_in": 300,
+    "scope": "read",
+    "refresh_token": "y" * 43,
+}
+# The caller the auth-less MCP variants run as (the claims a real access token carries).
+BENCH_CLAIMS: dict[str, Any] = {
+    "iss": "http://127.0.0.1:8000",
+    "sub": "alice",
+    "aud": "http://127.0.0.1:8001/mcp",
+    "iat": 1_700_000_000,
+    "nbf": 1_700_000_000,
+    "exp": 4_000_000_000,
+    "jti": "bench-jti",
+    "client_id": "orchestrator",
+    "scope": "read",
+    "sid": "room-bench",
+    "act": {"sub": "orchestrator"},
+}
+
+
+class PassThroughVerifier:
+    """Accepts any token as the bench caller: the auth middleware runs in full, the signature check not."""
+
+    async def verify_async(self, token: str) -> dict[str, Any]:
+        return dict(BENCH_CLAIMS)
+
+
+def issuer_app(state: Path, port: int, resource: str, access_lifetime: int) -> Any:
+    url = f"http://127.0.0.1:{port}"
+    settings = IssuerSettings(
+        issuer_url=url,
+        mcp_resource_url=resource,
+        voicebank_state=state,
+        issuer_clients_file=state / "clients.json",
+        keys_store="file",
+        redis_url=None,
+        keys_passphrase=None,
+        voicebank_mode="dev",
+        access_token_lifetime=access_lifetime,
+        livekit_url=None,
+        livekit_api_key=None,
+        livekit_api_secret=None,
+    )
+    app = create_issuer(settings)
+
+    async def bare_endpoint() -> JSONResponse:
+        return JSONResponse(BARE_BODY)
+
+    # The baseline: same FastAPI app, same server, a handler doing nothing but answer fixed JSON.
+    app.add_api_route("/bare", bare_endpoint, methods=["POST"])
+    return app
+
+
+def mcp_app(port: int, db: Path, auth: str, jwks_file: Path | None, issuer: str | None) -> Starlette:
+    resource = f"http://127.0.0.1:{port}/mcp"
+    settings = McpSettings(
+        mcp_issuer_url=issuer or BENCH_CLAIMS["iss"],
+        mcp_resource_url=resource,
+        bank_db_url=f"sqlite:///{db}",
+        redis_url=None,
+    )
+    if auth == "off":
+        claims = {**BENCH_CLAIMS, "aud": resource}
+        return create_mcp(settings, verifier=PassThroughVerifier(), no_auth_claims=claims)
+    if auth == "passthrough":
+        return create_mcp(settings, verifier=PassThroughVerifier())
+    client = None
+    if jwks_file is not None:
+        body = jwks_file.read_bytes()
+        headers = {"content-type": "application/json", "cache-control": "public, max-age=300"}
+        jwks = httpx.MockTransport(lambda _: httpx.Response(200, content=body, headers=headers))
+        client = httpx.AsyncClient(transport=jwks)
+    # The production wiring: keys.JWKSCache (over HTTP to the issuer, or the JWKS file) and keys.Verifier.
+    return build_app_from_settings(settings, http_client=client)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("kind", choices=["issuer", "mcp"])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--state", type=Path)
+    parser.add_argument("--access-lifetime", type=int, default=300)
+    parser.add_argument("--resource", default="http://127.0.0.1:8001/mcp")
+    parser.add_argument("--db", type=Path)
+    parser.add_argument("--auth", choices=["full", "passthrough", "off"], default="full")
+    parser.add_argument("--jwks-file", type=Path)
+    parser.add_argument("--issuer")
+    args = parser.parse_args()
+    if args.kind == "issuer":
+        app = issuer_app(args.state, args.port, args.resource, args.access_lifetime)
+    else:
+        app = mcp_app(args.port, args.db, args.auth, args.jwks_file, args.issuer)
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=args.port, lifespan="on", log_level="warning", access_log=False
+    )
+    uvicorn.Server(config).run()
+
+
+if __name__ == "__main__":
+    main()
