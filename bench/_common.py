@@ -12,6 +12,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -26,7 +27,8 @@ BENCH_DIR = Path(__file__).resolve().parent
 RESULTS = BENCH_DIR / "results"
 ROOT = BENCH_DIR.parent
 
-console = Console(highlight=False)
+# Wide enough for the tables when output goes to a file or a pipe.
+console = Console(highlight=False, width=max(140, Console().width))
 
 
 @dataclass(frozen=True)
@@ -167,38 +169,57 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """`bench/_serve.py` in a child process (its own interpreter and core), ready once `/healthz` answers."""
+    """`bench/_serve.py` in a child process (its own interpreter, so its own core), ready once `/healthz` answers.
 
-    def __init__(self, *argv: str, port: int | None = None) -> None:
+    With `inline=True` the same server runs in a thread of this process instead: no interpreter start-up,
+    for `--quick` smoke runs where the figures do not matter.
+    """
+
+    def __init__(self, *argv: str, port: int | None = None, inline: bool = False) -> None:
         self.port = port or free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        self._argv = [sys.executable, str(BENCH_DIR / "_serve.py"), *argv, "--port", str(self.port)]
+        self._argv = [*argv, "--port", str(self.port)]
+        self._inline = inline
         self._process: subprocess.Popen[bytes] | None = None
+        self._thread: threading.Thread | None = None
+        self._server: Any = None
 
     def start(self) -> ServerProcess:
+        if self._inline:
+            from _serve import server  # the bench directory is on sys.path when a bench runs
+
+            self._server = server(self._argv)
+            self._thread = threading.Thread(target=self._server.run, name=f"bench-{self._argv[0]}", daemon=True)
+            self._thread.start()
+            return self
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        self._process = subprocess.Popen(self._argv, env=env, cwd=ROOT)
+        self._process = subprocess.Popen([sys.executable, str(BENCH_DIR / "_serve.py"), *self._argv], env=env, cwd=ROOT)
         return self
 
-    def wait_ready(self, timeout: float = 30) -> None:
-        assert self._process is not None, "start() first"
+    def wait_ready(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise RuntimeError(f"server {self._argv[2:]} exited with {self._process.returncode}")
+            if self._process is not None and self._process.poll() is not None:
+                raise RuntimeError(f"server {self._argv} exited with {self._process.returncode}")
+            if self._thread is not None and not self._thread.is_alive():
+                raise RuntimeError(f"server {self._argv} stopped")
             try:
                 if httpx.get(f"{self.base}/healthz", timeout=1).status_code == 200:
                     return
             except httpx.TransportError:
                 pass
-            time.sleep(0.02)  # polling a child process's readiness; benchmarks only, never tests
-        raise RuntimeError(f"server {self._argv[2:]} did not become ready")
+            time.sleep(0.02)  # polling a server's readiness; benchmarks only, never tests
+        raise RuntimeError(f"server {self._argv} did not become ready")
 
     def stop(self) -> None:
+        if self._thread is not None:
+            self._server.should_exit = True
+            self._thread.join(timeout=10)
+            self._thread = None
         process, self._process = self._process, None
         if process is None or process.poll() is not None:
             return
-        process.send_signal(signal.SIGINT)
+        process.send_signal(signal.SIGTERM)
         try:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +101,7 @@ def mcp_app(port: int, db: Path, auth: str, jwks_file: Path | None, issuer: str 
     return build_app_from_settings(settings, http_client=client)
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("kind", choices=["issuer", "mcp"])
     parser.add_argument("--port", type=int, required=True)
@@ -111,7 +112,12 @@ def main() -> None:
     parser.add_argument("--auth", choices=["full", "passthrough", "off"], default="full")
     parser.add_argument("--jwks-file", type=Path)
     parser.add_argument("--issuer")
-    args = parser.parse_args()
+    return parser
+
+
+def server(argv: list[str]) -> uvicorn.Server:
+    """The uvicorn server the command line `argv` describes (not started)."""
+    args = parser().parse_args(argv)
     if args.kind == "issuer":
         app = issuer_app(args.state, args.port, args.resource, args.access_lifetime)
     else:
@@ -119,8 +125,8 @@ def main() -> None:
     config = uvicorn.Config(
         app, host="127.0.0.1", port=args.port, lifespan="on", log_level="warning", access_log=False
     )
-    uvicorn.Server(config).run()
+    return uvicorn.Server(config)
 
 
 if __name__ == "__main__":
-    main()
+    server(sys.argv[1:]).run()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 from cryptography.hazmat.primitives import hashes
@@ -16,6 +17,7 @@ from keys._keypair import KeyPair
 _ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
 _PKCS1V15 = padding.PKCS1v15()
 _SHA256 = hashes.SHA256()
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, allow_nan=False)
 
 
 def signature_bytes(key: KeyPair, signing_input: bytes) -> bytes:
@@ -29,13 +31,14 @@ def signature_bytes(key: KeyPair, signing_input: bytes) -> bytes:
     return private_key.sign(signing_input)
 
 
-def encode_header(key: KeyPair, typ: str, extra: Mapping[str, Any] | None = None) -> str:
-    header = {"alg": key.alg, "typ": typ, "kid": key.kid, **(extra or {})}
-    return b64url_encode(json.dumps(header, separators=(",", ":")).encode())
+@lru_cache(maxsize=64)
+def _header_segment(alg: str, kid: str, typ: str) -> str:
+    # Every token a key signs with one typ shares its header, so it is encoded once.
+    return b64url_encode(_COMPACT_JSON.encode({"alg": alg, "typ": typ, "kid": kid}).encode())
 
 
 def sign(claims: Mapping[str, Any], key: KeyPair, *, typ: str) -> str:
     """A compact JWS over `claims`, with the header `alg`, `typ` and `kid` of `key`."""
-    payload = b64url_encode(json.dumps(claims, separators=(",", ":")).encode())
-    signing_input = f"{encode_header(key, typ)}.{payload}"
+    payload = b64url_encode(_COMPACT_JSON.encode(claims).encode())
+    signing_input = f"{_header_segment(key.alg, key.kid, typ)}.{payload}"
     return f"{signing_input}.{b64url_encode(signature_bytes(key, signing_input.encode('ascii')))}"

@@ -73,9 +73,10 @@ class TokenManager:
             self._raise_if_lost()
             if self._started:
                 raise RuntimeError("the session grant was already exchanged")
-            self._started = True
             sent = self._clock()
+            # An unavailable issuer leaves the manager unstarted: the caller may try the exchange again.
             response = await self._call(self._issuer.exchange(session_grant, scope))
+            self._started = True
             self._refresh_token = response.refresh_token
             if scope not in SINGLE_USE_SCOPES:
                 self._store(scope, response, sent)

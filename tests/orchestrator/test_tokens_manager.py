@@ -339,3 +339,14 @@ async def test_tokens_before_the_exchange_are_a_programming_error(rig: Rig) -> N
     tokens = TokenManager(rig.issuer_client())
     with pytest.raises(RuntimeError):
         await tokens.get_token("read")
+
+
+async def test_an_exchange_that_never_reached_the_issuer_can_be_tried_again(rig: Rig) -> None:
+    grant = await rig.session()
+    tokens = TokenManager(rig.issuer_client())
+    rig.wire.down = True
+    with pytest.raises(ServiceUnavailable):
+        await tokens.start(grant, "read")
+    rig.wire.down = False
+    await tokens.start(grant, "read")
+    assert await tokens.get_token("read")
