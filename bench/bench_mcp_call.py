@@ -162,7 +162,8 @@ def main() -> None:
         jwks.write_text(json.dumps({"keys": [key.public_jwk()]}))
         servers = {
             v: ServerProcess(
-                "mcp", "--auth", v, "--db", str(seeded_bank(state / f"{v}.db")), "--jwks-file", str(jwks)
+                "mcp", "--auth", v, "--db", str(seeded_bank(state / f"{v}.db")), "--jwks-file", str(jwks),
+                inline=args.quick,
             )
             for v in VARIANTS
         }
