@@ -79,7 +79,8 @@ class ClientAuthenticator:
         self._leeway = leeway
         # The probe checks every header rule (alg, typ, forbidden headers) before the kid is looked at.
         self._probe = Verifier(
-            _KidProbe(), VerifyPolicy("probe", "probe", typ=ASSERTION_TYP, max_size=MAX_ASSERTION_SIZE)
+            _KidProbe(),
+            VerifyPolicy("probe", "probe", typ=ASSERTION_TYP, typ_optional=True, max_size=MAX_ASSERTION_SIZE),
         )
         self._by_kid: dict[str, str] = {}
         self._clients: dict[str, _ClientVerifiers] = {}
@@ -102,6 +103,7 @@ class ClientAuthenticator:
             issuer=client_id,
             audience=audience,
             typ=ASSERTION_TYP,
+            typ_optional=True,
             leeway=self._leeway,
             max_lifetime=MAX_ASSERTION_LIFETIME,
             max_size=MAX_ASSERTION_SIZE,

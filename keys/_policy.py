@@ -28,6 +28,9 @@ class VerifyPolicy:
     leeway: int = 60
     max_lifetime: int = 3600
     max_size: int = 8192
+    # RFC 7523 client assertions need not carry `typ`; when this is set a missing one is accepted,
+    # while a present one must still match.
+    typ_optional: bool = False
     normalized_typ: str = field(init=False, repr=False, compare=False)
     claims_required: frozenset[str] = field(init=False, repr=False, compare=False)
 

@@ -117,7 +117,9 @@ class Verifier:
         if alg not in _ALG_SET:
             raise UnsupportedAlgorithm("header alg is not an allowed algorithm")
         typ = header.get("typ")
-        if not isinstance(typ, str) or normalize_typ(typ) != self._policy.normalized_typ:
+        if typ is None and "typ" not in header and self._policy.typ_optional:
+            pass
+        elif not isinstance(typ, str) or normalize_typ(typ) != self._policy.normalized_typ:
             raise WrongTokenType("header typ is not the expected type")
         kid = header.get("kid")
         if not isinstance(kid, str) or not 0 < len(kid) <= MAX_KID or not kid.isprintable():

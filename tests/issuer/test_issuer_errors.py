@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 from typing import Any
 
@@ -9,7 +10,9 @@ import httpx
 import pytest
 
 from issuer import JWT_BEARER, client_assertion
-from keys import generate_key, sign
+from keys import KeyPair, generate_key, sign
+from keys._b64 import b64url_encode
+from keys._sign import signature_bytes
 from tests.issuer.issuer_harness import ISSUER, RESOURCE, TOKEN_ENDPOINT, Harness
 
 
@@ -350,3 +353,16 @@ async def test_garbage_at_every_endpoint_is_never_a_500(issuer: Harness) -> None
             assert response.status_code < 500, (method, path, request, response.text)
             if response.status_code >= 400:
                 assert set(response.json()) == {"error", "error_description"}
+
+
+def _sign_without_typ(claims: dict[str, Any], key: KeyPair) -> str:
+    header = b64url_encode(json.dumps({"alg": key.alg, "kid": key.kid}).encode())
+    payload = b64url_encode(json.dumps(claims).encode())
+    signing_input = f"{header}.{payload}"
+    return f"{signing_input}.{b64url_encode(signature_bytes(key, signing_input.encode()))}"
+
+
+async def test_assertion_without_typ_is_accepted_per_rfc7523(issuer: Harness) -> None:
+    # RFC 7523 does not require `typ`; common client libraries omit it.
+    token = _sign_without_typ(assertion_claims(issuer), issuer.keys["admin"])
+    assert (await cc_with(issuer, token, scope="keys:admin")).status_code == 200

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -268,6 +269,18 @@ def test_wrong_typ(verifier: Verifier, es: KeyPair, typ: Any) -> None:
 
 def test_missing_typ(verifier: Verifier, es: KeyPair) -> None:
     rejects(verifier, forge(header(es, typ=...), claims(), es), WrongTokenType)
+
+
+def test_typ_optional_accepts_a_missing_typ_only(
+    key_pairs: dict[str, KeyPair], es: KeyPair, clock: Clock
+) -> None:
+    policy = dataclasses.replace(POLICY, typ_optional=True)
+    lenient = Verifier(
+        StaticKeys({"keys": [p.public_jwk() for p in key_pairs.values()]}), policy, clock=clock
+    )
+    assert lenient.verify(forge(header(es, typ=...), claims(), es))["sub"] == claims()["sub"]
+    for typ in ("JWT", None, ""):
+        rejects(lenient, forge(header(es, typ=typ), claims(), es), WrongTokenType)
 
 
 @pytest.mark.parametrize(
