@@ -16,7 +16,7 @@ from issuer._settings import IssuerSettings
 from keys import KeyRingError
 
 
-class _Server(uvicorn.Server):
+class SharedLoopServer(uvicorn.Server):
     """A uvicorn server that leaves signals to `serve_all`, so several can share one loop."""
 
     @contextlib.contextmanager
@@ -26,7 +26,7 @@ class _Server(uvicorn.Server):
 
 def issuer_server(settings: IssuerSettings, *, host: str, port: int) -> uvicorn.Server:
     config = uvicorn.Config(create_app(settings), host=host, port=port, log_level="info", lifespan="on")
-    return _Server(config)
+    return SharedLoopServer(config)
 
 
 async def serve_all(servers: Sequence[uvicorn.Server]) -> None:

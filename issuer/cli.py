@@ -2,6 +2,16 @@
 
 from issuer._devinit import DevInitError, dev_init
 from issuer._keys_cli import AdminCommandError, keys_command
-from issuer._serve import serve_all, up
+from issuer._serve import SharedLoopServer, issuer_server, preflight, serve_all, up
 
-__all__ = ["AdminCommandError", "DevInitError", "dev_init", "keys_command", "serve_all", "up"]
+__all__ = [
+    "AdminCommandError",
+    "DevInitError",
+    "SharedLoopServer",
+    "dev_init",
+    "issuer_server",
+    "keys_command",
+    "preflight",
+    "serve_all",
+    "up",
+]

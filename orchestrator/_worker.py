@@ -104,7 +104,9 @@ def main(argv: Sequence[str] | None = None, *, wiring: AgentWiring | None = None
     try:
         settings.require()
         if wiring is None:
-            raise NotConfigured("the voice agent has no bank wired in: start it with a Bank factory")
+            from ._wiring import ConnectionSettings, default_wiring  # imports the token half only when run
+
+            wiring = default_wiring(ConnectionSettings())
     except NotConfigured as err:
         print(f"orchestrator: {err}", file=sys.stderr)
         return 2

@@ -13,8 +13,9 @@ import httpx
 from pydantic import ValidationError
 
 from issuer import IssuerSettings, IssuerStartupError
-from issuer.cli import AdminCommandError, DevInitError, dev_init, keys_command, up
+from issuer.cli import AdminCommandError, DevInitError, dev_init, keys_command
 from keys import ALGORITHMS
+from orchestrator._up import UpOptions, up
 
 DEFAULT_ISSUER = "http://127.0.0.1:8000"
 
@@ -32,20 +33,33 @@ def _parser() -> argparse.ArgumentParser:
     init.add_argument("--state", type=Path, help="state directory (default $VOICEBANK_STATE or ./var)")
     init.add_argument("--force", action="store_true", help="replace existing keys")
 
-    serve = commands.add_parser("up", help="serve the issuer")
-    serve.add_argument("--state", type=Path)
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve = commands.add_parser(
+        "up", help="serve the issuer and the MCP server (and the agent when configured)"
+    )
+    serve.add_argument("--state", type=Path, help="state directory (default $VOICEBANK_STATE or ./var)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--issuer-port", "--port", dest="issuer_port", type=int, default=8000)
+    serve.add_argument("--mcp-port", type=int, default=8001)
+    serve.add_argument("--only", choices=("issuer", "mcp", "agent"), help="serve one part only")
+    serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
 
-    keys = commands.add_parser("keys", help="list, rotate or revoke issuer keys (admin client)")
-    keys.add_argument("--issuer", default=None, help=f"issuer URL (default $ISSUER_URL or {DEFAULT_ISSUER})")
-    keys.add_argument("--state", type=Path, help="state directory holding clients/admin.pem")
+    # --issuer and --state are accepted before or after the action (`keys list --issuer URL`).
+    where = argparse.ArgumentParser(add_help=False)
+    where.add_argument(
+        "--issuer", default=argparse.SUPPRESS, help=f"issuer URL (default $ISSUER_URL or {DEFAULT_ISSUER})"
+    )
+    where.add_argument(
+        "--state", type=Path, default=argparse.SUPPRESS, help="state directory with clients/admin.pem"
+    )
+    keys = commands.add_parser(
+        "keys", help="list, rotate or revoke issuer keys (admin client)", parents=[where]
+    )
     actions = keys.add_subparsers(dest="action", required=True, parser_class=_Parser)
-    actions.add_parser("list", help="show every key and its state")
-    rotate = actions.add_parser("rotate", help="rotate now")
+    actions.add_parser("list", help="show every key and its state", parents=[where])
+    rotate = actions.add_parser("rotate", help="rotate now", parents=[where])
     rotate.add_argument("--alg", choices=ALGORITHMS)
     rotate.add_argument("--force", action="store_true", help="rotate even if the next key is too young")
-    revoke = actions.add_parser("revoke", help="remove a key from the JWKS at once")
+    revoke = actions.add_parser("revoke", help="remove a key from the JWKS at once", parents=[where])
     revoke.add_argument("kid")
 
     for name in ("demo", "bench"):
@@ -64,14 +78,20 @@ def _run(args: argparse.Namespace, transport: httpx.AsyncBaseTransport | None) -
     if args.command == "dev-init":
         dev_init(_settings(args), force=args.force)
     elif args.command == "up":
-        settings = _settings(args)
-        if "issuer_url" not in settings.model_fields_set:
-            # Without ISSUER_URL the issuer names itself by where it listens, so `iss` matches its URL.
-            settings = _settings(args, issuer_url=f"http://{args.host}:{args.port}")
-        up(settings, host=args.host, port=args.port)
+        options = UpOptions(
+            host=args.host,
+            issuer_port=args.issuer_port,
+            mcp_port=args.mcp_port,
+            state=args.state,
+            only=args.only,
+            log_level=args.log_level,
+        )
+        status = up(options)
+        if status:
+            raise SystemExit(status)
     elif args.command == "keys":
         settings = _settings(args)
-        issuer_url = args.issuer or settings.issuer_url
+        issuer_url = getattr(args, "issuer", None) or settings.issuer_url
         table = asyncio.run(
             keys_command(
                 args.action,

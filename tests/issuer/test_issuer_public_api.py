@@ -22,8 +22,11 @@ def test_public_names() -> None:
     assert sorted(issuer.cli.__all__) == [
         "AdminCommandError",
         "DevInitError",
+        "SharedLoopServer",
         "dev_init",
+        "issuer_server",
         "keys_command",
+        "preflight",
         "serve_all",
         "up",
     ]

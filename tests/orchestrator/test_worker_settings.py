@@ -65,13 +65,17 @@ def test_blank_values_count_as_missing(clean_env: pytest.MonkeyPatch) -> None:
     assert AgentSettings().missing() == ["ORCHESTRATOR_TTS"]
 
 
-def test_main_without_a_bank_says_so(
-    clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+def test_main_without_the_orchestrator_key_says_so(
+    clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     for name, value in CONFIGURED.items():
         clean_env.setenv(name, value)
+    clean_env.setenv("VOICEBANK_STATE", str(tmp_path))
+    clean_env.delenv("ORCHESTRATOR_CLIENT_KEY", raising=False)
     assert main([]) == 2
-    assert "no bank wired" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "cannot load the orchestrator's client key" in err
+    assert "voicebank dev-init" in err
 
 
 def test_python_dash_m_orchestrator_exits_non_zero_when_not_configured() -> None:
