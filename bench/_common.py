@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import math
 import os
 import signal
@@ -47,6 +48,8 @@ def parse_args(doc: str | None, *, seconds: float, quick_seconds: float, argv: S
     parser.add_argument("--seconds", type=float, default=None, help=f"measuring time (default {seconds:g})")
     parser.add_argument("--results", type=Path, default=RESULTS, help="directory for <name>.json")
     ns = parser.parse_args(argv)
+    # Warnings expected under load (storms, rotations) are counted by the benchmarks, not printed.
+    logging.basicConfig(level=logging.ERROR)
     chosen = ns.seconds if ns.seconds is not None else (quick_seconds if ns.quick else seconds)
     return Args(quick=ns.quick, seconds=float(chosen), results=ns.results)
 

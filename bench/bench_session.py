@@ -18,6 +18,7 @@ import contextlib
 import math
 import sys
 import tempfile
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -96,8 +97,6 @@ async def lifespan_in_task(app: Starlette) -> AsyncIterator[None]:
 
 
 async def simulate(state: Path, bank_db: Path, duration: float) -> dict[str, Any]:
-    import time
-
     clock = Clock(float(int(time.time())))
     ck = client_keys()
     write_issuer_state(state, ck)

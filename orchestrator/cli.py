@@ -44,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
 
     # --issuer and --state are accepted before or after the action (`keys list --issuer URL`).
-    where = argparse.ArgumentParser(add_help=False)
+    where = _Parser(add_help=False)
     where.add_argument(
         "--issuer", default=argparse.SUPPRESS, help=f"issuer URL (default $ISSUER_URL or {DEFAULT_ISSUER})"
     )

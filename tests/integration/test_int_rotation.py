@@ -55,7 +55,6 @@ async def test_forced_rotations_while_calling_fail_no_call(stack: Stack) -> None
     # A forced rotation promotes a key published since the rotation before; the unknown-kid refetch
     # covers the one case the cache had not seen yet, and publishing ahead covers the rest.
     assert stack.link.jwks_fetches <= 1 + rotations
-    print('FETCHES', stack.link.jwks_fetches)
 
     # The first key is retiring now, still published: its tokens verify until they expire.
     assert kid_of(early) != await stack.active_kid()
