@@ -1,4 +1,4 @@
-"""Shared by the benchmarks: arguments, percentiles, checks against targets, JSON results, server processes."""
+"""Shared by the benchmarks: arguments, percentiles, checks against targets, JSON results, servers."""
 
 from __future__ import annotations
 
@@ -41,17 +41,22 @@ class Args:
     results: Path
 
 
-def parse_args(doc: str | None, *, seconds: float, quick_seconds: float, argv: Sequence[str] | None = None) -> Args:
+def parse_args(
+    doc: str | None, *, seconds: float, quick_seconds: float, argv: Sequence[str] | None = None
+) -> Args:
     """Parse the common command line; `--seconds` defaults to `seconds`, or `quick_seconds` with `--quick`."""
     parser = argparse.ArgumentParser(description=(doc or "").strip().splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a tiny run that only proves the bench works")
     parser.add_argument("--seconds", type=float, default=None, help=f"measuring time (default {seconds:g})")
     parser.add_argument("--results", type=Path, default=RESULTS, help="directory for <name>.json")
     ns = parser.parse_args(argv)
-    # Warnings expected under load (storms, rotations) are counted by the benchmarks, not printed.
-    logging.basicConfig(level=logging.ERROR)
     chosen = ns.seconds if ns.seconds is not None else (quick_seconds if ns.quick else seconds)
     return Args(quick=ns.quick, seconds=float(chosen), results=ns.results)
+
+
+def quiet_logs() -> None:
+    """For a bench run from the command line: warnings expected under load are counted, not printed."""
+    logging.basicConfig(level=logging.ERROR)
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -172,7 +177,7 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """`bench/_serve.py` in a child process (its own interpreter, so its own core), ready once `/healthz` answers.
+    """`bench/_serve.py` in a child process (its own interpreter and core), ready once `/healthz` answers.
 
     With `inline=True` the same server runs in a thread of this process instead: no interpreter start-up,
     for `--quick` smoke runs where the figures do not matter.
@@ -192,11 +197,15 @@ class ServerProcess:
             from _serve import server  # the bench directory is on sys.path when a bench runs
 
             self._server = server(self._argv)
-            self._thread = threading.Thread(target=self._server.run, name=f"bench-{self._argv[0]}", daemon=True)
+            self._thread = threading.Thread(
+                target=self._server.run, name=f"bench-{self._argv[0]}", daemon=True
+            )
             self._thread.start()
             return self
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        self._process = subprocess.Popen([sys.executable, str(BENCH_DIR / "_serve.py"), *self._argv], env=env, cwd=ROOT)
+        self._process = subprocess.Popen(
+            [sys.executable, str(BENCH_DIR / "_serve.py"), *self._argv], env=env, cwd=ROOT
+        )
         return self
 
     def wait_ready(self, timeout: float = 60) -> None:

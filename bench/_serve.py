@@ -1,7 +1,7 @@
 """A benchmark server in its own process: the issuer (with a bare endpoint beside it) or the MCP server.
 
-    python bench/_serve.py issuer --state DIR --port P [--resource URL] [--access-lifetime S]
-    python bench/_serve.py mcp --port P --db FILE --auth full|passthrough|off (--jwks-file F | --issuer URL)
+python bench/_serve.py issuer --state DIR --port P [--resource URL] [--access-lifetime S]
+python bench/_serve.py mcp --port P --db FILE --auth full|passthrough|off (--jwks-file F | --issuer URL)
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from starlette.applications import Starlette
 
 from issuer import IssuerSettings
 from issuer import create_app as create_issuer
-from mcp_server import McpSettings, access_token_policy, build_app_from_settings
+from mcp_server import McpSettings, build_app_from_settings
 from mcp_server import create_app as create_mcp
 
 # What the bare endpoint answers: about the size of a /token answer, built once.

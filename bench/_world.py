@@ -14,7 +14,7 @@ from mcp_server import create_schema, make_engine, seed
 from orchestrator._issuer_client import IssuerClient
 from orchestrator._tokens_retry import RetryPolicy
 
-TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"  # noqa: S105 - a grant type
 JWT_TYPE = "urn:ietf:params:oauth:token-type:jwt"
 CLIENTS = {
     "orchestrator": ([TOKEN_EXCHANGE, "refresh_token"], "read transact configure"),
@@ -57,9 +57,13 @@ def auth(client_keys: dict[str, keys.KeyPair], client_id: str, issuer: str, now:
 
 
 async def bearer(
-    http: httpx.AsyncClient, issuer: str, client_keys: dict[str, keys.KeyPair], client_id: str, scope: str,
+    http: httpx.AsyncClient,
+    issuer: str,
+    client_keys: dict[str, keys.KeyPair],
+    client_id: str,
+    scope: str,
     now: float | None = None,
-) -> str:  # fmt: skip
+) -> str:
     """A client-credentials token for the issuer's own endpoints."""
     form = {"grant_type": "client_credentials", "scope": scope}
     stamp = time.time() if now is None else now
@@ -70,9 +74,14 @@ async def bearer(
 
 
 async def session_grant(
-    http: httpx.AsyncClient, issuer: str, client_keys: dict[str, keys.KeyPair], *, user: str = "alice",
-    scope: str = "read transact configure", now: float | None = None,
-) -> str:  # fmt: skip
+    http: httpx.AsyncClient,
+    issuer: str,
+    client_keys: dict[str, keys.KeyPair],
+    *,
+    user: str = "alice",
+    scope: str = "read transact configure",
+    now: float | None = None,
+) -> str:
     """What the user's app backend does: `POST /sessions`, answering the session grant."""
     token = await bearer(http, issuer, client_keys, "backend", "sessions:create", now)
     created = await http.post(

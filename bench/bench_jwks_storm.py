@@ -21,6 +21,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +29,20 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import keys
-from _common import Check, Report, ServerProcess, latency_ms, median_ratio, parse_args, print_table, running
+from _common import (
+    Check,
+    Report,
+    ServerProcess,
+    latency_ms,
+    median_ratio,
+    parse_args,
+    print_table,
+    quiet_logs,
+    running,
+)
 from _world import JWT_TYPE, TOKEN_EXCHANGE, auth, client_keys, session_grant, write_issuer_state
+
+import keys
 
 RESOURCE = "http://127.0.0.1:8001/mcp"
 STORM_WORKERS = 4
@@ -57,15 +69,21 @@ class StormTokens:
 async def valid_access_token(http: httpx.AsyncClient, base: str, ck: dict[str, keys.KeyPair]) -> str:
     """A real access token: `/sessions`, then the orchestrator's token exchange."""
     grant = await session_grant(http, base, ck)
-    form = {"grant_type": TOKEN_EXCHANGE, "subject_token": grant, "subject_token_type": JWT_TYPE, "scope": "read"}
+    form = {
+        "grant_type": TOKEN_EXCHANGE,
+        "subject_token": grant,
+        "subject_token_type": JWT_TYPE,
+        "scope": "read",
+    }
     answer = await http.post(f"{base}/token", data=form | auth(ck, "orchestrator", base, time.time()))
     answer.raise_for_status()
     token: str = answer.json()["access_token"]
     return token
 
 
-async def slice_run(verifier: keys.Verifier, valid: str, storm: StormTokens | None, seconds: float,
-                    counts: dict[str, int]) -> list[float]:  # fmt: skip
+async def slice_run(
+    verifier: keys.Verifier, valid: str, storm: StormTokens | None, seconds: float, counts: dict[str, int]
+) -> list[float]:
     """One slice: the valid-token worker (timed per call) and, in a storm, the storm workers."""
     deadline = time.perf_counter() + seconds
     latencies: list[float] = []
@@ -143,8 +161,8 @@ async def measure(base: str, ck: dict[str, keys.KeyPair], seconds: float, rounds
     }
 
 
-def main() -> None:
-    args = parse_args(__doc__, seconds=10, quick_seconds=0.5)
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(__doc__, seconds=10, quick_seconds=0.5, argv=argv)
     rounds = 2 if args.quick else 10
     ck = client_keys()
     with tempfile.TemporaryDirectory(prefix="bench-jwks-") as tmp:
@@ -173,20 +191,32 @@ def main() -> None:
     report.checks = [
         Check("JWKS fetches during the storm", got["fetches"], allowed, "<=", unit="count"),
         Check("valid-token median latency, storm/calm", ratio, LATENCY_TARGET, "<="),
-        Check("storm tokens accepted or mis-refused", storm_tokens - got["counts"]["unknown_kid"], 0, "==",
-              unit="count"),
-    ]  # fmt: skip
+        Check(
+            "storm tokens accepted or mis-refused",
+            storm_tokens - got["counts"]["unknown_kid"],
+            0,
+            "==",
+            unit="count",
+        ),
+    ]
     print_table(
         "jwks_storm: valid-token verification (µs) with and without the unknown-kid storm",
         ("phase", "valid verifies", "p50 µs", "p99 µs", "storm tokens/s", "JWKS fetches"),
         [
             ("calm", calm["n"], calm["median_ms"] * 1000, calm["p99_ms"] * 1000, "-", "-"),
-            ("storm", stormy["n"], stormy["median_ms"] * 1000, stormy["p99_ms"] * 1000,
-             report.figures["storm_tokens_per_s"], f"{got['fetches']} (allowed {allowed})"),
+            (
+                "storm",
+                stormy["n"],
+                stormy["median_ms"] * 1000,
+                stormy["p99_ms"] * 1000,
+                report.figures["storm_tokens_per_s"],
+                f"{got['fetches']} (allowed {allowed})",
+            ),
         ],
-    )  # fmt: skip
+    )
     report.write()
 
 
 if __name__ == "__main__":
+    quiet_logs()
     main()

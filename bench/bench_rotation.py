@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,17 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import Check, Report, ServerProcess, free_port, latency_ms, parse_args, print_table, running
+from _common import (
+    Check,
+    Report,
+    ServerProcess,
+    free_port,
+    latency_ms,
+    parse_args,
+    print_table,
+    quiet_logs,
+    running,
+)
 from _world import bearer, client_keys, orchestrator_client, seeded_bank, session_grant, write_issuer_state
 
 import keys
@@ -39,8 +50,9 @@ PAYERS = 2
 ACCESS_LIFETIME = 10
 
 
-async def rotate_forever(http: httpx.AsyncClient, base: str, ck: dict[str, keys.KeyPair], every: float,
-                         log: list[dict[str, Any]]) -> None:  # fmt: skip
+async def rotate_forever(
+    http: httpx.AsyncClient, base: str, ck: dict[str, keys.KeyPair], every: float, log: list[dict[str, Any]]
+) -> None:
     """Force a rotation every `every` seconds; the admin token is renewed well before it expires."""
     token, token_at = "", -1e9
     while True:
@@ -54,8 +66,9 @@ async def rotate_forever(http: httpx.AsyncClient, base: str, ck: dict[str, keys.
         log.append({"at": time.monotonic(), "status": answer.status_code, "active": active[:1]})
 
 
-async def measure(issuer: str, mcp_url: str, ck: dict[str, keys.KeyPair], seconds: float,
-                  every: float) -> dict[str, Any]:  # fmt: skip
+async def measure(
+    issuer: str, mcp_url: str, ck: dict[str, keys.KeyPair], seconds: float, every: float
+) -> dict[str, Any]:
     calls: dict[str, list[float]] = {"get_balance": [], "make_payment": []}
     failures: collections.Counter[str] = collections.Counter()
     rotations: list[dict[str, Any]] = []
@@ -78,7 +91,9 @@ async def measure(issuer: str, mcp_url: str, ck: dict[str, keys.KeyPair], second
                     if role == "get_balance":
                         await bank.get_balance()
                     else:
-                        await bank.make_payment(account["account_id"], payee["payee_id"], "0.01", str(uuid.uuid4()))
+                        await bank.make_payment(
+                            account["account_id"], payee["payee_id"], "0.01", str(uuid.uuid4())
+                        )
                 except BankError as exc:
                     failures[f"{role}: {exc.code}: {exc}"] += 1
                     continue
@@ -96,10 +111,10 @@ async def measure(issuer: str, mcp_url: str, ck: dict[str, keys.KeyPair], second
     return {"calls": calls, "failures": failures, "rotations": rotations}
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     extra = argparse.ArgumentParser(add_help=False)
     extra.add_argument("--every", type=float, default=None)
-    known, rest = extra.parse_known_args()
+    known, rest = extra.parse_known_args(argv)
     args = parse_args(__doc__, seconds=30, quick_seconds=1.5, argv=rest)
     every = known.every or (args.seconds / 3 if args.quick else 2.0)
     ck = client_keys()
@@ -107,11 +122,28 @@ def main() -> None:
         state = write_issuer_state(Path(tmp) / "issuer", ck)
         mcp_port = free_port()
         mcp_url = f"http://127.0.0.1:{mcp_port}/mcp"
-        issuer = ServerProcess("issuer", "--state", str(state), "--resource", mcp_url,
-                               "--access-lifetime", str(ACCESS_LIFETIME), inline=args.quick)  # fmt: skip
+        issuer = ServerProcess(
+            "issuer",
+            "--state",
+            str(state),
+            "--resource",
+            mcp_url,
+            "--access-lifetime",
+            str(ACCESS_LIFETIME),
+            inline=args.quick,
+        )
         with running(issuer):
-            mcp = ServerProcess("mcp", "--auth", "full", "--db", str(seeded_bank(Path(tmp) / "bank.db")),
-                                "--issuer", issuer.base, port=mcp_port, inline=args.quick)  # fmt: skip
+            mcp = ServerProcess(
+                "mcp",
+                "--auth",
+                "full",
+                "--db",
+                str(seeded_bank(Path(tmp) / "bank.db")),
+                "--issuer",
+                issuer.base,
+                port=mcp_port,
+                inline=args.quick,
+            )
             with running(mcp):
                 got = asyncio.run(measure(issuer.base, mcp_url, ck, args.seconds, every))
 
@@ -130,13 +162,29 @@ def main() -> None:
     }
     report.checks = [
         Check("failed tool calls", failed, 0, "==", unit="count"),
-        Check("rotations done", len(rotations) - report.figures["rotations_refused"], max(1, len(rotations)), ">=",
-              unit="count"),
-    ]  # fmt: skip
-    rows = [(role, made[role], failed_for(got["failures"], role), report.figures["latency"][role]["median_ms"],
-             report.figures["latency"][role]["p99_ms"]) for role in made]  # fmt: skip
-    print_table(f"rotation: {len(rotations)} forced rotations, one every {every:g} s", ("tool", "ok", "failed",
-                "p50 ms", "p99 ms"), rows)  # fmt: skip
+        Check(
+            "rotations done",
+            len(rotations) - report.figures["rotations_refused"],
+            max(1, len(rotations)),
+            ">=",
+            unit="count",
+        ),
+    ]
+    rows = [
+        (
+            role,
+            made[role],
+            failed_for(got["failures"], role),
+            report.figures["latency"][role]["median_ms"],
+            report.figures["latency"][role]["p99_ms"],
+        )
+        for role in made
+    ]
+    print_table(
+        f"rotation: {len(rotations)} forced rotations, one every {every:g} s",
+        ("tool", "ok", "failed", "p50 ms", "p99 ms"),
+        rows,
+    )
     for reason, count in got["failures"].most_common(5):
         print(f"  {count} x {reason}")
     report.write()
@@ -147,4 +195,5 @@ def failed_for(failures: collections.Counter[str], role: str) -> int:
 
 
 if __name__ == "__main__":
+    quiet_logs()
     main()

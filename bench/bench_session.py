@@ -1,4 +1,4 @@
-"""A simulated two-hour voice session: a `get_balance` every 20 s; issuer requests per hour against the minimum.
+"""A simulated two-hour voice session, a `get_balance` every 20 s: issuer requests per hour vs the minimum.
 
 Run: .venv/bin/python bench/bench_session.py [--quick] [--seconds SIMULATED]
 The real issuer app and the real MCP server app (production wiring: keys.JWKSCache fed by that issuer) run
@@ -19,7 +19,7 @@ import math
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +29,9 @@ from starlette.applications import Starlette
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import Check, Report, parse_args, print_table
+from _common import Check, Report, parse_args, print_table, quiet_logs
 from _world import client_keys, orchestrator_client, seeded_bank, session_grant, write_issuer_state
 
-import keys
 from issuer import IssuerSettings
 from issuer import create_app as create_issuer
 from mcp_server import McpSettings, build_app_from_settings
@@ -101,11 +100,19 @@ async def simulate(state: Path, bank_db: Path, duration: float) -> dict[str, Any
     ck = client_keys()
     write_issuer_state(state, ck)
     issuer_settings = IssuerSettings(
-        issuer_url=ISSUER, mcp_resource_url=RESOURCE, voicebank_state=state,
-        issuer_clients_file=state / "clients.json", keys_store="file", redis_url=None, keys_passphrase=None,
-        voicebank_mode="dev", access_token_lifetime=ACCESS_LIFETIME, livekit_url=None, livekit_api_key=None,
+        issuer_url=ISSUER,
+        mcp_resource_url=RESOURCE,
+        voicebank_state=state,
+        issuer_clients_file=state / "clients.json",
+        keys_store="file",
+        redis_url=None,
+        keys_passphrase=None,
+        voicebank_mode="dev",
+        access_token_lifetime=ACCESS_LIFETIME,
+        livekit_url=None,
+        livekit_api_key=None,
         livekit_api_secret=None,
-    )  # fmt: skip
+    )
     issuer_app = create_issuer(issuer_settings, clock=clock, rotation_sleep=_never)
     mcp_settings = McpSettings(
         mcp_issuer_url=ISSUER, mcp_resource_url=RESOURCE, bank_db_url=f"sqlite:///{bank_db}", redis_url=None
@@ -129,7 +136,7 @@ async def simulate(state: Path, bank_db: Path, duration: float) -> dict[str, Any
                     try:
                         await bank.get_balance()
                         calls += 1
-                    except Exception:  # noqa: BLE001 - a failed call is a figure here, not a crash
+                    except Exception:  # a failed call is a figure here, not a crash
                         failures += 1
                     clock.now += CALL_EVERY
                 last_call = clock.now - CALL_EVERY - start
@@ -144,15 +151,17 @@ async def simulate(state: Path, bank_db: Path, duration: float) -> dict[str, Any
     }
 
 
-def main() -> None:
-    args = parse_args(__doc__, seconds=7200, quick_seconds=600)
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(__doc__, seconds=7200, quick_seconds=600, argv=argv)
     with tempfile.TemporaryDirectory(prefix="bench-session-") as tmp:
         got = asyncio.run(simulate(Path(tmp) / "issuer", seeded_bank(Path(tmp) / "bank.db"), args.seconds))
 
     hours = args.seconds / 3600
     refresh_every = REFRESH_RATIO * ACCESS_LIFETIME
     token_requests = got["agent"].get("/token", 0)
-    minimum_token = 1 + math.floor(got["last_call_at"] / refresh_every)  # the exchange + one refresh per 240 s
+    minimum_token = 1 + math.floor(
+        got["last_call_at"] / refresh_every
+    )  # the exchange + one refresh per 240 s
     jwks_every = REFRESH_RATIO * JWKS_MAX_AGE
     minimum_jwks = 1 + math.floor(got["last_call_at"] / jwks_every)  # start-up + one refresh per 240 s
     report = Report("session", args)
@@ -179,7 +188,13 @@ def main() -> None:
         f"session: {args.seconds / 60:g} simulated minutes, a get_balance every {CALL_EVERY:g} s",
         ("issuer traffic", "requests", "per hour", "minimum", "min per hour"),
         [
-            ("orchestrator /token", token_requests, token_requests / hours, minimum_token, minimum_token / hours),
+            (
+                "orchestrator /token",
+                token_requests,
+                token_requests / hours,
+                minimum_token,
+                minimum_token / hours,
+            ),
             ("orchestrator /revoke", got["agent"].get("/revoke", 0), "-", 1, "-"),
             ("MCP server JWKS", got["jwks"], got["jwks"] / hours, minimum_jwks, minimum_jwks / hours),
         ],
@@ -188,4 +203,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    quiet_logs()
     main()

@@ -18,7 +18,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +26,20 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import keys
-from _common import Check, Report, ServerProcess, latency_ms, median_ratio, parse_args, print_table, running
+from _common import (
+    Check,
+    Report,
+    ServerProcess,
+    latency_ms,
+    median_ratio,
+    parse_args,
+    print_table,
+    quiet_logs,
+    running,
+)
 from _world import JWT_TYPE, TOKEN_EXCHANGE, auth, client_keys, write_issuer_state
+
+import keys
 
 VARIANTS = ("bare", "refresh", "exchange")
 CONCURRENCY = 16
@@ -61,7 +72,9 @@ class Grants:
 
 
 async def issuer_key(state: Path) -> keys.KeyPair:
-    store = keys.FileKeyStore(state / "keys", passphrase=None, policy=keys.RotationPolicy(max_token_lifetime=600))
+    store = keys.FileKeyStore(
+        state / "keys", passphrase=None, policy=keys.RotationPolicy(max_token_lifetime=600)
+    )
     ring = await store.load(time.time())
     return ring.signing_key("ES256")
 
@@ -88,14 +101,17 @@ async def run_slice(calls: list[Call], seconds: float) -> tuple[list[float], flo
     return samples, len(samples) / (time.perf_counter() - start_all), failures
 
 
-def callers(http: httpx.AsyncClient, base: str, ck: dict[str, keys.KeyPair], grants: Grants,
-            refresh_tokens: list[str]) -> dict[str, list[Call]]:  # fmt: skip
+def callers(
+    http: httpx.AsyncClient, base: str, ck: dict[str, keys.KeyPair], grants: Grants, refresh_tokens: list[str]
+) -> dict[str, list[Call]]:
     token_url = f"{base}/token"
 
     def bare() -> Call:
         async def call() -> None:
             form = {"grant_type": "refresh_token", "refresh_token": "x" * 43, "scope": "read"}
-            response = await http.post(f"{base}/bare", data=form | auth(ck, "orchestrator", base, time.time()))
+            response = await http.post(
+                f"{base}/bare", data=form | auth(ck, "orchestrator", base, time.time())
+            )
             if response.status_code != 200:
                 raise RuntimeError(f"HTTP {response.status_code}")
 
@@ -132,14 +148,20 @@ def callers(http: httpx.AsyncClient, base: str, ck: dict[str, keys.KeyPair], gra
     }
 
 
-async def measure(base: str, state: Path, ck: dict[str, keys.KeyPair], rounds: int, slice_s: float) -> dict[str, Any]:
+async def measure(
+    base: str, state: Path, ck: dict[str, keys.KeyPair], rounds: int, slice_s: float
+) -> dict[str, Any]:
     grants = Grants(await issuer_key(state), base)
     limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
     samples: dict[str, dict[str, list[Any]]] = {v: {"lat": [], "thr": [], "failures": []} for v in VARIANTS}
     async with httpx.AsyncClient(limits=limits, timeout=30) as http:
         refresh_tokens: list[str] = []
         for _ in range(CONCURRENCY):  # one refresh family per client, as one orchestrator session holds
-            form = {"grant_type": TOKEN_EXCHANGE, "subject_token": grants.new(), "subject_token_type": JWT_TYPE}
+            form = {
+                "grant_type": TOKEN_EXCHANGE,
+                "subject_token": grants.new(),
+                "subject_token_type": JWT_TYPE,
+            }
             answer = await http.post(f"{base}/token", data=form | auth(ck, "orchestrator", base, time.time()))
             answer.raise_for_status()
             refresh_tokens.append(answer.json()["refresh_token"])
@@ -155,8 +177,8 @@ async def measure(base: str, state: Path, ck: dict[str, keys.KeyPair], rounds: i
     return samples
 
 
-def main() -> None:
-    args = parse_args(__doc__, seconds=30, quick_seconds=0.6)
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(__doc__, seconds=30, quick_seconds=0.6, argv=argv)
     rounds = 1 if args.quick else 5
     slice_s = args.seconds / (rounds * len(VARIANTS))
     ck = client_keys()
@@ -178,15 +200,28 @@ def main() -> None:
             "failures": sum(got["failures"]),
         }
         report.figures[variant] = figures
-        rows.append((variant, figures["throughput_per_s"], figures["median_ms"], figures["p99_ms"], ratio,
-                     figures["failures"]))  # fmt: skip
+        rows.append(
+            (
+                variant,
+                figures["throughput_per_s"],
+                figures["median_ms"],
+                figures["p99_ms"],
+                ratio,
+                figures["failures"],
+            )
+        )
     report.figures |= {"concurrency": CONCURRENCY, "rounds": rounds, "slice_seconds": round(slice_s, 3)}
     report.checks = [
         Check("refresh grant throughput / bare", report.figures["refresh"]["ratio_to_bare"], TARGET, ">="),
         Check("token exchange throughput / bare", report.figures["exchange"]["ratio_to_bare"], TARGET, ">="),
-        Check("failed /token requests", sum(samples["refresh"]["failures"] + samples["exchange"]["failures"]),
-              0, "==", unit="count"),
-    ]  # fmt: skip
+        Check(
+            "failed /token requests",
+            sum(samples["refresh"]["failures"] + samples["exchange"]["failures"]),
+            0,
+            "==",
+            unit="count",
+        ),
+    ]
     print_table(
         f"token_endpoint: {CONCURRENCY} concurrent clients over loopback HTTP (latency in ms)",
         ("endpoint", "req/s", "p50", "p99", "× bare", "failures"),
@@ -196,4 +231,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    quiet_logs()
     main()

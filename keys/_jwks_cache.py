@@ -49,7 +49,9 @@ class JWKSCache:
 
     Keys are served until `max-age` (clamped) passes, refreshed in the background after `refresh_ahead`
     of it, and kept for `stale_limit` more seconds while the issuer is unreachable; after that every
-    lookup raises KeysUnavailable. Network attempts are at least `refetch_interval` apart, except an
+    lookup raises KeysUnavailable. Past `max-age` with no failed fetch yet, `get` answers None so that
+    `Verifier.verify_async` waits for the refetch: a key the issuer revoked is never trusted beyond its
+    `max-age` while the issuer answers. Network attempts are at least `refetch_interval` apart, except an
     explicit `refresh()`.
     """
 
@@ -89,6 +91,7 @@ class JWKSCache:
         self._expires_at = -math.inf
         self._refresh_at = -math.inf  # before this instant `get` is a plain dict lookup
         self._last_attempt = -math.inf
+        self._failing = False  # the latest fetch failed: stale keys may be served (bounded)
         self._inflight: asyncio.Task[bool] | None = None
 
     @property
@@ -100,13 +103,15 @@ class JWKSCache:
         now = self._clock()
         if now >= self._refresh_at:
             self._due(now)
+        if not self._servable(now):
+            return None  # past max-age: the async path waits for the refetch started above
         return self._keys.get(kid)
 
     async def fetch_unknown(self, kid: str) -> VerifyKey | None:
         """Refetch for an unknown kid, joining a fetch in flight and at most once per refetch interval."""
         now = self._clock()
         key = self._keys.get(kid)
-        if key is not None and self._usable(now):
+        if key is not None and self._servable(now):
             return key
         if self._inflight is not None:
             await asyncio.shield(self._inflight)
@@ -142,6 +147,10 @@ class JWKSCache:
     def _usable(self, now: float) -> bool:
         return self._loaded and now <= self._expires_at + self._stale_limit
 
+    def _servable(self, now: float) -> bool:
+        """Cached keys may be used without a fetch: within max-age, or stale while fetches fail."""
+        return self._loaded and (now <= self._expires_at or (self._failing and self._usable(now)))
+
     def _due(self, now: float) -> None:
         if self._inflight is None and now >= self._last_attempt + self._refetch_interval:
             try:
@@ -165,10 +174,12 @@ class JWKSCache:
         except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError, _BadAnswer) as exc:
             reason = str(exc) if isinstance(exc, _BadAnswer) else type(exc).__name__
             logger.warning("JWKS fetch from %s failed: %s", self._url, reason)
+            self._failing = True
             return False
         finally:
             if self._inflight is asyncio.current_task():
                 self._inflight = None
+        self._failing = False
         return True
 
     async def _request(self, started: float) -> None:

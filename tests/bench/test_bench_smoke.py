@@ -1,0 +1,76 @@
+"""Every benchmark runs in its `--quick` mode and writes its JSON: the shape is checked, never the speed."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+if str(BENCH) not in sys.path:
+    sys.path.insert(0, str(BENCH))
+
+FIGURES = {
+    "mcp_call": {"mcp", "raw", "rounds", "slice_seconds"},
+    "token_endpoint": {"bare", "refresh", "exchange", "concurrency"},
+    "jwks_storm": {"jwks_fetches_on_wire", "jwks_fetches_allowed", "valid_calm", "valid_storm",
+                   "valid_latency_ratio_storm_to_calm", "storm_tokens"},
+    "rotation": {"rotations", "calls_ok", "calls_failed", "failures", "latency"},
+    "session": {"tool_calls", "token_requests", "token_requests_minimum", "token_requests_per_hour",
+                "jwks_requests", "jwks_requests_minimum"},
+}  # fmt: skip
+
+
+def bench(name: str) -> ModuleType:
+    return importlib.import_module(f"bench_{name}")
+
+
+def run_quick(name: str, results: Path) -> dict[str, Any]:
+    bench(name).main(["--quick", "--results", str(results)])
+    document: dict[str, Any] = json.loads((results / f"{name}.json").read_text())
+    return document
+
+
+@pytest.mark.parametrize("name", sorted(FIGURES))
+def test_bench_quick_run_writes_its_json(name: str, tmp_path: Path) -> None:
+    document = run_quick(name, tmp_path)
+    assert document["benchmark"] == name
+    assert document["quick"] is True
+    assert FIGURES[name] <= document["figures"].keys()
+    assert document["checks"]
+    for check in document["checks"]:
+        assert {"name", "value", "target", "op", "passed"} <= check.keys()
+        assert check["op"] in ("<=", ">=", "==")
+        assert isinstance(check["passed"], bool)
+
+
+def test_the_session_bench_counts_the_orchestrators_issuer_traffic(tmp_path: Path) -> None:
+    """Ten simulated minutes: one exchange, then a refresh at 240 s and 480 s; the MCP calls all succeed."""
+    figures = run_quick("session", tmp_path)["figures"]
+    assert figures["tool_calls"] == 30
+    assert figures["failed_calls"] == 0
+    assert figures["token_requests_minimum"] == 3
+    assert figures["token_requests"] >= figures["token_requests_minimum"]
+
+
+def test_percentile_interpolates_between_ranks() -> None:
+    common = importlib.import_module("_common")
+    assert common.percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.5
+    assert common.percentile([5.0], 99) == 5.0
+    assert common.percentile(list(range(101)), 99) == 99
+
+
+def test_run_all_summarises_both_result_formats() -> None:
+    run_all = importlib.import_module("run_all")
+    ours = {"checks": [{"name": "x", "value": 0.9, "target": 0.5, "op": ">=", "passed": True}]}
+    theirs = {"results": {"ES256": {"target": 0.85, "meets_target": False,
+                                    "implementations": {"keys.Verifier (StaticKeys)": {"ratio_to_raw": 0.8}}}}}  # fmt: skip
+    assert run_all.summary_rows("mcp_call", ours)[0][:4] == ("mcp_call", "x", 0.9, ">= 0.5")
+    row = run_all.summary_rows("verify", theirs)[0]
+    assert row[2] == 0.8
+    assert "short" in row[4]
