@@ -108,6 +108,17 @@ class Check:
         return {**asdict(self), "value": _rounded(self.value), "passed": self.passed}
 
 
+def _finite(value: Any) -> Any:
+    """The value with every NaN replaced by None, so the file is strict JSON."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
+
+
 def _rounded(value: float) -> float | None:
     return None if math.isnan(value) else round(value, 4)
 
@@ -130,13 +141,13 @@ class Report:
             "seconds": self.args.seconds,
             "python": sys.version.split()[0],
             "cpus": os.cpu_count(),
-            "figures": self.figures,
+            "figures": _finite(self.figures),
             "checks": [check.as_dict() for check in self.checks],
             "notes": self.notes,
         }
         self.args.results.mkdir(parents=True, exist_ok=True)
         path = self.args.results / f"{self.name}.json"
-        path.write_text(json.dumps(document, indent=2) + "\n")
+        path.write_text(json.dumps(document, indent=2, allow_nan=False) + "\n")
         print_checks(self.name, self.checks)
         for note in self.notes:
             console.print(f"note: {note}")
@@ -207,6 +218,17 @@ class ServerProcess:
             [sys.executable, str(BENCH_DIR / "_serve.py"), *self._argv], env=env, cwd=ROOT
         )
         return self
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the server process has used so far; NaN when inline or not on Linux."""
+        if self._process is None:
+            return math.nan
+        try:
+            fields = Path(f"/proc/{self._process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return math.nan
+        # utime and stime are fields 14 and 15 of proc(5), counted after the ")" closing the name.
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def wait_ready(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout

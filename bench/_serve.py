@@ -7,7 +7,9 @@ python bench/_serve.py mcp --port P --db FILE --auth full|passthrough|off (--jwk
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,8 @@ from starlette.applications import Starlette
 
 from issuer import IssuerSettings
 from issuer import create_app as create_issuer
-from mcp_server import McpSettings, build_app_from_settings
+from keys import JWKSCache, Verifier
+from mcp_server import McpSettings, access_token_policy, build_app_from_settings
 from mcp_server import create_app as create_mcp
 
 # What the bare endpoint answers: about the size of a /token answer, built once.
@@ -78,7 +81,9 @@ def issuer_app(state: Path, port: int, resource: str, access_lifetime: int) -> A
     return app
 
 
-def mcp_app(port: int, db: Path, auth: str, jwks_file: Path | None, issuer: str | None) -> Starlette:
+def mcp_app(
+    port: int, db: Path, auth: str, jwks_file: Path | None, issuer: str | None, refetch: float | None = None
+) -> Starlette:
     resource = f"http://127.0.0.1:{port}/mcp"
     settings = McpSettings(
         mcp_issuer_url=issuer or BENCH_CLAIMS["iss"],
@@ -97,8 +102,26 @@ def mcp_app(port: int, db: Path, auth: str, jwks_file: Path | None, issuer: str 
         headers = {"content-type": "application/json", "cache-control": "public, max-age=300"}
         jwks = httpx.MockTransport(lambda _: httpx.Response(200, content=body, headers=headers))
         client = httpx.AsyncClient(transport=jwks)
+    if refetch is not None:
+        return refetch_variant(settings, refetch)
     # The production wiring: keys.JWKSCache (over HTTP to the issuer, or the JWKS file) and keys.Verifier.
     return build_app_from_settings(settings, http_client=client)
+
+
+def refetch_variant(settings: McpSettings, refetch: float) -> Starlette:
+    """Diagnosis only: the production wiring, but a JWKSCache with another unknown-kid refetch interval."""
+    client = httpx.AsyncClient(timeout=5.0)
+    cache = JWKSCache(settings.jwks_url, client, refetch_interval=refetch)
+    verifier = Verifier(cache, access_token_policy(settings))
+
+    @contextlib.asynccontextmanager
+    async def jwks() -> AsyncIterator[None]:
+        await cache.refresh()
+        yield
+        await cache.aclose()
+        await client.aclose()
+
+    return create_mcp(settings, verifier=verifier, key_cache=cache, lifespan_hook=jwks)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -112,6 +135,9 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--auth", choices=["full", "passthrough", "off"], default="full")
     parser.add_argument("--jwks-file", type=Path)
     parser.add_argument("--issuer")
+    parser.add_argument(
+        "--refetch-interval", type=float, help="diagnosis: JWKSCache unknown-kid refetch interval"
+    )
     return parser
 
 
@@ -121,7 +147,7 @@ def server(argv: list[str]) -> uvicorn.Server:
     if args.kind == "issuer":
         app = issuer_app(args.state, args.port, args.resource, args.access_lifetime)
     else:
-        app = mcp_app(args.port, args.db, args.auth, args.jwks_file, args.issuer)
+        app = mcp_app(args.port, args.db, args.auth, args.jwks_file, args.issuer, args.refetch_interval)
     config = uvicorn.Config(
         app, host="127.0.0.1", port=args.port, lifespan="on", log_level="warning", access_log=False
     )

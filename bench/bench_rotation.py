@@ -114,9 +114,13 @@ async def measure(
 def main(argv: Sequence[str] | None = None) -> None:
     extra = argparse.ArgumentParser(add_help=False)
     extra.add_argument("--every", type=float, default=None)
+    extra.add_argument("--mcp-refetch-interval", type=float, default=None, help="diagnosis: see _serve.py")
     known, rest = extra.parse_known_args(argv)
     args = parse_args(__doc__, seconds=30, quick_seconds=1.5, argv=rest)
     every = known.every or (args.seconds / 3 if args.quick else 2.0)
+    refetch = (
+        [] if known.mcp_refetch_interval is None else ["--refetch-interval", str(known.mcp_refetch_interval)]
+    )
     ck = client_keys()
     with tempfile.TemporaryDirectory(prefix="bench-rotation-") as tmp:
         state = write_issuer_state(Path(tmp) / "issuer", ck)
@@ -141,6 +145,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 str(seeded_bank(Path(tmp) / "bank.db")),
                 "--issuer",
                 issuer.base,
+                *refetch,
                 port=mcp_port,
                 inline=args.quick,
             )
@@ -153,6 +158,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     report = Report("rotation", args)
     report.figures = {
         "rotate_every_s": every,
+        "mcp_refetch_interval_s": known.mcp_refetch_interval or 5.0,
         "rotations": len(rotations),
         "rotations_refused": sum(1 for r in rotations if r["status"] != 200),
         "calls_ok": made,

@@ -20,6 +20,7 @@ from keys._errors import (
     WrongTokenType,
 )
 from keys._file_store import FileKeyStore
+from keys._inspect import unverified_header
 from keys._jwks_cache import JWKSCache
 from keys._key_events import KEY_EVENTS_CHANNEL, key_events
 from keys._keypair import ALGORITHMS, Algorithm, KeyPair, generate_key, thumbprint
@@ -92,4 +93,5 @@ __all__ = [
     "key_events",
     "sign",
     "thumbprint",
+    "unverified_header",
 ]

@@ -50,7 +50,7 @@ class _ScriptedStream(llm.LLMStream):
             self._event_ch.send_nowait(llm.ChatChunk(id="scripted", delta=delta))
 
 
-class ScriptedLLM(llm.LLM):
+class ScriptedLLM(llm.LLM[Any]):
     """An LLM that replays a script and records every context it is given."""
 
     def __init__(self, steps: Sequence[Step] = ()) -> None:

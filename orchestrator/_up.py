@@ -16,7 +16,6 @@ import uvicorn
 
 from issuer import IssuerSettings
 from issuer.cli import SharedLoopServer, issuer_server, preflight, serve_all
-from mcp_server import McpSettings, build_app_from_settings
 
 from ._agent_settings import AgentSettings
 
@@ -63,6 +62,8 @@ def _servers(options: UpOptions, env: Mapping[str, str]) -> list[uvicorn.Server]
         servers.append(issuer_server(settings, host=options.host, port=options.issuer_port))
         print(f"voicebank up: issuer at {issuer_url}", file=sys.stderr)
     if options.only in (None, "mcp"):
+        from mcp_server import McpSettings, build_app_from_settings  # FastMCP loads only when served
+
         mcp = McpSettings(
             mcp_issuer_url=env.get("MCP_ISSUER_URL") or issuer_url,
             mcp_resource_url=resource_url,

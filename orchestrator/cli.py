@@ -15,7 +15,6 @@ from pydantic import ValidationError
 from issuer import IssuerSettings, IssuerStartupError
 from issuer.cli import AdminCommandError, DevInitError, dev_init, keys_command
 from keys import ALGORITHMS
-from orchestrator._up import UpOptions, up
 
 DEFAULT_ISSUER = "http://127.0.0.1:8000"
 
@@ -62,8 +61,14 @@ def _parser() -> argparse.ArgumentParser:
     revoke = actions.add_parser("revoke", help="remove a key from the JWKS at once", parents=[where])
     revoke.add_argument("kid")
 
-    for name in ("demo", "bench"):
-        commands.add_parser(name, help="not built yet")
+    demo = commands.add_parser("demo", help="run a scripted banking call against the real services")
+    demo.add_argument(
+        "--state", type=Path, help="state directory to use and keep (default: a fresh temporary one)"
+    )
+    demo.add_argument("--redis", metavar="URL", help="use Redis for keys, refresh tokens and replay caches")
+    demo.add_argument("--issuer-port", type=int, default=8000, help="preferred issuer port (default 8000)")
+    demo.add_argument("--mcp-port", type=int, default=8001, help="preferred MCP server port (default 8001)")
+    commands.add_parser("bench", help="not built yet")
     return parser
 
 
@@ -78,6 +83,8 @@ def _run(args: argparse.Namespace, transport: httpx.AsyncBaseTransport | None) -
     if args.command == "dev-init":
         dev_init(_settings(args), force=args.force)
     elif args.command == "up":
+        from orchestrator._up import UpOptions, up  # the services' imports are heavy: load what runs
+
         options = UpOptions(
             host=args.host,
             issuer_port=args.issuer_port,
@@ -109,7 +116,14 @@ def _run(args: argparse.Namespace, transport: httpx.AsyncBaseTransport | None) -
 def main(argv: Sequence[str] | None = None, *, transport: httpx.AsyncBaseTransport | None = None) -> int:
     """Entry point of the `voicebank` console script; the exit status."""
     args = _parser().parse_args(argv)
-    if args.command in ("demo", "bench"):
+    if args.command == "demo":
+        from orchestrator._demo import DemoOptions, run_demo  # livekit-agents loads only for the demo
+
+        options = DemoOptions(
+            state=args.state, redis_url=args.redis, issuer_port=args.issuer_port, mcp_port=args.mcp_port
+        )
+        return run_demo(options)
+    if args.command in ("bench",):
         print(f"voicebank {args.command}: not built yet", file=sys.stderr)
         return 2
     try:
@@ -125,3 +139,7 @@ def main(argv: Sequence[str] | None = None, *, transport: httpx.AsyncBaseTranspo
     except KeyboardInterrupt:
         return 130
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,4 +1,4 @@
-"""The whole token path in-process: the real issuer app, the real MCP server fetching its JWKS, real clients."""
+"""The whole token path in-process: the real issuer, the MCP server fetching its JWKS, the real clients."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import httpx
 import httpx2
@@ -265,9 +265,16 @@ class Stack:
     def mcp_client(self, token: str) -> Client[StreamableHttpTransport]:
         """The real FastMCP client over streamable HTTP, in-process, with a bearer token."""
 
-        def factory(**kwargs: Any) -> httpx2.AsyncClient:
-            kwargs.pop("follow_redirects", None)
-            return httpx2.AsyncClient(transport=httpx2.ASGITransport(app=self.mcp_app), base_url=BASE, **kwargs)
+        def factory(
+            headers: dict[str, str] | None = None,
+            timeout: httpx2.Timeout | None = None,
+            auth: httpx2.Auth | None = None,
+            **_: Any,  # FastMCP also asks to follow redirects: in-process there are none
+        ) -> httpx2.AsyncClient:
+            transport = httpx2.ASGITransport(app=self.mcp_app)
+            return httpx2.AsyncClient(
+                transport=transport, base_url=BASE, headers=headers, timeout=timeout, auth=auth
+            )
 
         return Client(StreamableHttpTransport(RESOURCE, httpx_client_factory=factory, auth=token))
 
@@ -305,7 +312,7 @@ async def running_stack(
     state: Path,
     *,
     redis_url: str | None = None,
-    keys_store: str = "file",
+    keys_store: Literal["file", "redis"] = "file",
     mcp_redis: bool | None = None,
     clock: FakeClock | None = None,
 ) -> AsyncIterator[Stack]:
@@ -366,4 +373,3 @@ async def running_stack(
 async def _never(_: float) -> None:
     """The issuer's rotation loop waits forever: tests rotate through the admin API."""
     await asyncio.Event().wait()
-

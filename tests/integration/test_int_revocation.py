@@ -45,7 +45,7 @@ async def test_a_revoked_key_is_dropped_at_once_with_redis_key_events(tmp_path: 
 
 async def test_without_redis_a_revoked_key_stops_verifying_within_the_jwks_max_age(stack: Stack) -> None:
     started = stack.clock()
-    old, fresh, revoked = await revoked_and_fresh_tokens(stack)
+    old, fresh, _ = await revoked_and_fresh_tokens(stack)
     # No key events: the MCP server's cached JWKS still lists the key until its max-age passes.
     assert (await stack.call(old, "list_payees"))["payees"]
 

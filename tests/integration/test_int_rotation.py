@@ -50,7 +50,9 @@ async def test_forced_rotations_while_calling_fail_no_call(stack: Stack) -> None
         assert answer  # every call answered with its result; a 401 would have raised
 
     assert rotations == 5
-    assert len(set(kids)) == 6  # tokens signed by the first key and by each of the 5 promoted keys all verified
+    assert (
+        len(set(kids)) == 6
+    )  # tokens signed by the first key and by each of the 5 promoted keys all verified
     assert Decimal(stack.balance()) == before - paid * Decimal("1.00")
     # A forced rotation promotes a key published since the rotation before; the unknown-kid refetch
     # covers the one case the cache had not seen yet, and publishing ahead covers the rest.
@@ -64,7 +66,9 @@ async def test_forced_rotations_while_calling_fail_no_call(stack: Stack) -> None
     assert (await stack.call(early, "list_payees"))["payees"]
 
 
-async def test_an_old_key_token_is_refused_once_expired(stack: Stack, caplog: pytest.LogCaptureFixture) -> None:
+async def test_an_old_key_token_is_refused_once_expired(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
     tokens = await stack.tokens()
     early = await tokens.get_token("read")
     for _ in range(3):

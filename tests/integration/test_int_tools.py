@@ -1,4 +1,4 @@
-"""Every tool with tokens from the real issuer, through the real MCP clients; transact tokens are single-use."""
+"""Every tool with real issuer tokens through the real MCP clients; transact tokens are single-use."""
 
 from __future__ import annotations
 
@@ -44,7 +44,9 @@ async def test_every_tool_through_the_fastmcp_client_with_issuer_tokens(stack: S
     assert "loans" in await stack.call(read, "list_loans")
     assert (await stack.call(read, "list_payees"))["payees"]
     payment = stack.payment("1.00", "int-pay-2")
-    assert (await stack.call(await tokens.get_token("transact"), "make_payment", **payment))["status"] == "completed"
+    assert (await stack.call(await tokens.get_token("transact"), "make_payment", **payment))[
+        "status"
+    ] == "completed"
     transfer = {
         "from_account_id": stack.account(kind="savings"),
         "to_account_id": stack.account(),
