@@ -103,13 +103,15 @@ class JWKSCache:
         now = self._clock()
         if now >= self._refresh_at:
             self._due(now)
+        if not self._servable(now):
+            return None  # past max-age: the async path waits for the refetch started above
         return self._keys.get(kid)
 
     async def fetch_unknown(self, kid: str) -> VerifyKey | None:
         """Refetch for an unknown kid, joining a fetch in flight and at most once per refetch interval."""
         now = self._clock()
         key = self._keys.get(kid)
-        if key is not None and self._usable(now):
+        if key is not None and self._servable(now):
             return key
         if self._inflight is not None:
             await asyncio.shield(self._inflight)

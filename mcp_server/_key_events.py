@@ -1,7 +1,10 @@
 """Key events over Redis pub/sub: a key revoked at the issuer is dropped from the JWKS cache at once.
 
 Channel `keys.KEY_EVENTS_CHANNEL` ("voicebank:key-events"); a revocation is JSON
-`{"type": "revoked", "kid": "<kid>"}`. Other types (such as "rotated") are ignored here.
+`{"type": "revoked", "kid": "<kid>"}`. A rotation `{"type": "rotated", "kid": "<new active kid>"}` whose
+kid the cache does not hold yet makes it refetch the JWKS at once: a forced rotation (or the revocation
+of the active key) may promote a key published after this replica's last fetch, and the unknown-kid
+refetch is rate-limited, so without this the new key's tokens could be refused for seconds.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Any, Protocol
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from keys import KEY_EVENTS_CHANNEL
+from keys import KEY_EVENTS_CHANNEL, KeysUnavailable
 
 _log = logging.getLogger("voicebank.mcp.key_events")
 
@@ -23,22 +26,40 @@ _log = logging.getLogger("voicebank.mcp.key_events")
 class KeyDropper(Protocol):
     """What a key event acts on: the JWKS cache."""
 
+    @property
+    def kids(self) -> frozenset[str]:
+        """The kids the cache holds now."""
+        ...
+
     def drop(self, kid: str) -> None:
         """Forget the key `kid` at once."""
         ...
 
+    async def refresh(self) -> None:
+        """Fetch the JWKS now (not rate-limited); raise KeysUnavailable if that fails."""
+        ...
 
-def parse_key_event(data: bytes | str) -> str | None:
-    """The kid of a revocation event, or None for anything else."""
+
+def _parse(data: bytes | str, kind: str) -> str | None:
     try:
         event: Any = json.loads(data)
     except (ValueError, UnicodeDecodeError):
         return None
-    if isinstance(event, dict) and event.get("type") == "revoked":
+    if isinstance(event, dict) and event.get("type") == kind:
         kid = event.get("kid")
         if isinstance(kid, str) and 0 < len(kid) <= 256:
             return kid
     return None
+
+
+def parse_key_event(data: bytes | str) -> str | None:
+    """The kid of a revocation event, or None for anything else."""
+    return _parse(data, "revoked")
+
+
+def parse_rotation_event(data: bytes | str) -> str | None:
+    """The new active kid of a rotation event, or None for anything else."""
+    return _parse(data, "rotated")
 
 
 class KeyEventSubscriber:
@@ -58,17 +79,24 @@ class KeyEventSubscriber:
         self._retry_delay = retry_delay
         self.subscribed = asyncio.Event()
         self.dropped: deque[str] = deque(maxlen=1000)
+        self.learned: deque[str] = deque(maxlen=1000)
         self._changed = asyncio.Condition()
+        self._fetches: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
         """Listen until cancelled."""
-        while True:
-            try:
-                await self._listen()
-            except (RedisError, OSError) as exc:
-                self.subscribed.clear()
-                _log.warning("key events: redis error (%s); resubscribing", type(exc).__name__)
-                await asyncio.sleep(self._retry_delay)
+        try:
+            while True:
+                try:
+                    await self._listen()
+                except (RedisError, OSError) as exc:
+                    self.subscribed.clear()
+                    _log.warning("key events: redis error (%s); resubscribing", type(exc).__name__)
+                    await asyncio.sleep(self._retry_delay)
+        finally:
+            for task in self._fetches:
+                task.cancel()
+            await asyncio.gather(*self._fetches, return_exceptions=True)
 
     async def _listen(self) -> None:
         async with self._client.pubsub() as pubsub:
@@ -80,6 +108,8 @@ class KeyEventSubscriber:
                     kid = parse_key_event(message["data"])
                     if kid is not None:
                         await self._drop(kid)
+                    elif (new := parse_rotation_event(message["data"])) is not None:
+                        self._learn(new)
 
     async def _drop(self, kid: str) -> None:
         self._keys.drop(kid)
@@ -87,6 +117,31 @@ class KeyEventSubscriber:
         async with self._changed:
             self.dropped.append(kid)
             self._changed.notify_all()
+
+    def _learn(self, kid: str) -> None:
+        if kid in self._keys.kids:
+            return
+        # In the background: a slow issuer must not hold up the revocations queued behind this event.
+        task = asyncio.create_task(self._fetch(kid), name="voicebank-key-events-fetch")
+        self._fetches.add(task)
+        task.add_done_callback(self._fetches.discard)
+
+    async def _fetch(self, kid: str) -> None:
+        try:
+            await self._keys.refresh()
+        except KeysUnavailable:
+            # The unknown-kid refetch of the first such token still tries again later.
+            _log.warning("key events: JWKS refetch for rotated kid %s failed", kid)
+            return
+        _log.info("key events: fetched the JWKS for rotated kid %s", kid)
+        async with self._changed:
+            self.learned.append(kid)
+            self._changed.notify_all()
+
+    async def wait_learned(self, kid: str) -> None:
+        """Return once the JWKS was refetched for the rotated `kid` (for tests and readiness checks)."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: kid in self.learned)
 
     async def wait_dropped(self, kid: str) -> None:
         """Return once `kid` has been dropped (for tests and readiness checks)."""

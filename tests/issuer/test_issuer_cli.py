@@ -85,9 +85,6 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert f"cannot reach the issuer at {issuer}" in err
     assert err.count("\n") == 1
 
-    for argv in (["demo"], ["bench"]):
-        assert main(argv) == 2
-        assert "not built yet" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:
         main(["keys", "revoke"])
     assert exit_info.value.code == 2
@@ -134,3 +131,11 @@ async def test_keys_commands_against_an_in_process_issuer(tmp_path: Path) -> Non
         assert " revoked " in await run("revoke", kid=active)
         with pytest.raises(AdminCommandError, match="not_found"):
             await run("revoke", kid="nope")
+
+
+def test_dev_init_seeds_the_bank_at_bank_db_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    elsewhere = tmp_path / "elsewhere.db"
+    monkeypatch.setenv("BANK_DB_URL", f"sqlite:///{elsewhere}")
+    assert main(["dev-init", "--state", str(tmp_path / "state")]) == 0
+    assert elsewhere.is_file()
+    assert not (tmp_path / "state" / "bank.db").exists()
