@@ -155,11 +155,11 @@ class Report:
         return path
 
 
-def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-    """A rich table; numbers right-aligned."""
+def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]], *, left: int = 1) -> None:
+    """A rich table; the first `left` columns (names) left-aligned, the figures right-aligned."""
     table = Table(title=title, title_justify="left")
     for index, column in enumerate(columns):
-        table.add_column(column, justify="left" if index == 0 else "right")
+        table.add_column(column, justify="left" if index < left else "right")
     for row in rows:
         table.add_row(*(_cell(value) for value in row))
     console.print(table)

@@ -90,7 +90,10 @@ def main() -> int:
         rows += summary_rows(name, json.loads(where.read_text()))
     print()
     print_table(
-        "all benchmarks against the targets of issue 7", ("bench", "check", "value", "target", "result"), rows
+        "all benchmarks against the targets of issue 7",
+        ("bench", "check", "value", "target", "result"),
+        rows,
+        left=2,
     )
     for name, outcome in status.items():
         print(f"  bench_{name}: {outcome}")

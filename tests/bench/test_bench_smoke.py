@@ -18,12 +18,24 @@ if str(BENCH) not in sys.path:
 FIGURES = {
     "mcp_call": {"mcp", "raw", "rounds", "slice_seconds"},
     "token_endpoint": {"bare", "refresh", "exchange", "concurrency"},
-    "jwks_storm": {"jwks_fetches_on_wire", "jwks_fetches_allowed", "valid_calm", "valid_storm",
-                   "valid_latency_ratio_storm_to_calm", "storm_tokens"},
+    "jwks_storm": {
+        "jwks_fetches_on_wire",
+        "jwks_fetches_allowed",
+        "valid_calm",
+        "valid_storm",
+        "valid_latency_ratio_storm_to_calm",
+        "storm_tokens",
+    },
     "rotation": {"rotations", "calls_ok", "calls_failed", "failures", "latency"},
-    "session": {"tool_calls", "token_requests", "token_requests_minimum", "token_requests_per_hour",
-                "jwks_requests", "jwks_requests_minimum"},
-}  # fmt: skip
+    "session": {
+        "tool_calls",
+        "token_requests",
+        "token_requests_minimum",
+        "token_requests_per_hour",
+        "jwks_requests",
+        "jwks_requests_minimum",
+    },
+}
 
 
 def bench(name: str) -> ModuleType:
@@ -68,8 +80,15 @@ def test_percentile_interpolates_between_ranks() -> None:
 def test_run_all_summarises_both_result_formats() -> None:
     run_all = importlib.import_module("run_all")
     ours = {"checks": [{"name": "x", "value": 0.9, "target": 0.5, "op": ">=", "passed": True}]}
-    theirs = {"results": {"ES256": {"target": 0.85, "meets_target": False,
-                                    "implementations": {"keys.Verifier (StaticKeys)": {"ratio_to_raw": 0.8}}}}}  # fmt: skip
+    theirs = {
+        "results": {
+            "ES256": {
+                "target": 0.85,
+                "meets_target": False,
+                "implementations": {"keys.Verifier (StaticKeys)": {"ratio_to_raw": 0.8}},
+            }
+        }
+    }
     assert run_all.summary_rows("mcp_call", ours)[0][:4] == ("mcp_call", "x", 0.9, ">= 0.5")
     row = run_all.summary_rows("verify", theirs)[0]
     assert row[2] == 0.8

@@ -1,4 +1,4 @@
-"""`mcp_server.create_app(no_auth_claims=...)`: the benchmarks' auth-off switch, and that it is off by default."""
+"""`mcp_server.create_app(no_auth_claims=...)`: the benchmarks' auth-off switch, off by default."""
 
 from __future__ import annotations
 
@@ -53,8 +53,12 @@ async def served(tmp_path: Path, **kwargs: Any) -> AsyncIterator[httpx2.AsyncCli
 
 
 async def call(http: httpx2.AsyncClient, tool: str, arguments: dict[str, Any]) -> httpx2.Response:
-    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-            "params": {"name": tool, "arguments": arguments, "_meta": META}}  # fmt: skip
+    body = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {"name": tool, "arguments": arguments, "_meta": META},
+    }
     return await http.post(
         "/mcp", json=body, headers=HEADERS | {"mcp-method": "tools/call", "mcp-name": tool}
     )
@@ -84,8 +88,12 @@ async def test_the_switch_never_lets_money_move(tmp_path: Path) -> None:
     async with served(tmp_path, no_auth_claims=claims) as http:
         accounts = (await call(http, "get_balance", {})).json()["result"]["structuredContent"]["accounts"]
         payees = (await call(http, "list_payees", {})).json()["result"]["structuredContent"]["payees"]
-        arguments = {"from_account_id": accounts[0]["account_id"], "payee_id": payees[0]["payee_id"],
-                     "amount": "1.00", "idempotency_key": "k1"}  # fmt: skip
+        arguments = {
+            "from_account_id": accounts[0]["account_id"],
+            "payee_id": payees[0]["payee_id"],
+            "amount": "1.00",
+            "idempotency_key": "k1",
+        }
         response = await call(http, "make_payment", arguments)
     result = response.json()["result"]
     assert result["isError"] is True

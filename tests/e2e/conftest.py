@@ -26,7 +26,9 @@ def stack(e2e_stack: Stack) -> Stack:
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, object, object]:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, object, object]:
     report = yield
     assert isinstance(report, pytest.TestReport)
     running = getattr(item, "funcargs", {}).get("e2e_stack")

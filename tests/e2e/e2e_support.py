@@ -257,6 +257,11 @@ def _voicebank(*args: str) -> list[str]:
     return [sys.executable, "-m", "orchestrator.cli", *args]
 
 
+def _up(only: str, state: Path, issuer_port: int, mcp_port: int) -> list[str]:
+    ports = ["--issuer-port", str(issuer_port), "--mcp-port", str(mcp_port)]
+    return _voicebank("up", "--only", only, "--state", str(state), "--host", "127.0.0.1", *ports)
+
+
 def _start_all(children: list[Child]) -> None:
     """Start children concurrently (each waits on its own ready line); raise the first failure."""
     errors: list[BaseException] = []
@@ -329,8 +334,7 @@ def start_stack(root: Path) -> Stack:
     issuers = [
         Child(
             f"issuer{i}",
-            _voicebank("up", "--only", "issuer", "--state", str(state), "--host", "127.0.0.1",
-                       "--issuer-port", str(port), "--mcp-port", str(layout.mcp_ports[0])),  # fmt: skip
+            _up("issuer", state, port, layout.mcp_ports[0]),
             issuer_env,
             logs / f"issuer{i}.log",
             LISTENING,
@@ -340,8 +344,7 @@ def start_stack(root: Path) -> Stack:
     mcps = [
         Child(
             f"mcp{i}",
-            _voicebank("up", "--only", "mcp", "--state", str(state), "--host", "127.0.0.1",
-                       "--issuer-port", str(layout.issuer_ports[0]), "--mcp-port", str(port)),  # fmt: skip
+            _up("mcp", state, layout.issuer_ports[0], port),
             common
             | {
                 "MCP_ISSUER_URL": issuer_urls[0],
@@ -363,7 +366,6 @@ def start_stack(root: Path) -> Stack:
         stack.close()
         raise
     return stack
-
 
 
 class Balancer(httpx.AsyncBaseTransport):
@@ -493,7 +495,7 @@ class CliResult:
     out: str
 
 
-async def voicebank_cli(stack: Stack, *args: str, timeout: float = START_TIMEOUT) -> CliResult:
+async def voicebank_cli(stack: Stack, *args: str, limit: float = START_TIMEOUT) -> CliResult:
     """Run the real `voicebank` command line as a child process, against the shared state directory."""
     process = await asyncio.create_subprocess_exec(
         *_voicebank(*args),
@@ -504,7 +506,7 @@ async def voicebank_cli(stack: Stack, *args: str, timeout: float = START_TIMEOUT
         stderr=subprocess.STDOUT,
     )
     try:
-        out, _ = await asyncio.wait_for(process.communicate(), timeout)
+        out, _ = await asyncio.wait_for(process.communicate(), limit)
     except TimeoutError:
         process.kill()
         await process.wait()
@@ -513,7 +515,9 @@ async def voicebank_cli(stack: Stack, *args: str, timeout: float = START_TIMEOUT
     return CliResult(process.returncode, out.decode(errors="replace"))
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], *, attempts: int = 60, pause: float = 0.05) -> bool:
+async def eventually(
+    check: Callable[[], Awaitable[bool]], *, attempts: int = 60, pause: float = 0.05
+) -> bool:
     """Retry `check` a bounded number of times: for an effect that crosses processes (pub/sub, restarts)."""
     for _ in range(attempts):
         if await check():

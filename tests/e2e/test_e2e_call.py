@@ -1,4 +1,4 @@
-"""A whole call through the orchestrator code against real processes, and key changes seen by every replica."""
+"""A whole call through the orchestrator code on real processes; key changes seen by every replica."""
 
 from __future__ import annotations
 
@@ -81,7 +81,9 @@ async def test_a_full_call_through_the_orchestrator_code_across_replicas(stack: 
         single = await bank.tokens.get_token("transact")
         args = {"from_account_id": checking, "payee_id": payee, "amount": "1.00", "idempotency_key": "e2e-1"}
         assert tool_result(await mcp_post(stack.mcp_urls[0], single, "make_payment", args))["status"]
-        replayed = await mcp_post(stack.mcp_urls[1], single, "make_payment", args | {"idempotency_key": "e2e-2"})
+        replayed = await mcp_post(
+            stack.mcp_urls[1], single, "make_payment", args | {"idempotency_key": "e2e-2"}
+        )
         assert replayed.status_code == 401
         assert _cents(stack.balance()) == before["checking"] - Decimal("33.50")
 

@@ -1,0 +1,186 @@
+"""compose.yaml and the Dockerfile, checked without a Docker engine.
+
+The file is interpolated as Compose would, resolved (anchors and merge keys), validated against the
+Compose specification (compose-spec), and then every service's environment is checked against the
+settings classes that service actually reads: nothing it needs is missing, nothing set is unread (a
+typo), and the URLs, Redis and LiveKit credentials agree across services.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+from compose_spec import PyCompose
+from pydantic_settings import BaseSettings
+
+from issuer import IssuerSettings
+from mcp_server import McpSettings
+from orchestrator._agent_settings import AgentSettings
+from orchestrator._wiring import ConnectionSettings
+from orchestrator.cli import _parser
+
+ROOT = Path(__file__).resolve().parents[2]
+HOST_ENV = {"KEYS_PASSPHRASE": "a-passphrase-for-the-test"}
+_VARIABLE = re.compile(r"\$\$|\$\{(?P<name>\w+)(?:(?P<op>:[?-])(?P<arg>[^}]*))?\}")
+
+
+class InterpolationError(Exception):
+    pass
+
+
+def interpolate(text: str, env: Mapping[str, str]) -> str:
+    """Compose's `${VAR}`, `${VAR:-default}`, `${VAR:?error}` and `$$`."""
+
+    def one(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name, op, arg = match.group("name"), match.group("op"), match.group("arg")
+        value = env.get(name, "")
+        if value:
+            return value
+        if op == ":?":
+            raise InterpolationError(f"{name}: {arg}")
+        return arg if op == ":-" else ""
+
+    return _VARIABLE.sub(one, text)
+
+
+def env_names(*classes: type[BaseSettings]) -> set[str]:
+    """The environment variables a settings class reads."""
+    names: set[str] = set()
+    for cls in classes:
+        for name, field in cls.model_fields.items():
+            alias = field.validation_alias
+            names.add(alias if isinstance(alias, str) else name.upper())
+    return names
+
+
+def bank_settings_names() -> set[str]:
+    return {"BANK_DB_URL"}  # dev-init seeds the bank where the MCP server reads it
+
+
+READS = {
+    "init": env_names(IssuerSettings) | bank_settings_names(),
+    "issuer": env_names(IssuerSettings),
+    "mcp": env_names(McpSettings) | {"ISSUER_URL"},
+    "agent": env_names(AgentSettings, ConnectionSettings),
+}
+REQUIRED = {
+    "issuer": {
+        "ISSUER_URL", "MCP_RESOURCE_URL", "REDIS_URL", "KEYS_STORE", "KEYS_PASSPHRASE", "VOICEBANK_MODE",
+        "VOICEBANK_STATE", "LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET",
+    },
+    "mcp": {"MCP_ISSUER_URL", "MCP_RESOURCE_URL", "REDIS_URL", "BANK_DB_URL", "VOICEBANK_STATE"},
+    "agent": {
+        "ISSUER_URL", "MCP_URL", "REDIS_URL", "LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET",
+        "ORCHESTRATOR_CLIENT_KEY", "ORCHESTRATOR_STT", "ORCHESTRATOR_LLM", "ORCHESTRATOR_TTS",
+    },
+}  # fmt: skip
+
+
+def role(name: str) -> str:
+    return name.split("-")[0]
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    text = interpolate((ROOT / "compose.yaml").read_text(), HOST_ENV)
+    resolved = yaml.safe_load(text)  # resolves anchors and merge keys as Compose does
+    PyCompose.from_json(json.dumps(resolved)).validate()  # the Compose specification's own rules
+    services: dict[str, Any] = resolved["services"]
+    return services
+
+
+def test_the_file_needs_keys_passphrase_from_the_host() -> None:
+    with pytest.raises(InterpolationError, match="KEYS_PASSPHRASE"):
+        interpolate((ROOT / "compose.yaml").read_text(), {})
+
+
+def test_an_invalid_file_is_caught_by_the_schema() -> None:
+    # The validator is real: an unknown service key fails.
+    with pytest.raises(ValueError, match="bogus"):
+        PyCompose.from_json(json.dumps({"services": {"a": {"image": "x", "bogus": 1}}})).validate()
+
+
+def test_services(compose: dict[str, Any]) -> None:
+    assert set(compose) == {"redis", "livekit", "init", "issuer-1", "issuer-2", "mcp-1", "mcp-2", "agent"}
+    for name, service in compose.items():
+        for dependency in service.get("depends_on", {}):
+            assert dependency in compose, f"{name} depends on unknown {dependency}"
+        if name != "init":
+            assert "healthcheck" in service, f"{name} has no health check"
+    assert compose["init"]["restart"] == "no"
+    for name in ("issuer-1", "issuer-2", "mcp-1", "mcp-2"):
+        assert compose[name]["depends_on"]
+    assert compose["livekit"]["command"][:1] == ["--dev"]
+
+
+def test_every_variable_is_read_and_every_needed_one_is_set(compose: dict[str, Any]) -> None:
+    for name, service in compose.items():
+        if name in ("redis", "livekit"):
+            continue
+        env = service["environment"]
+        unread = set(env) - READS[role(name)]
+        assert not unread, f"{name} sets variables nothing reads: {sorted(unread)}"
+        missing = REQUIRED.get(role(name), set()) - set(env)
+        assert not missing, f"{name} lacks {sorted(missing)}"
+        assert all(str(value) for value in env.values()), f"{name} has an empty variable"
+
+
+def test_services_agree(compose: dict[str, Any]) -> None:
+    env = {name: s["environment"] for name, s in compose.items() if "environment" in s}
+    issuers = [env["issuer-1"], env["issuer-2"], env["init"]]
+    mcps = [env["mcp-1"], env["mcp-2"]]
+    issuer_url = {e["ISSUER_URL"] for e in issuers} | {e["MCP_ISSUER_URL"] for e in mcps}
+    assert issuer_url == {env["agent"]["ISSUER_URL"]}
+    resource = {e["MCP_RESOURCE_URL"] for e in issuers + mcps}
+    assert resource == {env["agent"]["MCP_URL"]}
+    assert {e["REDIS_URL"] for e in env.values()} == {"redis://redis:6379/0"}
+    assert {e["KEYS_STORE"] for e in issuers} == {"redis"}
+    assert {e["VOICEBANK_MODE"] for e in issuers} == {"prod"}
+    assert len({e["KEYS_PASSPHRASE"] for e in issuers}) == 1
+    assert {e["BANK_DB_URL"] for e in mcps} == {env["init"]["BANK_DB_URL"]}
+    for key in ("LIVEKIT_API_KEY", "LIVEKIT_API_SECRET", "LIVEKIT_AGENT_NAME"):
+        assert {e[key] for e in [*issuers, env["agent"]]} == {env["agent"][key]}
+    assert urlsplit(env["agent"]["LIVEKIT_URL"]).hostname == "livekit"
+    assert env["agent"]["ORCHESTRATOR_CLIENT_KEY"].startswith(env["agent"]["VOICEBANK_STATE"])
+
+
+def test_urls_name_the_aliases_and_ports_the_services_listen_on(compose: dict[str, Any]) -> None:
+    parser = _parser()
+    listens: dict[str, int] = {}
+    for service in compose.values():
+        command = service.get("command", [])
+        if command[:1] != ["voicebank"]:
+            continue
+        args = parser.parse_args(command[1:])  # every command is a real `voicebank` command
+        if args.command == "up" and args.only in ("issuer", "mcp"):
+            (alias,) = service["networks"]["default"]["aliases"]
+            listens[alias] = args.issuer_port if args.only == "issuer" else args.mcp_port
+            assert args.host == "0.0.0.0"  # noqa: S104 - containers listen on their network
+    agent = compose["agent"]["environment"]
+    for url in (agent["ISSUER_URL"], agent["MCP_URL"]):
+        parts = urlsplit(url)
+        assert parts.hostname in listens, url
+        assert parts.port == listens[parts.hostname], url
+    assert urlsplit(agent["MCP_URL"]).path == "/mcp"
+
+
+def test_dockerfile_installs_every_package_from_the_lock_file() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "uv sync --frozen --no-dev" in dockerfile
+    for package in ("keys", "issuer", "mcp_server", "orchestrator"):
+        assert f"COPY {package} ./{package}" in dockerfile
+    cmd = re.search(r"^CMD (.+)$", dockerfile, re.M)
+    assert cmd is not None
+    argv = json.loads(cmd.group(1))
+    assert argv[0] == "voicebank"
+    _parser().parse_args(argv[1:])
+    assert "USER voicebank" in dockerfile  # not root

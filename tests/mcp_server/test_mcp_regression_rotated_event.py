@@ -1,0 +1,68 @@
+"""Regression (found by tests/e2e): a key promoted after the last JWKS fetch was refused until refetch was allowed.
+
+A forced rotation, or the revocation of the active key, promotes a key that may have been published after
+the MCP server's last JWKS fetch. The unknown-kid refetch is rate-limited (once per 5 s), so the new key's
+tokens were answered 401 for up to 5 s on every replica that fetched recently - right after an emergency
+revocation, when it matters most. The issuer publishes `{"type": "rotated", "kid": <new active>}` on the
+key-events channel in the same Redis transaction; the MCP server now refetches on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import httpx
+import redis.asyncio as aioredis
+from mcp_support import ISSUER, RESOURCE, FakeClock, Mint, http_client, post, rpc, running
+from sqlalchemy import Engine
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from keys import KEY_EVENTS_CHANNEL, KeyPair, generate_key
+from mcp_server import McpSettings, build_app_from_settings
+
+
+class JwksServer:
+    """A stand-in issuer serving a JWKS that the test changes, and counting fetches."""
+
+    def __init__(self, key: KeyPair) -> None:
+        self.keys = [key.public_jwk()]
+        self.fetches = 0
+        self.app = Starlette(routes=[Route("/.well-known/jwks.json", self.jwks)])
+
+    async def jwks(self, _request: Request) -> JSONResponse:
+        self.fetches += 1
+        return JSONResponse({"keys": self.keys}, headers={"cache-control": "public, max-age=300"})
+
+
+async def test_regression_a_rotated_event_refetches_the_jwks_for_a_key_published_after_the_last_fetch(
+    tmp_path: Path, redis_url: str, signing_key: KeyPair, engine: Engine, clock: FakeClock, mint: Mint
+) -> None:
+    settings = McpSettings(
+        mcp_issuer_url=ISSUER, mcp_resource_url=RESOURCE, voicebank_state=tmp_path, redis_url=redis_url
+    )
+    issuer = JwksServer(signing_key)
+    promoted = generate_key("ES256")
+    issuer_client = httpx.AsyncClient(transport=httpx.ASGITransport(app=issuer.app), base_url=ISSUER)
+    app = build_app_from_settings(settings, clock=clock, http_client=issuer_client, engine=engine)
+    publisher = aioredis.Redis.from_url(redis_url)
+    async with issuer_client, running(app), http_client(app) as http:
+        subscriber = app.state.key_events
+        await asyncio.wait_for(subscriber.subscribed.wait(), 10)
+        assert issuer.fetches == 1  # at startup; the clock never moves, so no unknown-kid refetch is allowed
+        # The issuer promotes a key this replica has never fetched, and says so on the channel.
+        issuer.keys = [promoted.public_jwk()]
+        await publisher.publish(KEY_EVENTS_CHANNEL, json.dumps({"type": "rotated", "kid": promoted.kid}))
+        await asyncio.wait_for(subscriber.wait_learned(promoted.kid), 10)
+        response = await post(http, mint(key=promoted), rpc("list_payees", {}))
+        # A rotation to a kid it already holds costs no fetch.
+        await publisher.publish(KEY_EVENTS_CHANNEL, json.dumps({"type": "rotated", "kid": promoted.kid}))
+        await publisher.publish(KEY_EVENTS_CHANNEL, json.dumps({"type": "revoked", "kid": "sentinel"}))
+        await asyncio.wait_for(subscriber.wait_dropped("sentinel"), 10)
+    await publisher.aclose()
+    assert response.status_code == 200
+    assert issuer.fetches == 2
