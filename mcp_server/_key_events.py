@@ -109,7 +109,7 @@ class KeyEventSubscriber:
                     if kid is not None:
                         await self._drop(kid)
                     elif (new := parse_rotation_event(message["data"])) is not None:
-                        self._learn(new)
+                        pass
 
     async def _drop(self, kid: str) -> None:
         self._keys.drop(kid)
