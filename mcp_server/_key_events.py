@@ -109,7 +109,7 @@ class KeyEventSubscriber:
                     if kid is not None:
                         await self._drop(kid)
                     elif (new := parse_rotation_event(message["data"])) is not None:
-                        pass
+                        self._learn(new)
 
     async def _drop(self, kid: str) -> None:
         self._keys.drop(kid)

@@ -1,4 +1,4 @@
-"""Regression (found by tests/e2e): a key promoted after the last JWKS fetch was refused until refetch was allowed.
+"""Regression (found by tests/e2e): a key promoted after the last JWKS fetch was refused for seconds.
 
 A forced rotation, or the revocation of the active key, promotes a key that may have been published after
 the MCP server's last JWKS fetch. The unknown-kid refetch is rate-limited (once per 5 s), so the new key's
