@@ -96,7 +96,7 @@ def _seed(settings: IssuerSettings, bank_db_url: str | None, out: Callable[[str]
     if seed_bank is None:
         out("bank: skipped (mcp_server.seed_bank is not available yet)")
         return
-    # The command line passes nothing: BANK_DB_URL then comes from the environment, as the MCP server reads it.
+    # The command line passes nothing: BANK_DB_URL comes from the environment, as the MCP server reads it.
     bank_db_url = bank_db_url or BankSettings().bank_db_url
     url = bank_db_url or f"sqlite:///{(settings.voicebank_state / 'bank.db').resolve()}"
     created = seed_bank(url)
