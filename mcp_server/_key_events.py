@@ -63,7 +63,7 @@ def parse_rotation_event(data: bytes | str) -> str | None:
 
 
 class KeyEventSubscriber:
-    """Listens on the key-events channel and drops revoked kids; reconnects after Redis errors."""
+    """Listens for key events: drops revoked kids, fetches unknown rotated ones; reconnects after errors."""
 
     def __init__(
         self,
@@ -72,11 +72,13 @@ class KeyEventSubscriber:
         *,
         channel: str = KEY_EVENTS_CHANNEL,
         retry_delay: float = 1.0,
+        fetch_attempts: int = 30,
     ) -> None:
         self._client = client
         self._keys = keys
         self._channel = channel
         self._retry_delay = retry_delay
+        self._fetch_attempts = max(1, fetch_attempts)
         self.subscribed = asyncio.Event()
         self.dropped: deque[str] = deque(maxlen=1000)
         self.learned: deque[str] = deque(maxlen=1000)
@@ -127,12 +129,17 @@ class KeyEventSubscriber:
         task.add_done_callback(self._fetches.discard)
 
     async def _fetch(self, kid: str) -> None:
-        try:
-            await self._keys.refresh()
-        except KeysUnavailable:
-            # The unknown-kid refetch of the first such token still tries again later.
-            _log.warning("key events: JWKS refetch for rotated kid %s failed", kid)
-            return
+        # Retried while the issuer is unreachable (a replica restarting): the first token signed with
+        # the new key may come right after it is back, when the unknown-kid refetch is still rate-limited.
+        for attempt in range(1, self._fetch_attempts + 1):
+            try:
+                await self._keys.refresh()
+                break
+            except KeysUnavailable:
+                _log.warning("key events: JWKS refetch for rotated kid %s failed (try %d)", kid, attempt)
+                if attempt == self._fetch_attempts:
+                    return
+                await asyncio.sleep(self._retry_delay)
         _log.info("key events: fetched the JWKS for rotated kid %s", kid)
         async with self._changed:
             self.learned.append(kid)

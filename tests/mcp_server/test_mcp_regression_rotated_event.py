@@ -22,8 +22,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from keys import KEY_EVENTS_CHANNEL, KeyPair, generate_key
-from mcp_server import McpSettings, build_app_from_settings
+from keys import KEY_EVENTS_CHANNEL, JWKSCache, KeyPair, generate_key
+from mcp_server import KeyEventSubscriber, McpSettings, build_app_from_settings
 
 
 class JwksServer:
@@ -32,10 +32,14 @@ class JwksServer:
     def __init__(self, key: KeyPair) -> None:
         self.keys = [key.public_jwk()]
         self.fetches = 0
+        self.down_for = 0  # answer this many fetches with 503 (a replica restarting)
         self.app = Starlette(routes=[Route("/.well-known/jwks.json", self.jwks)])
 
     async def jwks(self, _request: Request) -> JSONResponse:
         self.fetches += 1
+        if self.down_for > 0:
+            self.down_for -= 1
+            return JSONResponse({}, status_code=503)
         return JSONResponse({"keys": self.keys}, headers={"cache-control": "public, max-age=300"})
 
 
@@ -66,3 +70,29 @@ async def test_regression_a_rotated_event_refetches_the_jwks_for_a_key_published
     await publisher.aclose()
     assert response.status_code == 200
     assert issuer.fetches == 2
+
+
+async def test_regression_a_failed_refetch_on_a_rotated_event_is_retried_until_the_issuer_answers(
+    redis_url: str, signing_key: KeyPair, clock: FakeClock
+) -> None:
+    issuer = JwksServer(signing_key)
+    promoted = generate_key("ES256")
+    redis = aioredis.Redis.from_url(redis_url)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=issuer.app), base_url=ISSUER) as link:
+        cache = JWKSCache(f"{ISSUER}/.well-known/jwks.json", link, clock=clock)
+        await cache.refresh()
+        subscriber = KeyEventSubscriber(redis, cache, retry_delay=0)
+        task = asyncio.create_task(subscriber.run())
+        try:
+            await asyncio.wait_for(subscriber.subscribed.wait(), 10)
+            issuer.keys = [promoted.public_jwk()]
+            issuer.down_for = 2
+            await redis.publish(KEY_EVENTS_CHANNEL, json.dumps({"type": "rotated", "kid": promoted.kid}))
+            await asyncio.wait_for(subscriber.wait_learned(promoted.kid), 10)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await cache.aclose()
+            await redis.aclose()
+    assert promoted.kid in cache.kids
+    assert issuer.fetches == 1 + 3  # startup, then two refused tries and the one that worked
