@@ -168,7 +168,9 @@ class Child:
             return ""
 
     def tail(self, lines: int = 60) -> str:
-        return "\n".join(self.output().splitlines()[-lines:])
+        """The last lines of output, without the per-request noise of the MCP SDK."""
+        kept = [line for line in self.output().splitlines() if "Terminating session" not in line]
+        return "\n".join(kept[-lines:])
 
 
 def redis_child(workdir: Path) -> tuple[Child, str]:

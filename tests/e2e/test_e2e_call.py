@@ -31,10 +31,6 @@ from orchestrator._wiring import CallBank, ConnectionSettings, open_bank
 pytestmark = pytest.mark.e2e
 
 
-def _cents(amount: str) -> Decimal:
-    return Decimal(amount)
-
-
 async def test_a_full_call_through_the_orchestrator_code_across_replicas(stack: Stack) -> None:
     # The app backend opens the session on issuer replica 1; the agent exchanges the grant on replica 0.
     backend_http, _ = issuer_client(stack, target=1)
@@ -53,7 +49,7 @@ async def test_a_full_call_through_the_orchestrator_code_across_replicas(stack: 
     other = McpBank(bank.tokens, stack.mcp_urls[1])
     checking, savings = stack.account(), stack.account(kind="savings")
     payee = stack.payee()
-    before = {kind: _cents(stack.balance(kind=kind)) for kind in ("checking", "savings")}
+    before = {kind: Decimal(stack.balance(kind=kind)) for kind in ("checking", "savings")}
     try:
         accounts = (await bank.get_balance())["accounts"]
         assert {a["account_id"] for a in accounts} >= {checking, savings}
@@ -66,12 +62,12 @@ async def test_a_full_call_through_the_orchestrator_code_across_replicas(stack: 
         # The same idempotency key on the other replica returns the first payment and moves nothing.
         again = await bank.make_payment(checking, payee, "12.50", "e2e-pay-1", memo="power bill")
         assert again["payment_id"] == paid["payment_id"]
-        assert _cents(stack.balance()) == before["checking"] - Decimal("12.50")
+        assert Decimal(stack.balance()) == before["checking"] - Decimal("12.50")
 
         moved = await bank.transfer_between_accounts(checking, savings, "20.00", "e2e-move-1")
         assert moved["status"] == "completed"
-        assert _cents(stack.balance()) == before["checking"] - Decimal("32.50")
-        assert _cents(stack.balance(kind="savings")) == before["savings"] + Decimal("20.00")
+        assert Decimal(stack.balance()) == before["checking"] - Decimal("32.50")
+        assert Decimal(stack.balance(kind="savings")) == before["savings"] + Decimal("20.00")
 
         settings_result = await other.update_notification_settings(low_balance_alert=True, channel="sms")
         assert settings_result["settings"]["channel"] == "sms"
@@ -85,7 +81,7 @@ async def test_a_full_call_through_the_orchestrator_code_across_replicas(stack: 
             stack.mcp_urls[1], single, "make_payment", args | {"idempotency_key": "e2e-2"}
         )
         assert replayed.status_code == 401
-        assert _cents(stack.balance()) == before["checking"] - Decimal("33.50")
+        assert Decimal(stack.balance()) == before["checking"] - Decimal("33.50")
 
         # The refresh token the call holds now; after end() the issuer must refuse it on every replica.
         last_refresh = bank.tokens._refresh_token  # white-box: the family's live token, to prove revocation

@@ -71,15 +71,19 @@ class Calls:
     def __init__(self, stack: Stack, tokens: TokenManager) -> None:
         self.stack = stack
         self.tokens = tokens
-        self.failures: list[tuple[str, str, int]] = []
+        self.failures: list[tuple[str, int]] = []  # must stay empty
+        self.waits = 0  # MCP replica 0 refusing a key it could not fetch while replica 0 was dead
         self.made = 0
 
-    async def once(self, replica: int) -> bool:
+    async def once(self, replica: int, *, strict: bool = True) -> bool:
         token = await fresh_token(self.tokens)
         answer = await mcp_post(self.stack.mcp_urls[replica], token, "list_payees", {})
         self.made += 1
         if answer.status_code != 200:
-            self.failures.append((f"mcp{replica}", kid_of(token), answer.status_code))
+            if strict:
+                self.failures.append((kid_of(token), answer.status_code))
+            else:
+                self.waits += 1
         return answer.status_code == 200
 
 
@@ -112,10 +116,11 @@ async def test_an_issuer_replica_killed_mid_rotation_restarts_with_one_active_ke
             assert await calls.once(1)
             # MCP replica 0's key source was down; its refetch for the rotation event is retried until
             # replica 0 answers again (a cross-process effect: bounded polling).
-            assert await eventually(lambda: calls.once(0), attempts=60)
-            calls.failures = [f for f in calls.failures if f[0] != "mcp0"]
+            assert await eventually(lambda: calls.once(0, strict=False), attempts=60)
         assert calls.failures == []
-        assert calls.made >= 3 * len(MOMENTS)
+        assert len(kids_seen) >= 3  # the "committed" and "answered" kills did rotate
+        assert calls.made >= 4 * len(MOMENTS)
+        assert calls.waits <= 2 * len(MOMENTS)  # about one retry delay of the MCP's refetch each time
 
     # The operator's view agrees, through the real command line.
     table = await voicebank_cli(stack, "keys", "list", "--issuer", stack.issuer_urls[0])
