@@ -28,6 +28,7 @@ from typing import IO, Any
 
 import httpx
 from livekit import api as livekit_api
+from pydantic import SecretStr
 from sqlalchemy import Engine
 
 from issuer import IssuerSettings, assertion_form, load_client_key
@@ -311,7 +312,7 @@ def start_stack(root: Path) -> Stack:
             voicebank_state=state,
             keys_store="redis",
             redis_url=redis_url,
-            keys_passphrase=PASSPHRASE,
+            keys_passphrase=SecretStr(PASSPHRASE),
             issuer_clients_file=None,
         ),
         bank_db_url=bank_db_url,

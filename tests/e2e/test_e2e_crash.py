@@ -72,7 +72,7 @@ class Calls:
         self.stack = stack
         self.tokens = tokens
         self.failures: list[tuple[str, int]] = []  # must stay empty
-        self.waits = 0  # MCP replica 0 refusing a key it could not fetch while replica 0 was dead
+        self.waits = 0  # MCP replica 0 refusing, until its retried refetch reaches the restarted replica 0
         self.made = 0
 
     async def once(self, replica: int, *, strict: bool = True) -> bool:
@@ -120,7 +120,6 @@ async def test_an_issuer_replica_killed_mid_rotation_restarts_with_one_active_ke
         assert calls.failures == []
         assert len(kids_seen) >= 3  # the "committed" and "answered" kills did rotate
         assert calls.made >= 4 * len(MOMENTS)
-        assert calls.waits <= 2 * len(MOMENTS)  # about one retry delay of the MCP's refetch each time
 
     # The operator's view agrees, through the real command line.
     table = await voicebank_cli(stack, "keys", "list", "--issuer", stack.issuer_urls[0])
