@@ -55,15 +55,17 @@ class PassThroughVerifier:
         return dict(BENCH_CLAIMS)
 
 
-def issuer_app(state: Path, port: int, resource: str, access_lifetime: int) -> Any:
+def issuer_app(
+    state: Path, port: int, resource: str, access_lifetime: int, redis_url: str | None = None
+) -> Any:
     url = f"http://127.0.0.1:{port}"
     settings = IssuerSettings(
         issuer_url=url,
         mcp_resource_url=resource,
         voicebank_state=state,
         issuer_clients_file=state / "clients.json",
-        keys_store="file",
-        redis_url=None,
+        keys_store="redis" if redis_url else "file",
+        redis_url=redis_url,
         keys_passphrase=None,
         voicebank_mode="dev",
         access_token_lifetime=access_lifetime,
@@ -82,14 +84,20 @@ def issuer_app(state: Path, port: int, resource: str, access_lifetime: int) -> A
 
 
 def mcp_app(
-    port: int, db: Path, auth: str, jwks_file: Path | None, issuer: str | None, refetch: float | None = None
+    port: int,
+    db: Path,
+    auth: str,
+    jwks_file: Path | None,
+    issuer: str | None,
+    refetch: float | None = None,
+    redis_url: str | None = None,
 ) -> Starlette:
     resource = f"http://127.0.0.1:{port}/mcp"
     settings = McpSettings(
         mcp_issuer_url=issuer or BENCH_CLAIMS["iss"],
         mcp_resource_url=resource,
         bank_db_url=f"sqlite:///{db}",
-        redis_url=None,
+        redis_url=redis_url,
     )
     if auth == "off":
         claims = {**BENCH_CLAIMS, "aud": resource}
@@ -138,6 +146,7 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--refetch-interval", type=float, help="diagnosis: JWKSCache unknown-kid refetch interval"
     )
+    parser.add_argument("--redis", help="Redis URL: the issuer's key store and the MCP server's key events")
     return parser
 
 
@@ -145,9 +154,11 @@ def server(argv: list[str]) -> uvicorn.Server:
     """The uvicorn server the command line `argv` describes (not started)."""
     args = parser().parse_args(argv)
     if args.kind == "issuer":
-        app = issuer_app(args.state, args.port, args.resource, args.access_lifetime)
+        app = issuer_app(args.state, args.port, args.resource, args.access_lifetime, args.redis)
     else:
-        app = mcp_app(args.port, args.db, args.auth, args.jwks_file, args.issuer, args.refetch_interval)
+        app = mcp_app(
+            args.port, args.db, args.auth, args.jwks_file, args.issuer, args.refetch_interval, args.redis
+        )
     config = uvicorn.Config(
         app, host="127.0.0.1", port=args.port, lifespan="on", log_level="warning", access_log=False
     )

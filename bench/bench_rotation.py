@@ -15,11 +15,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
+import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +117,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     extra = argparse.ArgumentParser(add_help=False)
     extra.add_argument("--every", type=float, default=None)
     extra.add_argument("--mcp-refetch-interval", type=float, default=None, help="diagnosis: see _serve.py")
+    extra.add_argument(
+        "--no-redis",
+        action="store_true",
+        help="file key store and no key events (default: a redis-server of its own, as replicas run)",
+    )
     known, rest = extra.parse_known_args(argv)
     args = parse_args(__doc__, seconds=30, quick_seconds=1.5, argv=rest)
     every = known.every or (args.seconds / 3 if args.quick else 2.0)
@@ -122,7 +129,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         [] if known.mcp_refetch_interval is None else ["--refetch-interval", str(known.mcp_refetch_interval)]
     )
     ck = client_keys()
-    with tempfile.TemporaryDirectory(prefix="bench-rotation-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench-rotation-") as tmp, contextlib.ExitStack() as stack:
+        redis = [] if known.no_redis else ["--redis", stack.enter_context(redis_server(Path(tmp)))]
         state = write_issuer_state(Path(tmp) / "issuer", ck)
         mcp_port = free_port()
         mcp_url = f"http://127.0.0.1:{mcp_port}/mcp"
@@ -134,6 +142,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             mcp_url,
             "--access-lifetime",
             str(ACCESS_LIFETIME),
+            *redis,
             inline=args.quick,
         )
         with running(issuer):
@@ -146,6 +155,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 "--issuer",
                 issuer.base,
                 *refetch,
+                *redis,
                 port=mcp_port,
                 inline=args.quick,
             )
@@ -159,6 +169,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     report.figures = {
         "rotate_every_s": every,
         "mcp_refetch_interval_s": known.mcp_refetch_interval or 5.0,
+        "key_events": not known.no_redis,
         "rotations": len(rotations),
         "rotations_refused": sum(1 for r in rotations if r["status"] != 200),
         "calls_ok": made,
@@ -187,13 +198,35 @@ def main(argv: Sequence[str] | None = None) -> None:
         for role in made
     ]
     print_table(
-        f"rotation: {len(rotations)} forced rotations, one every {every:g} s",
+        f"rotation: {len(rotations)} forced rotations, one every {every:g} s"
+        + ("" if known.no_redis else ", Redis key store and key events"),
         ("tool", "ok", "failed", "p50 ms", "p99 ms"),
         rows,
     )
     for reason, count in got["failures"].most_common(5):
         print(f"  {count} x {reason}")
     report.write()
+
+
+@contextlib.contextmanager
+def redis_server(workdir: Path) -> Iterator[str]:
+    """A redis-server of the bench's own on a free loopback port."""
+    port = free_port()
+    args = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(workdir)]
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            if "Ready to accept connections" in line:
+                break
+        else:
+            raise SystemExit("redis-server did not start")
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        if process.stdout is not None:
+            process.stdout.close()
 
 
 def failed_for(failures: collections.Counter[str], role: str) -> int:
