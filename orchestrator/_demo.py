@@ -368,7 +368,12 @@ def _prepare_state(options: DemoOptions, console: Console) -> tuple[Path, bool]:
         state, temporary = Path(tempfile.mkdtemp(prefix="voicebank-demo-")), True
     settings = IssuerSettings(voicebank_state=state)
     lines: list[str] = []
-    dev_init(settings, out=lines.append)
+    try:
+        dev_init(settings, out=lines.append)
+    except BaseException:
+        if temporary:
+            shutil.rmtree(state, ignore_errors=True)
+        raise
     console.print(f"[dim]state directory {state} ({len(lines)} items: keys, clients, bank database)[/dim]")
     return state, temporary
 
@@ -395,6 +400,9 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> int:
     except DevInitError as exc:
         console.print(f"[red]voicebank demo: {exc}[/red]")
         return 1
+    except KeyboardInterrupt:
+        console.print("[yellow]voicebank demo: interrupted[/yellow]")
+        return 130
     timeline = Timeline(console)
     # The services' and the agent's own log lines go to a file, so the timeline stays readable.
     logging.basicConfig(
@@ -410,6 +418,7 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> int:
         console.print(f"[red]voicebank demo: {exc}[/red]")
     except KeyboardInterrupt:
         console.print("[yellow]voicebank demo: interrupted; processes stopped[/yellow]")
+        failed = False  # nothing to diagnose: the temporary state goes
         return 130
     finally:
         if temporary and not failed:

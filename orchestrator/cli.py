@@ -130,16 +130,16 @@ def _bench(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None, *, transport: httpx.AsyncBaseTransport | None = None) -> int:
     """Entry point of the `voicebank` console script; the exit status."""
     args = _parser().parse_args(argv)
-    if args.command == "demo":
-        from orchestrator._demo import DemoOptions, run_demo  # livekit-agents loads only for the demo
-
-        options = DemoOptions(
-            state=args.state, redis_url=args.redis, issuer_port=args.issuer_port, mcp_port=args.mcp_port
-        )
-        return run_demo(options)
-    if args.command == "bench":
-        return _bench(args)
     try:
+        if args.command == "demo":
+            from orchestrator._demo import DemoOptions, run_demo  # livekit-agents loads only for the demo
+
+            options = DemoOptions(
+                state=args.state, redis_url=args.redis, issuer_port=args.issuer_port, mcp_port=args.mcp_port
+            )
+            return run_demo(options)
+        if args.command == "bench":
+            return _bench(args)
         _run(args, transport)
     except ValidationError as exc:
         first = exc.errors()[0]
