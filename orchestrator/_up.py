@@ -34,6 +34,7 @@ class UpOptions:
     state: Path | None = None
     only: Service | None = None
     log_level: str = "info"
+    log_file: Path | None = None
 
 
 def _public_host(host: str) -> str:
@@ -94,15 +95,33 @@ def _agent_process(options: UpOptions, env: Mapping[str, str]) -> subprocess.Pop
     return subprocess.Popen([sys.executable, "-m", "orchestrator"], env=child_env)
 
 
+def _configure_logging(options: UpOptions) -> None:
+    fmt = "%(asctime)s %(levelname)s %(name)s %(message)s"
+    if options.log_file is None:
+        logging.basicConfig(level=options.log_level.upper(), format=fmt)
+        return
+    logging.basicConfig(level=options.log_level.upper(), format=fmt, filename=options.log_file)
+
+
+def _uvicorn_logs_to_root() -> None:
+    # uvicorn gives its loggers console handlers of their own; with --log-file everything goes to the file.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = True
+
+
 def up(options: UpOptions, env: Mapping[str, str] | None = None) -> int:
     """Serve until SIGINT/SIGTERM; the exit status."""
     env = dict(os.environ if env is None else env)
-    logging.basicConfig(level=options.log_level.upper(), format="%(levelname)s %(name)s %(message)s")
+    _configure_logging(options)
     if options.only == "agent":
         from ._worker import main as worker_main
 
         return worker_main([])
     servers = _servers(options, env)
+    if options.log_file is not None:
+        _uvicorn_logs_to_root()
     agent = _agent_process(options, env) if options.only is None else None
     try:
         asyncio.run(serve_all(servers))

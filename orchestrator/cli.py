@@ -42,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--mcp-port", type=int, default=8001)
     serve.add_argument("--only", choices=("issuer", "mcp", "agent"), help="serve one part only")
     serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    serve.add_argument("--log-file", type=Path, help="write logs (and the audit log) to this file")
 
     # --issuer and --state are accepted before or after the action (`keys list --issuer URL`).
     where = _Parser(add_help=False)
@@ -95,6 +96,7 @@ def _run(args: argparse.Namespace, transport: httpx.AsyncBaseTransport | None) -
             state=args.state,
             only=args.only,
             log_level=args.log_level,
+            log_file=args.log_file,
         )
         status = up(options)
         if status:

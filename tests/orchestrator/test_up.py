@@ -1,0 +1,101 @@
+"""`voicebank up`: URLs, which servers it builds, the agent's absence, and a real run with a log file."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from issuer import IssuerSettings
+from issuer.cli import dev_init
+from orchestrator._up import UpOptions, _agent_process, _servers, service_urls
+
+ROOT = Path(__file__).resolve().parents[2]
+AGENT_VARIABLES = (
+    "LIVEKIT_URL",
+    "LIVEKIT_API_KEY",
+    "LIVEKIT_API_SECRET",
+    "ORCHESTRATOR_STT",
+    "ORCHESTRATOR_LLM",
+    "ORCHESTRATOR_TTS",
+)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def test_urls_follow_the_listening_address_unless_the_environment_names_them() -> None:
+    options = UpOptions(host="0.0.0.0", issuer_port=9000, mcp_port=9001)  # noqa: S104
+    assert service_urls(options, {}) == ("http://127.0.0.1:9000", "http://127.0.0.1:9001/mcp")
+    env = {"ISSUER_URL": "https://issuer.example", "MCP_RESOURCE_URL": "https://mcp.example/mcp"}
+    assert service_urls(options, env) == ("https://issuer.example", "https://mcp.example/mcp")
+
+
+def test_servers_built_per_part(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("ISSUER_URL", "MCP_RESOURCE_URL", "KEYS_STORE", "REDIS_URL", "VOICEBANK_MODE"):
+        monkeypatch.delenv(name, raising=False)
+    dev_init(IssuerSettings(voicebank_state=tmp_path), out=lambda _: None)
+    both = _servers(UpOptions(state=tmp_path, issuer_port=9100, mcp_port=9101), {})
+    assert [s.config.port for s in both] == [9100, 9101]
+    only_mcp = _servers(UpOptions(state=tmp_path, only="mcp", mcp_port=9102), {})
+    assert [s.config.port for s in only_mcp] == [9102]
+
+
+def test_the_agent_is_not_started_without_its_configuration(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in AGENT_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    assert _agent_process(UpOptions(), {}) is None
+    err = capsys.readouterr().err
+    assert "voice agent not started" in err
+    assert "LIVEKIT_URL" in err
+
+
+async def test_up_serves_both_parts_logs_to_a_file_and_stops_on_sigterm(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in AGENT_VARIABLES}
+    env = {k: v for k, v in env.items() if not k.startswith(("MCP_", "ISSUER_"))}
+    state, log = tmp_path / "state", tmp_path / "up.log"
+    await asyncio.to_thread(dev_init, IssuerSettings(voicebank_state=state), out=lambda _: None)
+    issuer_port, mcp_port = free_port(), free_port()
+    args = ["up", "--state", str(state), "--issuer-port", str(issuer_port), "--mcp-port", str(mcp_port)]
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "orchestrator.cli",
+        *args,
+        "--log-file",
+        str(log),
+        cwd=ROOT,
+        env=env,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with httpx.AsyncClient() as http:
+            for _ in range(600):  # bounded: a cross-process start, up to about 60 s under load
+                if log.is_file() and log.read_text().count("Uvicorn running on") == 2:
+                    break
+                await asyncio.sleep(0.1)
+            assert (await http.get(f"http://127.0.0.1:{issuer_port}/readyz")).status_code == 200
+            denied = await http.post(f"http://127.0.0.1:{mcp_port}/mcp", json={})
+            assert denied.status_code == 401
+            assert "resource_metadata" in denied.headers["www-authenticate"]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(process.communicate(), timeout=30)
+    assert process.returncode == 0
+    assert b"Traceback" not in err
+    text = log.read_text()
+    assert '"reason":"no_token"' in text  # the audit line went to the file
+    assert "Shutting down" in text
