@@ -92,7 +92,7 @@ class BearerAuthMiddleware:
         body, too_large = await _read_body(receive, self._max_body)
         if too_large:
             return principal, None, b"", _Denial(413, "", "invalid_request", "body_too_large")
-        tool, spent, denial = await self._authorize(principal, body)
+        tool, spent, denial = await self._authorize(principal, body, scope["headers"])
         scope[SPENT_KEY] = spent
         return principal, tool, body, denial
 
@@ -106,9 +106,19 @@ class BearerAuthMiddleware:
         self._metrics.verifications.labels("ok", "ok").inc()
         return principal, None
 
-    async def _authorize(self, principal: Principal, body: bytes) -> tuple[str | None, bool, _Denial | None]:
-        """403 for a tool outside the token's scopes; spend the jti of a transact call."""
-        tools = _called_tools(body)
+    async def _authorize(
+        self, principal: Principal, body: bytes, scope_headers: list[tuple[bytes, bytes]]
+    ) -> tuple[str | None, bool, _Denial | None]:
+        """400 for an unreadable body, 403 for a tool outside the token's scopes; spend a transact jti."""
+        try:
+            tools = _called_tools(body)
+        except _UnreadableBody as exc:
+            # Fail closed: a body this layer cannot read is not forwarded to a parser that might read it
+            # differently (a scope check that saw no tool call must never let one through).
+            return None, False, _Denial(400, "", "invalid_request", exc.reason)
+        header_name = _header(scope_headers, b"mcp-name")
+        if header_name is not None and tools and header_name not in tools:
+            return None, False, _Denial(400, "", "invalid_request", "mcp_name_mismatch")
         spends = False
         for name in tools:
             needed = TOOL_SCOPES.get(name)
@@ -191,20 +201,34 @@ def _replaying(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
+class _UnreadableBody(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
+    values = [v for k, v in headers if k == name]
+    return values[0].decode("latin-1") if len(values) == 1 else None
+
+
 def _called_tools(body: bytes) -> list[str]:
-    """Names of the tools a JSON-RPC message (or batch) calls; unparseable bodies call none."""
-    try:
-        payload: Any = json.loads(body) if body else None
-    except (ValueError, UnicodeDecodeError):
+    """Names of the tools a JSON-RPC message (or batch) calls; `_UnreadableBody` for anything else."""
+    if not body.strip():
         return []
+    try:
+        payload: Any = json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise _UnreadableBody("malformed_body") from None
     messages = payload if isinstance(payload, list) else [payload]
     names: list[str] = []
     for message in messages:
         if isinstance(message, Mapping) and message.get("method") == "tools/call":
             params = message.get("params")
             name = params.get("name") if isinstance(params, Mapping) else None
-            if isinstance(name, str):
-                names.append(name)
+            if not isinstance(name, str):
+                raise _UnreadableBody("malformed_tool_call")
+            names.append(name)
     return names
 
 
