@@ -31,6 +31,7 @@ from keys._verify_key import VerifyKey
 FORBIDDEN_HEADERS = frozenset({"jku", "jwk", "x5u", "x5c", "crit", "b64", "zip", "enc"})
 MAX_KID = 256
 MAX_TIME = 253402300799  # 9999-12-31T23:59:59Z: beyond this a date is an attack, not a date
+_VERIFIED_CACHE_SIZE = 4096
 _HEADER_CACHE_SIZE = 256
 _STRING_CLAIMS = ("iss", "sub", "jti", "client_id", "scope", "sid")
 _ALG_SET = frozenset(ALGORITHMS)
@@ -66,6 +67,10 @@ class Verifier:
         self._clock = clock
         # Header segment -> (alg, kid) for headers that already passed every header rule.
         self._headers: dict[str, tuple[str, str]] = {}
+        # Token -> (the key that verified it, its claims). A client reuses one access token for minutes, so
+        # the signature is checked once per token; the dates are checked on every use, and a hit counts only
+        # while the source still holds that very key (a dropped or revoked kid ends it).
+        self._verified: dict[str, tuple[VerifyKey, dict[str, Any]]] = {}
 
     @property
     def policy(self) -> VerifyPolicy:
@@ -133,12 +138,19 @@ class Verifier:
     def _finish(self, token: str, parts: list[str], alg: str, key: VerifyKey) -> dict[str, Any]:
         if alg != key.alg:
             raise UnsupportedAlgorithm("header alg is not the key's algorithm")
+        cached = self._verified.get(token)
+        if cached is not None and cached[0] is key:
+            self._check_claims(cached[1])
+            return dict(cached[1])
         signature = b64url_decode(parts[2])
         key.check_signature(token[: len(token) - len(parts[2]) - 1].encode("ascii"), signature)
         # Duplicate members matter before trust (the header); a verified payload is the signer's own words.
         claims = json_object(b64url_decode(parts[1]), strict=False)
         self._check_claims(claims)
-        return claims
+        if len(self._verified) >= _VERIFIED_CACHE_SIZE:
+            self._verified.clear()  # bounded, like the header cache
+        self._verified[token] = (key, claims)
+        return dict(claims)
 
     def _check_claims(self, claims: dict[str, Any]) -> None:
         policy = self._policy

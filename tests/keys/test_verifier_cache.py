@@ -1,0 +1,123 @@
+"""The verified-token cache: one signature check per token, dates on every use, nothing after a key goes."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+
+from keys import (
+    BadSignature,
+    Expired,
+    KeyPair,
+    UnknownKey,
+    Verifier,
+    VerifyKey,
+    VerifyPolicy,
+    generate_key,
+    sign,
+)
+
+POLICY = VerifyPolicy(issuer="https://issuer.test", audience="https://mcp.test/mcp")
+NOW = 1_800_000_000.0
+
+
+@dataclasses.dataclass(frozen=True)
+class CountingKey(VerifyKey):
+    """A real verification key that counts its signature checks."""
+
+    counter: list[int] = dataclasses.field(default_factory=lambda: [0], compare=False)
+
+    def check_signature(self, signing_input: bytes, signature: bytes) -> None:
+        self.counter[0] += 1
+        super().check_signature(signing_input, signature)
+
+
+class Keys:
+    """A key source the test changes: keys come and go."""
+
+    def __init__(self, *keys: VerifyKey) -> None:
+        self.keys = {key.kid: key for key in keys}
+
+    def get(self, kid: str) -> VerifyKey | None:
+        return self.keys.get(kid)
+
+    async def fetch_unknown(self, kid: str) -> VerifyKey | None:
+        return self.keys.get(kid)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def token(pair: KeyPair, **changes: Any) -> str:
+    claims = {
+        "iss": POLICY.issuer,
+        "aud": POLICY.audience,
+        "sub": "alice",
+        "jti": "j1",
+        "iat": NOW,
+        "exp": NOW + 300,
+    }
+    return sign({**claims, **changes}, pair, typ="at+jwt")
+
+
+@pytest.fixture
+def pair() -> KeyPair:
+    return generate_key("ES256")
+
+
+def counting(pair: KeyPair) -> CountingKey:
+    base = VerifyKey.from_jwk(pair.public_jwk())
+    return CountingKey(base.kid, base.alg, base.public_key)
+
+
+def test_a_token_is_signature_checked_once_and_its_dates_every_time(pair: KeyPair) -> None:
+    key, clock = counting(pair), Clock()
+    verifier = Verifier(Keys(key), POLICY, clock=clock)
+    jwt = token(pair)
+    first = verifier.verify(jwt)
+    first["sub"] = "mallory"  # callers get copies: the cached claims stay the signer's
+    assert verifier.verify(jwt)["sub"] == "alice"
+    assert key.counter[0] == 1
+    clock.now += 300 + 61
+    with pytest.raises(Expired):
+        verifier.verify(jwt)
+
+
+async def test_a_cached_token_stops_verifying_when_its_key_is_dropped(pair: KeyPair) -> None:
+    key = counting(pair)
+    source = Keys(key)
+    verifier = Verifier(source, POLICY, clock=Clock())
+    jwt = token(pair)
+    assert (await verifier.verify_async(jwt))["sub"] == "alice"
+    del source.keys[key.kid]
+    with pytest.raises(UnknownKey):
+        await verifier.verify_async(jwt)
+
+
+def test_a_re_imported_key_checks_the_signature_again(pair: KeyPair) -> None:
+    key = counting(pair)
+    source = Keys(key)
+    verifier = Verifier(source, POLICY, clock=Clock())
+    jwt = token(pair)
+    verifier.verify(jwt)
+    again = counting(pair)
+    source.keys[again.kid] = again  # same kid, another object (a refetched JWKS)
+    verifier.verify(jwt)
+    assert again.counter[0] == 1
+
+
+def test_a_tampered_twin_of_a_cached_token_is_refused(pair: KeyPair) -> None:
+    verifier = Verifier(Keys(counting(pair)), POLICY, clock=Clock())
+    jwt = token(pair)
+    verifier.verify(jwt)
+    header, _payload, signature = jwt.split(".")
+    forged = ".".join((header, token(pair, sub="mallory").split(".")[1], signature))
+    with pytest.raises(BadSignature):
+        verifier.verify(forged)
