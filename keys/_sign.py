@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
+import math
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
+import orjson
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
@@ -17,7 +18,6 @@ from keys._keypair import KeyPair
 _ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
 _PKCS1V15 = padding.PKCS1v15()
 _SHA256 = hashes.SHA256()
-_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, allow_nan=False)
 
 
 def signature_bytes(key: KeyPair, signing_input: bytes) -> bytes:
@@ -34,11 +34,14 @@ def signature_bytes(key: KeyPair, signing_input: bytes) -> bytes:
 @lru_cache(maxsize=64)
 def _header_segment(alg: str, kid: str, typ: str) -> str:
     # Every token a key signs with one typ shares its header, so it is encoded once.
-    return b64url_encode(_COMPACT_JSON.encode({"alg": alg, "typ": typ, "kid": kid}).encode())
+    return b64url_encode(orjson.dumps({"alg": alg, "typ": typ, "kid": kid}))
 
 
 def sign(claims: Mapping[str, Any], key: KeyPair, *, typ: str) -> str:
     """A compact JWS over `claims`, with the header `alg`, `typ` and `kid` of `key`."""
-    payload = b64url_encode(_COMPACT_JSON.encode(claims).encode())
+    # orjson writes compact JSON several times faster than json; it would write NaN as null, so refuse it.
+    if any(type(value) is float and not math.isfinite(value) for value in claims.values()):
+        raise ValueError("claims must not hold NaN or infinity")
+    payload = b64url_encode(orjson.dumps(claims))
     signing_input = f"{_header_segment(key.alg, key.kid, typ)}.{payload}"
     return f"{signing_input}.{b64url_encode(signature_bytes(key, signing_input.encode('ascii')))}"
