@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import httpx
 import httpx2
@@ -25,6 +25,7 @@ from orchestrator._issuer_client import IssuerClient
 from orchestrator._mcp_bank import McpBank
 from orchestrator._token_manager import TokenManager
 from orchestrator._tokens_retry import RetryPolicy
+from tests.mcp_server.mcp_support import running
 
 ISSUER = "http://127.0.0.1:8000"
 TOKEN_ENDPOINT = ISSUER + "/token"
@@ -73,36 +74,6 @@ class IssuerLink(httpx.AsyncBaseTransport):
         if request.url.path == JWKS_PATH:
             self.jwks_fetches += 1
         return await self.inner.handle_async_request(request)
-
-
-class Lifespan(Protocol):
-    """An ASGI app with a Starlette router (Starlette and FastAPI both)."""
-
-    @property
-    def router(self) -> Any: ...
-
-
-@asynccontextmanager
-async def running(app: Lifespan) -> AsyncIterator[None]:
-    """Run an app's lifespan in a task of its own (anyio scopes must exit in the task they entered)."""
-    started, stop = asyncio.Event(), asyncio.Event()
-
-    async def run() -> None:
-        async with app.router.lifespan_context(app):
-            started.set()
-            await stop.wait()
-
-    task = asyncio.create_task(run())
-    waiter = asyncio.create_task(started.wait())
-    await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
-    if not started.is_set():
-        waiter.cancel()
-        await task  # raises the startup error
-    try:
-        yield
-    finally:
-        stop.set()
-        await task
 
 
 def client_registry(keys: dict[str, KeyPair]) -> dict[str, Any]:
