@@ -71,7 +71,7 @@ def measure(impls: dict[str, Callable[[], Any]], rounds: int, seconds: float) ->
 
 def report(
     benchmark: str,
-    samples: Mapping[str, Mapping[str, list[float]]],
+    samples: Mapping[Any, Mapping[str, list[float]]],
     *,
     ours: str,
     targets: Mapping[str, float],
