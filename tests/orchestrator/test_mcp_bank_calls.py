@@ -16,10 +16,11 @@ import httpx
 import httpx2
 import pytest
 import uvicorn
+from issuer_support import CLIENT_KEYS, ISSUER, issuer_settings
 from sqlalchemy import Engine
 
 import keys
-from issuer import IssuerSettings, assertion_form
+from issuer import assertion_form
 from issuer import create_app as create_issuer
 from mcp_server import create_schema, make_engine, seed
 from mcp_server._app import create_app as create_mcp
@@ -29,10 +30,6 @@ from orchestrator._issuer_client import IssuerClient
 from orchestrator._mcp_bank import McpBank
 from orchestrator._token_manager import TokenManager
 from orchestrator._tokens_retry import RetryPolicy
-
-ISSUER = "http://127.0.0.1:8000"
-TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
-CLIENT_KEYS = {name: keys.generate_key("ES256") for name in ("orchestrator", "backend")}
 
 
 async def _never(_: float) -> None:
@@ -189,39 +186,6 @@ class World:
         return bank, tokens
 
 
-def _issuer_settings(state: Path, resource: str) -> IssuerSettings:
-    clients = {
-        "clients": [
-            {
-                "client_id": "orchestrator",
-                "jwks": {"keys": [CLIENT_KEYS["orchestrator"].public_jwk()]},
-                "grant_types": [TOKEN_EXCHANGE, "refresh_token"],
-                "scope": "read transact configure",
-            },
-            {
-                "client_id": "backend",
-                "jwks": {"keys": [CLIENT_KEYS["backend"].public_jwk()]},
-                "grant_types": ["client_credentials"],
-                "scope": "sessions:create",
-            },
-        ]
-    }
-    (state / "clients.json").write_text(json.dumps(clients))
-    return IssuerSettings(
-        issuer_url=ISSUER,
-        mcp_resource_url=resource,
-        voicebank_state=state,
-        issuer_clients_file=state / "clients.json",
-        keys_store="file",
-        redis_url=None,
-        keys_passphrase=None,
-        voicebank_mode="dev",
-        livekit_url=None,
-        livekit_api_key=None,
-        livekit_api_secret=None,
-    )
-
-
 @pytest.fixture
 async def world(tmp_path: Path) -> AsyncIterator[World]:
     probe = _listening_socket()
@@ -229,7 +193,7 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     probe.close()
     url = f"http://127.0.0.1:{port}/mcp"
     (tmp_path / "issuer").mkdir()
-    issuer_app = create_issuer(_issuer_settings(tmp_path / "issuer", url), rotation_sleep=_never)
+    issuer_app = create_issuer(issuer_settings(tmp_path / "issuer", url), rotation_sleep=_never)
     engine: Engine = make_engine(f"sqlite:///{tmp_path / 'bank.db'}")
     create_schema(engine)
     seed(engine)

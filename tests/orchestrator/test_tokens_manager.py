@@ -15,18 +15,14 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from freezegun import freeze_time
+from issuer_support import CLIENT_KEYS, ISSUER, issuer_settings
 
-import keys
-from issuer import IssuerSettings, assertion_form, create_app
+from issuer import assertion_form, create_app
 from orchestrator._banking import AuthorizationLost, ServiceUnavailable, ToolRefused
 from orchestrator._issuer_client import IssuerClient
 from orchestrator._token_manager import TokenManager
 from orchestrator._tokens_errors import GrantRevoked, SessionEnded
 from orchestrator._tokens_retry import RetryPolicy
-
-ISSUER = "http://127.0.0.1:8000"
-TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
-CLIENT_KEYS = {name: keys.generate_key("ES256") for name in ("orchestrator", "backend")}
 
 
 def _wall_clock() -> float:
@@ -35,38 +31,6 @@ def _wall_clock() -> float:
 
 async def _never(_: float) -> None:
     await asyncio.Event().wait()  # the issuer's key-rotation loop: not under test here
-
-
-def issuer_settings(state: Path) -> IssuerSettings:
-    clients = {
-        "clients": [
-            {
-                "client_id": "orchestrator",
-                "jwks": {"keys": [CLIENT_KEYS["orchestrator"].public_jwk()]},
-                "grant_types": [TOKEN_EXCHANGE, "refresh_token"],
-                "scope": "read transact configure",
-            },
-            {
-                "client_id": "backend",
-                "jwks": {"keys": [CLIENT_KEYS["backend"].public_jwk()]},
-                "grant_types": ["client_credentials"],
-                "scope": "sessions:create",
-            },
-        ]
-    }
-    (state / "clients.json").write_text(json.dumps(clients))
-    return IssuerSettings(
-        issuer_url=ISSUER,
-        voicebank_state=state,
-        issuer_clients_file=state / "clients.json",
-        keys_store="file",
-        redis_url=None,
-        keys_passphrase=None,
-        voicebank_mode="dev",
-        livekit_url=None,
-        livekit_api_key=None,
-        livekit_api_secret=None,
-    )
 
 
 class Wire(httpx.AsyncBaseTransport):
