@@ -1,10 +1,14 @@
-"""Fixtures shared by the whole suite: a real redis-server on a free loopback port."""
+"""Fixtures shared by the whole suite: real redis-server and PostgreSQL servers on free loopback ports."""
 
 from __future__ import annotations
 
+import glob
+import os
+import secrets
 import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -91,3 +95,73 @@ def redis_url(redis_server: RedisServer) -> str:
     client.flushall()
     client.close()
     return redis_server.url
+
+
+class PostgresServer:
+    """A real PostgreSQL server child process in a throw-away data directory (trust auth, loopback only)."""
+
+    def __init__(self) -> None:
+        found = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"))
+        if not found:
+            raise RuntimeError("PostgreSQL is not installed (Debian: apt-get install postgresql)")
+        self.bin = Path(found[-1]).parent
+        self.datadir = Path(tempfile.mkdtemp(prefix="voicebank-pg-"))
+        self.port = free_port()
+        self.user = "voicebank"
+        self.process: subprocess.Popen[str] | None = None
+        # PostgreSQL refuses to run as root: as root, run it as the postgres user.
+        self._as: list[str] = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        if self._as:
+            shutil.chown(self.datadir, "postgres")
+
+    def start(self) -> None:
+        subprocess.run(
+            [*self._as, str(self.bin / "initdb"), "-D", str(self.datadir / "data"), "-U", self.user,
+             "--auth=trust", "--no-sync", "-E", "UTF8"],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        args = [*self._as, str(self.bin / "postgres"), "-D", str(self.datadir / "data"), "-p", str(self.port),
+                "-k", str(self.datadir), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"]  # fmt: skip
+        self.process = subprocess.Popen(args, stderr=subprocess.PIPE, text=True)
+        assert self.process.stderr is not None
+        # Wait on the server's own readiness line rather than polling with sleeps.
+        for line in self.process.stderr:
+            if "database system is ready to accept connections" in line:
+                break
+        else:
+            raise RuntimeError("postgres exited before it was ready")
+        self._drain = threading.Thread(target=_drain, args=(self.process.stderr,), daemon=True)
+        self._drain.start()
+
+    def url(self, database: str) -> str:
+        return f"postgresql+psycopg://{self.user}@127.0.0.1:{self.port}/{database}"
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=30)
+            self._drain.join(timeout=10)
+            self.process = None
+        shutil.rmtree(self.datadir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    server = PostgresServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """The URL of a new, empty database on the shared real PostgreSQL server."""
+    import psycopg
+
+    name = f"t_{secrets.token_hex(6)}"
+    admin = f"postgresql://{postgres_server.user}@127.0.0.1:{postgres_server.port}/postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")  # the name is ours: hex only
+    yield postgres_server.url(name)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

@@ -1,7 +1,12 @@
-"""The banking rules of `mcp_server.Bank` against a real SQLite database."""
+"""The banking rules of `mcp_server.Bank` against real SQLite and real PostgreSQL databases.
+
+Every test runs on both: the money path takes row locks differently on each (BEGIN IMMEDIATE on SQLite,
+SELECT ... FOR UPDATE and conditional UPDATEs on PostgreSQL), and the concurrency tests must hold on both.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -21,9 +26,26 @@ from mcp_server import (
     OverLimit,
     PayeeNotFound,
     SameAccount,
+    create_schema,
+    make_engine,
+    seed,
     seed_bank,
 )
 from mcp_server._models import Movement, Transaction
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request: pytest.FixtureRequest, tmp_path: Path, clock: Any) -> Iterator[Engine]:
+    """A seeded bank on each real database engine."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'bank.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    engine = make_engine(url)
+    create_schema(engine)
+    seed(engine, clock=clock)
+    yield engine
+    engine.dispose()
 
 
 def account(bank: Bank, user: str, kind: str, status: str = "open") -> dict[str, Any]:
