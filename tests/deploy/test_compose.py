@@ -27,7 +27,7 @@ from orchestrator._wiring import ConnectionSettings
 from orchestrator.cli import _parser
 
 ROOT = Path(__file__).resolve().parents[2]
-HOST_ENV = {"KEYS_PASSPHRASE": "a-passphrase-for-the-test"}
+HOST_ENV = {"KEYS_PASSPHRASE": "a-passphrase-for-the-test", "POSTGRES_PASSWORD": "a-database-password"}
 _VARIABLE = re.compile(r"\$\$|\$\{(?P<name>\w+)(?:(?P<op>:[?-])(?P<arg>[^}]*))?\}")
 
 
@@ -98,9 +98,11 @@ def compose() -> dict[str, Any]:
     return services
 
 
-def test_the_file_needs_keys_passphrase_from_the_host() -> None:
-    with pytest.raises(InterpolationError, match="KEYS_PASSPHRASE"):
-        interpolate((ROOT / "compose.yaml").read_text(), {})
+def test_the_file_needs_its_secrets_from_the_host() -> None:
+    text = (ROOT / "compose.yaml").read_text()
+    for missing in HOST_ENV:
+        with pytest.raises(InterpolationError, match=missing):
+            interpolate(text, {k: v for k, v in HOST_ENV.items() if k != missing})
 
 
 def test_an_invalid_file_is_caught_by_the_schema() -> None:
@@ -110,7 +112,8 @@ def test_an_invalid_file_is_caught_by_the_schema() -> None:
 
 
 def test_services(compose: dict[str, Any]) -> None:
-    assert set(compose) == {"redis", "livekit", "init", "issuer-1", "issuer-2", "mcp-1", "mcp-2", "agent"}
+    expected = {"redis", "postgres", "livekit", "init", "issuer-1", "issuer-2", "mcp-1", "mcp-2", "agent"}
+    assert set(compose) == expected
     for name, service in compose.items():
         for dependency in service.get("depends_on", {}):
             assert dependency in compose, f"{name} depends on unknown {dependency}"
@@ -124,7 +127,7 @@ def test_services(compose: dict[str, Any]) -> None:
 
 def test_every_variable_is_read_and_every_needed_one_is_set(compose: dict[str, Any]) -> None:
     for name, service in compose.items():
-        if name in ("redis", "livekit"):
+        if name in ("redis", "postgres", "livekit"):
             continue
         env = service["environment"]
         unread = set(env) - READS[role(name)]
@@ -142,11 +145,20 @@ def test_services_agree(compose: dict[str, Any]) -> None:
     assert issuer_url == {env["agent"]["ISSUER_URL"]}
     resource = {e["MCP_RESOURCE_URL"] for e in issuers + mcps}
     assert resource == {env["agent"]["MCP_URL"]}
-    assert {e["REDIS_URL"] for e in env.values()} == {"redis://redis:6379/0"}
+    voicebank = [e for name, e in env.items() if name != "postgres"]
+    assert {e["REDIS_URL"] for e in voicebank} == {"redis://redis:6379/0"}
     assert {e["KEYS_STORE"] for e in issuers} == {"redis"}
     assert {e["VOICEBANK_MODE"] for e in issuers} == {"prod"}
     assert len({e["KEYS_PASSPHRASE"] for e in issuers}) == 1
     assert {e["BANK_DB_URL"] for e in mcps} == {env["init"]["BANK_DB_URL"]}
+    bank = urlsplit(env["init"]["BANK_DB_URL"])
+    database = env["postgres"]
+    assert (bank.hostname, bank.username, bank.password, bank.path) == (
+        "postgres",
+        database["POSTGRES_USER"],
+        database["POSTGRES_PASSWORD"],
+        "/" + database["POSTGRES_DB"],
+    )
     for key in ("LIVEKIT_API_KEY", "LIVEKIT_API_SECRET", "LIVEKIT_AGENT_NAME"):
         assert {e[key] for e in [*issuers, env["agent"]]} == {env["agent"][key]}
     assert urlsplit(env["agent"]["LIVEKIT_URL"]).hostname == "livekit"
