@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from joserfc.errors import SecurityWarning
 from joserfc.jwk import ECKey, OKPKey, RSAKey
+
+import keys
 
 JOSE_KEYS: dict[str, Any] = {"ES256": ECKey, "RS256": RSAKey, "EdDSA": OKPKey}
 ISSUER = "http://127.0.0.1:8000"
@@ -96,3 +101,22 @@ def report(
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{benchmark}.json").write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {RESULTS / f'{benchmark}.json'}")
+
+
+def run_benchmark(
+    benchmark: str,
+    description: str,
+    implementations: Callable[[keys.Algorithm], dict[str, Callable[[], Any]]],
+    *,
+    ours: str,
+    targets: Mapping[str, float],
+) -> None:
+    """The command line of a micro-benchmark: every algorithm, interleaved rounds, the report."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=0.3, help="time per implementation per round")
+    args = parser.parse_args()
+    warnings.simplefilter("ignore", SecurityWarning)  # joserfc 1.8 marks "EdDSA" deprecated (RFC 9864)
+    impls = {alg: implementations(alg) for alg in keys.ALGORITHMS}
+    samples = {alg: measure(impls[alg], args.rounds, args.seconds) for alg in keys.ALGORITHMS}
+    report(benchmark, samples, ours=ours, targets=targets, rounds=args.rounds)

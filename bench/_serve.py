@@ -55,11 +55,11 @@ class PassThroughVerifier:
         return dict(BENCH_CLAIMS)
 
 
-def issuer_app(
-    state: Path, port: int, resource: str, access_lifetime: int, redis_url: str | None = None
-) -> Any:
-    url = f"http://127.0.0.1:{port}"
-    settings = IssuerSettings(
+def issuer_settings(
+    state: Path, url: str, resource: str, access_lifetime: int, redis_url: str | None = None
+) -> IssuerSettings:
+    """A dev issuer over the bench's state directory: file keys (or Redis), no LiveKit."""
+    return IssuerSettings(
         issuer_url=url,
         mcp_resource_url=resource,
         voicebank_state=state,
@@ -73,6 +73,12 @@ def issuer_app(
         livekit_api_key=None,
         livekit_api_secret=None,
     )
+
+
+def issuer_app(
+    state: Path, port: int, resource: str, access_lifetime: int, redis_url: str | None = None
+) -> Any:
+    settings = issuer_settings(state, f"http://127.0.0.1:{port}", resource, access_lifetime, redis_url)
     app = create_issuer(settings)
 
     async def bare_endpoint() -> JSONResponse:

@@ -30,9 +30,9 @@ from starlette.applications import Starlette
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import Check, Report, parse_args, print_table, quiet_logs
+from _serve import issuer_settings
 from _world import client_keys, orchestrator_client, seeded_bank, session_grant, write_issuer_state
 
-from issuer import IssuerSettings
 from issuer import create_app as create_issuer
 from mcp_server import McpSettings, build_app_from_settings
 from orchestrator._mcp_bank import McpBank
@@ -99,21 +99,8 @@ async def simulate(state: Path, bank_db: Path, duration: float) -> dict[str, Any
     clock = Clock(float(int(time.time())))
     ck = client_keys()
     write_issuer_state(state, ck)
-    issuer_settings = IssuerSettings(
-        issuer_url=ISSUER,
-        mcp_resource_url=RESOURCE,
-        voicebank_state=state,
-        issuer_clients_file=state / "clients.json",
-        keys_store="file",
-        redis_url=None,
-        keys_passphrase=None,
-        voicebank_mode="dev",
-        access_token_lifetime=ACCESS_LIFETIME,
-        livekit_url=None,
-        livekit_api_key=None,
-        livekit_api_secret=None,
-    )
-    issuer_app = create_issuer(issuer_settings, clock=clock, rotation_sleep=_never)
+    settings = issuer_settings(state, ISSUER, RESOURCE, ACCESS_LIFETIME)
+    issuer_app = create_issuer(settings, clock=clock, rotation_sleep=_never)
     mcp_settings = McpSettings(
         mcp_issuer_url=ISSUER, mcp_resource_url=RESOURCE, bank_db_url=f"sqlite:///{bank_db}", redis_url=None
     )

@@ -10,11 +10,9 @@ Writes bench/results/sign.json.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import json
 import sys
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,12 +21,11 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from joserfc import jwt as jose_jwt
-from joserfc.errors import SecurityWarning
 
 import keys
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _interleave import JOSE_KEYS, access_claims, measure, report
+from _interleave import JOSE_KEYS, access_claims, run_benchmark
 
 TARGETS = {"ES256": 0.8}
 
@@ -84,17 +81,7 @@ def implementations(alg: keys.Algorithm) -> dict[str, Callable[[], Any]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--seconds", type=float, default=0.3, help="time per implementation per round")
-    args = parser.parse_args()
-    warnings.simplefilter("ignore", SecurityWarning)  # joserfc 1.8 marks "EdDSA" deprecated (RFC 9864)
-
-    algs: tuple[keys.Algorithm, ...] = keys.ALGORITHMS
-    impls = {alg: implementations(alg) for alg in algs}
-    samples = {alg: measure(impls[alg], args.rounds, args.seconds) for alg in algs}
-
-    report("sign", samples, ours="keys.sign", targets=TARGETS, rounds=args.rounds)
+    run_benchmark("sign", __doc__.splitlines()[0], implementations, ours="keys.sign", targets=TARGETS)
 
 
 if __name__ == "__main__":

@@ -7,13 +7,11 @@ median of per-round ratios. Writes bench/results/verify.json.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import base64
 import itertools
 import json
 import sys
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,12 +21,11 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from joserfc import jwt as jose_jwt
-from joserfc.errors import SecurityWarning
 
 import keys
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _interleave import AUDIENCE, ISSUER, JOSE_KEYS, NOW, access_claims, measure, report
+from _interleave import AUDIENCE, ISSUER, JOSE_KEYS, NOW, access_claims, run_benchmark
 
 TARGETS = {"ES256": 0.85, "RS256": 0.6, "EdDSA": 0.85}
 
@@ -113,17 +110,8 @@ def implementations(alg: keys.Algorithm) -> dict[str, Callable[[], Any]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--seconds", type=float, default=0.3, help="time per implementation per round")
-    args = parser.parse_args()
-    warnings.simplefilter("ignore", SecurityWarning)  # joserfc 1.8 marks "EdDSA" deprecated (RFC 9864)
-
-    algs: tuple[keys.Algorithm, ...] = keys.ALGORITHMS
-    impls = {alg: implementations(alg) for alg in algs}
-    samples = {alg: measure(impls[alg], args.rounds, args.seconds) for alg in algs}
-
-    report("verify", samples, ours="keys.Verifier (StaticKeys)", targets=TARGETS, rounds=args.rounds)
+    ours = "keys.Verifier (StaticKeys)"
+    run_benchmark("verify", __doc__.splitlines()[0], implementations, ours=ours, targets=TARGETS)
 
 
 if __name__ == "__main__":
