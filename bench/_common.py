@@ -84,6 +84,19 @@ def median_ratio(numerators: Iterable[float], denominators: Iterable[float]) -> 
     return statistics.median(ratios) if ratios else math.nan
 
 
+def spread(values: Sequence[float]) -> dict[str, Any]:
+    """Median, min and max of per-round figures, with the rounds: a ratio is never a bare median."""
+    finite = [v for v in values if not math.isnan(v)]
+    if not finite:
+        return {"median": math.nan, "min": math.nan, "max": math.nan, "rounds": list(values)}
+    return {
+        "median": round(statistics.median(finite), 4),
+        "min": round(min(finite), 4),
+        "max": round(max(finite), 4),
+        "rounds": [round(v, 4) for v in values],
+    }
+
+
 @dataclass(frozen=True)
 class Check:
     """One figure against its target from issue 7."""
@@ -176,7 +189,7 @@ def print_checks(name: str, checks: Sequence[Check]) -> None:
         (c.name, c.value, f"{c.op} {c.target:g}", "[green]pass[/]" if c.passed else "[red]short[/]")
         for c in checks
     ]
-    print_table(f"{name}: against the targets of issue 7", ("check", "value", "target", "result"), rows)
+    print_table(f"{name}: against the targets of issue 12", ("check", "value", "target", "result"), rows)
 
 
 def free_port() -> int:

@@ -90,7 +90,7 @@ def main() -> int:
         rows += summary_rows(name, json.loads(where.read_text()))
     print()
     print_table(
-        "all benchmarks against the targets of issue 7",
+        "all benchmarks against the targets of issue 12",
         ("bench", "check", "value", "target", "result"),
         rows,
         left=2,
