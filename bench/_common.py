@@ -207,11 +207,15 @@ class ServerProcess:
     for `--quick` smoke runs where the figures do not matter.
     """
 
-    def __init__(self, *argv: str, port: int | None = None, inline: bool = False) -> None:
+    def __init__(
+        self, *argv: str, port: int | None = None, inline: bool = False, checkout: Path | None = None
+    ) -> None:
         self.port = port or free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self._argv = [*argv, "--port", str(self.port)]
         self._inline = inline
+        # Another checkout (a baseline commit with its own .venv) serves the same bench server side by side.
+        self._root = checkout or ROOT
         self._process: subprocess.Popen[bytes] | None = None
         self._thread: threading.Thread | None = None
         self._server: Any = None
@@ -226,9 +230,10 @@ class ServerProcess:
             )
             self._thread.start()
             return self
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        env = {**os.environ, "PYTHONPATH": str(self._root)}
+        python = sys.executable if self._root == ROOT else str(self._root / ".venv" / "bin" / "python")
         self._process = subprocess.Popen(
-            [sys.executable, str(BENCH_DIR / "_serve.py"), *self._argv], env=env, cwd=ROOT
+            [python, str(self._root / "bench" / "_serve.py"), *self._argv], env=env, cwd=self._root
         )
         return self
 

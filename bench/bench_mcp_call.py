@@ -1,24 +1,32 @@
 """MCP `get_balance` over loopback HTTP: the same server with auth on, with a pass-through verifier, and off.
 
-Run: .venv/bin/python bench/bench_mcp_call.py [--quick] [--seconds N] [--rounds R]
+Run: .venv/bin/python bench/bench_mcp_call.py [--quick] [--seconds N] [--rounds R] [--baseline DIR]
 Three MCP server processes (auth `full` = production wiring with keys.JWKSCache and keys.Verifier,
 `passthrough` = the auth middleware with a verifier that accepts anything, `off` = no auth middleware)
-are driven in interleaved rounds by the real FastMCP client (one session per client) and by raw JSON-RPC
-`tools/call` over one reused httpx pool, sequentially and with 16 concurrent clients. Ratios are medians of
-per-round ratios. Target (issue 7): auth adds <= 10 % to median latency and takes <= 10 % of throughput.
+are driven in interleaved rounds, sequentially and with 16 concurrent clients, three ways:
+- `mcp reused`: the real FastMCP client, one session and one token per client (the read pattern);
+- `raw reused`: raw JSON-RPC `tools/call` over one httpx pool, one token for every call;
+- `raw fresh`: the same with a fresh token per call (the transact pattern: every signature is checked;
+  the tokens are signed before each round, never in the timed loop).
+Ratios are per-round ratios (median, min, max in the JSON). Targets (issue 12): auth adds <= 10 % to median
+latency in both patterns. `--baseline DIR` adds the `full` server of another checkout (its own .venv), to
+compare the server's CPU per call with the same client side by side (target <= 0.75 of the baseline).
 Writes bench/results/mcp_call.json.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
+import itertools
 import json
+import secrets
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,15 +37,16 @@ from fastmcp.client.transports import StreamableHttpTransport
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (
+    RESULTS,
+    Args,
     Check,
     Report,
     ServerProcess,
     latency_ms,
-    median_ratio,
-    parse_args,
     print_table,
     quiet_logs,
     running,
+    spread,
 )
 from _serve import BENCH_CLAIMS
 from _world import seeded_bank
@@ -45,10 +54,12 @@ from _world import seeded_bank
 import keys
 
 VARIANTS = ("off", "passthrough", "full")
-CLIENTS = ("mcp", "raw")
+BASELINE = "baseline full"
+MODES = ("mcp reused", "raw reused", "raw fresh")
 CONCURRENCY = 16
 TARGET_LATENCY = 1.10  # auth adds at most 10 % to median latency
 TARGET_THROUGHPUT = 0.90  # auth takes at most 10 % of throughput
+TARGET_CPU_VS_BASELINE = 0.75
 _META = {
     "io.modelcontextprotocol/protocolVersion": "2026-07-28",
     "io.modelcontextprotocol/clientInfo": {"name": "bench", "version": "1"},
@@ -75,7 +86,8 @@ Call = Callable[[], Awaitable[None]]
 
 def access_token(key: keys.KeyPair, resource: str) -> str:
     now = int(time.time())
-    claims = {**BENCH_CLAIMS, "aud": resource, "iat": now, "nbf": now, "exp": now + 3000}
+    jti = secrets.token_urlsafe(16)
+    claims = {**BENCH_CLAIMS, "aud": resource, "iat": now, "nbf": now, "exp": now + 3000, "jti": jti}
     return keys.sign(claims, key, typ="at+jwt")
 
 
@@ -117,10 +129,11 @@ def mcp_call(client: Client[StreamableHttpTransport]) -> Call:
     return call
 
 
-def raw_call(http: httpx.AsyncClient, url: str, token: str) -> Call:
-    headers = RPC_HEADERS | {"authorization": f"Bearer {token}"}
+def raw_call(http: httpx.AsyncClient, url: str, tokens: Iterator[str]) -> Call:
+    """One `tools/call`; each call takes the next token (one repeated token, or a fresh one each time)."""
 
     async def call() -> None:
+        headers = RPC_HEADERS | {"authorization": f"Bearer {next(tokens)}"}
         response = await http.post(url, content=RPC_BODY, headers=headers)
         if response.status_code != 200 or b'"accounts"' not in response.content:
             raise RuntimeError(f"tools/call answered HTTP {response.status_code}")
@@ -128,40 +141,75 @@ def raw_call(http: httpx.AsyncClient, url: str, token: str) -> Call:
     return call
 
 
+class FreshTokens:
+    """Tokens signed before a round, one per call; running out voids the round rather than reuse one."""
+
+    def __init__(self, key: keys.KeyPair, resource: str) -> None:
+        self._key, self._resource = key, resource
+        self._tokens: list[str] = []
+        self._used = 0
+
+    def refill(self, count: int) -> None:
+        self._tokens = [access_token(self._key, self._resource) for _ in range(count)]
+        self._used = 0
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        if self._used >= len(self._tokens):
+            raise RuntimeError("fresh tokens ran out: this round is void; prepare more")
+        self._used += 1
+        return self._tokens[self._used - 1]
+
+    @property
+    def used(self) -> int:
+        return self._used
+
+
 async def measure(
     urls: dict[str, str],
-    tokens: dict[str, str],
+    key: keys.KeyPair,
     rounds: int,
     slice_s: float,
     concurrency: int,
     cpu: dict[str, Callable[[], float]],
-) -> dict[str, Any]:
-    """Interleaved rounds: every (client, variant) pair runs its sequential and concurrent slice per round."""
+) -> dict[str, dict[str, dict[str, list[Any]]]]:
+    """Interleaved rounds: every (mode, server) pair runs its sequential and concurrent slice per round."""
+    variants = list(urls)
     samples: dict[str, dict[str, dict[str, list[Any]]]] = {
-        c: {v: {"seq": [], "conc": [], "thr": [], "seq_med": [], "conc_med": [], "cpu": []} for v in VARIANTS}
-        for c in CLIENTS
+        m: {v: {"seq": [], "conc": [], "thr": [], "seq_med": [], "conc_med": [], "cpu": []} for v in variants}
+        for m in MODES
     }
+    reused = {v: access_token(key, url) for v, url in urls.items()}
+    fresh = {v: FreshTokens(key, url) for v, url in urls.items()}
+    rate = dict.fromkeys(variants, 1500.0)  # calls/s guess for sizing fresh tokens; grows to what is seen
     async with contextlib.AsyncExitStack() as stack:
-        calls: dict[str, dict[str, list[Call]]] = {c: {} for c in CLIENTS}
-        for variant in VARIANTS:
+        calls: dict[str, dict[str, list[Call]]] = {m: {} for m in MODES}
+        for variant in variants:
             sessions = []
             for _ in range(concurrency):
-                transport = StreamableHttpTransport(urls[variant], auth=tokens[variant])
+                transport = StreamableHttpTransport(urls[variant], auth=reused[variant])
                 sessions.append(await stack.enter_async_context(Client(transport)))
-            calls["mcp"][variant] = [mcp_call(s) for s in sessions]
+            calls["mcp reused"][variant] = [mcp_call(s) for s in sessions]
             limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
             http = await stack.enter_async_context(httpx.AsyncClient(limits=limits, timeout=30))
-            calls["raw"][variant] = [raw_call(http, urls[variant], tokens[variant])] * concurrency
-            for client in CLIENTS:  # warm up: connections open, code paths hot
-                await concurrent(calls[client][variant], min(0.2, slice_s))
+            same = itertools.repeat(reused[variant])
+            calls["raw reused"][variant] = [raw_call(http, urls[variant], same)] * concurrency
+            calls["raw fresh"][variant] = [raw_call(http, urls[variant], fresh[variant])] * concurrency
+            fresh[variant].refill(int(rate[variant] * min(0.2, slice_s) * 3) + 100)
+            for mode in MODES:  # warm up: connections open, code paths hot
+                await concurrent(calls[mode][variant], min(0.2, slice_s))
         for index in range(rounds):
-            for client in CLIENTS:
-                order = VARIANTS[index % 3 :] + VARIANTS[: index % 3]
+            for variant in variants:  # signed here, between the timed slices
+                fresh[variant].refill(int(rate[variant] * 2 * slice_s * 1.5) + 200)
+            for mode in MODES:
+                order = variants[index % len(variants) :] + variants[: index % len(variants)]
                 for variant in order:
                     cpu_before = cpu[variant]()
-                    seq = await sequential(calls[client][variant][0], slice_s)
-                    conc, throughput = await concurrent(calls[client][variant], slice_s)
-                    bucket = samples[client][variant]
+                    seq = await sequential(calls[mode][variant][0], slice_s)
+                    conc, throughput = await concurrent(calls[mode][variant], slice_s)
+                    bucket = samples[mode][variant]
                     # The server's own CPU per call: far steadier than latencies on a shared machine.
                     bucket["cpu"].append((cpu[variant]() - cpu_before) / (len(seq) + len(conc)))
                     bucket["seq"] += seq
@@ -169,114 +217,137 @@ async def measure(
                     bucket["thr"].append(throughput)
                     bucket["seq_med"].append(statistics.median(seq))
                     bucket["conc_med"].append(statistics.median(conc))
+                    rate[variant] = max(rate[variant], throughput, len(seq) / slice_s)
     return samples
 
 
+def ratios(got: dict[str, list[Any]], ref: dict[str, list[Any]]) -> dict[str, dict[str, Any]]:
+    """Per-round ratios of one server to another (median, min, max, the rounds)."""
+
+    def per_round(field: str) -> dict[str, Any]:
+        return spread([a / b for a, b in zip(got[field], ref[field], strict=True)])
+
+    return {
+        "sequential_median_latency": per_round("seq_med"),
+        "concurrent_median_latency": per_round("conc_med"),
+        "concurrent_throughput": per_round("thr"),
+        "server_cpu_per_call": per_round("cpu"),
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    args = parse_args(__doc__, seconds=60, quick_seconds=1.2, argv=argv)
-    rounds = 1 if args.quick else 10
-    slice_s = args.seconds / (rounds * len(CLIENTS) * len(VARIANTS) * 2)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a tiny run that only proves the bench works")
+    parser.add_argument("--seconds", type=float, default=None, help="total measuring time (default 90)")
+    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 10)")
+    parser.add_argument(
+        "--baseline", type=Path, help="another checkout with its .venv: its `full` server too"
+    )
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    ns = parser.parse_args(argv)
+    seconds = ns.seconds if ns.seconds is not None else (1.5 if ns.quick else 90.0)
+    rounds = ns.rounds if ns.rounds is not None else (1 if ns.quick else 10)
+    args = Args(quick=ns.quick, seconds=seconds, results=ns.results)
+    names = list(VARIANTS) + ([BASELINE] if ns.baseline else [])
+    slice_s = seconds / (rounds * len(MODES) * len(names) * 2)
     key = keys.generate_key("ES256")
     with tempfile.TemporaryDirectory(prefix="bench-mcp-") as tmp:
         state = Path(tmp)
         jwks = state / "jwks.json"
         jwks.write_text(json.dumps({"keys": [key.public_jwk()]}))
-        servers = {
-            v: ServerProcess(
-                "mcp",
-                "--auth",
-                v,
-                "--db",
-                str(seeded_bank(state / f"{v}.db")),
-                "--jwks-file",
-                str(jwks),
-                inline=args.quick,
-            )
-            for v in VARIANTS
-        }
+
+        def server(name: str) -> ServerProcess:
+            auth = "full" if name == BASELINE else name
+            db = str(seeded_bank(state / f"{auth}-{len(name)}.db"))
+            argv = ("mcp", "--auth", auth, "--db", db, "--jwks-file", str(jwks))
+            if name == BASELINE:
+                return ServerProcess(*argv, checkout=ns.baseline.resolve())
+            return ServerProcess(*argv, inline=ns.quick)
+
+        servers = {name: server(name) for name in names}
         with running(*servers.values()):
             urls = {v: f"{s.base}/mcp" for v, s in servers.items()}
-            tokens = {v: access_token(key, url) for v, url in urls.items()}
             # --quick keeps the smoke run short: 4 clients stand in for 16.
-            concurrency = 4 if args.quick else CONCURRENCY
+            concurrency = 4 if ns.quick else CONCURRENCY
             cpu = {v: s.cpu_seconds for v, s in servers.items()}
-            samples = asyncio.run(measure(urls, tokens, rounds, slice_s, concurrency, cpu))
+            samples = asyncio.run(measure(urls, key, rounds, slice_s, concurrency, cpu))
 
     report = Report("mcp_call", args)
     rows = []
-    for client in CLIENTS:
-        off = samples[client]["off"]
+    for mode in MODES:
+        off = samples[mode]["off"]
         figures: dict[str, Any] = {}
-        for variant in VARIANTS:
-            got = samples[client][variant]
+        for variant in names:
+            got = samples[mode][variant]
             seq, conc = latency_ms(got["seq"]), latency_ms(got["conc"])
             figures[variant] = {
                 "sequential": seq,
-                "concurrent": conc | {"throughput_per_s": round(statistics.median(got["thr"]), 1)},
-                "ratio_to_off": {
-                    "sequential_median_latency": round(median_ratio(got["seq_med"], off["seq_med"]), 4),
-                    "concurrent_median_latency": round(median_ratio(got["conc_med"], off["conc_med"]), 4),
-                    "concurrent_throughput": round(median_ratio(got["thr"], off["thr"]), 4),
-                    "server_cpu_per_call": round(median_ratio(got["cpu"], off["cpu"]), 4),
-                },
-                "server_cpu_ms_per_call": round(statistics.median(got["cpu"]) * 1000, 3),
+                "concurrent": conc | {"throughput_per_s": spread(got["thr"])},
+                "ratio_to_off": ratios(got, off),
+                "server_cpu_ms_per_call": spread([c * 1000 for c in got["cpu"]]),
             }
-            ratios = figures[variant]["ratio_to_off"]
+            r = figures[variant]["ratio_to_off"]
             rows.append(
                 (
-                    f"{client} / auth {variant}",
+                    f"{mode} / {variant}",
                     seq["median_ms"],
                     seq["p99_ms"],
                     conc["median_ms"],
                     conc["p99_ms"],
                     statistics.median(got["thr"]),
-                    ratios["sequential_median_latency"],
-                    ratios["concurrent_median_latency"],
-                    ratios["concurrent_throughput"],
-                    figures[variant]["server_cpu_ms_per_call"],
-                    ratios["server_cpu_per_call"],
+                    r["sequential_median_latency"]["median"],
+                    f"{r['sequential_median_latency']['min']:.2f}-{r['sequential_median_latency']['max']:.2f}",
+                    r["concurrent_median_latency"]["median"],
+                    r["concurrent_throughput"]["median"],
+                    figures[variant]["server_cpu_ms_per_call"]["median"],
                 )
             )
-        report.figures[client] = figures
+        if ns.baseline:
+            figures["full_vs_baseline"] = ratios(samples[mode]["full"], samples[mode][BASELINE])
+        report.figures[mode] = figures
         full = figures["full"]["ratio_to_off"]
-        label = "FastMCP client" if client == "mcp" else "raw JSON-RPC"
         report.checks += [
             Check(
-                f"{label}: seq median latency, auth/off",
-                full["sequential_median_latency"],
+                f"{mode}: seq median latency, auth/off",
+                full["sequential_median_latency"]["median"],
                 TARGET_LATENCY,
                 "<=",
             ),
             Check(
-                f"{label}: 16 conc median latency, auth/off",
-                full["concurrent_median_latency"],
+                f"{mode}: 16 conc median latency, auth/off",
+                full["concurrent_median_latency"]["median"],
                 TARGET_LATENCY,
                 "<=",
             ),
             Check(
-                f"{label}: 16 conc throughput, auth/off",
-                full["concurrent_throughput"],
+                f"{mode}: 16 conc throughput, auth/off",
+                full["concurrent_throughput"]["median"],
                 TARGET_THROUGHPUT,
                 ">=",
             ),
         ]
-    report.figures["rounds"] = rounds
-    report.figures["concurrency"] = 4 if args.quick else CONCURRENCY
-    report.figures["slice_seconds"] = round(slice_s, 3)
+        if ns.baseline and mode != "raw fresh":
+            cpu_ratio = figures["full_vs_baseline"]["server_cpu_per_call"]["median"]
+            report.checks.append(
+                Check(f"{mode}: server CPU per call, now/baseline", cpu_ratio, TARGET_CPU_VS_BASELINE, "<=")
+            )
+    report.figures |= {"rounds": rounds, "concurrency": concurrency, "slice_seconds": round(slice_s, 3)}
+    if ns.baseline:
+        report.notes.append(f"baseline: the `full` server of {ns.baseline} with its own .venv")
     print_table(
-        "mcp_call: get_balance over loopback HTTP (latency in ms; ratios to auth off, medians of rounds)",
+        "mcp_call: get_balance over loopback HTTP (latency in ms; ratios to auth off per round)",
         (
-            "client / server",
+            "mode / server",
             "seq p50",
             "seq p99",
             "16c p50",
             "16c p99",
             "16c calls/s",
             "seq ×",
+            "seq × min-max",
             "16c ×",
             "thr ×",
             "srv CPU ms/call",
-            "CPU ×",
         ),
         rows,
     )
