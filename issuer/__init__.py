@@ -1,12 +1,22 @@
 """The voicebank token issuer: `create_app(settings)` and the helpers its clients use."""
 
-from issuer._build import IssuerStartupError
+from issuer._build import IssuerStartupError, key_store, preflight
 from issuer._http._app import create_app, issuer_state
-from issuer._oauth._clients import Client, ClientRegistry, ClientRegistryError
+from issuer._oauth._clients import (
+    GRANT_CLIENT_CREDENTIALS,
+    GRANT_REFRESH,
+    GRANT_TOKEN_EXCHANGE,
+    Client,
+    ClientRegistry,
+    ClientRegistryError,
+)
 from issuer._oauth._errors import OAuthError
 from issuer._settings import IssuerSettings
 
 __all__ = [
+    "GRANT_CLIENT_CREDENTIALS",
+    "GRANT_REFRESH",
+    "GRANT_TOKEN_EXCHANGE",
     "Client",
     "ClientRegistry",
     "ClientRegistryError",
@@ -15,4 +25,6 @@ __all__ = [
     "OAuthError",
     "create_app",
     "issuer_state",
+    "key_store",
+    "preflight",
 ]

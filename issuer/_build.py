@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
@@ -60,6 +61,16 @@ def load_registry(settings: IssuerSettings) -> ClientRegistry:
         return ClientRegistry.load(settings.clients_file)
     except ClientRegistryError as exc:
         raise IssuerStartupError(f"{exc} (run `voicebank dev-init` or set ISSUER_CLIENTS_FILE)") from None
+
+
+def preflight(settings: IssuerSettings) -> None:
+    """Fail before serving, with one line, on what the lifespan would fail on."""
+    load_registry(settings)
+    if settings.keys_store == "file":
+        try:
+            asyncio.run(key_store(settings, None).load(time.time()))
+        except KeyRingError as exc:
+            raise IssuerStartupError(f"cannot load the issuer key ring: {exc}") from None
 
 
 async def build_state(

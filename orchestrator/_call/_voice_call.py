@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from livekit.agents import Agent, AgentSession
@@ -15,7 +16,7 @@ from orchestrator._bank._protocol import Bank, BankError
 from orchestrator._call._identity import CallerIdentity, IdentityRefused, parse_identity
 from orchestrator._call._session_store import SessionRecord, SessionStore, grant_digest
 
-__all__ = ["BankFactory", "OnEnd", "VoiceCall"]
+__all__ = ["AgentWiring", "BankFactory", "OnEnd", "VoiceCall"]
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +25,18 @@ BankFactory = Callable[[CallerIdentity], Awaitable[Bank]]
 
 OnEnd = Callable[[CallerIdentity, Bank], Awaitable[None]]
 """Called once when a call that got a bank ends (the token half revokes the refresh family there)."""
+
+
+@dataclass(frozen=True)
+class AgentWiring:
+    """What the worker needs besides settings.
+
+    Job processes are started with `forkserver`, so both callables must be picklable: module-level
+    functions (or `functools.partial`s of them over picklable arguments), not closures.
+    """
+
+    bank_factory: BankFactory
+    on_end: OnEnd | None = None
 
 
 class _FarewellAgent(Agent):

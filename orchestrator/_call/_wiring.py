@@ -13,7 +13,7 @@ from orchestrator._bank._mcp import McpBank
 from orchestrator._bank._protocol import Bank
 from orchestrator._call._identity import CallerIdentity
 from orchestrator._call._settings import NotConfigured
-from orchestrator._call._worker import AgentWiring
+from orchestrator._call._voice_call import AgentWiring
 from orchestrator._tokens._issuer_client import IssuerClient
 from orchestrator._tokens._manager import TokenManager
 

@@ -6,7 +6,6 @@ import functools
 import logging
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from livekit.agents import AgentServer, AgentSession, JobContext
 from livekit.agents.voice.room_io import RoomOptions
@@ -15,23 +14,11 @@ from redis.asyncio import Redis
 from orchestrator._agent._banking_agent import CallState
 from orchestrator._call._session_store import MemorySessionStore, RedisSessionStore, SessionStore
 from orchestrator._call._settings import AgentSettings, NotConfigured
-from orchestrator._call._voice_call import BankFactory, OnEnd, VoiceCall
+from orchestrator._call._voice_call import AgentWiring, VoiceCall
 
-__all__ = ["AgentWiring", "build_server", "entrypoint", "main", "run_worker"]
+__all__ = ["build_server", "entrypoint", "main", "run_worker"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class AgentWiring:
-    """What the worker needs besides settings.
-
-    Job processes are started with `forkserver`, so both callables must be picklable: module-level
-    functions (or `functools.partial`s of them over picklable arguments), not closures.
-    """
-
-    bank_factory: BankFactory
-    on_end: OnEnd | None = None
 
 
 def _session_store(settings: AgentSettings) -> tuple[SessionStore, Redis | None]:

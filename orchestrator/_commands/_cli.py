@@ -161,7 +161,3 @@ def main(argv: Sequence[str] | None = None, *, transport: httpx.AsyncBaseTranspo
     except KeyboardInterrupt:
         return 130
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
 import secrets
 import shutil
@@ -14,9 +13,7 @@ from typing import Any
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from issuer._build import key_store
-from issuer._oauth._clients import GRANT_CLIENT_CREDENTIALS, GRANT_REFRESH, GRANT_TOKEN_EXCHANGE
-from issuer._settings import IssuerSettings
+from issuer import GRANT_CLIENT_CREDENTIALS, GRANT_REFRESH, GRANT_TOKEN_EXCHANGE, IssuerSettings, key_store
 from keys import KeyMaterialError, KeyPair, KeyRingError, client_key_path, generate_key, write_private_file
 
 # client id -> (grant types, scope): DESIGN.md "Clients".
@@ -87,14 +84,8 @@ def _write_registry(path: Path, keys: dict[str, KeyPair], out: Callable[[str], N
 
 
 def _seed(settings: IssuerSettings, bank_db_url: str | None, out: Callable[[str], None]) -> None:
-    try:
-        module = importlib.import_module("mcp_server")
-    except ImportError:
-        module = None
-    seed_bank = getattr(module, "seed_bank", None)
-    if seed_bank is None:
-        out("bank: skipped (mcp_server.seed_bank is not available yet)")
-        return
+    from mcp_server import seed_bank  # FastMCP loads only when dev-init runs, not for every command
+
     # The command line passes nothing: BANK_DB_URL comes from the environment, as the MCP server reads it.
     bank_db_url = bank_db_url or BankSettings().bank_db_url
     url = bank_db_url or f"sqlite:///{(settings.voicebank_state / 'bank.db').resolve()}"

@@ -1,19 +1,15 @@
-"""`voicebank up`: uvicorn servers sharing one event loop and one set of signal handlers."""
+"""uvicorn servers sharing one event loop and one set of signal handlers (`voicebank up`, the tests)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import signal
-import time
 from collections.abc import Iterator, Sequence
 
 import uvicorn
 
-from issuer._build import IssuerStartupError, key_store, load_registry
-from issuer._http._app import create_app
-from issuer._settings import IssuerSettings
-from keys import KeyRingError
+from issuer import IssuerSettings, create_app
 
 
 class SharedLoopServer(uvicorn.Server):
@@ -46,19 +42,3 @@ async def serve_all(servers: Sequence[uvicorn.Server]) -> None:
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
-
-
-def preflight(settings: IssuerSettings) -> None:
-    """Fail before serving, with one line, on what the lifespan would fail on."""
-    load_registry(settings)
-    if settings.keys_store == "file":
-        try:
-            asyncio.run(key_store(settings, None).load(time.time()))
-        except KeyRingError as exc:
-            raise IssuerStartupError(f"cannot load the issuer key ring: {exc}") from None
-
-
-def up(settings: IssuerSettings, *, host: str, port: int) -> None:
-    """Serve the issuer until interrupted (the lead adds the MCP server to the same list)."""
-    preflight(settings)
-    asyncio.run(serve_all([issuer_server(settings, host=host, port=port)]))

@@ -14,9 +14,9 @@ from typing import Any, Literal
 
 import uvicorn
 
-from issuer import IssuerSettings
+from issuer import IssuerSettings, preflight
 from orchestrator._call._settings import AgentSettings
-from orchestrator._commands._serve import SharedLoopServer, issuer_server, preflight, serve_all
+from orchestrator._commands._serve import SharedLoopServer, issuer_server, serve_all
 
 __all__ = ["Service", "UpOptions", "service_urls", "up"]
 
