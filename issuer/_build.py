@@ -15,6 +15,7 @@ from issuer._metrics import IssuerMetrics
 from issuer._oauth._bearer import BearerGuard
 from issuer._oauth._client_auth import ClientAuthenticator
 from issuer._oauth._clients import ClientRegistry, ClientRegistryError
+from issuer._oauth._errors import IssuerError
 from issuer._oauth._refresh import MemoryRefreshStore, RefreshLifetimes, RefreshStore
 from issuer._oauth._refresh_redis import RedisRefreshStore
 from issuer._oauth._replay import MemoryReplayCache, RedisReplayCache, ReplayCache
@@ -27,7 +28,7 @@ from issuer._state import IssuerState
 from keys import FileKeyStore, KeyRingError, KeyStore, RedisKeyStore, RotationPolicy, Verifier, VerifyPolicy
 
 
-class IssuerStartupError(Exception):
+class IssuerStartupError(IssuerError):
     """The issuer cannot start with these settings; the message says why in one line."""
 
     code = "startup"

@@ -66,9 +66,9 @@ def _as_oauth(exc: Exception) -> OAuthError:
     if isinstance(exc, HTTPException):
         if exc.status_code == 404:
             return NotFound("no such endpoint", reason="no_route")
-        error = InvalidRequest("this method is not allowed here", reason=f"http_{exc.status_code}")
-        error.status = exc.status_code
-        return error
+        return InvalidRequest(
+            "this method is not allowed here", reason=f"http_{exc.status_code}", status=exc.status_code
+        )
     if isinstance(exc, RedisError | KeyStoreError):
         return TemporarilyUnavailable(
             "the issuer's store is unavailable; retry later", reason=type(exc).__name__

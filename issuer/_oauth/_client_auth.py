@@ -22,6 +22,7 @@ from keys import (
     JWT_BEARER,
     JWKSCache,
     KeySource,
+    KeysUnavailable,
     StaticKeys,
     TokenError,
     Verifier,
@@ -135,7 +136,7 @@ class ClientAuthenticator:
                 return await entry.endpoint.verify_async(assertion)
             except WrongAudience:
                 return await entry.issuer.verify_async(assertion)
-        except TokenError as exc:
+        except (TokenError, KeysUnavailable) as exc:
             raise _refuse(f"assertion_{exc.code}") from None
 
     async def authenticate(self, form: Mapping[str, str], *, authorization: str | None = None) -> Client:

@@ -13,12 +13,12 @@ import httpx
 
 from keys._algorithms._verify_key import VerifyKey
 from keys._clock import wall_clock
-from keys._errors import KeyMaterialError, KeysUnavailable
+from keys._errors import KeyMaterialError, KeysError, KeysUnavailable
 
 logger = logging.getLogger(__name__)
 
 
-class _BadAnswer(Exception):
+class _BadAnswer(KeysError):
     """The issuer answered, but not with a usable JWKS (the message names why, never the body)."""
 
 

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from keys import TokenError
+from keys import KeysUnavailable, TokenError
 from mcp_server._audit import AuditLog
 from mcp_server._auth._principal import SCOPE_KEY, SPENT_KEY, InvalidPrincipal, Principal
 from mcp_server._auth._replay import ReplayStore, ReplayStoreUnavailable
@@ -98,7 +98,7 @@ class BearerAuthMiddleware:
     async def _authenticate(self, token: str) -> tuple[Principal | None, _Denial | None]:
         try:
             principal = Principal.from_claims(await self._verifier.verify_async(token))
-        except (TokenError, InvalidPrincipal) as exc:
+        except (TokenError, KeysUnavailable, InvalidPrincipal) as exc:
             code = getattr(exc, "code", "invalid_token")
             self._metrics.verifications.labels("rejected", code).inc()
             return None, self._invalid_token(code)

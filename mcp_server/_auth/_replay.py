@@ -11,8 +11,10 @@ from typing import Protocol
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from mcp_server._errors import McpServerError
 
-class ReplayStoreUnavailable(Exception):
+
+class ReplayStoreUnavailable(McpServerError):
     """The shared replay store cannot answer; callers must refuse (fail closed)."""
 
     code = "replay_store_unavailable"

@@ -198,7 +198,7 @@ def test_revoke_unknown_kid_is_a_typed_error() -> None:
     ring = KeyRing.bootstrap(["ES256"], T0)
     with pytest.raises(UnknownKeyId) as err:
         ring.revoke("no-such-kid", T0)
-    assert err.value.code == "unknown_kid"
+    assert err.value.code == "unknown_key_id"  # distinct from the verifier's UnknownKey (unknown_kid)
     assert isinstance(err.value, LookupError)
 
 
