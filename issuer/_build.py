@@ -18,14 +18,24 @@ from issuer._oauth._clients import ClientRegistry, ClientRegistryError
 from issuer._oauth._errors import IssuerError
 from issuer._oauth._refresh import MemoryRefreshStore, RefreshLifetimes, RefreshStore
 from issuer._oauth._refresh_redis import RedisRefreshStore
-from issuer._oauth._replay import MemoryReplayCache, RedisReplayCache, ReplayCache
 from issuer._settings import IssuerSettings
 from issuer._signing._key_events import KeyEvents
 from issuer._signing._mint import SESSION_GRANT_TYP, Minter
 from issuer._signing._ring_keys import RingKeys
 from issuer._signing._rotation import RotationLoop, Sleep
 from issuer._state import IssuerState
-from keys import FileKeyStore, KeyRingError, KeyStore, RedisKeyStore, RotationPolicy, Verifier, VerifyPolicy
+from keys import (
+    FileKeyStore,
+    KeyRingError,
+    KeyStore,
+    MemoryReplayCache,
+    RedisKeyStore,
+    RedisReplayCache,
+    ReplayCache,
+    RotationPolicy,
+    Verifier,
+    VerifyPolicy,
+)
 
 
 class IssuerStartupError(IssuerError):
@@ -101,7 +111,7 @@ async def build_state(
     replay: ReplayCache
     if redis is not None:
         refresh = RedisRefreshStore(redis, lifetimes)
-        replay = RedisReplayCache(redis, clock=clock)
+        replay = RedisReplayCache(redis, prefix="voicebank:replay", clock=clock)
     else:
         refresh = MemoryRefreshStore(lifetimes)
         replay = MemoryReplayCache(clock=clock)

@@ -16,6 +16,7 @@ from keys._errors import (
     MalformedToken,
     MissingClaim,
     NotYetValid,
+    ReplayUnavailable,
     TokenError,
     TokenTooLarge,
     UnknownKey,
@@ -26,6 +27,9 @@ from keys._errors import (
 )
 from keys._jose._header import unverified_header
 from keys._jose._sign import sign
+from keys._replay._cache import ReplayCache
+from keys._replay._memory import MemoryReplayCache
+from keys._replay._redis import RedisReplayCache
 from keys._ring._errors import (
     CorruptKeyRing,
     KeyRingError,
@@ -43,6 +47,7 @@ from keys._ring._keyring import KeyRecord, KeyRing, KeyState
 from keys._ring._redis_store import RedisKeyStore
 from keys._ring._rotation_policy import RotationPolicy
 from keys._ring._store import KeyStore
+from keys._timing import CLOCK_LEEWAY, DEFAULT_JWKS_MAX_AGE
 from keys._verify._jwks_cache import JWKSCache
 from keys._verify._policy import VerifyPolicy
 from keys._verify._static_keys import StaticKeys
@@ -51,6 +56,8 @@ from keys._verify._verifier import KeySource, Verifier
 __all__ = [
     "ALGORITHMS",
     "ASSERTION_TYP",
+    "CLOCK_LEEWAY",
+    "DEFAULT_JWKS_MAX_AGE",
     "JWT_BEARER",
     "KEY_EVENTS_CHANNEL",
     "Algorithm",
@@ -74,10 +81,14 @@ __all__ = [
     "KeysUnavailable",
     "LifetimeTooLong",
     "MalformedToken",
+    "MemoryReplayCache",
     "MissingClaim",
     "NoSigningKey",
     "NotYetValid",
     "RedisKeyStore",
+    "RedisReplayCache",
+    "ReplayCache",
+    "ReplayUnavailable",
     "RevocationRefused",
     "RotationPolicy",
     "RotationRefused",

@@ -17,6 +17,7 @@
     │   ├── NotYetValid         not_yet_valid
     │   └── LifetimeTooLong     lifetime_too_long
     ├── KeysUnavailable         jwks_unavailable    no usable issuer keys now: an outage, not a bad token
+    ├── ReplayUnavailable       replay_store_unavailable  a replay cache cannot tell: refuse (fail closed)
     ├── KeyMaterialError        invalid_key
     └── KeyRingError            keyring_error       (the key ring and its stores: `keys/_ring/_errors.py`)
 
@@ -101,6 +102,12 @@ class KeysUnavailable(KeysError):
     """The key source cannot answer now (the issuer's JWKS is not fetched yet, or stale past its limit)."""
 
     code = "jwks_unavailable"
+
+
+class ReplayUnavailable(KeysError):
+    """A replay cache cannot tell whether an identifier was used (Redis down, memory full): refuse it."""
+
+    code = "replay_store_unavailable"
 
 
 class KeyMaterialError(KeysError):

@@ -3,7 +3,6 @@
 from mcp_server._app import create_app
 from mcp_server._auth._key_events import KeyDropper, KeyEventSubscriber, parse_key_event
 from mcp_server._auth._middleware import TokenVerifier
-from mcp_server._auth._replay import MemoryReplayStore, RedisReplayStore, ReplayStore, ReplayStoreUnavailable
 from mcp_server._auth._scopes import TOOL_SCOPES
 from mcp_server._bank._db import create_schema, make_engine
 from mcp_server._bank._errors import (
@@ -38,12 +37,8 @@ __all__ = [
     "KeyEventSubscriber",
     "McpServerError",
     "McpSettings",
-    "MemoryReplayStore",
     "OverLimit",
     "PayeeNotFound",
-    "RedisReplayStore",
-    "ReplayStore",
-    "ReplayStoreUnavailable",
     "SameAccount",
     "TokenVerifier",
     "access_token_policy",

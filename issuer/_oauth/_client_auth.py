@@ -16,13 +16,14 @@ import httpx
 
 from issuer._oauth._clients import Client, ClientRegistry
 from issuer._oauth._errors import InvalidClient
-from issuer._oauth._replay import ReplayCache
 from keys import (
     ASSERTION_TYP,
+    CLOCK_LEEWAY,
     JWT_BEARER,
     JWKSCache,
     KeySource,
     KeysUnavailable,
+    ReplayCache,
     StaticKeys,
     TokenError,
     Verifier,
@@ -74,7 +75,7 @@ class ClientAuthenticator:
         replay: ReplayCache,
         http: httpx.AsyncClient,
         clock: Callable[[], float] = time.time,
-        leeway: int = 60,
+        leeway: int = CLOCK_LEEWAY,
     ) -> None:
         self._replay = replay
         self._clock = clock
