@@ -51,7 +51,9 @@ def rotation_policy(settings: IssuerSettings) -> RotationPolicy:
         settings.session_grant_lifetime,
         settings.issuer_token_lifetime,
     )
-    return RotationPolicy(period=settings.keys_rotation_period, max_token_lifetime=longest)
+    return RotationPolicy(
+        period=settings.keys_rotation_period, jwks_max_age=settings.jwks_max_age, max_token_lifetime=longest
+    )
 
 
 def key_store(
