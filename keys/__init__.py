@@ -41,7 +41,7 @@ from keys._ring._errors import (
     UnknownKeyId,
     WrongPassphrase,
 )
-from keys._ring._events import KEY_EVENTS_CHANNEL, key_events
+from keys._ring._events import KEY_EVENTS_CHANNEL, KeyEvent, key_events
 from keys._ring._file_store import FileKeyStore
 from keys._ring._keyring import KeyRecord, KeyRing, KeyState
 from keys._ring._redis_store import RedisKeyStore
@@ -68,6 +68,7 @@ __all__ = [
     "ForbiddenHeader",
     "InvalidClaim",
     "JWKSCache",
+    "KeyEvent",
     "KeyMaterialError",
     "KeyPair",
     "KeyRecord",

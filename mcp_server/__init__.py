@@ -1,7 +1,7 @@
 """Banking MCP server: tools over a real database behind strict bearer-token auth."""
 
 from mcp_server._app import create_app
-from mcp_server._auth._key_events import KeyDropper, KeyEventSubscriber, parse_key_event
+from mcp_server._auth._key_events import KeyDropper, KeyEventSubscriber
 from mcp_server._auth._middleware import TokenVerifier
 from mcp_server._auth._scopes import TOOL_SCOPES
 from mcp_server._bank._db import create_schema, make_engine
@@ -46,7 +46,6 @@ __all__ = [
     "create_app",
     "create_schema",
     "make_engine",
-    "parse_key_event",
     "seed",
     "seed_bank",
     "serve",

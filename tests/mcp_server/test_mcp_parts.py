@@ -13,7 +13,7 @@ from sqlalchemy import Engine, func, select
 from starlette.applications import Starlette
 
 from keys import CLOCK_LEEWAY
-from mcp_server import Bank, McpSettings, parse_key_event
+from mcp_server import Bank, McpSettings
 from mcp_server._bank._models import Movement
 
 
@@ -53,24 +53,6 @@ async def test_a_spent_jti_is_remembered_while_the_leeway_still_accepts_its_toke
     again = await post(http, token, rpc("make_payment", payment | {"idempotency_key": "p-2"}))
     assert again.status_code == 401
     assert balance() == paid_once
-
-
-@pytest.mark.parametrize(
-    ("message", "kid"),
-    [
-        (b'{"type": "revoked", "kid": "abc"}', "abc"),
-        ('{"type": "revoked", "kid": "abc"}', "abc"),
-        (b'{"type": "rotated", "kid": "abc"}', None),
-        (b'{"type": "revoked"}', None),
-        (b'{"type": "revoked", "kid": 7}', None),
-        (b'{"type": "revoked", "kid": ""}', None),
-        (b"[1, 2]", None),
-        (b"not json", None),
-        (b"\xff\xfe", None),
-    ],
-)
-def test_parse_key_event(message: bytes | str, kid: str | None) -> None:
-    assert parse_key_event(message) == kid
 
 
 async def test_healthz_and_metrics_need_no_token(http: httpx2.AsyncClient) -> None:
