@@ -28,7 +28,8 @@ class IssuerSettings(BaseSettings):
     issuer_signing_alg: Algorithm = "ES256"
     issuer_clients_file: Path | None = None
     redis_url: str | None = None
-    agent_client_id: str = "orchestrator"
+    # The client that may act for the user (`may_act` of a session grant); the agent reads the same name.
+    orchestrator_client_id: str = "orchestrator"
 
     access_token_lifetime: int = Field(default=300, gt=0, le=3600)
     transact_token_lifetime: int = Field(default=60, gt=0, le=3600)
