@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
@@ -10,23 +11,34 @@ import httpx
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from issuer._bearer import BearerGuard
-from issuer._client_auth import ClientAuthenticator
-from issuer._clients import ClientRegistry, ClientRegistryError
-from issuer._key_events import KeyEvents
 from issuer._metrics import IssuerMetrics
-from issuer._mint import SESSION_GRANT_TYP, Minter
-from issuer._refresh import MemoryRefreshStore, RefreshLifetimes, RefreshStore
-from issuer._refresh_redis import RedisRefreshStore
-from issuer._replay import MemoryReplayCache, RedisReplayCache, ReplayCache
-from issuer._ring_keys import RingKeys
-from issuer._rotation import RotationLoop, Sleep
+from issuer._oauth._bearer import BearerGuard
+from issuer._oauth._client_auth import ClientAuthenticator
+from issuer._oauth._clients import ClientRegistry, ClientRegistryError
+from issuer._oauth._errors import IssuerError
+from issuer._oauth._refresh import MemoryRefreshStore, RefreshLifetimes, RefreshStore
+from issuer._oauth._refresh_redis import RedisRefreshStore
 from issuer._settings import IssuerSettings
+from issuer._signing._key_events import KeyEvents
+from issuer._signing._mint import SESSION_GRANT_TYP, Minter
+from issuer._signing._ring_keys import RingKeys
+from issuer._signing._rotation import RotationLoop, Sleep
 from issuer._state import IssuerState
-from keys import FileKeyStore, KeyRingError, KeyStore, RedisKeyStore, RotationPolicy, Verifier, VerifyPolicy
+from keys import (
+    FileKeyStore,
+    KeyRingError,
+    KeyStore,
+    MemoryReplayCache,
+    RedisKeyStore,
+    RedisReplayCache,
+    ReplayCache,
+    RotationPolicy,
+    Verifier,
+    VerifyPolicy,
+)
 
 
-class IssuerStartupError(Exception):
+class IssuerStartupError(IssuerError):
     """The issuer cannot start with these settings; the message says why in one line."""
 
     code = "startup"
@@ -39,7 +51,9 @@ def rotation_policy(settings: IssuerSettings) -> RotationPolicy:
         settings.session_grant_lifetime,
         settings.issuer_token_lifetime,
     )
-    return RotationPolicy(period=settings.keys_rotation_period, max_token_lifetime=longest)
+    return RotationPolicy(
+        period=settings.keys_rotation_period, jwks_max_age=settings.jwks_max_age, max_token_lifetime=longest
+    )
 
 
 def key_store(
@@ -60,6 +74,16 @@ def load_registry(settings: IssuerSettings) -> ClientRegistry:
         return ClientRegistry.load(settings.clients_file)
     except ClientRegistryError as exc:
         raise IssuerStartupError(f"{exc} (run `voicebank dev-init` or set ISSUER_CLIENTS_FILE)") from None
+
+
+def preflight(settings: IssuerSettings) -> None:
+    """Fail before serving, with one line, on what the lifespan would fail on."""
+    load_registry(settings)
+    if settings.keys_store == "file":
+        try:
+            asyncio.run(key_store(settings, None).load(time.time()))
+        except KeyRingError as exc:
+            raise IssuerStartupError(f"cannot load the issuer key ring: {exc}") from None
 
 
 async def build_state(
@@ -89,7 +113,7 @@ async def build_state(
     replay: ReplayCache
     if redis is not None:
         refresh = RedisRefreshStore(redis, lifetimes)
-        replay = RedisReplayCache(redis, clock=clock)
+        replay = RedisReplayCache(redis, prefix="voicebank:replay", clock=clock)
     else:
         refresh = MemoryRefreshStore(lifetimes)
         replay = MemoryReplayCache(clock=clock)

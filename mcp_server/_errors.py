@@ -1,87 +1,16 @@
-"""Banking errors: each carries a stable code and a sentence safe to speak to the user.
+"""The root of the MCP server's errors.
 
-BankError
- ├── InvalidArgument      "invalid_argument"
- ├── InvalidAmount        "invalid_amount"
- ├── OverLimit            "over_limit"
- ├── AccountNotFound      "account_not_found"
- ├── PayeeNotFound        "payee_not_found"
- ├── AccountClosed        "account_closed"
- ├── SameAccount          "same_account"
- ├── InsufficientFunds    "insufficient_funds"
- └── IdempotencyConflict  "idempotency_conflict"
+    McpServerError              mcp_server_error
+    ├── InvalidPrincipal        invalid_claim       verified claims that do not describe a caller (`_auth`)
+    └── BankError               bank_error          a refused banking request (`_bank/_errors.py`)
+
+Replay-cache and key outages are `keys` errors (`keys.ReplayUnavailable`, `keys.KeysUnavailable`).
 """
 
 from __future__ import annotations
 
 
-class BankError(Exception):
-    """A refused banking request; `str(err)` is one plain sentence for the user."""
+class McpServerError(Exception):
+    """Root of every error the MCP server raises; `code` is stable."""
 
-    code = "bank_error"
-
-
-class InvalidArgument(BankError):
-    """An argument is malformed or out of range."""
-
-    code = "invalid_argument"
-
-
-class InvalidAmount(BankError):
-    """An amount is not a positive decimal with at most two places."""
-
-    code = "invalid_amount"
-
-
-class OverLimit(BankError):
-    """An amount is above the per-payment limit."""
-
-    code = "over_limit"
-
-
-class AccountNotFound(BankError):
-    """No account with that id belongs to the caller."""
-
-    code = "account_not_found"
-
-    def __init__(self) -> None:
-        super().__init__("Account not found.")
-
-
-class PayeeNotFound(BankError):
-    """No payee with that id belongs to the caller."""
-
-    code = "payee_not_found"
-
-    def __init__(self) -> None:
-        super().__init__("Payee not found.")
-
-
-class AccountClosed(BankError):
-    """The account is closed."""
-
-    code = "account_closed"
-
-
-class SameAccount(BankError):
-    """A transfer names the same account twice."""
-
-    code = "same_account"
-
-    def __init__(self) -> None:
-        super().__init__("You cannot transfer money to the same account.")
-
-
-class InsufficientFunds(BankError):
-    """The debit would take the balance below what the account allows."""
-
-    code = "insufficient_funds"
-
-
-class IdempotencyConflict(BankError):
-    """The idempotency key was already used for a different request."""
-
-    code = "idempotency_conflict"
-
-    def __init__(self) -> None:
-        super().__init__("This request id was already used for a different request.")
+    code = "mcp_server_error"
