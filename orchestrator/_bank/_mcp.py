@@ -25,14 +25,27 @@ _FORBIDDEN = "This call is not allowed to do that."
 _UNREADABLE = "The bank gave an answer I could not read."
 
 
+# The stateless protocol: one tool call is one HTTP request (no initialize, no session to lose).
+PROTOCOL = "2026-07-28"
+# The connection broke before an answer came (the MCP server restarted mid-call); not a timeout.
+_BROKEN = (httpx2.RemoteProtocolError, httpx2.ReadError, httpx2.WriteError)
+
+
 class _SharedPool(httpx2.AsyncBaseTransport):
-    """One connection pool for every per-call MCP session; closing a session leaves the pool open."""
+    """One connection pool for every tool call; closing a call's client leaves the pool open."""
 
     def __init__(self, inner: httpx2.AsyncBaseTransport) -> None:
         self._inner = inner
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        return await self._inner.handle_async_request(request)
+        try:
+            return await self._inner.handle_async_request(request)
+        except _BROKEN:
+            # Resent once on a new connection. Safe for every tool: reads change nothing, a payment's
+            # idempotency key never pays twice, and a transact token spent by the lost attempt gets a 401,
+            # which ToolBearer answers with a fresh token.
+            log.info("MCP connection broke mid-call; resending once")
+            return await self._inner.handle_async_request(request)
 
     async def aclose(self) -> None:
         return None  # the pool belongs to the McpBank, see McpBank.aclose
@@ -41,9 +54,9 @@ class _SharedPool(httpx2.AsyncBaseTransport):
 class McpBank:
     """The banking tools of the MCP server at `url`, called for the session whose tokens `tokens` holds.
 
-    Each tool call opens a short MCP session (the server is stateless) whose every request carries a
-    token of exactly that tool's scope, over a connection pool shared by all calls: an MCP server
-    restart costs nothing more than a new TCP connection on the next call.
+    Each tool call is one stateless MCP request (protocol 2026-07-28: no initialize, no session) carrying
+    a token of exactly that tool's scope, over a connection pool shared by all calls: an MCP server
+    restart costs nothing more than a new TCP connection, and a call it broke is resent once.
     """
 
     def __init__(
@@ -143,8 +156,14 @@ class McpBank:
         sent = {name: value for name, value in arguments.items() if value is not None}
         transport = StreamableHttpTransport(self._url, auth=bearer, httpx_client_factory=self._http_client)
         try:
-            async with Client(transport, mode="legacy") as client:
-                result = await client.call_tool_mcp(tool, sent)
+            async with Client(transport, mode=PROTOCOL) as client:
+                # The request itself, not `call_tool_mcp`: that revalidates every result against the tool's
+                # output schema and so lists the tools first, a second request (and token check) per call.
+                # Our own server answers; `_outcome` checks the shape we use.
+                request = mcp_types.CallToolRequest(
+                    params=mcp_types.CallToolRequestParams(name=tool, arguments=sent)
+                )
+                result = await client.session.send_request(request, mcp_types.CallToolResult)
         except Exception as exc:  # every failure below the call becomes a typed error
             raise _failure(tool, bearer, exc) from None
         return _outcome(tool, result)

@@ -141,6 +141,16 @@ class McpServer:
         await self.task
         self.server = self.task = None
 
+    async def crash(self) -> None:
+        """Die as a killed process does: every open connection cut, in-flight requests unanswered."""
+        assert self.server is not None
+        assert self.task is not None
+        for connection in list(self.server.server_state.connections):
+            connection.transport.abort()  # type: ignore[attr-defined]
+        self.server.force_exit = self.server.should_exit = True
+        await self.task
+        self.server = self.task = None
+
 
 @dataclass
 class World:
@@ -322,8 +332,8 @@ async def test_a_payment_retried_after_401_keeps_its_idempotency_key_and_pays_on
     async def refuse_first_transact_at_the_tool_call(token: str) -> dict[str, Any]:
         claims = await original(token)
         uses[token] = uses.get(token, 0) + 1
-        # Third use of the session's token: initialize, notifications/initialized, then tools/call.
-        if "transact" in claims["scope"] and not refused_once and uses[token] == 3:
+        # The first use of the transact token is its tools/call: one request per tool call.
+        if "transact" in claims["scope"] and not refused_once and uses[token] == 1:
             refused_once.append(token)
             raise keys.Expired("refused by the test")
         return claims
@@ -429,3 +439,36 @@ async def test_a_401_whose_forced_refresh_finds_the_family_revoked_loses_authori
     with pytest.raises(AuthorizationLost):
         await bank.list_loans()
     assert world.wire.sent[-1].status == 401
+
+
+async def test_one_tool_call_is_one_stateless_request(world: World) -> None:
+    bank, _ = await world.bank()
+    await bank.get_balance()
+    await bank.list_loans()
+    assert [s.body["method"] for s in world.wire.sent] == ["tools/call", "tools/call"]
+    assert all(s.status == 200 for s in world.wire.sent)
+
+
+async def test_a_restart_mid_call_is_survived_by_resending_once(world: World) -> None:
+    """The server dies with the call in flight (its connections cut), comes back, and the call succeeds."""
+    bank, _ = await world.bank()
+    await bank.list_loans()
+    reached = asyncio.Event()
+    release = asyncio.Event()
+    original = world.gate.verify_async
+
+    async def hold_first_call(token: str) -> dict[str, Any]:
+        if not reached.is_set():
+            reached.set()
+            await release.wait()
+        return await original(token)
+
+    world.gate.verify_async = hold_first_call  # type: ignore[method-assign]
+    call = asyncio.create_task(bank.get_balance())
+    await reached.wait()  # the request is inside the old server
+    await world.mcp.crash()
+    await world.mcp.start()
+    assert "accounts" in await call
+    release.set()  # the old server's orphaned request ends; its answer goes nowhere
+    answered = [s for s in world.wire.sent if s.body.get("method") == "tools/call"]
+    assert [s.status for s in answered] == [200, 200]  # list_loans, then get_balance on the new server
