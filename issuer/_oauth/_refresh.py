@@ -70,21 +70,32 @@ class MemoryRefreshStore:
     def __init__(self, lifetimes: RefreshLifetimes) -> None:
         self._lifetimes = lifetimes
         self._tokens: dict[str, tuple[str, bool]] = {}  # hash -> (family id, spent)
+        # In creation order (an update keeps a key's place), so the oldest family is always first.
         self._families: dict[str, RefreshFamily] = {}
+        self._hashes: dict[str, list[str]] = {}  # family id -> every token hash it handed out
 
     def _prune(self, now: float) -> None:
-        dead = {f for f, fam in self._families.items() if now - fam.created_at > self._lifetimes.absolute}
-        if dead:
-            self._families = {f: fam for f, fam in self._families.items() if f not in dead}
-            self._tokens = {h: v for h, v in self._tokens.items() if v[0] not in dead}
+        """Drop families past their absolute lifetime, oldest first: O(1) amortised, flat in live families."""
+        while self._families:
+            family_id, family = next(iter(self._families.items()))
+            if now - family.created_at <= self._lifetimes.absolute:
+                return
+            del self._families[family_id]
+            for digest in self._hashes.pop(family_id, ()):
+                self._tokens.pop(digest, None)
+
+    def _hand_out(self, family_id: str) -> str:
+        token = new_refresh_token()
+        digest = token_hash(token)
+        self._tokens[digest] = (family_id, False)
+        self._hashes.setdefault(family_id, []).append(digest)
+        return token
 
     async def create(self, *, client_id: str, sub: str, sid: str, scope: str, now: float) -> str:
         self._prune(now)
         family_id = secrets.token_urlsafe(16)
         self._families[family_id] = RefreshFamily(family_id, client_id, sub, sid, scope, now, now)
-        token = new_refresh_token()
-        self._tokens[token_hash(token)] = (family_id, False)
-        return token
+        return self._hand_out(family_id)
 
     async def peek(self, token: str) -> RefreshFamily | None:
         entry = self._tokens.get(token_hash(token))
@@ -121,8 +132,7 @@ class MemoryRefreshStore:
             self._revoke_family(family_id)
             raise reject("expired_idle")
         self._tokens[digest] = (family_id, True)
-        next_token = new_refresh_token()
-        self._tokens[token_hash(next_token)] = (family_id, False)
+        next_token = self._hand_out(family_id)
         family = replace(family, last_used=now)
         self._families[family_id] = family
         return family, next_token

@@ -121,3 +121,21 @@ async def test_revoke_ends_the_family_on_every_store(h: Harness) -> None:
     response = await h.http.post("/revoke", data={"token": second["refresh_token"], **h.auth("orchestrator")})
     assert response.status_code == 200
     assert (await h.refresh(second["refresh_token"])).json()["error"] == "invalid_grant"
+
+
+async def test_memory_store_forgets_families_past_their_absolute_lifetime_and_keeps_live_ones() -> None:
+    store = MemoryRefreshStore(RefreshLifetimes(idle=1800, absolute=100))
+    old = await store.create(client_id="c", sub="alice", sid="s1", scope="read", now=0.0)
+    _, old_next = await store.spend(old, client_id="c", now=50.0)
+    live = await store.create(client_id="c", sub="bob", sid="s2", scope="read", now=60.0)
+    # Creating a family at t=150 prunes the first (created at 0, older than 100 s), every token it handed out.
+    await store.create(client_id="c", sub="carol", sid="s3", scope="read", now=150.0)
+    assert await store.peek(old) is None
+    assert await store.peek(old_next) is None
+    with pytest.raises(InvalidGrant):
+        await store.spend(old_next, client_id="c", now=150.0)
+    kept = await store.peek(live)
+    assert kept is not None
+    assert kept.sub == "bob"
+    family, _ = await store.spend(live, client_id="c", now=151.0)
+    assert family.sid == "s2"
