@@ -7,14 +7,17 @@ python bench/_serve.py mcp --port P --db FILE --auth full|passthrough|off (--jwk
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import uvicorn
+from fastapi import Request
 from fastapi.responses import JSONResponse
 from starlette.applications import Starlette
 
@@ -56,7 +59,12 @@ class PassThroughVerifier:
 
 
 def issuer_settings(
-    state: Path, url: str, resource: str, access_lifetime: int, redis_url: str | None = None
+    state: Path,
+    url: str,
+    resource: str,
+    access_lifetime: int,
+    redis_url: str | None = None,
+    file_keys: bool = False,
 ) -> IssuerSettings:
     """A dev issuer over the bench's state directory: file keys (or Redis), no LiveKit."""
     return IssuerSettings(
@@ -64,7 +72,7 @@ def issuer_settings(
         mcp_resource_url=resource,
         voicebank_state=state,
         issuer_clients_file=state / "clients.json",
-        keys_store="redis" if redis_url else "file",
+        keys_store="redis" if redis_url and not file_keys else "file",
         redis_url=redis_url,
         keys_passphrase=None,
         voicebank_mode="dev",
@@ -76,16 +84,39 @@ def issuer_settings(
 
 
 def issuer_app(
-    state: Path, port: int, resource: str, access_lifetime: int, redis_url: str | None = None
+    state: Path,
+    port: int,
+    resource: str,
+    access_lifetime: int,
+    redis_url: str | None = None,
+    file_keys: bool = False,
 ) -> Any:
-    settings = issuer_settings(state, f"http://127.0.0.1:{port}", resource, access_lifetime, redis_url)
+    url = f"http://127.0.0.1:{port}"
+    settings = issuer_settings(state, url, resource, access_lifetime, redis_url, file_keys)
     app = create_issuer(settings)
 
     async def bare_endpoint() -> JSONResponse:
         return JSONResponse(BARE_BODY)
 
+    async def preload_families(request: Request) -> JSONResponse:
+        """Bench state: `count` live refresh families made through the store's own `create`."""
+        count = min(int(request.query_params["count"]), 1_000_000)
+        store = request.app.state.issuer.refresh
+        now = time.time()
+        for start in range(0, count, 50):  # batches: Redis serves many creates at once
+            await asyncio.gather(
+                *(
+                    store.create(
+                        client_id="orchestrator", sub="alice", sid=f"vb-pre-{i}", scope="read", now=now
+                    )
+                    for i in range(start, min(count, start + 50))
+                )
+            )
+        return JSONResponse({"families": count})
+
     # The baseline: same FastAPI app, same server, a handler doing nothing but answer fixed JSON.
     app.add_api_route("/bare", bare_endpoint, methods=["POST"])
+    app.add_api_route("/bench/families", preload_families, methods=["POST"])
     return app
 
 
@@ -153,6 +184,7 @@ def parser() -> argparse.ArgumentParser:
         "--refetch-interval", type=float, help="diagnosis: JWKSCache unknown-kid refetch interval"
     )
     parser.add_argument("--redis", help="Redis URL: the issuer's key store and the MCP server's key events")
+    parser.add_argument("--file-keys", action="store_true", help="issuer: file key store even with --redis")
     return parser
 
 
@@ -160,7 +192,9 @@ def server(argv: list[str]) -> uvicorn.Server:
     """The uvicorn server the command line `argv` describes (not started)."""
     args = parser().parse_args(argv)
     if args.kind == "issuer":
-        app = issuer_app(args.state, args.port, args.resource, args.access_lifetime, args.redis)
+        app = issuer_app(
+            args.state, args.port, args.resource, args.access_lifetime, args.redis, args.file_keys
+        )
     else:
         app = mcp_app(
             args.port, args.db, args.auth, args.jwks_file, args.issuer, args.refetch_interval, args.redis

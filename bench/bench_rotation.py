@@ -16,12 +16,11 @@ import argparse
 import asyncio
 import collections
 import contextlib
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +37,7 @@ from _common import (
     parse_args,
     print_table,
     quiet_logs,
+    redis_server,
     running,
 )
 from _world import bearer, client_keys, orchestrator_client, seeded_bank, session_grant, write_issuer_state
@@ -206,27 +206,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     for reason, count in got["failures"].most_common(5):
         print(f"  {count} x {reason}")
     report.write()
-
-
-@contextlib.contextmanager
-def redis_server(workdir: Path) -> Iterator[str]:
-    """A redis-server of the bench's own on a free loopback port."""
-    port = free_port()
-    args = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(workdir)]
-    process = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
-    try:
-        assert process.stdout is not None
-        for line in process.stdout:
-            if "Ready to accept connections" in line:
-                break
-        else:
-            raise SystemExit("redis-server did not start")
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        if process.stdout is not None:
-            process.stdout.close()
 
 
 def failed_for(failures: collections.Counter[str], role: str) -> int:

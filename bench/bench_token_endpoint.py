@@ -219,19 +219,25 @@ def measure(
         assert node_bodies is not None
         return node_bodies(count)
 
+    def timed(variant: str, seconds: float, prepared: list[str] | None = None) -> Load:
+        """One run; a run that ran out of bodies is void: sized up from what it saw and run again."""
+        bodies_now = prepared if prepared is not None else prepare(variant, seconds)
+        while True:
+            load = driver.run(urls[variant], bodies_now, seconds, cpu[variant])
+            if not load.out_of_bodies:
+                rate[variant] = max(rate[variant], load.rate)
+                return load
+            rate[variant] *= 2
+            bodies_now = prepare(variant, seconds)
+
     for variant in variants:  # warm up: code paths hot, first rate estimates
-        load = driver.run(urls[variant], prepare(variant, min(1.0, slice_s)), min(1.0, slice_s), cpu[variant])
-        rate[variant] = max(load.rate, 100.0)
+        timed(variant, min(1.0, slice_s))
     samples: dict[str, list[Load]] = {v: [] for v in variants}
     for index in range(rounds):
         prepared = {v: prepare(v, slice_s) for v in variants}
         order = variants[index % len(variants) :] + variants[: index % len(variants)]
         for variant in order:
-            load = driver.run(urls[variant], prepared[variant], slice_s, cpu[variant])
-            if load.out_of_bodies:
-                raise RuntimeError(f"{variant}: the generator ran out of prepared bodies; this round is void")
-            samples[variant].append(load)
-            rate[variant] = max(rate[variant], load.rate)
+            samples[variant].append(timed(variant, slice_s, prepared[variant]))
     return samples
 
 

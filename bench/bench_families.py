@@ -1,0 +1,186 @@
+"""Token exchange and refresh with 100,000 live refresh families against an empty store, memory and Redis.
+
+Run: .venv/bin/python bench/bench_families.py [--quick] [--seconds N] [--families N] [--no-redis]
+Per store kind two issuer processes run side by side: one whose refresh store holds `--families` live families
+(made before the timed phase through the store's own `create`, bench/_serve.py's /bench/families), one whose
+store starts empty; the Redis kind gives each its own Redis database. Bodies are pre-signed and driven by wrk
+as in bench_token_endpoint (the Python fallback without wrk). Rounds interleave full and empty for each grant.
+Target (issue 12): full / empty >= 0.9 for both grants on both stores. Writes bench/results/families.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import (
+    RESULTS,
+    Args,
+    Check,
+    Report,
+    ServerProcess,
+    print_table,
+    quiet_logs,
+    redis_server,
+    running,
+    spread,
+)
+from _load import Load, have_wrk
+from _world import client_keys, write_issuer_state
+from bench_token_endpoint import Bodies, Driver, issuer_key
+
+TARGET = 0.9
+GRANTS = ("exchange", "refresh")
+FILLS = ("empty", "full")
+
+
+def measure(
+    servers: dict[str, ServerProcess], bodies: dict[str, Bodies], driver: Driver, rounds: int, slice_s: float
+) -> dict[str, dict[str, list[Load]]]:
+    rate = {"exchange": 500.0, "refresh": 1000.0}
+    samples: dict[str, dict[str, list[Load]]] = {g: {f: [] for f in FILLS} for g in GRANTS}
+
+    def prepare(grant: str, fill: str, seconds: float) -> list[str]:
+        count = int(rate[grant] * seconds * 1.6) + 200
+        made = bodies[fill]
+        if grant == "exchange":
+            return made.exchange(count)
+        return made.refresh(driver.refresh_tokens(servers[fill].base, made, count))
+
+    def timed(grant: str, fill: str, seconds: float, prepared: list[str] | None = None) -> Load:
+        """One run; a run that ran out of bodies is void: sized up from what it saw and run again."""
+        server = servers[fill]
+        bodies_now = prepared if prepared is not None else prepare(grant, fill, seconds)
+        while True:
+            load = driver.run(f"{server.base}/token", bodies_now, seconds, server.cpu_seconds)
+            if not load.out_of_bodies:
+                rate[grant] = max(rate[grant], load.rate)
+                return load
+            rate[grant] *= 2
+            bodies_now = prepare(grant, fill, seconds)
+
+    for grant in GRANTS:  # warm up, first rate estimates
+        for fill in FILLS:
+            timed(grant, fill, 1)
+    for index in range(rounds):
+        prepared = {(g, f): prepare(g, f, slice_s) for g in GRANTS for f in FILLS}
+        for grant in GRANTS:
+            for fill in FILLS if index % 2 == 0 else FILLS[::-1]:
+                samples[grant][fill].append(timed(grant, fill, slice_s, prepared[grant, fill]))
+    return samples
+
+
+def run_kind(
+    kind: str, tmp: Path, families: int, driver: Driver, rounds: int, slice_s: float
+) -> dict[str, dict[str, list[Load]]]:
+    ck = client_keys()
+    tmp.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        redis = stack.enter_context(redis_server(tmp)) if kind == "redis" else None
+        servers = {}
+        for db, fill in enumerate(FILLS, start=1):
+            state = write_issuer_state(tmp / f"{kind}-{fill}", ck)
+            extra = ["--redis", redis.rsplit("/", 1)[0] + f"/{db}", "--file-keys"] if redis else []
+            servers[fill] = ServerProcess("issuer", "--state", str(state), *extra)
+        with running(*servers.values()):
+            answer = httpx.post(
+                f"{servers['full'].base}/bench/families", params={"count": families}, timeout=600
+            )
+            answer.raise_for_status()
+            bodies = {
+                fill: Bodies(servers[fill].base, ck, asyncio.run(issuer_key(tmp / f"{kind}-{fill}")))
+                for fill in FILLS
+            }
+            return measure(servers, bodies, driver, rounds, slice_s)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a tiny run that only proves the bench works")
+    parser.add_argument("--seconds", type=float, default=None, help="measuring time per store (default 40)")
+    parser.add_argument("--families", type=int, default=None, help="live families in the full store (100000)")
+    parser.add_argument("--no-redis", action="store_true", help="the memory store only")
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    ns = parser.parse_args(argv)
+    seconds = ns.seconds if ns.seconds is not None else (4.0 if ns.quick else 40.0)
+    families = ns.families if ns.families is not None else (2000 if ns.quick else 100_000)
+    rounds = 1 if ns.quick else 5
+    slice_s = float(max(1, round(seconds / (rounds * len(GRANTS) * len(FILLS)))))
+    report = Report("families", Args(quick=ns.quick, seconds=seconds, results=ns.results))
+    driver = Driver(have_wrk())
+    if not driver.use_wrk:
+        report.notes.append("wrk is not installed (Debian: apt-get install wrk): Python generator processes")
+    kinds = ("memory",) if ns.no_redis else ("memory", "redis")
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-families-") as tmp:
+        for kind in kinds:
+            samples = run_kind(kind, Path(tmp) / kind, families, driver, rounds, slice_s)
+            for grant in GRANTS:
+                full, empty = samples[grant]["full"], samples[grant]["empty"]
+                ratio = spread([f.rate / e.rate for f, e in zip(full, empty, strict=True)])
+                cpu = spread(
+                    [
+                        f.server_cpu_ms_per_request / e.server_cpu_ms_per_request
+                        for f, e in zip(full, empty, strict=True)
+                    ]
+                )
+                report.figures[f"{kind} {grant}"] = {
+                    "full_over_empty_throughput": ratio,
+                    "full_over_empty_cpu_per_request": cpu,
+                    "throughput_full": spread([f.rate for f in full]),
+                    "throughput_empty": spread([e.rate for e in empty]),
+                    "failed_requests": sum(x.errors for x in full + empty),
+                }
+                rows.append(
+                    (
+                        f"{kind} {grant}",
+                        report.figures[f"{kind} {grant}"]["throughput_empty"]["median"],
+                        report.figures[f"{kind} {grant}"]["throughput_full"]["median"],
+                        ratio["median"],
+                        f"{ratio['min']:.3f}-{ratio['max']:.3f}",
+                        cpu["median"],
+                    )
+                )
+                report.checks.append(
+                    Check(f"{kind} {grant}: full / empty throughput", ratio["median"], TARGET, ">=")
+                )
+    report.figures |= {
+        "families": families,
+        "rounds": rounds,
+        "slice_seconds": slice_s,
+        "generator": driver.name,
+    }
+    report.checks.append(
+        Check(
+            "failed /token requests",
+            sum(
+                v["failed_requests"]
+                for k, v in report.figures.items()
+                if isinstance(v, dict) and "failed_requests" in v
+            ),
+            0,
+            "==",
+            unit="count",
+        )
+    )
+    print_table(
+        f"families: {families:,} live families vs an empty store "
+        f"({rounds} interleaved rounds of {slice_s:.0f} s)",
+        ("store / grant", "empty req/s", "full req/s", "full/empty", "min-max", "CPU/req full/empty"),
+        rows,
+    )
+    report.write()
+
+
+if __name__ == "__main__":
+    quiet_logs()
+    main()
