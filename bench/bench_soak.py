@@ -1,0 +1,313 @@
+"""Soak: 50 concurrent simulated voice calls for N minutes against a real `voicebank up`, memory and Redis.
+
+Run: .venv/bin/python bench/bench_soak.py [--minutes N] [--calls C] [--store memory|redis|both] [--quick]
+`voicebank dev-init` makes a state directory; `voicebank up --only issuer` and `--only mcp` run as
+two processes (so each service's memory is its own), with `REDIS_URL` set for the Redis kind (a redis-server
+of the bench's own). Each simulated call does what the agent does: the app backend creates the session
+(`POST /sessions`), the orchestrator exchanges the grant (TokenManager over the real issuer client), then
+one tool call per second through the real `McpBank` (balances, history, loans, payees), its read token
+refreshed every 20 s, one payment of 0.01 half-way, and the refresh family revoked at the end; a call lasts
+60 s, then a new one starts. Targets (issue 12): 0 failed calls; each service's RSS grows <= 10 % after
+warm-up (the end of minute 2 against the end); p99 of the last minute <= 1.2x the second minute.
+Writes bench/results/soak.json (every minute's p50/p99, the RSS samples).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import contextlib
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import (
+    RESULTS,
+    ROOT,
+    Args,
+    Check,
+    Report,
+    free_port,
+    percentile,
+    print_table,
+    quiet_logs,
+    redis_server,
+)
+from _world import orchestrator_client, session_grant
+
+import keys
+from keys import load_client_key
+from orchestrator._bank._mcp import McpBank
+from orchestrator._tokens._manager import TokenManager
+
+CALL_SECONDS = 60.0
+TURN_SECONDS = 1.0
+REFRESH_EVERY = 20.0
+RSS_GROWTH = 0.10
+P99_GROWTH = 1.2
+VOICEBANK = Path(sys.executable).parent / "voicebank"
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+@contextlib.contextmanager
+def services(state: Path, redis_url: str | None, log: Path) -> Iterator[tuple[str, str, dict[str, int]]]:
+    """`voicebank up --only issuer` and `--only mcp` as two processes; their URLs and pids."""
+    issuer_port, mcp_port = free_port(), free_port()
+    while mcp_port == issuer_port:
+        mcp_port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "ISSUER_", "MCP_"))}
+    env |= {"VOICEBANK_STATE": str(state), "PYTHONPATH": str(ROOT)}
+    if redis_url:
+        env["REDIS_URL"] = redis_url
+    common = ["--state", str(state), "--issuer-port", str(issuer_port), "--mcp-port", str(mcp_port)]
+    common += ["--log-level", "warning"]
+    processes: dict[str, subprocess.Popen[bytes]] = {}
+    with log.open("ab") as sink:  # the services' own logs, for a failed run
+        try:
+            for name in ("issuer", "mcp"):
+                processes[name] = subprocess.Popen(
+                    [str(VOICEBANK), "up", "--only", name, *common],
+                    env=env,
+                    stdout=sink,
+                    stderr=sink,
+                    cwd=ROOT,
+                )
+                base = f"http://127.0.0.1:{issuer_port if name == 'issuer' else mcp_port}"
+                wait_ready(base, processes[name])
+            yield (
+                f"http://127.0.0.1:{issuer_port}",
+                f"http://127.0.0.1:{mcp_port}/mcp",
+                {n: p.pid for n, p in processes.items()},
+            )
+        finally:
+            for process in processes.values():
+                process.terminate()
+            for process in processes.values():
+                try:
+                    process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+
+
+def wait_ready(base: str, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"voicebank up exited with {process.returncode}; see the soak log")
+        try:
+            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)  # a benchmark polling readiness, never a test
+    raise SystemExit(f"{base} did not become ready")
+
+
+class Soak:
+    """Simulated calls, their outcomes and latencies, and the services' memory over time."""
+
+    def __init__(self, issuer: str, mcp_url: str, ck: dict[str, keys.KeyPair], start: float) -> None:
+        self.issuer, self.mcp_url, self.ck, self.start = issuer, mcp_url, ck, start
+        self.ops: list[tuple[float, str, float]] = []  # (seconds since start, operation, latency)
+        self.calls_ok = 0
+        self.failures: collections.Counter[str] = collections.Counter()
+
+    async def timed(self, name: str, operation: Any) -> Any:
+        began = time.perf_counter()
+        result = await operation
+        self.ops.append((began - self.start, name, time.perf_counter() - began))
+        return result
+
+    async def call(self, http: httpx.AsyncClient, index: int, deadline: float) -> None:
+        """One voice call, from the session to the revocation."""
+        user = "alice" if index % 2 == 0 else "bob"
+        ends = min(deadline, time.perf_counter() + CALL_SECONDS)
+        grant = await self.timed("session", session_grant(http, self.issuer, self.ck, user=user))
+        tokens = TokenManager(orchestrator_client(http, self.issuer, self.ck))
+        await self.timed("exchange", tokens.start(grant, "read"))
+        bank = McpBank(tokens, self.mcp_url)
+        try:
+            balance = await self.timed("get_balance", bank.get_balance("checking"))
+            account = next(a for a in balance["accounts"] if a["status"] == "open")["account_id"]
+            payee = (await self.timed("list_payees", bank.list_payees()))["payees"][0]["payee_id"]
+            refresh_at = time.perf_counter() + REFRESH_EVERY
+            paid = False
+            turn = 0
+            while time.perf_counter() < ends:
+                await asyncio.sleep(TURN_SECONDS)
+                if time.perf_counter() >= refresh_at:
+                    tokens.invalidate("read")  # the next read refreshes: the refresh-token grant
+                    refresh_at += REFRESH_EVERY
+                turn += 1
+                if not paid and time.perf_counter() >= ends - CALL_SECONDS / 2:
+                    key = str(uuid.uuid4())
+                    await self.timed("make_payment", bank.make_payment(account, payee, "0.01", key))
+                    paid = True
+                elif turn % 3 == 0:
+                    await self.timed("list_transactions", bank.list_transactions(account, 5))
+                elif turn % 3 == 1:
+                    await self.timed("get_balance", bank.get_balance())
+                else:
+                    await self.timed("list_loans", bank.list_loans())
+            if not await self.timed("revoke", tokens.revoke()):
+                raise RuntimeError("revoke failed")
+        finally:
+            await bank.aclose()
+
+    async def caller(self, http: httpx.AsyncClient, index: int, deadline: float) -> None:
+        while time.perf_counter() < deadline - 5:
+            try:
+                await self.call(http, index, deadline)
+                self.calls_ok += 1
+            except Exception as exc:  # a failed call is counted, named, and the caller goes on
+                self.failures[f"{type(exc).__name__}: {str(exc)[:120]}"] += 1
+
+
+async def soak(
+    issuer: str, mcp_url: str, ck: dict[str, keys.KeyPair], pids: dict[str, int], seconds: float, calls: int
+) -> tuple[Soak, list[dict[str, Any]]]:
+    start = time.perf_counter()
+    run = Soak(issuer, mcp_url, ck, start)
+    memory: list[dict[str, Any]] = []
+    deadline = start + seconds
+
+    async def sample_memory() -> None:
+        while True:
+            memory.append(
+                {"t": round(time.perf_counter() - start, 1)} | {n: rss_kib(p) for n, p in pids.items()}
+            )
+            await asyncio.sleep(5)
+
+    limits = httpx.Limits(max_connections=calls * 2, max_keepalive_connections=calls)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as http:
+        sampler = asyncio.create_task(sample_memory())
+        try:
+            # Staggered starts, so calls do not begin and end in lockstep.
+            async def staggered(index: int) -> None:
+                await asyncio.sleep(index * CALL_SECONDS / calls)
+                await run.caller(http, index, deadline)
+
+            await asyncio.gather(*(staggered(i) for i in range(calls)))
+        finally:
+            sampler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sampler
+    memory.append({"t": round(time.perf_counter() - start, 1)} | {n: rss_kib(p) for n, p in pids.items()})
+    return run, memory
+
+
+def rss_at(memory: list[dict[str, Any]], t: float, name: str) -> int:
+    """The sample nearest to `t` seconds."""
+    return int(min(memory, key=lambda m: abs(m["t"] - t))[name])
+
+
+def run_store(kind: str, minutes: float, calls: int, tmp: Path, report: Report) -> list[tuple[Any, ...]]:
+    state = tmp / kind / "state"
+    state.parent.mkdir(parents=True)
+    subprocess.run(
+        [str(VOICEBANK), "dev-init", "--state", str(state)], check=True, capture_output=True, cwd=ROOT
+    )
+    ck = {c: load_client_key(state, c) for c in ("orchestrator", "backend", "admin")}
+    with contextlib.ExitStack() as stack:
+        redis_url = stack.enter_context(redis_server(tmp / kind)) if kind == "redis" else None
+        issuer, mcp_url, pids = stack.enter_context(services(state, redis_url, tmp / kind / "up.log"))
+        run, memory = asyncio.run(soak(issuer, mcp_url, ck, pids, minutes * 60, calls))
+    per_minute = collections.defaultdict(list)
+    for at, _, latency in run.ops:
+        per_minute[int(at // 60)].append(latency)
+    minutes_seen = sorted(per_minute)
+    table = {
+        m: {"n": len(v), "p50_ms": percentile(v, 50) * 1000, "p99_ms": percentile(v, 99) * 1000}
+        for m, v in per_minute.items()
+    }
+    second = table.get(1, {"p99_ms": float("nan")})["p99_ms"]
+    last = table[minutes_seen[-1]]["p99_ms"] if minutes_seen else float("nan")
+    warm = min(120.0, minutes * 60 / 2)
+    growth = {
+        name: rss_at(memory, memory[-1]["t"], name) / rss_at(memory, warm, name) - 1
+        for name in ("issuer", "mcp")
+    }
+    ops_count = collections.Counter(name for _, name, _ in run.ops)
+    report.figures[kind] = {
+        "calls_ok": run.calls_ok,
+        "calls_failed": sum(run.failures.values()),
+        "failures": dict(run.failures.most_common(10)),
+        "operations": dict(ops_count),
+        "per_minute": {str(m): {k: round(v, 3) for k, v in row.items()} for m, row in sorted(table.items())},
+        "p99_last_over_second_minute": last / second if second else float("nan"),
+        "rss_kib": memory,
+        "rss_growth_after_warmup": {k: round(v, 4) for k, v in growth.items()},
+        "warmup_seconds": warm,
+    }
+    report.checks += [
+        Check(f"{kind}: failed calls", sum(run.failures.values()), 0, "==", unit="count"),
+        Check(f"{kind}: issuer RSS growth after warm-up", growth["issuer"], RSS_GROWTH, "<="),
+        Check(f"{kind}: MCP server RSS growth after warm-up", growth["mcp"], RSS_GROWTH, "<="),
+        Check(
+            f"{kind}: p99 last minute / second minute",
+            last / second if second else float("nan"),
+            P99_GROWTH,
+            "<=",
+        ),
+    ]
+    for reason, count in run.failures.most_common(5):
+        print(f"  {kind}: {count} x {reason}")
+    return [
+        (
+            f"{kind} minute {m + 1}",
+            row["n"],
+            row["p50_ms"],
+            row["p99_ms"],
+            rss_at(memory, (m + 1) * 60, "issuer") / 1024,
+            rss_at(memory, (m + 1) * 60, "mcp") / 1024,
+        )
+        for m, row in sorted(table.items())
+    ]
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=None, help="per store (default 10)")
+    parser.add_argument("--calls", type=int, default=50, help="concurrent simulated calls (default 50)")
+    parser.add_argument("--store", choices=["memory", "redis", "both"], default="both")
+    parser.add_argument("--quick", action="store_true", help="a tiny run that only proves the bench works")
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    ns = parser.parse_args(argv)
+    minutes = ns.minutes if ns.minutes is not None else (1.0 if ns.quick else 10.0)
+    calls = 5 if ns.quick and ns.calls == 50 else ns.calls
+    report = Report("soak", Args(quick=ns.quick, seconds=minutes * 60, results=ns.results))
+    kinds = ("memory", "redis") if ns.store == "both" else (ns.store,)
+    rows: list[tuple[Any, ...]] = []
+    with tempfile.TemporaryDirectory(prefix="bench-soak-") as tmp:
+        for kind in kinds:
+            rows += run_store(kind, minutes, calls, Path(tmp), report)
+    report.figures |= {"minutes": minutes, "concurrent_calls": calls, "call_seconds": CALL_SECONDS}
+    print_table(
+        f"soak: {calls} concurrent calls, {minutes:g} min per store (latency of every operation, ms)",
+        ("store / minute", "operations", "p50", "p99", "issuer RSS MiB", "MCP RSS MiB"),
+        rows,
+    )
+    report.write()
+
+
+if __name__ == "__main__":
+    quiet_logs()
+    main()
