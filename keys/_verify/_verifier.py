@@ -100,25 +100,27 @@ class Verifier:
     def verify(self, token: str) -> dict[str, Any]:
         """The claims of a valid token signed by a key the source already knows."""
         parts = self._split(token)
-        alg, kid = self._headers.get(parts[0]) or self._parse_header(parts[0])
-        key = self._keys.get(kid)
+        header = self._headers.get(parts[0]) or self._parse_header(parts[0], remember=False)
+        key = self._keys.get(header.kid)
         if key is None:
             raise UnknownKey("no known key has this kid")
-        return self._finish(token, parts, alg, key)
+        self._remember(parts[0], header)
+        return self._finish(token, parts, header.alg, key)
 
     async def verify_async(self, token: str) -> dict[str, Any]:
         """Like `verify`, but an unknown kid makes the key source refetch (rate-limited) once."""
         parts = self._split(token)
-        alg, kid = self._headers.get(parts[0]) or self._parse_header(parts[0])
+        header = self._headers.get(parts[0]) or self._parse_header(parts[0], remember=False)
         try:
-            key = self._keys.get(kid)
+            key = self._keys.get(header.kid)
         except KeysUnavailable:
             key = None
         if key is None:
-            key = await self._keys.fetch_unknown(kid)
+            key = await self._keys.fetch_unknown(header.kid)
             if key is None:
                 raise UnknownKey("no known key has this kid")
-        return self._finish(token, parts, alg, key)
+        self._remember(parts[0], header)
+        return self._finish(token, parts, header.alg, key)
 
     def _split(self, token: str) -> list[str]:
         if type(token) is not str:
@@ -132,7 +134,7 @@ class Verifier:
             raise MalformedToken("token is not a compact JWS")
         return parts
 
-    def _parse_header(self, header_seg: str) -> TokenHeader:
+    def _parse_header(self, header_seg: str, *, remember: bool = True) -> TokenHeader:
         header = json_object(b64url_decode(header_seg), strict=True)
         forbidden = FORBIDDEN_HEADERS & header.keys()
         if forbidden:
@@ -150,11 +152,20 @@ class Verifier:
         kid = header.get("kid")
         if not isinstance(kid, str) or not 0 < len(kid) <= MAX_KID or not kid.isprintable():
             raise MalformedToken("header kid is missing or invalid")
+        checked = TokenHeader(alg, kid)
+        if remember:
+            self._remember(header_seg, checked)
+        return checked
+
+    def _remember(self, header_seg: str, header: TokenHeader) -> None:
+        """Cache a checked header. `verify` only calls this once the kid named a known key: tokens with
+        random kids (a storm) would otherwise clear the cache again and again, and valid tokens pay for it."""
+        if header_seg in self._headers:
+            return
         if len(self._headers) >= _HEADER_CACHE_SIZE:
             # Clearing (not evicting one) keeps the cache bounded and safe without a lock.
             self._headers.clear()
-        checked = self._headers[header_seg] = TokenHeader(alg, kid)
-        return checked
+        self._headers[header_seg] = header
 
     def _finish(self, token: str, parts: list[str], alg: str, key: VerifyKey) -> dict[str, Any]:
         if alg != key.alg:
