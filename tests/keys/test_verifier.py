@@ -194,7 +194,7 @@ def test_header_cache_stays_bounded(verifier: Verifier, es: KeyPair) -> None:
 
 def test_regression_unknown_kid_headers_do_not_evict_known_ones(verifier: Verifier, es: KeyPair) -> None:
     """A storm of tokens with random kids filled the header cache and cleared it again and again, so the valid
-    tokens' header was parsed anew every time (bench_jwks_storm: valid-token latency 1.28x under the storm)."""
+    tokens' header was parsed anew every time (bench_jwks_storm: valid-token latency 1.28x in a storm)."""
     valid = keys.sign(claims(), es, typ="at+jwt")
     verifier.verify(valid)
     known = valid.split(".", 1)[0]
