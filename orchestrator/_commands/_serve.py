@@ -42,3 +42,10 @@ async def serve_all(servers: Sequence[uvicorn.Server]) -> None:
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+
+
+def run_all(servers: Sequence[uvicorn.Server]) -> None:
+    """`serve_all` on the event loop uvicorn itself would pick (`loop="auto"`: uvloop when installed)."""
+    factory = servers[0].config.get_loop_factory() if servers else None
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(serve_all(servers))

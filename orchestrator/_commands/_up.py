@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import subprocess
@@ -16,7 +15,7 @@ import uvicorn
 
 from issuer import IssuerSettings, preflight
 from orchestrator._call._settings import AgentSettings
-from orchestrator._commands._serve import SharedLoopServer, issuer_server, serve_all
+from orchestrator._commands._serve import SharedLoopServer, issuer_server, run_all
 
 __all__ = ["Service", "UpOptions", "service_urls", "up"]
 
@@ -123,7 +122,7 @@ def up(options: UpOptions, env: Mapping[str, str] | None = None) -> int:
         _uvicorn_logs_to_root()
     agent = _agent_process(options, env) if options.only is None else None
     try:
-        asyncio.run(serve_all(servers))
+        run_all(servers)
     finally:
         if agent is not None:
             agent.terminate()

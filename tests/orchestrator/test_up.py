@@ -99,3 +99,22 @@ async def test_up_serves_both_parts_logs_to_a_file_and_stops_on_sigterm(tmp_path
     text = log.read_text()
     assert '"reason":"no_token"' in text  # the audit line went to the file
     assert "Shutting down" in text
+
+
+def test_up_serves_on_the_loop_uvicorn_picks_uvloop() -> None:
+    """`voicebank up` runs its servers on uvloop (installed with the package), as uvicorn's own run would."""
+    import asyncio
+
+    import uvicorn
+    import uvloop
+
+    from orchestrator._commands._serve import run_all
+
+    seen: list[type[asyncio.AbstractEventLoop]] = []
+
+    class Probe(uvicorn.Server):
+        async def serve(self, sockets: object = None) -> None:
+            seen.append(type(asyncio.get_running_loop()))
+
+    run_all([Probe(uvicorn.Config(app=lambda *_: None))])
+    assert seen == [uvloop.Loop]
