@@ -21,7 +21,7 @@ from mcp_server._audit import AuditLog
 from mcp_server._auth._key_events import KeyDropper, KeyEventSubscriber
 from mcp_server._auth._metadata import WELL_KNOWN, ResourceMetadata, metadata_url, resource_path
 from mcp_server._auth._middleware import BearerAuthMiddleware, TokenVerifier
-from mcp_server._bank._db import create_schema, make_engine
+from mcp_server._bank._db import bank_threads, create_schema, make_engine
 from mcp_server._bank._service import Bank
 from mcp_server._metrics import Metrics
 from mcp_server._settings import McpSettings
@@ -55,7 +55,8 @@ def create_app(
     audit = AuditLog(clock=clock)
     metrics = Metrics()
     bank = Bank(bank_engine, payment_limit_cents=settings.payment_limit_cents, clock=clock)
-    mcp_app = build_mcp(BankTools(bank, audit, metrics)).http_app(
+    tools = BankTools(bank, audit, metrics, threads=bank_threads(bank_engine))
+    mcp_app = build_mcp(tools).http_app(
         path=resource_path(settings.mcp_resource_url),
         stateless_http=True,
         json_response=True,

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import anyio
 import anyio.to_thread
 from fastmcp import FastMCP
 from fastmcp.exceptions import ToolError
@@ -35,10 +36,12 @@ class _Refused(Exception):
 class BankTools:
     """Binds the bank to the tools and records every outcome."""
 
-    def __init__(self, bank: Bank, audit: AuditLog, metrics: Metrics) -> None:
+    def __init__(self, bank: Bank, audit: AuditLog, metrics: Metrics, *, threads: int | None = None) -> None:
         self.bank = bank
         self._audit = audit
         self._metrics = metrics
+        # At most `threads` bank calls at once (None: anyio's default thread limit).
+        self._limiter = anyio.CapacityLimiter(threads) if threads else None
 
     async def run(
         self, tool: str, call: Callable[[str], dict[str, Any]], *texts: str | None
@@ -59,7 +62,7 @@ class BankTools:
             if any(t is not None and _JWT_LIKE.search(t) for t in texts):
                 raise _Refused("token_in_arguments", "Tokens are not accepted in tool arguments.")
             sub = principal.sub
-            result = await anyio.to_thread.run_sync(lambda: call(sub))
+            result = await anyio.to_thread.run_sync(lambda: call(sub), limiter=self._limiter)
             outcome, reason = "ok", None
             return result
         except (BankError, _Refused) as exc:

@@ -21,9 +21,19 @@ def make_engine(url: str) -> Engine:
         return create_engine(url, pool_pre_ping=True)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+    # The bank runs SQLite calls on one thread at a time (`bank_threads`), so one pooled connection serves
+    # them; the default pool (5 + 10 overflow) opened and closed a connection per call under load.
+    engine = create_engine(
+        url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=2, max_overflow=8
+    )
     _install_sqlite_locking(engine)
     return engine
+
+
+def bank_threads(engine: Engine) -> int | None:
+    """How many bank calls may run at once: one for SQLite (it has one writer, and each call is short,
+    GIL-bound work), the thread pool's default for a server database."""
+    return 1 if engine.dialect.name == "sqlite" else None
 
 
 def _install_sqlite_locking(engine: Engine) -> None:

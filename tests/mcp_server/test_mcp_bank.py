@@ -340,3 +340,20 @@ def test_notification_settings_are_validated(bank: Bank) -> None:
         bank.update_notification_settings("alice", low_balance_threshold="-1")
     with pytest.raises(InvalidArgument, match="No bank profile"):
         bank.update_notification_settings("mallory", channel="sms")
+
+
+def test_sqlite_runs_one_bank_call_at_a_time_on_a_pool_that_never_churns(tmp_path: Path) -> None:
+    from sqlalchemy.pool import QueuePool
+
+    from mcp_server._bank._db import bank_threads
+
+    sqlite = make_engine(f"sqlite:///{tmp_path / 'bank.db'}")
+    server = make_engine("postgresql+psycopg://u:p@127.0.0.1:1/db")  # never connects here
+    try:
+        assert bank_threads(sqlite) == 1
+        assert bank_threads(server) is None
+        assert isinstance(sqlite.pool, QueuePool)
+        assert sqlite.pool.size() >= bank_threads(sqlite)
+    finally:
+        sqlite.dispose()
+        server.dispose()
