@@ -1,6 +1,6 @@
 """The voicebank token issuer: `create_app(settings)` and the helpers its clients use."""
 
-from issuer._app import create_app, issuer_state
+from issuer._app import create_app, issuer_state, metrics_app
 from issuer._assertion import JWT_BEARER, assertion_form, client_assertion
 from issuer._build import IssuerStartupError
 from issuer._client_keys import load_client_key
@@ -21,4 +21,5 @@ __all__ = [
     "create_app",
     "issuer_state",
     "load_client_key",
+    "metrics_app",
 ]

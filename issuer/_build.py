@@ -68,6 +68,7 @@ async def build_state(
     *,
     clock: Callable[[], float],
     rotation_sleep: Sleep,
+    metrics: IssuerMetrics,
     http_transport: httpx.AsyncBaseTransport | None = None,
 ) -> IssuerState:
     registry = load_registry(settings)
@@ -95,7 +96,6 @@ async def build_state(
         replay = MemoryReplayCache(clock=clock)
     ring_keys = RingKeys(store)
     await ring_keys.sync()
-    metrics = IssuerMetrics()
     events = KeyEvents(redis, store_publishes=isinstance(store, RedisKeyStore))
     issuer = settings.issuer_url
     grant_policy = VerifyPolicy(

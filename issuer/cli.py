@@ -2,11 +2,12 @@
 
 from issuer._devinit import DevInitError, dev_init
 from issuer._keys_cli import AdminCommandError, keys_command
-from issuer._serve import SharedLoopServer, issuer_server, preflight, serve_all, up
+from issuer._serve import ServeError, SharedLoopServer, issuer_server, preflight, serve_all, up
 
 __all__ = [
     "AdminCommandError",
     "DevInitError",
+    "ServeError",
     "SharedLoopServer",
     "dev_init",
     "issuer_server",

@@ -17,6 +17,7 @@ from ._errors import (
     SameAccount,
 )
 from ._key_events import KeyDropper, KeyEventSubscriber, parse_key_event
+from ._metrics import metrics_app
 from ._production import access_token_policy, build_app_from_settings, serve
 from ._replay import MemoryReplayStore, RedisReplayStore, ReplayStore, ReplayStoreUnavailable
 from ._scopes import TOOL_SCOPES
@@ -49,6 +50,7 @@ __all__ = [
     "create_app",
     "create_schema",
     "make_engine",
+    "metrics_app",
     "parse_key_event",
     "seed",
     "seed_bank",

@@ -27,6 +27,7 @@ from ._demo_stack import StackError, free_port, running_stack
 from ._demo_timeline import Timeline
 from ._identity import parse_identity
 from ._issuer_client import IssuerClient, TokenResponse
+from ._logs import logging_configured
 from ._scripted_llm import ScriptedLLM, call
 from ._session_store import MemorySessionStore, RedisSessionStore, SessionRecord, SessionStore, grant_digest
 from ._token_manager import TokenManager
@@ -404,15 +405,11 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> int:
         console.print("[yellow]voicebank demo: interrupted[/yellow]")
         return 130
     timeline = Timeline(console)
-    # The services' and the agent's own log lines go to a file, so the timeline stays readable.
-    logging.basicConfig(
-        filename=state / "demo.log",
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
     failed = True
     try:
-        asyncio.run(_run(options, state, timeline))
+        # The services' and the agent's own log lines go to a file, so the timeline stays readable.
+        with logging_configured(logging.INFO, log_file=state / "demo.log"):
+            asyncio.run(_run(options, state, timeline))
         failed = bool(timeline.failures)
     except StackError as exc:
         console.print(f"[red]voicebank demo: {exc}[/red]")

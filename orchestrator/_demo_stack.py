@@ -115,6 +115,9 @@ async def running_stack(
         "ISSUER_URL": issuer_url,
         "MCP_ISSUER_URL": issuer_url,
         "MCP_RESOURCE_URL": resource_url,
+        # Metrics listeners on loopback ports of their own, any free ones: the demo does not show them.
+        "ISSUER_METRICS_PORT": str(free_port(0)),
+        "MCP_METRICS_PORT": str(free_port(0)),
     }
     common = ["--state", str(state), "--host", "127.0.0.1"]
     services: list[ServiceProcess] = []

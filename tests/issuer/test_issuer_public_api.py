@@ -18,10 +18,12 @@ def test_public_names() -> None:
         "create_app",
         "issuer_state",
         "load_client_key",
+        "metrics_app",
     ]
     assert sorted(issuer.cli.__all__) == [
         "AdminCommandError",
         "DevInitError",
+        "ServeError",
         "SharedLoopServer",
         "dev_init",
         "issuer_server",
