@@ -11,6 +11,8 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from ._logs import private_opener
+
 __all__ = ["ServiceProcess", "StackError", "free_port", "running_stack"]
 
 READY_LINE = b"Uvicorn running on"
@@ -56,7 +58,7 @@ class ServiceProcess:
 
 
 async def _copy(stream: asyncio.StreamReader, log: Path) -> None:
-    with log.open("ab") as out:
+    with open(log, "ab", opener=private_opener) as out:  # noqa: ASYNC230 - a local log file
         while line := await stream.readline():
             out.write(line)
             out.flush()
@@ -84,7 +86,7 @@ async def start_service(name: str, args: list[str], env: Mapping[str, str], log_
         raise StackError(f"the {name} has no output stream")
     try:
         async with asyncio.timeout(START_TIMEOUT):
-            with log_path.open("wb") as out:
+            with open(log_path, "wb", opener=private_opener) as out:  # noqa: ASYNC230 - a local log
                 while line := await stderr.readline():
                     out.write(line)
                     if READY_LINE in line:

@@ -29,6 +29,7 @@ __all__ = [
     "escape",
     "logging_configured",
     "open_private_log",
+    "private_opener",
 ]
 
 ACCESS_LOGGER = "uvicorn.access"
@@ -108,15 +109,20 @@ class StripQueryString(logging.Filter):
         return True
 
 
-def open_private_log(path: Path) -> IO[str]:
-    """`path` opened for appending, created (or tightened) to mode 0600: logs name users and clients."""
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+def private_opener(path: str, flags: int) -> int:
+    """An `open(..., opener=)` that creates the file with mode 0600, or tightens it to 0600."""
+    fd = os.open(path, flags, 0o600)
     try:
         os.fchmod(fd, 0o600)
-        return os.fdopen(fd, "a", encoding="utf-8", errors="backslashreplace")
     except BaseException:
         os.close(fd)
         raise
+    return fd
+
+
+def open_private_log(path: Path) -> IO[str]:
+    """`path` opened for appending at mode 0600: logs name users and clients."""
+    return open(path, "a", encoding="utf-8", errors="backslashreplace", opener=private_opener)
 
 
 class _LogFileHandler(logging.StreamHandler):  # type: ignore[type-arg]

@@ -69,7 +69,8 @@ def listening_socket(host: str, port: int, what: str) -> socket.socket:
     try:
         return socket.create_server((host, port), family=family)
     except OSError as exc:
-        raise UpError(f"cannot listen on {host}:{port} for the {what}: {exc.strerror or exc}") from None
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise UpError(f"cannot listen on {host}:{port} for the {what}: {reason}") from None
 
 
 @dataclass

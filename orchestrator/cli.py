@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -131,6 +132,15 @@ def _bench(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None, *, transport: httpx.AsyncBaseTransport | None = None) -> int:
     """Entry point of the `voicebank` console script; the exit status."""
+    # Whatever the command writes (state, logs, SQLite's journals, its children's files) is its owner's only.
+    previous = os.umask(0o077)
+    try:
+        return _main(argv, transport)
+    finally:
+        os.umask(previous)
+
+
+def _main(argv: Sequence[str] | None, transport: httpx.AsyncBaseTransport | None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "demo":

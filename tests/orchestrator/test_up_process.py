@@ -5,75 +5,16 @@ Its stderr is read line by line in a thread; a test waits (bounded) for the line
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import subprocess
-import sys
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pytest
+from process_support import Output, Serving, child_env, free_port, voicebank
 
 from issuer import IssuerSettings
 from issuer.cli import dev_init
-
-ROOT = Path(__file__).resolve().parents[2]
-WAIT = 90.0  # a cold interpreter importing fastmcp on a busy 2-core machine
-LISTENING = b"Uvicorn running on"
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def child_env(**extra: str) -> dict[str, str]:
-    """The environment without our settings or the agent's (which would start a worker)."""
-    ours = ("MCP_", "ISSUER_", "LIVEKIT_", "ORCHESTRATOR_", "KEYS_", "REDIS_", "VOICEBANK_", "BANK_")
-    return {k: v for k, v in os.environ.items() if not k.startswith(ours)} | extra
-
-
-class Output:
-    """A child's stderr, collected by a thread; `wait_for` blocks until a line matches (or the child ends)."""
-
-    def __init__(self, process: subprocess.Popen[bytes]) -> None:
-        assert process.stderr is not None
-        self.lines: list[bytes] = []
-        self._done = False
-        self._changed = threading.Condition()
-        self._thread = threading.Thread(target=self._read, args=(process.stderr,), daemon=True)
-        self._thread.start()
-
-    def _read(self, stream: Iterator[bytes]) -> None:
-        for line in stream:
-            with self._changed:
-                self.lines.append(line)
-                self._changed.notify_all()
-        with self._changed:
-            self._done = True
-            self._changed.notify_all()
-
-    def wait_for(self, match: Callable[[list[bytes]], bool], what: str) -> None:
-        with self._changed:
-            found = self._changed.wait_for(lambda: match(self.lines) or self._done, timeout=WAIT)
-            if not match(self.lines):
-                text = b"".join(self.lines).decode(errors="replace")
-                raise AssertionError(f"no {what} within {WAIT:.0f} s{' (exited)' if found else ''}:\n{text}")
-
-    def has(self, needle: bytes) -> None:
-        self.wait_for(lambda lines: any(needle in line for line in lines), repr(needle))
-
-    def join(self) -> bytes:
-        self._thread.join(timeout=WAIT)
-        return b"".join(self.lines)
 
 
 @dataclass
@@ -90,27 +31,14 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
     state = tmp_path_factory.mktemp("up") / "state"
     dev_init(IssuerSettings(voicebank_state=state), out=lambda _: None)
     ports = [free_port() for _ in range(4)]
-    env = child_env(ISSUER_METRICS_PORT=str(ports[2]), MCP_METRICS_PORT=str(ports[3]), PYTHONUNBUFFERED="1")
+    env = child_env(ISSUER_METRICS_PORT=str(ports[2]), MCP_METRICS_PORT=str(ports[3]))
     args = ["up", "--state", str(state), "--issuer-port", str(ports[0]), "--mcp-port", str(ports[1])]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "orchestrator.cli", *args],
-        cwd=ROOT,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    output = Output(process)
+    serving = Serving(voicebank(*args), env, listeners=2)
     try:
-        output.wait_for(lambda lines: sum(LISTENING in line for line in lines) == 2, "two listening lines")
-        yield Up(*(f"http://127.0.0.1:{port}" for port in ports), output)
+        yield Up(*(f"http://127.0.0.1:{port}" for port in ports), serving.output)
     finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=WAIT)
-        output.join()
-        assert process.stderr is not None
-        process.stderr.close()
-    assert process.returncode == 0
+        code = serving.stop()
+    assert code == 0
 
 
 def test_regression_access_log_has_no_query_string(up: Up) -> None:
