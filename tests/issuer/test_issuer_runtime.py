@@ -16,11 +16,11 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from issuer import IssuerSettings
-from issuer._key_events import KeyEvents
 from issuer._metrics import IssuerMetrics
-from issuer._rotation import RotationLoop
-from issuer._serve import issuer_server, serve_all
+from issuer._signing._key_events import KeyEvents
+from issuer._signing._rotation import RotationLoop
 from keys import FileKeyStore, KeyPair, RotationPolicy, StaticKeys, Verifier, VerifyPolicy
+from orchestrator._commands._serve import issuer_server, serve_all
 from tests.conftest import RedisServer, free_port
 from tests.issuer.issuer_harness import ISSUER, RESOURCE, TOKEN_EXCHANGE, FakeClock, registry_data, running
 

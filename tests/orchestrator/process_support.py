@@ -35,7 +35,7 @@ def child_env(**extra: str) -> dict[str, str]:
 
 def voicebank(*args: str, unprivileged: bool = False) -> list[str]:
     """The argv of `voicebank ARGS`; `unprivileged`: file permissions bind it even under root."""
-    argv = [sys.executable, "-m", "orchestrator.cli", *args]
+    argv = [sys.executable, "-m", "orchestrator._commands", *args]
     if unprivileged and os.geteuid() == 0:
         setpriv = shutil.which("setpriv")
         assert setpriv is not None, "setpriv (util-linux) is needed to drop root's file-permission override"

@@ -19,9 +19,11 @@ import uvicorn
 from process_support import Serving, child_env, free_port, run, voicebank
 from starlette.applications import Starlette
 
-from issuer import IssuerSettings, assertion_form, load_client_key
-from issuer.cli import ServeError, SharedLoopServer, dev_init, serve_all
-from orchestrator.cli import main
+from issuer import IssuerSettings
+from keys import assertion_form, load_client_key
+from orchestrator._commands import main
+from orchestrator._commands._dev_init import dev_init
+from orchestrator._commands._serve import ServeError, SharedLoopServer, serve_all
 
 
 def one_line(stderr: str) -> str:

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from issuer import IssuerSettings
-from issuer.cli import dev_init
 from mcp_server import Bank, make_engine
-from mcp_server._db import sqlite_url
+from mcp_server._bank._db import sqlite_url
+from orchestrator._commands import main
+from orchestrator._commands._dev_init import dev_init
 from orchestrator._logs import logging_configured
-from orchestrator.cli import main
 
 
 @pytest.fixture(autouse=True)

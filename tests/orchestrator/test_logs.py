@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from orchestrator._agent_settings import AgentSettings
+from orchestrator._call._settings import AgentSettings
+from orchestrator._call._voice_call import AgentWiring
+from orchestrator._call._worker import build_server, use_our_logging
 from orchestrator._logs import (
     ACCESS_LOGGER,
     StripQueryString,
@@ -19,7 +21,6 @@ from orchestrator._logs import (
     logging_configured,
     open_private_log,
 )
-from orchestrator._worker import AgentWiring, build_server, use_our_logging
 
 HOSTILE = "\x00\x1b[2J\x08\x7f\x85\u200b\u202e\u2028\ud800\U000e0001 tail"
 

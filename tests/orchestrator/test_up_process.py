@@ -14,7 +14,7 @@ import pytest
 from process_support import Output, Serving, child_env, free_port, voicebank
 
 from issuer import IssuerSettings
-from issuer.cli import dev_init
+from orchestrator._commands._dev_init import dev_init
 
 
 @dataclass
