@@ -103,6 +103,7 @@ def dev_init(
     settings: IssuerSettings,
     *,
     force: bool = False,
+    bank_only: bool = False,
     bank_db_url: str | None = None,
     out: Callable[[str], None] = print,
     clock: Callable[[], float] = time.time,
@@ -110,6 +111,7 @@ def dev_init(
     """Create (or complete) a development state directory; existing keys are kept unless `force`.
 
     The directory is 0700 and every file written in it 0600 (keys, clients, passphrase, the bank).
+    `bank_only` seeds the bank and makes no key: a deployment whose keys are made outside it.
     """
     state = settings.voicebank_state
     try:
@@ -118,7 +120,10 @@ def dev_init(
     except OSError as exc:
         raise DevInitError(f"cannot create the state directory {state}: {exc.strerror}") from None
     try:
-        _fill(settings, force=force, bank_db_url=bank_db_url, out=out, clock=clock)
+        if bank_only:
+            _seed(settings, bank_db_url, out)
+        else:
+            _fill(settings, force=force, bank_db_url=bank_db_url, out=out, clock=clock)
     except OSError as exc:
         where = f" {exc.filename}" if exc.filename else ""
         raise DevInitError(f"cannot use{where}: {exc.strerror or type(exc).__name__}") from None
