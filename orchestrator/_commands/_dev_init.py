@@ -23,6 +23,7 @@ from keys import (
     generate_key,
     write_private_file,
 )
+from orchestrator._errors import OrchestratorError
 
 # client id -> (grant types, scope): DESIGN.md "Clients".
 DEV_CLIENTS: dict[str, tuple[list[str], str]] = {
@@ -32,7 +33,7 @@ DEV_CLIENTS: dict[str, tuple[list[str], str]] = {
 }
 
 
-class DevInitError(Exception):
+class DevInitError(OrchestratorError):
     """dev-init could not finish; the message says what to do."""
 
     code = "dev_init"

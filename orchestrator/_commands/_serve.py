@@ -11,10 +11,13 @@ from collections.abc import Iterator, Sequence
 import uvicorn
 
 from issuer import IssuerSettings, create_app
+from orchestrator._errors import OrchestratorError
 
 
-class ServeError(Exception):
+class ServeError(OrchestratorError):
     """A server stopped while starting (its port was taken, its lifespan failed); uvicorn logged why."""
+
+    code = "serve"
 
 
 class SharedLoopServer(uvicorn.Server):

@@ -18,6 +18,7 @@ from starlette.applications import Starlette
 from issuer import IssuerSettings, create_app, metrics_app, preflight
 from orchestrator._call._settings import AgentSettings
 from orchestrator._commands._serve import ServeError, SharedLoopServer, serve_all
+from orchestrator._errors import OrchestratorError
 from orchestrator._logs import configure_logging
 
 __all__ = ["METRICS_HOST", "Service", "UpError", "UpOptions", "listening_socket", "service_urls", "up"]
@@ -58,8 +59,10 @@ def _state(options: UpOptions) -> dict[str, Any]:
 METRICS_HOST = "127.0.0.1"  # metrics name internal refusal reasons: they never leave the machine
 
 
-class UpError(Exception):
+class UpError(OrchestratorError):
     """`up` cannot serve; the message is one line for the terminal."""
+
+    code = "up"
 
 
 def listening_socket(host: str, port: int, what: str) -> socket.socket:

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from orchestrator._errors import OrchestratorError
 from orchestrator._logs import private_opener
 
 __all__ = ["ServiceProcess", "StackError", "free_port", "running_stack"]
@@ -19,8 +20,10 @@ READY_LINE = b"Uvicorn running on"
 START_TIMEOUT = 30.0
 
 
-class StackError(Exception):
+class StackError(OrchestratorError):
     """A demo process could not start; the message names it and where its log is."""
+
+    code = "demo_stack"
 
 
 def free_port(preferred: int) -> int:
