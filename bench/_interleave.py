@@ -90,8 +90,15 @@ def report(
         raw = per_alg[RAW]
         rows = {}
         for name, values in per_alg.items():
-            ratio = statistics.median(v / r for v, r in zip(values, raw, strict=True))
-            rows[name] = {"ops_per_s": round(statistics.median(values)), "ratio_to_raw": round(ratio, 3)}
+            per_round = [v / r for v, r in zip(values, raw, strict=True)]
+            ratio = statistics.median(per_round)
+            rows[name] = {
+                "ops_per_s": round(statistics.median(values)),
+                "ratio_to_raw": round(ratio, 3),
+                "ratio_min": round(min(per_round), 3),
+                "ratio_max": round(max(per_round), 3),
+                "ratio_rounds": [round(x, 3) for x in per_round],
+            }
             target = f"{targets[alg]:.2f}" if name == ours and alg in targets else ""
             print(f"{alg:6} {name:{width}} {statistics.median(values):10.0f} {ratio:7.3f} {target:>7}")
         entry: dict[str, Any] = {"implementations": rows}
@@ -110,10 +117,11 @@ def run_benchmark(
     *,
     ours: str,
     targets: Mapping[str, float],
+    rounds: int = 5,
 ) -> None:
     """The command line of a micro-benchmark: every algorithm, interleaved rounds, the report."""
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=rounds)
     parser.add_argument("--seconds", type=float, default=0.3, help="time per implementation per round")
     args = parser.parse_args()
     warnings.simplefilter("ignore", SecurityWarning)  # joserfc 1.8 marks "EdDSA" deprecated (RFC 9864)

@@ -27,7 +27,7 @@ import keys
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _interleave import JOSE_KEYS, access_claims, run_benchmark
 
-TARGETS = {"ES256": 0.8}
+TARGETS = {"ES256": 0.85}
 
 
 def private_op(pair: keys.KeyPair) -> Callable[[bytes], bytes]:
@@ -81,7 +81,10 @@ def implementations(alg: keys.Algorithm) -> dict[str, Callable[[], Any]]:
 
 
 def main() -> None:
-    run_benchmark("sign", __doc__.splitlines()[0], implementations, ours="keys.sign", targets=TARGETS)
+    # 20 rounds: two runs of the whole bench agree within 0.05 on this shared machine (5 did not).
+    run_benchmark(
+        "sign", __doc__.splitlines()[0], implementations, ours="keys.sign", targets=TARGETS, rounds=20
+    )
 
 
 if __name__ == "__main__":

@@ -34,8 +34,7 @@ class ES256(JwsAlgorithm):
 
     def sign(self, key: PrivateKey, signing_input: bytes) -> bytes:
         der = cast(ec.EllipticCurvePrivateKey, key).sign(signing_input, _ECDSA_SHA256)
-        r, s = decode_dss_signature(der)
-        return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+        return _der_to_raw(der)
 
     def verify(self, key: PublicKey, signing_input: bytes, signature: bytes) -> None:
         if len(signature) != 64:
@@ -60,3 +59,23 @@ class ES256(JwsAlgorithm):
             return numbers.public_key()  # refuses points not on the curve
         except ValueError as exc:
             raise KeyMaterialError("invalid EC public key") from exc
+
+
+def _der_to_raw(der: bytes) -> bytes:
+    """r || s of the DER signature OpenSSL just made: SEQUENCE { INTEGER r, INTEGER s }, short lengths.
+
+    Byte slicing instead of `decode_dss_signature` (two ints and back): a fifth of the signer's own cost.
+    Anything but that exact shape goes through the full decoder.
+    """
+    if len(der) > 2 and der[0] == 0x30 and der[1] == len(der) - 2 and der[2] == 0x02:
+        r_len = der[3]
+        s_at = 4 + r_len
+        if r_len <= 33 and s_at + 2 <= len(der) and der[s_at] == 0x02:
+            s_len = der[s_at + 1]
+            if s_len <= 33 and s_at + 2 + s_len == len(der):
+                r = der[4:s_at].lstrip(b"\0")
+                s = der[s_at + 2 :].lstrip(b"\0")
+                if len(r) <= 32 and len(s) <= 32:
+                    return r.rjust(32, b"\0") + s.rjust(32, b"\0")
+    r_int, s_int = decode_dss_signature(der)
+    return r_int.to_bytes(32, "big") + s_int.to_bytes(32, "big")

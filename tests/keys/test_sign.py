@@ -17,3 +17,23 @@ def test_signing_refuses_non_finite_numbers(pair: KeyPair) -> None:
     for value in (float("nan"), float("inf")):
         with pytest.raises(ValueError, match="NaN or infinity"):
             sign({"exp": value}, pair, typ="at+jwt")
+
+
+def test_es256_raw_signature_matches_the_full_der_decoder() -> None:
+    """The signer's byte-slicing DER reader against cryptography's decoder, leading zeros included."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
+
+    from keys._algorithms._es256 import _der_to_raw
+
+    private = ec.generate_private_key(ec.SECP256R1())
+    short = 0
+    for i in range(3000):  # about 1 in 128 signatures has an r or s of 31 bytes or less
+        der = private.sign(f"message {i}".encode(), ec.ECDSA(hashes.SHA256()))
+        r, s = decode_dss_signature(der)
+        assert _der_to_raw(der) == r.to_bytes(32, "big") + s.to_bytes(32, "big")
+        short += r < 2**248 or s < 2**248
+    assert short > 0
+    for r, s in ((1, 2), (2**255, 1), (2**256 - 1, 2**247)):  # crafted edge shapes
+        assert _der_to_raw(encode_dss_signature(r, s)) == r.to_bytes(32, "big") + s.to_bytes(32, "big")
