@@ -247,6 +247,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=None, help="total measuring time (default 60)")
     parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 6)")
     parser.add_argument("--no-node", action="store_true", help="leave node-oidc-provider out")
+    parser.add_argument(
+        "--issuer-checkout", type=Path, help="serve the issuer of another checkout (its .venv): a before run"
+    )
     parser.add_argument("--results", type=Path, default=BENCH_DIR / "results")
     ns = parser.parse_args(argv)
     seconds = ns.seconds if ns.seconds is not None else (2.0 if ns.quick else 60.0)
@@ -269,7 +272,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     ck = client_keys()
     with tempfile.TemporaryDirectory(prefix="bench-token-") as tmp:
         state = write_issuer_state(Path(tmp), ck)
-        servers: dict[str, ServerProcess] = {"issuer": ServerProcess("issuer", "--state", str(state))}
+        checkout = ns.issuer_checkout.resolve() if ns.issuer_checkout else None
+        servers: dict[str, ServerProcess] = {
+            "issuer": ServerProcess("issuer", "--state", str(state), checkout=checkout)
+        }
         node_bodies = None
         if not why_no_node:
             peer_port = free_port()
@@ -368,6 +374,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         ("endpoint", "req/s", "p50 ms", "p99 ms", "srv CPU ms/req", "x bare", "x bare min-max", "failed"),
         rows,
     )
+    if ns.issuer_checkout:
+        report.notes.append(f"the issuer of {ns.issuer_checkout} (its own .venv)")
     report.write()
 
 
