@@ -119,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     driver = Driver(have_wrk())
     if not driver.use_wrk:
         report.notes.append("wrk is not installed (Debian: apt-get install wrk): Python generator processes")
-    kinds = ("memory",) if ns.no_redis else ("memory", "redis")
+    kinds = ("memory",) if ns.no_redis or ns.quick else ("memory", "redis")  # --quick: one store proves it
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-families-") as tmp:
         for kind in kinds:

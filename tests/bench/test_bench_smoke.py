@@ -16,8 +16,18 @@ if str(BENCH) not in sys.path:
     sys.path.insert(0, str(BENCH))
 
 FIGURES = {
-    "mcp_call": {"mcp", "raw", "rounds", "slice_seconds"},
-    "token_endpoint": {"bare", "refresh", "exchange", "concurrency"},
+    "mcp_call": {"mcp reused", "raw reused", "raw fresh", "rounds", "slice_seconds"},
+    "agent_call": {"agent", "raw", "p50_agent_over_raw", "server_cpu_agent_over_raw"},
+    "token_endpoint": {
+        "bare",
+        "client_credentials",
+        "refresh",
+        "exchange",
+        "connections",
+        "generator_headroom_on_bare",
+    },
+    "families": {"memory exchange", "memory refresh", "families", "generator"},
+    "soak": {"memory", "minutes", "concurrent_calls"},
     "jwks_storm": {
         "jwks_fetches_on_wire",
         "jwks_fetches_allowed",
