@@ -200,8 +200,16 @@ def server(argv: list[str]) -> uvicorn.Server:
         app = mcp_app(
             args.port, args.db, args.auth, args.jwks_file, args.issuer, args.refetch_interval, args.redis
         )
+    # Keep-alive past uvicorn's 5 s: between interleaved slices a client's connection idles longer than that,
+    # and a server closing it just as the client reuses it is a ReadError the bench would count as a failure.
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=args.port, lifespan="on", log_level="warning", access_log=False
+        app,
+        host="127.0.0.1",
+        port=args.port,
+        lifespan="on",
+        log_level="warning",
+        access_log=False,
+        timeout_keep_alive=120,
     )
     return uvicorn.Server(config)
 
