@@ -106,7 +106,9 @@ def run_wrk(
         before = server_cpu()
         with tempfile.TemporaryFile() as stderr:  # a file, not a pipe: wrk never blocks on what it says
             process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=stderr, env=env)
-            out = process.stdout.read() if process.stdout else b""
+            assert process.stdout is not None
+            with process.stdout:
+                out = process.stdout.read()
             generator_cpu = _wait_cpu(process)
             after = server_cpu()
             stderr.seek(0)
@@ -158,7 +160,11 @@ def run_python(
             )
             for path in paths
         ]
-        outputs = [worker.stdout.read() if worker.stdout else b"" for worker in workers]
+        outputs = []
+        for worker in workers:
+            assert worker.stdout is not None
+            with worker.stdout:
+                outputs.append(worker.stdout.read())
         generator_cpu = sum(_wait_cpu(worker) for worker in workers)
         after = server_cpu()
     finally:
