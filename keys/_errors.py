@@ -15,6 +15,12 @@
     ├── Expired                 expired
     ├── NotYetValid             not_yet_valid
     ├── LifetimeTooLong         lifetime_too_long
+    ├── WrongMethod             wrong_htm           a DPoP proof names another HTTP method
+    ├── WrongUri                wrong_htu           a DPoP proof names another URI (or one with a query)
+    ├── WrongTokenHash          wrong_ath           a DPoP proof's `ath` is not the presented token's hash
+    ├── WrongProofKey           wrong_jkt           a DPoP proof is signed by another key than the binding's
+    ├── ProofReplayed           proof_replayed      a DPoP proof's `jti` was seen before
+    ├── UseDPoPNonce            use_dpop_nonce      a DPoP proof lacks the receiver's current nonce
     └── KeysUnavailable         jwks_unavailable
 
 Messages describe the rule that failed, never the token itself.
@@ -86,6 +92,32 @@ class NotYetValid(TokenError):
 
 class LifetimeTooLong(TokenError):
     code = "lifetime_too_long"
+
+
+class WrongMethod(TokenError):
+    code = "wrong_htm"
+
+
+class WrongUri(TokenError):
+    code = "wrong_htu"
+
+
+class WrongTokenHash(TokenError):
+    code = "wrong_ath"
+
+
+class WrongProofKey(TokenError):
+    code = "wrong_jkt"
+
+
+class ProofReplayed(TokenError):
+    code = "proof_replayed"
+
+
+class UseDPoPNonce(TokenError):
+    """The receiver demands a nonce (RFC 9449 §8, §9): answer `use_dpop_nonce` with a fresh `DPoP-Nonce`."""
+
+    code = "use_dpop_nonce"
 
 
 class KeysUnavailable(TokenError):
