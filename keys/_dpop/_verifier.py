@@ -202,7 +202,7 @@ class DPoPVerifier:
         return DPoPProof(header.jkt, jti, iat, nonce)
 
     def _iat(self, claims: Mapping[str, Any]) -> float:
-        value = claims.get("iat")
+        value: Any = claims.get("iat")
         if value is None and "iat" not in claims:
             raise MissingClaim("claim iat is missing")
         if type(value) not in (int, float) or not 0 <= value <= MAX_TIME:

@@ -170,9 +170,7 @@ async def test_typ_in_application_form_is_accepted(verifier: DPoPVerifier, es: K
 
 
 @pytest.mark.parametrize("skew", [-60, 60])
-async def test_iat_within_the_leeway_is_accepted(
-    verifier: DPoPVerifier, es: KeyPair, skew: int
-) -> None:
+async def test_iat_within_the_leeway_is_accepted(verifier: DPoPVerifier, es: KeyPair, skew: int) -> None:
     proof = forge(proof_header(es), proof_claims(iat=int(NOW) + skew), es)
     assert (await verifier.verify(proof, htm="POST", htu=HTU)).iat == NOW + skew
 
@@ -428,7 +426,9 @@ async def test_dpop_stale_nonce(
 ) -> None:
     nonce = await nonces.current()
     clock.now += 600  # two windows later
-    await refuses(nonce_verifier, dpop_proof(es, htm="POST", htu=HTU, now=clock.now, nonce=nonce), UseDPoPNonce)
+    await refuses(
+        nonce_verifier, dpop_proof(es, htm="POST", htu=HTU, now=clock.now, nonce=nonce), UseDPoPNonce
+    )
 
 
 async def test_redis_nonces_are_shared_by_replicas(redis_url: str, clock: Clock) -> None:
