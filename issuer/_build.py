@@ -15,6 +15,7 @@ from issuer._metrics import IssuerMetrics
 from issuer._oauth._bearer import BearerGuard
 from issuer._oauth._client_auth import ClientAuthenticator
 from issuer._oauth._clients import ClientRegistry, ClientRegistryError
+from issuer._oauth._dpop import DPoPGate
 from issuer._oauth._refresh import MemoryRefreshStore, RefreshLifetimes, RefreshStore
 from issuer._oauth._refresh_redis import RedisRefreshStore
 from issuer._oauth._replay import MemoryReplayCache, RedisReplayCache, ReplayCache
@@ -24,7 +25,21 @@ from issuer._signing._mint import SESSION_GRANT_TYP, Minter
 from issuer._signing._ring_keys import RingKeys
 from issuer._signing._rotation import RotationLoop, Sleep
 from issuer._state import IssuerState
-from keys import FileKeyStore, KeyRingError, KeyStore, RedisKeyStore, RotationPolicy, Verifier, VerifyPolicy
+from keys import (
+    DPoPVerifier,
+    FileKeyStore,
+    KeyRingError,
+    KeyStore,
+    MemoryNonces,
+    NonceSource,
+    RedisKeyStore,
+    RedisNonces,
+    RotationPolicy,
+    Verifier,
+    VerifyPolicy,
+)
+
+DPOP_NONCE_PREFIX = "voicebank:dpop-nonce:issuer"
 
 
 class IssuerStartupError(Exception):
@@ -104,6 +119,14 @@ async def build_state(
     else:
         refresh = MemoryRefreshStore(lifetimes)
         replay = MemoryReplayCache(clock=clock)
+    nonces: NonceSource | None = None
+    if settings.dpop_nonce == "required":
+        nonces = (
+            RedisNonces(redis, prefix=DPOP_NONCE_PREFIX, clock=clock)
+            if redis is not None
+            else MemoryNonces(clock=clock)
+        )
+    dpop = DPoPGate(DPoPVerifier(replay, nonces=nonces, clock=clock, prefix="dpop:issuer"), nonces)
     ring_keys = RingKeys(store)
     await ring_keys.sync()
     metrics = IssuerMetrics()
@@ -133,6 +156,7 @@ async def build_state(
             http=http,
             clock=clock,
         ),
+        dpop=dpop,
         bearer=BearerGuard(
             ring_keys, issuer=issuer, max_lifetime=settings.issuer_token_lifetime, clock=clock
         ),

@@ -35,6 +35,8 @@ class IssuerSettings(BaseSettings):
     refresh_absolute_lifetime: int = Field(default=43200, gt=0)
     issuer_token_lifetime: int = Field(default=300, gt=0, le=3600)
 
+    dpop_nonce: Literal["off", "required"] = "off"
+
     rotation_tick: float = Field(default=30, gt=0)
     max_body_bytes: int = Field(default=16 * 1024, gt=0)
 
