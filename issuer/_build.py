@@ -16,9 +16,9 @@ from issuer._oauth._bearer import BearerGuard
 from issuer._oauth._client_auth import ClientAuthenticator
 from issuer._oauth._clients import ClientRegistry, ClientRegistryError
 from issuer._oauth._dpop import DPoPGate
+from issuer._oauth._errors import IssuerError
 from issuer._oauth._refresh import MemoryRefreshStore, RefreshLifetimes, RefreshStore
 from issuer._oauth._refresh_redis import RedisRefreshStore
-from issuer._oauth._replay import MemoryReplayCache, RedisReplayCache, ReplayCache
 from issuer._settings import IssuerSettings
 from issuer._signing._key_events import KeyEvents
 from issuer._signing._mint import SESSION_GRANT_TYP, Minter
@@ -31,9 +31,12 @@ from keys import (
     KeyRingError,
     KeyStore,
     MemoryNonces,
+    MemoryReplayCache,
     NonceSource,
     RedisKeyStore,
     RedisNonces,
+    RedisReplayCache,
+    ReplayCache,
     RotationPolicy,
     Verifier,
     VerifyPolicy,
@@ -42,7 +45,7 @@ from keys import (
 DPOP_NONCE_PREFIX = "voicebank:dpop-nonce:issuer"
 
 
-class IssuerStartupError(Exception):
+class IssuerStartupError(IssuerError):
     """The issuer cannot start with these settings; the message says why in one line."""
 
     code = "startup"
@@ -55,7 +58,9 @@ def rotation_policy(settings: IssuerSettings) -> RotationPolicy:
         settings.session_grant_lifetime,
         settings.issuer_token_lifetime,
     )
-    return RotationPolicy(period=settings.keys_rotation_period, max_token_lifetime=longest)
+    return RotationPolicy(
+        period=settings.keys_rotation_period, jwks_max_age=settings.jwks_max_age, max_token_lifetime=longest
+    )
 
 
 def key_store(
@@ -115,7 +120,7 @@ async def build_state(
     replay: ReplayCache
     if redis is not None:
         refresh = RedisRefreshStore(redis, lifetimes)
-        replay = RedisReplayCache(redis, clock=clock)
+        replay = RedisReplayCache(redis, prefix="voicebank:replay", clock=clock)
     else:
         refresh = MemoryRefreshStore(lifetimes)
         replay = MemoryReplayCache(clock=clock)
