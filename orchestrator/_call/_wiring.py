@@ -14,6 +14,7 @@ from orchestrator._bank._protocol import Bank
 from orchestrator._call._identity import CallerIdentity
 from orchestrator._call._settings import NotConfigured
 from orchestrator._call._voice_call import AgentWiring
+from orchestrator._tokens._dpop import CallKey
 from orchestrator._tokens._issuer_client import IssuerClient
 from orchestrator._tokens._manager import TokenManager
 
@@ -55,8 +56,14 @@ def load_orchestrator_key(settings: ConnectionSettings) -> KeyPair:
 class CallBank(McpBank):
     """An `McpBank` that owns the call's token manager and issuer connection, and ends them together."""
 
-    def __init__(self, tokens: TokenManager, mcp_url: str, issuer_http: httpx.AsyncClient) -> None:
-        super().__init__(tokens, mcp_url)
+    def __init__(
+        self,
+        tokens: TokenManager,
+        mcp_url: str,
+        issuer_http: httpx.AsyncClient,
+        dpop: CallKey | None = None,
+    ) -> None:
+        super().__init__(tokens, mcp_url, dpop=dpop)
         self.tokens = tokens
         self._issuer_http = issuer_http
 
@@ -72,9 +79,12 @@ class CallBank(McpBank):
 async def open_bank(settings: ConnectionSettings, identity: CallerIdentity) -> Bank:
     """Exchange the caller's session grant and return the bank of this call."""
     key = load_orchestrator_key(settings)
+    # A fresh DPoP key for this call only, in memory: every issuer and MCP request proves possession of it,
+    # so a token lifted from the call is useless elsewhere. It ends with the call.
+    dpop = CallKey()
     http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0))
     client = IssuerClient(
-        http, issuer=settings.issuer_url, client_id=settings.orchestrator_client_id, key=key
+        http, issuer=settings.issuer_url, client_id=settings.orchestrator_client_id, key=key, dpop=dpop
     )
     tokens = TokenManager(client)
     try:
@@ -82,7 +92,7 @@ async def open_bank(settings: ConnectionSettings, identity: CallerIdentity) -> B
     except BaseException:
         await http.aclose()
         raise
-    return CallBank(tokens, settings.mcp_url, http)
+    return CallBank(tokens, settings.mcp_url, http, dpop)
 
 
 async def close_bank(identity: CallerIdentity, bank: Bank) -> None:
