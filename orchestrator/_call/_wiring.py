@@ -6,6 +6,7 @@ import functools
 from pathlib import Path
 
 import httpx
+import httpx2
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from keys import KeyMaterialError, KeyPair, load_client_key
@@ -62,9 +63,11 @@ class CallBank(McpBank):
         mcp_url: str,
         issuer_http: httpx.AsyncClient,
         dpop: CallKey | None = None,
+        mcp_transport: httpx2.AsyncBaseTransport | None = None,
     ) -> None:
-        super().__init__(tokens, mcp_url, dpop=dpop)
+        super().__init__(tokens, mcp_url, dpop=dpop, transport=mcp_transport)
         self.tokens = tokens
+        self.dpop = dpop
         self._issuer_http = issuer_http
 
     async def end(self) -> bool:
@@ -76,13 +79,19 @@ class CallBank(McpBank):
             await self._issuer_http.aclose()
 
 
-async def open_bank(settings: ConnectionSettings, identity: CallerIdentity) -> Bank:
-    """Exchange the caller's session grant and return the bank of this call."""
+async def open_bank(
+    settings: ConnectionSettings,
+    identity: CallerIdentity,
+    *,
+    issuer_transport: httpx.AsyncBaseTransport | None = None,
+    mcp_transport: httpx2.AsyncBaseTransport | None = None,
+) -> Bank:
+    """Exchange the caller's session grant and return the bank of this call (the transports: httpx's)."""
     key = load_orchestrator_key(settings)
     # A fresh DPoP key for this call only, in memory: every issuer and MCP request proves possession of it,
     # so a token lifted from the call is useless elsewhere. It ends with the call.
     dpop = CallKey()
-    http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0))
+    http = httpx.AsyncClient(transport=issuer_transport, timeout=httpx.Timeout(10.0, connect=5.0))
     client = IssuerClient(
         http, issuer=settings.issuer_url, client_id=settings.orchestrator_client_id, key=key, dpop=dpop
     )
@@ -92,7 +101,7 @@ async def open_bank(settings: ConnectionSettings, identity: CallerIdentity) -> B
     except BaseException:
         await http.aclose()
         raise
-    return CallBank(tokens, settings.mcp_url, http, dpop)
+    return CallBank(tokens, settings.mcp_url, http, dpop, mcp_transport)
 
 
 async def close_bank(identity: CallerIdentity, bank: Bank) -> None:

@@ -33,6 +33,13 @@ def _parser() -> argparse.ArgumentParser:
     init = commands.add_parser("dev-init", help="create a development state directory")
     init.add_argument("--state", type=Path, help="state directory (default $VOICEBANK_STATE or ./var)")
     init.add_argument("--force", action="store_true", help="replace existing keys")
+    init.add_argument(
+        "--dpop-bound",
+        action="append",
+        default=[],
+        metavar="CLIENT",
+        help="register CLIENT with dpop_bound_access_tokens: true (repeatable; default: none)",
+    )
 
     serve = commands.add_parser(
         "up", help="serve the issuer and the MCP server (and the agent when configured)"
@@ -86,7 +93,7 @@ def _settings(args: argparse.Namespace, **overrides: Any) -> IssuerSettings:
 
 def _run(args: argparse.Namespace, transport: httpx.AsyncBaseTransport | None) -> None:
     if args.command == "dev-init":
-        dev_init(_settings(args), force=args.force)
+        dev_init(_settings(args), force=args.force, dpop_bound=frozenset(args.dpop_bound))
     elif args.command == "up":
         from orchestrator._commands._up import (  # the services' imports are heavy: load what runs
             UpOptions,

@@ -66,7 +66,9 @@ def _client_key(state: Path, client_id: str, force: bool, out: Callable[[str], N
     return key
 
 
-def _write_registry(path: Path, keys: dict[str, KeyPair], out: Callable[[str], None]) -> None:
+def _write_registry(
+    path: Path, keys: dict[str, KeyPair], dpop_bound: frozenset[str], out: Callable[[str], None]
+) -> None:
     others: list[dict[str, Any]] = []
     if path.is_file():
         try:
@@ -74,14 +76,22 @@ def _write_registry(path: Path, keys: dict[str, KeyPair], out: Callable[[str], N
             others = [c for c in existing.get("clients", []) if c.get("client_id") not in DEV_CLIENTS]
         except (ValueError, AttributeError):
             others = []  # an unreadable registry is replaced: the dev clients are what matters here
+    # Unbound by default, so that a generic MCP client can be tried with a bearer token in development.
     clients = [
-        {"client_id": cid, "jwks": {"keys": [keys[cid].public_jwk()]}, "grant_types": grants, "scope": scope}
+        {
+            "client_id": cid,
+            "jwks": {"keys": [keys[cid].public_jwk()]},
+            "grant_types": grants,
+            "scope": scope,
+            "dpop_bound_access_tokens": cid in dpop_bound,
+        }
         for cid, (grants, scope) in DEV_CLIENTS.items()
     ]
     temp = path.with_name(f".{path.name}.tmp")
     temp.write_text(json.dumps({"clients": clients + others}, indent=2) + "\n")
     temp.replace(path)
-    out(f"clients: registered {', '.join(DEV_CLIENTS)} in {path}")
+    bound = f" ({', '.join(sorted(dpop_bound))} DPoP-bound)" if dpop_bound else ""
+    out(f"clients: registered {', '.join(DEV_CLIENTS)} in {path}{bound}")
 
 
 def _seed(settings: IssuerSettings, bank_db_url: str | None, out: Callable[[str], None]) -> None:
@@ -98,11 +108,18 @@ def dev_init(
     settings: IssuerSettings,
     *,
     force: bool = False,
+    dpop_bound: frozenset[str] = frozenset(),
     bank_db_url: str | None = None,
     out: Callable[[str], None] = print,
     clock: Callable[[], float] = time.time,
 ) -> None:
-    """Create (or complete) a development state directory; existing keys are kept unless `force`."""
+    """Create (or complete) a development state directory; existing keys are kept unless `force`.
+
+    `dpop_bound` names the clients registered with `dpop_bound_access_tokens: true` (compose.yaml: the agent).
+    """
+    unknown = dpop_bound - DEV_CLIENTS.keys()
+    if unknown:
+        raise DevInitError(f"unknown client {min(unknown)!r}: dev-init registers {', '.join(DEV_CLIENTS)}")
     state = settings.voicebank_state
     try:
         state.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -121,5 +138,5 @@ def dev_init(
     else:
         out("issuer keys: KEYS_STORE=redis; the issuer creates its ring in Redis on first start")
     keys = {cid: _client_key(state, cid, force, out) for cid in DEV_CLIENTS}
-    _write_registry(settings.clients_file, keys, out)
+    _write_registry(settings.clients_file, keys, dpop_bound, out)
     _seed(settings, bank_db_url, out)

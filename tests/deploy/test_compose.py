@@ -167,6 +167,14 @@ def test_services_agree(compose: dict[str, Any]) -> None:
     assert {e["ORCHESTRATOR_CLIENT_ID"] for e in [*issuers, env["agent"]]} == {"orchestrator"}
 
 
+def test_the_agent_is_dpop_bound_and_the_mcp_servers_require_dpop(compose: dict[str, Any]) -> None:
+    # DESIGN "Sender-constrained tokens": compose registers the orchestrator bound and refuses bearer tokens.
+    command = compose["init"]["command"]
+    assert command[command.index("--dpop-bound") + 1] == "orchestrator"
+    for name in ("mcp-1", "mcp-2"):
+        assert compose[name]["environment"]["MCP_REQUIRE_DPOP"] == "true"
+
+
 def test_one_setting_name_per_fact() -> None:
     # The issuer and the agent read the orchestrator's client id under one name.
     assert "ORCHESTRATOR_CLIENT_ID" in READS["issuer"] & READS["agent"]
