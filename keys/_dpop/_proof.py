@@ -7,11 +7,11 @@ import secrets
 
 import orjson
 
-from keys._algorithms._keypair import Algorithm, KeyPair, public_members
+from keys._algorithms._base import Algorithm
+from keys._algorithms._keypair import KeyPair
 from keys._dpop._htu import target_uri
 from keys._errors import KeyMaterialError
 from keys._jose._b64 import b64url_encode
-from keys._jose._sign import signature_bytes
 
 DPOP_TYP = "dpop+jwt"
 DPOP_ALGORITHMS: tuple[Algorithm, ...] = ("ES256", "EdDSA")
@@ -33,7 +33,7 @@ def _header_segment(key: KeyPair) -> str:
     # A client signs every proof of its key with one header, so it is encoded once per key.
     segment = _HEADERS.get(key.kid)
     if segment is None:
-        header = {"typ": DPOP_TYP, "alg": key.alg, "jwk": public_members(key.public_key())}
+        header = {"typ": DPOP_TYP, "alg": key.alg, "jwk": key.algorithm.public_members(key.public_key())}
         segment = b64url_encode(orjson.dumps(header))
         if len(_HEADERS) >= _HEADER_CACHE_SIZE:
             _HEADERS.clear()
@@ -67,4 +67,4 @@ def dpop_proof(
     if nonce is not None:
         claims["nonce"] = nonce
     signing_input = f"{_header_segment(key)}.{b64url_encode(orjson.dumps(claims))}"
-    return f"{signing_input}.{b64url_encode(signature_bytes(key, signing_input.encode('ascii')))}"
+    return f"{signing_input}.{b64url_encode(key.sign(signing_input.encode('ascii')))}"

@@ -7,7 +7,8 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from keys._algorithms._keypair import ALGORITHMS, public_members, thumbprint
+from keys._algorithms._base import ALGORITHMS
+from keys._algorithms._keypair import thumbprint
 from keys._algorithms._verify_key import VerifyKey
 from keys._clock import wall_clock
 from keys._dpop._htu import normalize_htu
@@ -72,7 +73,7 @@ def _proof_key(header: Mapping[str, Any], alg: str) -> _Header:
         raise MalformedToken(f"header jwk is not a usable public key: {exc}") from None
     if key.alg != alg:
         raise UnsupportedAlgorithm("header alg is not the algorithm of the jwk's key")
-    canonical = public_members(key.public_key)
+    canonical = key.algorithm.public_members(key.public_key)
     if any(jwk.get(name) != value for name, value in canonical.items()):
         # One key, one thumbprint: a shortened coordinate would bind the same key under another jkt.
         raise MalformedToken("header jwk is not in its canonical form")
