@@ -29,6 +29,8 @@ class McpSettings(BaseSettings):
     voicebank_mode: Literal["dev", "prod"] = "dev"
     mcp_require_dpop: bool | None = None  # unset: required exactly when VOICEBANK_MODE=prod
     dpop_nonce: Literal["off", "required"] = "off"
+    # Prometheus metrics on a loopback listener of their own (0: none); never on the public port.
+    mcp_metrics_port: int = Field(default=8003, ge=0, le=65535)
 
     @field_validator("mcp_payment_limit")
     @classmethod

@@ -14,7 +14,15 @@ from typing import Any
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from issuer import GRANT_CLIENT_CREDENTIALS, GRANT_REFRESH, GRANT_TOKEN_EXCHANGE, IssuerSettings, key_store
-from keys import KeyMaterialError, KeyPair, KeyRingError, client_key_path, generate_key, write_private_file
+from keys import (
+    KeyMaterialError,
+    KeyPair,
+    KeyRingError,
+    KeyStoreUnavailable,
+    client_key_path,
+    generate_key,
+    write_private_file,
+)
 from orchestrator._errors import OrchestratorError
 
 # client id -> (grant types, scope): DESIGN.md "Clients".
@@ -87,9 +95,7 @@ def _write_registry(
         }
         for cid, (grants, scope) in DEV_CLIENTS.items()
     ]
-    temp = path.with_name(f".{path.name}.tmp")
-    temp.write_text(json.dumps({"clients": clients + others}, indent=2) + "\n")
-    temp.replace(path)
+    write_private_file(path, (json.dumps({"clients": clients + others}, indent=2) + "\n").encode())
     bound = f" ({', '.join(sorted(dpop_bound))} DPoP-bound)" if dpop_bound else ""
     out(f"clients: registered {', '.join(DEV_CLIENTS)} in {path}{bound}")
 
@@ -109,12 +115,15 @@ def dev_init(
     *,
     force: bool = False,
     dpop_bound: frozenset[str] = frozenset(),
+    bank_only: bool = False,
     bank_db_url: str | None = None,
     out: Callable[[str], None] = print,
     clock: Callable[[], float] = time.time,
 ) -> None:
     """Create (or complete) a development state directory; existing keys are kept unless `force`.
 
+    The directory is 0700 and every file written in it 0600 (keys, clients, passphrase, the bank).
+    `bank_only` seeds the bank and makes no key: a deployment whose keys are made outside it.
     `dpop_bound` names the clients registered with `dpop_bound_access_tokens: true` (compose.yaml: the agent).
     """
     unknown = dpop_bound - DEV_CLIENTS.keys()
@@ -123,14 +132,37 @@ def dev_init(
     state = settings.voicebank_state
     try:
         state.mkdir(parents=True, exist_ok=True, mode=0o700)
+        state.chmod(0o700)  # an existing directory too: it holds private keys
     except OSError as exc:
         raise DevInitError(f"cannot create the state directory {state}: {exc.strerror}") from None
+    try:
+        if bank_only:
+            _seed(settings, bank_db_url, out)
+        else:
+            _fill(settings, force=force, dpop_bound=dpop_bound, bank_db_url=bank_db_url, out=out, clock=clock)
+    except OSError as exc:
+        where = f" {exc.filename}" if exc.filename else ""
+        raise DevInitError(f"cannot use{where}: {exc.strerror or type(exc).__name__}") from None
+
+
+def _fill(
+    settings: IssuerSettings,
+    *,
+    force: bool,
+    dpop_bound: frozenset[str],
+    bank_db_url: str | None,
+    out: Callable[[str], None],
+    clock: Callable[[], float],
+) -> None:
+    state = settings.voicebank_state
     if force and settings.keys_store == "file" and settings.keys_dir.exists():
         shutil.rmtree(settings.keys_dir)
     _passphrase(settings, force, out)
     if settings.keys_store == "file":
         try:
             ring = asyncio.run(key_store(settings, None, clock).load(clock()))
+        except KeyStoreUnavailable as exc:  # permissions or the disk: --force would not help
+            raise DevInitError(f"cannot open the issuer key ring: {exc}") from None
         except KeyRingError as exc:
             raise DevInitError(f"cannot open the issuer key ring: {exc} (rerun with --force)") from None
         active = ", ".join(f"{alg} {ring.signing_key(alg).kid}" for alg in ring.algs)
