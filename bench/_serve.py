@@ -2,6 +2,7 @@
 
 python bench/_serve.py issuer --state DIR --port P [--resource URL] [--access-lifetime S]
 python bench/_serve.py mcp --port P --db FILE --auth full|passthrough|off (--jwks-file F | --issuer URL)
+    [--dpop]
 """
 
 from __future__ import annotations
@@ -129,6 +130,7 @@ def mcp_app(
     issuer: str | None,
     refetch: float | None = None,
     redis_url: str | None = None,
+    dpop: bool = False,
 ) -> Starlette:
     resource = f"http://127.0.0.1:{port}/mcp"
     settings = McpSettings(
@@ -136,6 +138,7 @@ def mcp_app(
         mcp_resource_url=resource,
         bank_db_url=f"sqlite:///{db}",
         redis_url=redis_url,
+        mcp_require_dpop=dpop,
     )
     if auth == "off":
         claims = {**BENCH_CLAIMS, "aud": resource}
@@ -186,6 +189,7 @@ def parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--redis", help="Redis URL: the issuer's key store and the MCP server's key events")
     parser.add_argument("--file-keys", action="store_true", help="issuer: file key store even with --redis")
+    parser.add_argument("--dpop", action="store_true", help="MCP: MCP_REQUIRE_DPOP=true (bearer refused)")
     return parser
 
 
@@ -198,7 +202,14 @@ def server(argv: list[str]) -> uvicorn.Server:
         )
     else:
         app = mcp_app(
-            args.port, args.db, args.auth, args.jwks_file, args.issuer, args.refetch_interval, args.redis
+            args.port,
+            args.db,
+            args.auth,
+            args.jwks_file,
+            args.issuer,
+            args.refetch_interval,
+            args.redis,
+            args.dpop,
         )
     # Keep-alive past uvicorn's 5 s: between interleaved slices a client's connection idles longer than that,
     # and a server closing it just as the client reuses it is a ReadError the bench would count as a failure.

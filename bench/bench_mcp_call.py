@@ -1,16 +1,19 @@
 """MCP `get_balance` over loopback HTTP: the same server with auth on, with a pass-through verifier, and off.
 
 Run: .venv/bin/python bench/bench_mcp_call.py [--quick] [--seconds N] [--rounds R] [--baseline DIR]
-Three MCP server processes (auth `full` = production wiring with keys.JWKSCache and keys.Verifier,
-`passthrough` = the auth middleware with a verifier that accepts anything, `off` = no auth middleware)
-are driven in interleaved rounds, sequentially and with 16 concurrent clients, three ways:
+Four MCP server processes (auth `full` = production wiring with keys.JWKSCache and keys.Verifier, called
+with a bearer token; `dpop` = the same wiring with MCP_REQUIRE_DPOP, called with a DPoP-bound token and a
+fresh proof per request, signed by the client as the orchestrator does; `passthrough` = the auth middleware
+with a verifier that accepts anything; `off` = no auth middleware) are driven in interleaved rounds,
+sequentially and with 16 concurrent clients, three ways:
 - `mcp reused`: the real FastMCP client, one session and one token per client (the read pattern);
 - `raw reused`: raw JSON-RPC `tools/call` over one httpx pool, one token for every call;
 - `raw fresh`: the same with a fresh token per call (the transact pattern: every signature is checked;
   the tokens are signed before each round, never in the timed loop).
-Ratios are per-round ratios (median, min, max in the JSON). Targets (issue 12): auth adds <= 10 % to median
-latency in both patterns. `--baseline DIR` adds the `full` server of another checkout (its own .venv), to
-compare the server's CPU per call with the same client side by side (target <= 0.75 of the baseline).
+Ratios are per-round ratios (median, min, max in the JSON). Targets (issues 12 and 14): auth, bearer or
+DPoP, adds <= 10 % to median latency in both patterns. `--baseline DIR` adds the `full` server of another
+checkout (its own .venv), to compare the server's CPU per call with the same client side by side (target
+<= 0.75 of the baseline).
 Writes bench/results/mcp_call.json.
 """
 
@@ -26,11 +29,12 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Generator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
+import httpx2
 from fastmcp import Client
 from fastmcp.client.transports import StreamableHttpTransport
 
@@ -53,7 +57,7 @@ from _world import seeded_bank
 
 import keys
 
-VARIANTS = ("off", "passthrough", "full")
+VARIANTS = ("off", "passthrough", "full", "dpop")
 BASELINE = "baseline full"
 MODES = ("mcp reused", "raw reused", "raw fresh")
 CONCURRENCY = 16
@@ -84,11 +88,28 @@ RPC_HEADERS = {
 Call = Callable[[], Awaitable[None]]
 
 
-def access_token(key: keys.KeyPair, resource: str) -> str:
+def access_token(key: keys.KeyPair, resource: str, jkt: str | None = None) -> str:
     now = int(time.time())
     jti = secrets.token_urlsafe(16)
     claims = {**BENCH_CLAIMS, "aud": resource, "iat": now, "nbf": now, "exp": now + 3000, "jti": jti}
+    if jkt is not None:
+        claims["cnf"] = {"jkt": jkt}
     return keys.sign(claims, key, typ="at+jwt")
+
+
+class DPoPAuth(httpx2.Auth):
+    """`Authorization: DPoP` and a fresh proof per request, signed by the call's key (as the agent does)."""
+
+    def __init__(self, key: keys.KeyPair, token: str) -> None:
+        self._key = key
+        self._token = token
+
+    def auth_flow(self, request: httpx2.Request) -> Generator[httpx2.Request, httpx2.Response, None]:
+        request.headers["Authorization"] = f"DPoP {self._token}"
+        request.headers["DPoP"] = keys.dpop_proof(
+            self._key, htm=request.method, htu=str(request.url), now=time.time(), access_token=self._token
+        )
+        yield request
 
 
 async def sequential(call: Call, seconds: float) -> list[float]:
@@ -129,11 +150,18 @@ def mcp_call(client: Client[StreamableHttpTransport]) -> Call:
     return call
 
 
-def raw_call(http: httpx.AsyncClient, url: str, tokens: Iterator[str]) -> Call:
-    """One `tools/call`; each call takes the next token (one repeated token, or a fresh one each time)."""
+def raw_call(
+    http: httpx.AsyncClient, url: str, tokens: Iterator[str], dpop: keys.KeyPair | None = None
+) -> Call:
+    """One `tools/call`; each call takes the next token (one repeated token, or a fresh one each time),
+    with a fresh DPoP proof when `dpop` is the call's key."""
 
     async def call() -> None:
-        headers = RPC_HEADERS | {"authorization": f"Bearer {next(tokens)}"}
+        token = next(tokens)
+        headers = RPC_HEADERS | {"authorization": f"{'DPoP' if dpop else 'Bearer'} {token}"}
+        if dpop is not None:
+            proof = keys.dpop_proof(dpop, htm="POST", htu=url, now=time.time(), access_token=token)
+            headers |= {"dpop": proof}
         response = await http.post(url, content=RPC_BODY, headers=headers)
         if response.status_code != 200 or b'"accounts"' not in response.content:
             raise RuntimeError(f"tools/call answered HTTP {response.status_code}")
@@ -144,13 +172,13 @@ def raw_call(http: httpx.AsyncClient, url: str, tokens: Iterator[str]) -> Call:
 class FreshTokens:
     """Tokens signed before a round, one per call; running out voids the round rather than reuse one."""
 
-    def __init__(self, key: keys.KeyPair, resource: str) -> None:
-        self._key, self._resource = key, resource
+    def __init__(self, key: keys.KeyPair, resource: str, jkt: str | None = None) -> None:
+        self._key, self._resource, self._jkt = key, resource, jkt
         self._tokens: list[str] = []
         self._used = 0
 
     def refill(self, count: int) -> None:
-        self._tokens = [access_token(self._key, self._resource) for _ in range(count)]
+        self._tokens = [access_token(self._key, self._resource, self._jkt) for _ in range(count)]
         self._used = 0
 
     def __iter__(self) -> Iterator[str]:
@@ -170,6 +198,7 @@ class FreshTokens:
 async def measure(
     urls: dict[str, str],
     key: keys.KeyPair,
+    dpop: keys.KeyPair,
     rounds: int,
     slice_s: float,
     concurrency: int,
@@ -181,22 +210,29 @@ async def measure(
         m: {v: {"seq": [], "conc": [], "thr": [], "seq_med": [], "conc_med": [], "cpu": []} for v in variants}
         for m in MODES
     }
-    reused = {v: access_token(key, url) for v, url in urls.items()}
-    fresh = {v: FreshTokens(key, url) for v, url in urls.items()}
+    jkt = {v: (dpop.kid if v == "dpop" else None) for v in variants}
+    reused = {v: access_token(key, url, jkt[v]) for v, url in urls.items()}
+    fresh = {v: FreshTokens(key, url, jkt[v]) for v, url in urls.items()}
     rate = dict.fromkeys(variants, 1500.0)  # calls/s guess for sizing fresh tokens; grows to what is seen
     async with contextlib.AsyncExitStack() as stack:
         calls: dict[str, dict[str, list[Call]]] = {m: {} for m in MODES}
         for variant in variants:
             sessions = []
             for _ in range(concurrency):
-                transport = StreamableHttpTransport(urls[variant], auth=reused[variant])
+                auth: httpx2.Auth | str = reused[variant]
+                if variant == "dpop":
+                    auth = DPoPAuth(dpop, reused[variant])
+                transport = StreamableHttpTransport(urls[variant], auth=auth)
                 sessions.append(await stack.enter_async_context(Client(transport)))
             calls["mcp reused"][variant] = [mcp_call(s) for s in sessions]
             limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
             http = await stack.enter_async_context(httpx.AsyncClient(limits=limits, timeout=30))
             same = itertools.repeat(reused[variant])
-            calls["raw reused"][variant] = [raw_call(http, urls[variant], same)] * concurrency
-            calls["raw fresh"][variant] = [raw_call(http, urls[variant], fresh[variant])] * concurrency
+            proofs = dpop if variant == "dpop" else None
+            calls["raw reused"][variant] = [raw_call(http, urls[variant], same, proofs)] * concurrency
+            calls["raw fresh"][variant] = [
+                raw_call(http, urls[variant], fresh[variant], proofs)
+            ] * concurrency
             fresh[variant].refill(int(rate[variant] * min(0.2, slice_s) * 3) + 100)
             for mode in MODES:  # warm up: connections open, code paths hot
                 await concurrent(calls[mode][variant], min(0.2, slice_s))
@@ -257,9 +293,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         jwks.write_text(json.dumps({"keys": [key.public_jwk()]}))
 
         def server(name: str) -> ServerProcess:
-            auth = "full" if name == BASELINE else name
-            db = str(seeded_bank(state / f"{auth}-{len(name)}.db"))
-            argv = ("mcp", "--auth", auth, "--db", db, "--jwks-file", str(jwks))
+            auth = "full" if name in (BASELINE, "dpop") else name
+            db = str(seeded_bank(state / f"{name.replace(' ', '-')}.db"))
+            argv: tuple[str, ...] = ("mcp", "--auth", auth, "--db", db, "--jwks-file", str(jwks))
+            if name == "dpop":
+                argv += ("--dpop",)
             if name == BASELINE:
                 return ServerProcess(*argv, checkout=ns.baseline.resolve())
             return ServerProcess(*argv, inline=ns.quick)
@@ -270,7 +308,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             # --quick keeps the smoke run short: 4 clients stand in for 16.
             concurrency = 4 if ns.quick else CONCURRENCY
             cpu = {v: s.cpu_seconds for v, s in servers.items()}
-            samples = asyncio.run(measure(urls, key, rounds, slice_s, concurrency, cpu))
+            call_key = keys.generate_key("ES256")  # the client's DPoP key, as one voice call's
+            samples = asyncio.run(measure(urls, key, call_key, rounds, slice_s, concurrency, cpu))
 
     report = Report("mcp_call", args)
     rows = []
@@ -304,28 +343,31 @@ def main(argv: Sequence[str] | None = None) -> None:
             )
         if ns.baseline:
             figures["full_vs_baseline"] = ratios(samples[mode]["full"], samples[mode][BASELINE])
+        # DPoP against bearer auth on the same wiring: what the proof itself costs.
+        figures["dpop"]["ratio_to_bearer"] = ratios(samples[mode]["dpop"], samples[mode]["full"])
         report.figures[mode] = figures
-        full = figures["full"]["ratio_to_off"]
-        report.checks += [
-            Check(
-                f"{mode}: seq median latency, auth/off",
-                full["sequential_median_latency"]["median"],
-                TARGET_LATENCY,
-                "<=",
-            ),
-            Check(
-                f"{mode}: 16 conc median latency, auth/off",
-                full["concurrent_median_latency"]["median"],
-                TARGET_LATENCY,
-                "<=",
-            ),
-            Check(
-                f"{mode}: 16 conc throughput, auth/off",
-                full["concurrent_throughput"]["median"],
-                TARGET_THROUGHPUT,
-                ">=",
-            ),
-        ]
+        for variant, name in (("full", "auth"), ("dpop", "DPoP auth")):
+            got_ratios = figures[variant]["ratio_to_off"]
+            report.checks += [
+                Check(
+                    f"{mode}: seq median latency, {name}/off",
+                    got_ratios["sequential_median_latency"]["median"],
+                    TARGET_LATENCY,
+                    "<=",
+                ),
+                Check(
+                    f"{mode}: 16 conc median latency, {name}/off",
+                    got_ratios["concurrent_median_latency"]["median"],
+                    TARGET_LATENCY,
+                    "<=",
+                ),
+                Check(
+                    f"{mode}: 16 conc throughput, {name}/off",
+                    got_ratios["concurrent_throughput"]["median"],
+                    TARGET_THROUGHPUT,
+                    ">=",
+                ),
+            ]
         if ns.baseline and mode != "raw fresh":
             cpu_ratio = figures["full_vs_baseline"]["server_cpu_per_call"]["median"]
             report.checks.append(
