@@ -112,11 +112,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         state = write_issuer_state(Path(tmp) / "issuer", ck)
         mcp_port = free_port()
         # The issuer's tokens name the MCP server's resource URL as their audience.
-        issuer = ServerProcess(
-            "issuer", "--state", str(state), "--resource", f"http://127.0.0.1:{mcp_port}/mcp"
-        )
+        resource = f"http://127.0.0.1:{mcp_port}/mcp"
+        # --quick runs both servers in threads of this process (no interpreter start-up; figures not counted).
+        issuer = ServerProcess("issuer", "--state", str(state), "--resource", resource, inline=args.quick)
         db = seeded_bank(Path(tmp) / "bank.db")
-        mcp = ServerProcess("mcp", "--db", str(db), "--issuer", issuer.base, port=mcp_port)
+        mcp = ServerProcess("mcp", "--db", str(db), "--issuer", issuer.base, port=mcp_port, inline=args.quick)
         with running(issuer, mcp):
             samples = asyncio.run(
                 measure(issuer.base, f"{mcp.base}/mcp", ck, rounds, slice_s, mcp.cpu_seconds)
