@@ -16,11 +16,12 @@ import httpx
 
 from issuer._assertion import ASSERTION_TYP, JWT_BEARER
 from issuer._clients import Client, ClientRegistry
-from issuer._errors import InvalidClient
+from issuer._errors import InvalidClient, TemporarilyUnavailable
 from issuer._replay import ReplayCache
 from keys import (
     JWKSCache,
     KeySource,
+    KeysUnavailable,
     StaticKeys,
     TokenError,
     Verifier,
@@ -136,6 +137,11 @@ class ClientAuthenticator:
                 return await entry.issuer.verify_async(assertion)
         except TokenError as exc:
             raise _refuse(f"assertion_{exc.code}") from None
+        except KeysUnavailable:
+            # The client's JWKS URL cannot be read: an outage, not a bad assertion.
+            raise TemporarilyUnavailable(
+                "the client's keys cannot be fetched right now", reason="client_jwks_unavailable"
+            ) from None
 
     async def authenticate(self, form: Mapping[str, str], *, authorization: str | None = None) -> Client:
         """The registered client that signed this request's assertion; InvalidClient otherwise."""

@@ -14,8 +14,9 @@
     ├── WrongAudience           wrong_aud
     ├── Expired                 expired
     ├── NotYetValid             not_yet_valid
-    ├── LifetimeTooLong         lifetime_too_long
-    └── KeysUnavailable         jwks_unavailable
+    └── LifetimeTooLong         lifetime_too_long
+
+    KeysUnavailable             jwks_unavailable   an outage, not a bad token: no usable keys to check with
 
 Messages describe the rule that failed, never the token itself.
 """
@@ -88,7 +89,9 @@ class LifetimeTooLong(TokenError):
     code = "lifetime_too_long"
 
 
-class KeysUnavailable(TokenError):
+class KeysUnavailable(Exception):
+    """No usable keys (never fetched, or stale past the limit): answer "try again", never "bad token"."""
+
     code = "jwks_unavailable"
 
 

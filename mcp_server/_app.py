@@ -26,6 +26,7 @@ from ._metadata import WELL_KNOWN, ResourceMetadata, metadata_url, resource_path
 from ._metrics import Metrics
 from ._no_auth import FixedPrincipalMiddleware
 from ._principal import Principal
+from ._readiness import Readiness
 from ._replay import MemoryReplayStore, RedisReplayStore, ReplayStore
 from ._settings import McpSettings
 from ._tools import BankTools, build_mcp
@@ -42,9 +43,13 @@ def create_app(
     replay: ReplayStore | None = None,
     clock: Callable[[], float] = time.time,
     lifespan_hook: Hook | None = None,
+    keys_usable: Callable[[], bool] | None = None,
     no_auth_claims: Mapping[str, Any] | None = None,
 ) -> Starlette:
     """Build the MCP server app; the verifier (and the JWKS cache key events act on) come from outside.
+
+    `keys_usable` tells `/readyz` whether the verifier has keys to check with (default: always, for a
+    verifier with static keys).
 
     `no_auth_claims` is for benchmarks only: it replaces bearer auth by a fixed caller built from these
     claims, to measure what auth costs on the same app.
@@ -67,6 +72,7 @@ def create_app(
     )
     subscriber = KeyEventSubscriber(redis_client, key_cache) if redis_client and key_cache else None
     metadata = ResourceMetadata(resource_url=settings.mcp_resource_url, issuer_url=settings.mcp_issuer_url)
+    readiness = Readiness(keys_usable=keys_usable or _always, engine=bank_engine, redis=redis_client)
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -98,6 +104,7 @@ def create_app(
             audit=audit,
             metrics=metrics,
             max_body_bytes=settings.mcp_max_body_bytes,
+            allowed_origins=settings.mcp_allowed_origins,
         )
         if no_auth_claims is None
         else Middleware(
@@ -110,6 +117,7 @@ def create_app(
             Route(WELL_KNOWN + suffix, metadata.endpoint, methods=["GET"]),
             Route("/metrics", metrics.endpoint, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readiness.endpoint, methods=["GET"]),
             Mount("/", app=mcp_app),
         ],
         middleware=[auth],
@@ -120,6 +128,10 @@ def create_app(
     app.state.metrics = metrics
     app.state.key_events = subscriber
     return app
+
+
+def _always() -> bool:
+    return True
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

@@ -1,38 +1,59 @@
-"""Bearer-token auth in front of FastMCP: 401 for a bad token, 403 per tool scope, single-use transact jti."""
+"""Bearer auth in front of FastMCP: who calls, with which scopes, for which tool; a transact jti spent once.
+
+Each step of `_admit` either returns or raises a `Denial`; `__call__` turns a denial into the HTTP answer
+(`_denials.answer`), the audit line and the metrics, in one place.
+"""
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Mapping
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, Protocol
+from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from keys import TokenError
+from keys import KeysUnavailable, TokenError
 
 from ._audit import AuditLog
+from ._denials import (
+    BodyTooLarge,
+    Denial,
+    InsufficientScope,
+    InvalidToken,
+    MalformedCredentials,
+    MalformedRequest,
+    NoCredentials,
+    OriginNotAllowed,
+    TemporarilyUnavailable,
+    answer,
+)
 from ._metrics import Metrics
 from ._principal import SCOPE_KEY, SPENT_KEY, InvalidPrincipal, Principal
 from ._replay import ReplayStore, ReplayStoreUnavailable
+from ._rpc_body import called_tools
 from ._scopes import TOOL_SCOPES, TRANSACT
+from ._transport_refusals import watch_refusals
+
+Headers = list[tuple[bytes, bytes]]
 
 
 class TokenVerifier(Protocol):
     """What the middleware needs from `keys.Verifier`."""
 
     async def verify_async(self, token: str) -> dict[str, Any]:
-        """Verified claims, or a `keys.TokenError`."""
+        """Verified claims; a `keys.TokenError` for a bad token, `keys.KeysUnavailable` in an outage."""
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class _Denial:
-    status: int
-    challenge: str
-    error: str | None
-    reason: str
+@dataclass(slots=True)
+class _Seen:
+    """What the audit line of this request can say: filled in as the checks pass."""
+
+    principal: Principal | None = None
+    tool: str | None = None
+    spent: bool = False
 
 
 class BearerAuthMiddleware:
@@ -49,6 +70,7 @@ class BearerAuthMiddleware:
         audit: AuditLog,
         metrics: Metrics,
         max_body_bytes: int = 1_048_576,
+        allowed_origins: Collection[str] = (),
     ) -> None:
         self._app = app
         self._paths = {path.rstrip("/") or "/", path.rstrip("/") + "/"}
@@ -58,120 +80,120 @@ class BearerAuthMiddleware:
         self._audit = audit
         self._metrics = metrics
         self._max_body = max_body_bytes
+        self._origins = frozenset(allowed_origins)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] not in self._paths:
             await self._app(scope, receive, send)
             return
         start = time.perf_counter()
-        principal, tool, body, denial = await self._decide(scope, receive)
-        if denial is not None or principal is None:
-            denial = denial or self._invalid_token("invalid_token")
-            await self._deny(send, denial)
-            self._record(principal, tool, "denied", denial.reason, start)
+        seen = _Seen()
+        try:
+            body = await self._admit(scope, receive, seen)
+        except Denial as denial:
+            if isinstance(denial, NoCredentials | MalformedCredentials | InvalidToken):
+                self._metrics.verifications.labels("rejected", denial.reason).inc()
+            reply = answer(denial, self._metadata)
+            await send({"type": "http.response.start", "status": reply.status, "headers": reply.headers})
+            await send({"type": "http.response.body", "body": reply.body})
+            self._record(seen, "denied", denial.reason, start)
             return
-        scope[SCOPE_KEY] = principal
-        await self._app(scope, _replaying(body, receive), send)
+        scope[SCOPE_KEY] = seen.principal
+        scope[SPENT_KEY] = seen.spent
 
-    async def _decide(
-        self, scope: Scope, receive: Receive
-    ) -> tuple[Principal | None, str | None, bytes, _Denial | None]:
-        """Who calls, which tool, the request body, and whether to refuse."""
-        token = _bearer_token(scope)
-        if token is None:
-            self._metrics.verifications.labels("rejected", "no_token").inc()
-            return (
-                None,
-                None,
-                b"",
-                _Denial(401, f'Bearer resource_metadata="{self._metadata}"', None, "no_token"),
-            )
-        principal, denial = await self._authenticate(token)
-        if principal is None:
-            return None, None, b"", denial
-        body, too_large = await _read_body(receive, self._max_body)
-        if too_large:
-            return principal, None, b"", _Denial(413, "", "invalid_request", "body_too_large")
-        tool, spent, denial = await self._authorize(principal, body, scope["headers"])
-        scope[SPENT_KEY] = spent
-        return principal, tool, body, denial
+        def transport_refused(reason: str) -> None:
+            self._record(seen, "refused", reason, start)
 
-    async def _authenticate(self, token: str) -> tuple[Principal | None, _Denial | None]:
+        await self._app(scope, _replaying(body, receive), watch_refusals(send, transport_refused))
+
+    def _record(self, seen: _Seen, outcome: str, reason: str, start: float) -> None:
+        elapsed_ms = (time.perf_counter() - start) * 1000
+        self._audit.record(
+            principal=seen.principal, tool=seen.tool, outcome=outcome, reason=reason, latency_ms=elapsed_ms
+        )
+
+    async def _admit(self, scope: Scope, receive: Receive, seen: _Seen) -> bytes:
+        """The request body once every check passed; a `Denial` at the first that fails."""
+        headers: Headers = scope["headers"]
+        self._check_origin(headers)
+        seen.principal = principal = await self._authenticate(_bearer_token(scope))
+        body = await _read_body(receive, self._max_body)
+        tools = called_tools(body)
+        # Only a known tool name goes to the audit log: any other is client text of any length.
+        seen.tool = next((name for name in tools if name in TOOL_SCOPES), None)
+        if (name := _single_header(headers, b"mcp-name")) is not None and tools and name not in tools:
+            raise MalformedRequest("mcp_name_mismatch")
+        if self._authorize(principal, tools):
+            await self._spend(principal)
+            seen.spent = True
+        return body
+
+    def _check_origin(self, headers: Headers) -> None:
+        """A browser's request from a site not listed is refused (DNS rebinding); no Origin, no browser."""
+        origins = [value for key, value in headers if key == b"origin"]
+        if origins and (len(origins) > 1 or origins[0].decode("latin-1").lower() not in self._origins):
+            raise OriginNotAllowed("origin_not_allowed")
+
+    async def _authenticate(self, token: str) -> Principal:
         try:
             principal = Principal.from_claims(await self._verifier.verify_async(token))
+        except KeysUnavailable as exc:
+            # An outage, not a bad token: a 401 would make the client drop a good token and refresh.
+            self._metrics.verifications.labels("unavailable", exc.code).inc()
+            raise TemporarilyUnavailable(exc.code) from None
         except (TokenError, InvalidPrincipal) as exc:
-            code = getattr(exc, "code", "invalid_token")
-            self._metrics.verifications.labels("rejected", code).inc()
-            return None, self._invalid_token(code)
+            raise InvalidToken(exc.code) from None
         self._metrics.verifications.labels("ok", "ok").inc()
-        return principal, None
+        return principal
 
-    async def _authorize(
-        self, principal: Principal, body: bytes, scope_headers: list[tuple[bytes, bytes]]
-    ) -> tuple[str | None, bool, _Denial | None]:
-        """400 for an unreadable body, 403 for a tool outside the token's scopes; spend a transact jti."""
-        try:
-            tools = _called_tools(body)
-        except _UnreadableBody as exc:
-            # Fail closed: a body this layer cannot read is not forwarded to a parser that might read it
-            # differently (a scope check that saw no tool call must never let one through).
-            return None, False, _Denial(400, "", "invalid_request", exc.reason)
-        header_name = _header(scope_headers, b"mcp-name")
-        if header_name is not None and tools and header_name not in tools:
-            return None, False, _Denial(400, "", "invalid_request", "mcp_name_mismatch")
+    @staticmethod
+    def _authorize(principal: Principal, tools: list[str]) -> bool:
+        """Whether the call moves money (its transact jti must be spent); 403 for a scope the token lacks."""
         spends = False
         for name in tools:
             needed = TOOL_SCOPES.get(name)
             if needed is None:
                 continue  # FastMCP answers an unknown tool itself.
             if needed not in principal.scopes:
-                challenge = (
-                    f'Bearer error="insufficient_scope", scope="{needed}", '
-                    f'resource_metadata="{self._metadata}"'
-                )
-                return name, False, _Denial(403, challenge, "insufficient_scope", "insufficient_scope")
+                raise InsufficientScope(needed)
             spends = spends or needed == TRANSACT
-        tool = tools[0] if tools else None
-        if spends:
-            try:
-                first = await self._replay.spend(principal.jti, principal.exp)
-            except ReplayStoreUnavailable as exc:
-                return tool, False, _Denial(503, "", "temporarily_unavailable", exc.code)
-            if not first:
-                self._metrics.verifications.labels("rejected", "replayed").inc()
-                return tool, False, self._invalid_token("replayed")
-        return tool, spends, None
+        return spends
 
-    def _invalid_token(self, reason: str) -> _Denial:
-        challenge = f'Bearer error="invalid_token", resource_metadata="{self._metadata}"'
-        return _Denial(401, challenge, "invalid_token", reason)
-
-    async def _deny(self, send: Send, denial: _Denial) -> None:
-        body = {"error": denial.error or "unauthorized"}
-        await _respond(send, denial.status, denial.challenge or None, body)
-
-    def _record(
-        self, principal: Principal | None, tool: str | None, outcome: str, reason: str, start: float
-    ) -> None:
-        elapsed_ms = (time.perf_counter() - start) * 1000
-        self._audit.record(
-            principal=principal, tool=tool, outcome=outcome, reason=reason, latency_ms=elapsed_ms
-        )
+    async def _spend(self, principal: Principal) -> None:
+        try:
+            first = await self._replay.spend(principal.jti, principal.exp)
+        except ReplayStoreUnavailable as exc:
+            raise TemporarilyUnavailable(exc.code) from None
+        if not first:
+            raise InvalidToken("replayed")
 
 
-def _bearer_token(scope: Scope) -> str | None:
-    """The bearer token of the one Authorization header, or None (absent, repeated, other scheme)."""
-    values = [v for k, v in scope["headers"] if k == b"authorization"]
-    if len(values) != 1:
-        return None
-    scheme, _, rest = values[0].decode("latin-1").partition(" ")
-    token = rest.strip()
-    if scheme.lower() != "bearer" or not token:
-        return None
-    return str(token)
+def _bearer_token(scope: Scope) -> str:
+    """The token of the one `Authorization: Bearer` header (RFC 6750 §2.1), or the denial that fits."""
+    query: bytes = scope.get("query_string", b"")
+    if b"access_token" in query and any(k == "access_token" for k, _ in parse_qsl(query.decode("latin-1"))):
+        # RFC 6750 §2.3 is not offered: a token in a URL ends up in logs.
+        raise MalformedCredentials("token_in_query")
+    values = [value for key, value in scope["headers"] if key == b"authorization"]
+    if not values:
+        raise NoCredentials("no_token")
+    if len(values) > 1:
+        raise MalformedCredentials("repeated_authorization")
+    scheme, _, rest = values[0].decode("latin-1").strip().partition(" ")
+    if scheme.lower() != "bearer":
+        raise NoCredentials("other_scheme")
+    token: str = rest.strip(" ")
+    if not token or " " in token or "\t" in token:
+        raise MalformedCredentials("malformed_credentials")
+    return token
 
 
-async def _read_body(receive: Receive, limit: int) -> tuple[bytes, bool]:
+def _single_header(headers: Headers, name: bytes) -> str | None:
+    values = [value for key, value in headers if key == name]
+    return values[0].decode("latin-1") if len(values) == 1 else None
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -181,11 +203,11 @@ async def _read_body(receive: Receive, limit: int) -> tuple[bytes, bool]:
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            return b"", True
+            raise BodyTooLarge("body_too_large")
         chunks.append(chunk)
         if not message.get("more_body", False):
             break
-    return b"".join(chunks), False
+    return b"".join(chunks)
 
 
 def _replaying(body: bytes, receive: Receive) -> Receive:
@@ -199,47 +221,3 @@ def _replaying(body: bytes, receive: Receive) -> Receive:
         return await receive()
 
     return replay
-
-
-class _UnreadableBody(Exception):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
-    values = [v for k, v in headers if k == name]
-    return values[0].decode("latin-1") if len(values) == 1 else None
-
-
-def _called_tools(body: bytes) -> list[str]:
-    """Names of the tools a JSON-RPC message (or batch) calls; `_UnreadableBody` for anything else."""
-    if not body.strip():
-        return []
-    try:
-        payload: Any = json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise _UnreadableBody("malformed_body") from None
-    messages = payload if isinstance(payload, list) else [payload]
-    names: list[str] = []
-    for message in messages:
-        if isinstance(message, Mapping) and message.get("method") == "tools/call":
-            params = message.get("params")
-            name = params.get("name") if isinstance(params, Mapping) else None
-            if not isinstance(name, str):
-                raise _UnreadableBody("malformed_tool_call")
-            names.append(name)
-    return names
-
-
-async def _respond(send: Send, status: int, challenge: str | None, body: Mapping[str, str]) -> None:
-    payload = json.dumps(body).encode()
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(payload)).encode()),
-        (b"cache-control", b"no-store"),
-    ]
-    if challenge:
-        headers.append((b"www-authenticate", challenge.encode("latin-1")))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": payload})

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated, Any
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from ._db import sqlite_url
 from ._errors import InvalidAmount
@@ -25,6 +26,18 @@ class McpSettings(BaseSettings):
     redis_url: str | None = None
     mcp_payment_limit: str = "5000.00"
     mcp_max_body_bytes: int = Field(default=1_048_576, gt=0)
+    # Browser origins allowed to call /mcp, comma-separated ("https://app.example.com"); none by default.
+    mcp_allowed_origins: Annotated[tuple[str, ...], NoDecode] = ()
+
+    @field_validator("mcp_allowed_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.replace(",", " ").split()
+        if isinstance(value, list | tuple):
+            # Browsers send an origin as scheme://host[:port], lower case, without a path.
+            return tuple(str(origin).strip().rstrip("/").lower() for origin in value)
+        return value
 
     @field_validator("mcp_payment_limit")
     @classmethod

@@ -196,3 +196,11 @@ def test_dockerfile_installs_every_package_from_the_lock_file() -> None:
     assert argv[0] == "voicebank"
     _parser().parse_args(argv[1:])
     assert "USER voicebank" in dockerfile  # not root
+
+
+def test_regression_health_checks_ask_for_readiness(compose: dict[str, Any]) -> None:
+    # A replica is healthy when it can serve (keys, database, Redis), not merely alive (issue 10).
+    for name in ("issuer-1", "issuer-2", "mcp-1", "mcp-2"):
+        probe = " ".join(compose[name]["healthcheck"]["test"])
+        assert "/readyz" in probe, name
+        assert "/healthz" not in probe, name

@@ -26,6 +26,7 @@ from keys import (
     ForbiddenHeader,
     InvalidClaim,
     KeyPair,
+    KeysUnavailable,
     LifetimeTooLong,
     MalformedToken,
     MissingClaim,
@@ -557,8 +558,11 @@ def test_error_codes_are_stable() -> None:
     codes = {cls.__name__: cls.code for cls in TokenError.__subclasses__()}
     assert codes["MalformedToken"] == "malformed"
     assert codes["UnsupportedAlgorithm"] == "unsupported_alg"
-    assert codes["KeysUnavailable"] == "jwks_unavailable"
     assert len(set(codes.values())) == len(codes)
+    # An outage is not a rejection of the token (issue 10): its own class, its own code.
+    assert KeysUnavailable.code == "jwks_unavailable"
+    assert not issubclass(KeysUnavailable, TokenError)
+    assert KeysUnavailable.code not in codes.values()
 
 
 def test_static_keys(key_pairs: dict[str, KeyPair], clock: Clock) -> None:

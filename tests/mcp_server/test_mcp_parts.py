@@ -92,7 +92,9 @@ async def test_a_repeated_authorization_header_is_refused(http: httpx2.AsyncClie
         json=rpc("list_payees", {}),
         headers=[("authorization", f"Bearer {mint()}"), ("authorization", f"Bearer {mint('bob')}")],
     )
-    assert response.status_code == 401
+    # RFC 6750 §3.1: a repeated credential is a malformed request (was 401 without an error code).
+    assert response.status_code == 400
+    assert response.json() == {"error": "invalid_request"}
 
 
 async def test_malformed_json_with_a_good_token_is_not_a_500(http: httpx2.AsyncClient, mint: Mint) -> None:
