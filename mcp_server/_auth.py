@@ -69,7 +69,7 @@ class BearerAuthMiddleware:
         resource_metadata_url: str,
         audit: AuditLog,
         metrics: Metrics,
-        max_body_bytes: int = 1_048_576,
+        max_body_bytes: int = 64 * 1024,
         allowed_origins: Collection[str] = (),
     ) -> None:
         self._app = app
@@ -117,7 +117,7 @@ class BearerAuthMiddleware:
         headers: Headers = scope["headers"]
         self._check_origin(headers)
         seen.principal = principal = await self._authenticate(_bearer_token(scope))
-        body = await _read_body(receive, self._max_body)
+        body = await _read_body(receive, self._max_body, _single_header(headers, b"content-length"))
         tools = called_tools(body)
         # Only a known tool name goes to the audit log: any other is client text of any length.
         seen.tool = next((name for name in tools if name in TOOL_SCOPES), None)
@@ -193,7 +193,12 @@ def _single_header(headers: Headers, name: bytes) -> str | None:
     return values[0].decode("latin-1") if len(values) == 1 else None
 
 
-async def _read_body(receive: Receive, limit: int) -> bytes:
+async def _read_body(receive: Receive, limit: int, declared: str | None) -> bytes:
+    # A declared length over the cap is refused before a byte is read (the length test first: no int() of
+    # thousands of digits).
+    digits = declared is not None and declared.isascii() and declared.isdigit()
+    if digits and declared is not None and (len(declared) > len(str(limit)) or int(declared) > limit):
+        raise BodyTooLarge("body_too_large")
     chunks: list[bytes] = []
     size = 0
     while True:

@@ -25,7 +25,9 @@ class McpSettings(BaseSettings):
     voicebank_state: Path = Path("./var")
     redis_url: str | None = None
     mcp_payment_limit: str = "5000.00"
-    mcp_max_body_bytes: int = Field(default=1_048_576, gt=0)
+    # A tools/call with every argument at its cap is about 1 KiB: 64 KiB leaves room for any MCP request and
+    # bounds the JSON parsing a client can ask for before its arguments are checked.
+    mcp_max_body_bytes: int = Field(default=64 * 1024, gt=0)
     # Browser origins allowed to call /mcp, comma-separated ("https://app.example.com"); none by default.
     mcp_allowed_origins: Annotated[tuple[str, ...], NoDecode] = ()
 

@@ -27,6 +27,7 @@ from mcp_server import Bank, InvalidAmount, InvalidArgument
 from mcp_server._token_scan import looks_like_token
 
 HOSTILE = "eyJ" * 50_000  # ~150 KB of token fragments: the shape the old regex was quadratic on
+UNDER_BODY_CAP = "eyJ" * 21_000  # the same shape, as large as the 64 KiB body cap lets through
 AMOUNT_SENTENCE = "The amount must be a number with at most two decimal places, like 12.50."
 SCHEMA_REASONS = {"argument_too_long", "argument_not_allowed"}
 # The rule the scan implements, as the regex it replaced (fine on short strings, quadratic on long ones).
@@ -84,26 +85,27 @@ def string_caps(schema: dict[str, Any]) -> dict[str, int]:
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
-async def test_regression_hostile_account_type_is_refused_by_the_schema_and_blocks_nobody(
+async def test_regression_hostile_account_type_is_refused_before_any_check_and_blocks_nobody(
     http: httpx2.AsyncClient, mint: Mint, protocol: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="voicebank.audit")
     attacks = [
-        call_raw(http, mint("alice"), "get_balance", {"account_type": HOSTILE}, protocol=protocol)
-        for _ in range(5)
+        call_raw(http, mint("alice"), "get_balance", {"account_type": hostile}, protocol=protocol)
+        for hostile in [HOSTILE, UNDER_BODY_CAP] * 3
     ]
     victim = call_raw(http, mint("bob"), "get_balance", {"account_type": "checking"}, protocol=protocol)
     *refusals, answer = await asyncio.gather(*attacks, victim)
-    for refusal in refusals:
-        assert tool_error(refusal) == "The account type must be checking, savings or credit."
+    for too_large, under_cap in zip(refusals[::2], refusals[1::2], strict=True):
+        # The 150 KB body is refused unread; the largest body allowed is refused by the input schema.
+        assert (too_large.status_code, too_large.json()) == (413, {"error": "invalid_request"})
+        assert tool_error(under_cap) == "The account type must be checking, savings or credit."
     accounts = answer.json()["result"]["structuredContent"]["accounts"]
     assert [a["type"] for a in accounts] == ["checking"]
-    lines = audit_lines(caplog)
-    refused = [line for line in lines if line["sub"] == "alice"]
-    # Refused by the schema: the token scan (reason token_in_arguments) and the bank never saw the argument.
-    assert [(r["tool"], r["outcome"], r["reason"]) for r in refused] == [
-        ("get_balance", "refused", "argument_not_allowed")
-    ] * 5
+    refused = [line for line in audit_lines(caplog) if line["sub"] == "alice"]
+    # Neither reached the token scan (reason token_in_arguments) or the bank.
+    assert sorted((str(r["tool"]), r["outcome"], r["reason"]) for r in refused) == sorted(
+        [("None", "denied", "body_too_large"), ("get_balance", "refused", "argument_not_allowed")] * 3
+    )
     assert HOSTILE[:300] not in caplog.text
 
 

@@ -239,3 +239,22 @@ async def test_regression_client_input_never_logs_a_traceback_and_every_refusal_
         sent += 1
     assert sent == 20
     assert movements(engine) == 0
+
+
+@pytest.mark.parametrize("declared", [str(64 * 1024 + 1), "9" * 5000])
+async def test_regression_a_declared_body_over_the_cap_is_refused_unread(
+    app: Starlette, mint: Mint, declared: str
+) -> None:
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        raise AssertionError("the body was read")
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    headers = [(b"authorization", f"Bearer {mint()}".encode()), (b"content-length", declared.encode())]
+    scope = {"type": "http", "method": "POST", "path": "/mcp", "headers": headers, "query_string": b""}
+    await app(scope, receive, send)  # type: ignore[arg-type]
+    assert sent[0]["status"] == 413
+    assert json.loads(sent[1]["body"]) == {"error": "invalid_request"}
