@@ -15,9 +15,17 @@ from typing import Annotated, Any, Final
 from pydantic import Field
 from pydantic import ValidationError as PydanticValidationError
 
-from ._bank import MAX_TRANSACTIONS
-from ._models import ACCOUNT_TYPES, CHANNELS, ID_MAX, IDEMPOTENCY_KEY_MAX, MEMO_MAX, AccountType, Channel
-from ._money import AMOUNT_MAX, AMOUNT_PATTERN
+from mcp_server._bank._models import (
+    ACCOUNT_TYPES,
+    CHANNELS,
+    ID_MAX,
+    IDEMPOTENCY_KEY_MAX,
+    MEMO_MAX,
+    AccountType,
+    Channel,
+)
+from mcp_server._bank._money import AMOUNT_MAX, AMOUNT_PATTERN
+from mcp_server._bank._service import MAX_TRANSACTIONS
 
 
 def _enum_cap(values: tuple[str, ...]) -> dict[str, Any]:

@@ -14,10 +14,9 @@ from sqlalchemy import Engine
 from starlette.applications import Starlette
 
 from keys import JWKSCache, Verifier, VerifyPolicy
-
-from ._app import create_app
-from ._jwks_loader import JwksLoader, Sleep
-from ._settings import McpSettings
+from mcp_server._app import create_app
+from mcp_server._auth._jwks_loader import JwksLoader, Sleep
+from mcp_server._settings import McpSettings
 
 # RFC 9068 claims the MCP server needs on top of the verifier's always-required iss, aud, exp, iat.
 ACCESS_TOKEN_CLAIMS = frozenset({"sub", "jti", "client_id", "scope"})

@@ -16,7 +16,7 @@ from fastmcp.server.middleware import CallNext, Middleware, MiddlewareContext
 from fastmcp.tools import ToolResult
 from pydantic import ValidationError as PydanticValidationError
 
-from ._arguments import (
+from mcp_server._arguments import (
     AccountTypeArg,
     Amount,
     ArgumentRefusal,
@@ -26,13 +26,13 @@ from ._arguments import (
     Limit,
     Memo,
 )
-from ._audit import AuditLog
-from ._bank import Bank
-from ._errors import BankError
-from ._metrics import Metrics
-from ._principal import SCOPE_KEY, SPENT_KEY, Principal
-from ._scopes import TOOL_SCOPES, TRANSACT
-from ._token_scan import looks_like_token
+from mcp_server._audit import AuditLog
+from mcp_server._auth._principal import SCOPE_KEY, SPENT_KEY, Principal
+from mcp_server._auth._scopes import TOOL_SCOPES, TRANSACT
+from mcp_server._bank._errors import BankError
+from mcp_server._bank._service import Bank
+from mcp_server._metrics import Metrics
+from mcp_server._token_scan import looks_like_token
 
 
 class _Refused(Exception):

@@ -22,17 +22,18 @@ from e2e_support import (
     new_call,
 )
 
-from issuer import assertion_form, load_client_key
-from keys import KEY_EVENTS_CHANNEL
-from orchestrator._banking import ServiceUnavailable
-from orchestrator._wiring import CallBank, ConnectionSettings, open_bank
+from keys import KEY_EVENTS_CHANNEL, assertion_form, load_client_key
+from orchestrator._bank._protocol import ServiceUnavailable
+from orchestrator._call._wiring import CallBank, ConnectionSettings, open_bank
 
 pytestmark = pytest.mark.e2e
 
 
 async def _ready(stack: Stack) -> bool:
+    # Every replica says it can serve: the issuers and the MCP servers (whose replay store is Redis).
+    bases = stack.issuer_urls + [url.removesuffix("/mcp") for url in stack.mcp_urls]
     async with httpx.AsyncClient(timeout=5.0) as http:
-        answers = [await http.get(f"{url}/readyz") for url in stack.issuer_urls]
+        answers = [await http.get(f"{url}/readyz") for url in bases]
     return all(a.status_code == 200 for a in answers)
 
 

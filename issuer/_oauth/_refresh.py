@@ -1,0 +1,139 @@
+"""Rotating refresh tokens: opaque, stored by SHA-256 hash, grouped in families; reuse revokes the family."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+from issuer._oauth._errors import InvalidGrant
+
+
+def new_refresh_token() -> str:
+    """256 random bits, base64url."""
+    return secrets.token_urlsafe(32)
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+@dataclass(frozen=True)
+class RefreshLifetimes:
+    idle: float = 1800
+    absolute: float = 43200
+
+
+@dataclass(frozen=True)
+class RefreshFamily:
+    """What every refresh token of one family grants; immutable except for use times and revocation."""
+
+    family_id: str
+    client_id: str
+    sub: str
+    sid: str
+    scope: str
+    created_at: float
+    last_used: float
+    revoked: bool = False
+
+
+def reject(reason: str) -> InvalidGrant:
+    """The one client-facing answer for every refusal: the reason only goes to logs and metrics."""
+    return InvalidGrant("the refresh token is invalid, expired or revoked", reason=f"refresh_{reason}")
+
+
+class RefreshStore(Protocol):
+    """Refresh-token families; `spend` is atomic: of concurrent spends of one token exactly one wins."""
+
+    async def create(self, *, client_id: str, sub: str, sid: str, scope: str, now: float) -> str: ...
+
+    async def peek(self, token: str) -> RefreshFamily | None:
+        """The live family of a token (spent or not), or None; never changes state."""
+        ...
+
+    async def spend(self, token: str, *, client_id: str, now: float) -> tuple[RefreshFamily, str]:
+        """Spend the token and return its family and the next token; raise InvalidGrant otherwise."""
+        ...
+
+    async def revoke(self, token: str) -> RefreshFamily | None:
+        """Revoke the token's whole family; the family it was, or None when the token is unknown."""
+        ...
+
+    async def ping(self) -> None: ...
+
+
+class MemoryRefreshStore:
+    """Refresh families in process memory (one issuer process, `REDIS_URL` unset)."""
+
+    def __init__(self, lifetimes: RefreshLifetimes) -> None:
+        self._lifetimes = lifetimes
+        self._tokens: dict[str, tuple[str, bool]] = {}  # hash -> (family id, spent)
+        self._families: dict[str, RefreshFamily] = {}
+
+    def _prune(self, now: float) -> None:
+        dead = {f for f, fam in self._families.items() if now - fam.created_at > self._lifetimes.absolute}
+        if dead:
+            self._families = {f: fam for f, fam in self._families.items() if f not in dead}
+            self._tokens = {h: v for h, v in self._tokens.items() if v[0] not in dead}
+
+    async def create(self, *, client_id: str, sub: str, sid: str, scope: str, now: float) -> str:
+        self._prune(now)
+        family_id = secrets.token_urlsafe(16)
+        self._families[family_id] = RefreshFamily(family_id, client_id, sub, sid, scope, now, now)
+        token = new_refresh_token()
+        self._tokens[token_hash(token)] = (family_id, False)
+        return token
+
+    async def peek(self, token: str) -> RefreshFamily | None:
+        entry = self._tokens.get(token_hash(token))
+        if entry is None:
+            return None
+        family = self._families.get(entry[0])
+        return None if family is None or family.revoked else family
+
+    def _revoke_family(self, family_id: str) -> None:
+        family = self._families.get(family_id)
+        if family is not None:
+            self._families[family_id] = replace(family, revoked=True)
+
+    async def spend(self, token: str, *, client_id: str, now: float) -> tuple[RefreshFamily, str]:
+        # No await below: the whole check-and-spend runs without yielding, so it is atomic.
+        digest = token_hash(token)
+        entry = self._tokens.get(digest)
+        if entry is None:
+            raise reject("unknown")
+        family_id, spent = entry
+        family = self._families.get(family_id)
+        if family is None or family.revoked:
+            raise reject("revoked")
+        if family.client_id != client_id:
+            self._revoke_family(family_id)
+            raise reject("wrong_client")
+        if spent:
+            self._revoke_family(family_id)
+            raise reject("reused")
+        if now - family.created_at > self._lifetimes.absolute:
+            self._revoke_family(family_id)
+            raise reject("expired_absolute")
+        if now - family.last_used > self._lifetimes.idle:
+            self._revoke_family(family_id)
+            raise reject("expired_idle")
+        self._tokens[digest] = (family_id, True)
+        next_token = new_refresh_token()
+        self._tokens[token_hash(next_token)] = (family_id, False)
+        family = replace(family, last_used=now)
+        self._families[family_id] = family
+        return family, next_token
+
+    async def revoke(self, token: str) -> RefreshFamily | None:
+        entry = self._tokens.get(token_hash(token))
+        if entry is None:
+            return None
+        family = self._families.get(entry[0])
+        self._revoke_family(entry[0])
+        return family
+
+    async def ping(self) -> None:
+        return None

@@ -1,0 +1,227 @@
+"""Bearer auth in front of FastMCP: who calls, with which scopes, for which tool; a transact jti spent once.
+
+Each step of `_admit` either returns or raises a `Denial`; `__call__` turns a denial into the HTTP answer
+(`_denials.answer`), the audit line and the metrics, in one place.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Any, Protocol
+from urllib.parse import parse_qsl
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from keys import KeysUnavailable, TokenError
+from mcp_server._audit import AuditLog
+from mcp_server._auth._denials import (
+    BodyTooLarge,
+    Denial,
+    InsufficientScope,
+    InvalidToken,
+    MalformedCredentials,
+    MalformedRequest,
+    NoCredentials,
+    OriginNotAllowed,
+    TemporarilyUnavailable,
+    answer,
+)
+from mcp_server._auth._principal import SCOPE_KEY, SPENT_KEY, InvalidPrincipal, Principal
+from mcp_server._auth._replay import ReplayStore, ReplayStoreUnavailable
+from mcp_server._auth._rpc_body import called_tools
+from mcp_server._auth._scopes import TOOL_SCOPES, TRANSACT
+from mcp_server._auth._transport_refusals import watch_refusals
+from mcp_server._metrics import Metrics
+
+Headers = list[tuple[bytes, bytes]]
+
+
+class TokenVerifier(Protocol):
+    """What the middleware needs from `keys.Verifier`."""
+
+    async def verify_async(self, token: str) -> dict[str, Any]:
+        """Verified claims; a `keys.TokenError` for a bad token, `keys.KeysUnavailable` in an outage."""
+        ...
+
+
+@dataclass(slots=True)
+class _Seen:
+    """What the audit line of this request can say: filled in as the checks pass."""
+
+    principal: Principal | None = None
+    tool: str | None = None
+    spent: bool = False
+
+
+class BearerAuthMiddleware:
+    """Guards one MCP path; every other path passes through untouched."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        path: str,
+        verifier: TokenVerifier,
+        replay: ReplayStore,
+        resource_metadata_url: str,
+        audit: AuditLog,
+        metrics: Metrics,
+        max_body_bytes: int = 64 * 1024,
+        allowed_origins: Collection[str] = (),
+    ) -> None:
+        self._app = app
+        self._paths = {path.rstrip("/") or "/", path.rstrip("/") + "/"}
+        self._verifier = verifier
+        self._replay = replay
+        self._metadata = resource_metadata_url
+        self._audit = audit
+        self._metrics = metrics
+        self._max_body = max_body_bytes
+        self._origins = frozenset(allowed_origins)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] not in self._paths:
+            await self._app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        seen = _Seen()
+        try:
+            body = await self._admit(scope, receive, seen)
+        except Denial as denial:
+            if isinstance(denial, NoCredentials | MalformedCredentials | InvalidToken):
+                self._metrics.verifications.labels("rejected", denial.reason).inc()
+            reply = answer(denial, self._metadata)
+            await send({"type": "http.response.start", "status": reply.status, "headers": reply.headers})
+            await send({"type": "http.response.body", "body": reply.body})
+            self._record(seen, "denied", denial.reason, start)
+            return
+        scope[SCOPE_KEY] = seen.principal
+        scope[SPENT_KEY] = seen.spent
+
+        def transport_refused(reason: str) -> None:
+            self._record(seen, "refused", reason, start)
+
+        await self._app(scope, _replaying(body, receive), watch_refusals(send, transport_refused))
+
+    def _record(self, seen: _Seen, outcome: str, reason: str, start: float) -> None:
+        elapsed_ms = (time.perf_counter() - start) * 1000
+        self._audit.record(
+            principal=seen.principal, tool=seen.tool, outcome=outcome, reason=reason, latency_ms=elapsed_ms
+        )
+
+    async def _admit(self, scope: Scope, receive: Receive, seen: _Seen) -> bytes:
+        """The request body once every check passed; a `Denial` at the first that fails."""
+        headers: Headers = scope["headers"]
+        self._check_origin(headers)
+        seen.principal = principal = await self._authenticate(_bearer_token(scope))
+        body = await _read_body(receive, self._max_body, _single_header(headers, b"content-length"))
+        tools = called_tools(body)
+        # Only a known tool name goes to the audit log: any other is client text of any length.
+        seen.tool = next((name for name in tools if name in TOOL_SCOPES), None)
+        if (name := _single_header(headers, b"mcp-name")) is not None and tools and name not in tools:
+            raise MalformedRequest("mcp_name_mismatch")
+        if self._authorize(principal, tools):
+            await self._spend(principal)
+            seen.spent = True
+        return body
+
+    def _check_origin(self, headers: Headers) -> None:
+        """A browser's request from a site not listed is refused (DNS rebinding); no Origin, no browser."""
+        origins = [value for key, value in headers if key == b"origin"]
+        if origins and (len(origins) > 1 or origins[0].decode("latin-1").lower() not in self._origins):
+            raise OriginNotAllowed("origin_not_allowed")
+
+    async def _authenticate(self, token: str) -> Principal:
+        try:
+            principal = Principal.from_claims(await self._verifier.verify_async(token))
+        except KeysUnavailable as exc:
+            # An outage, not a bad token: a 401 would make the client drop a good token and refresh.
+            self._metrics.verifications.labels("unavailable", exc.code).inc()
+            raise TemporarilyUnavailable(exc.code) from None
+        except (TokenError, InvalidPrincipal) as exc:
+            raise InvalidToken(exc.code) from None
+        self._metrics.verifications.labels("ok", "ok").inc()
+        return principal
+
+    @staticmethod
+    def _authorize(principal: Principal, tools: list[str]) -> bool:
+        """Whether the call moves money (its transact jti must be spent); 403 for a scope the token lacks."""
+        spends = False
+        for name in tools:
+            needed = TOOL_SCOPES.get(name)
+            if needed is None:
+                continue  # FastMCP answers an unknown tool itself.
+            if needed not in principal.scopes:
+                raise InsufficientScope(needed)
+            spends = spends or needed == TRANSACT
+        return spends
+
+    async def _spend(self, principal: Principal) -> None:
+        try:
+            first = await self._replay.spend(principal.jti, principal.exp)
+        except ReplayStoreUnavailable as exc:
+            raise TemporarilyUnavailable(exc.code) from None
+        if not first:
+            raise InvalidToken("replayed")
+
+
+def _bearer_token(scope: Scope) -> str:
+    """The token of the one `Authorization: Bearer` header (RFC 6750 §2.1), or the denial that fits."""
+    query: bytes = scope.get("query_string", b"")
+    if b"access_token" in query and any(k == "access_token" for k, _ in parse_qsl(query.decode("latin-1"))):
+        # RFC 6750 §2.3 is not offered: a token in a URL ends up in logs.
+        raise MalformedCredentials("token_in_query")
+    values = [value for key, value in scope["headers"] if key == b"authorization"]
+    if not values:
+        raise NoCredentials("no_token")
+    if len(values) > 1:
+        raise MalformedCredentials("repeated_authorization")
+    scheme, _, rest = values[0].decode("latin-1").strip().partition(" ")
+    if scheme.lower() != "bearer":
+        raise NoCredentials("other_scheme")
+    token: str = rest.strip(" ")
+    if not token or " " in token or "\t" in token:
+        raise MalformedCredentials("malformed_credentials")
+    return token
+
+
+def _single_header(headers: Headers, name: bytes) -> str | None:
+    values = [value for key, value in headers if key == name]
+    return values[0].decode("latin-1") if len(values) == 1 else None
+
+
+async def _read_body(receive: Receive, limit: int, declared: str | None) -> bytes:
+    # A declared length over the cap is refused before a byte is read (the length test first: no int() of
+    # thousands of digits).
+    digits = declared is not None and declared.isascii() and declared.isdigit()
+    if digits and declared is not None and (len(declared) > len(str(limit)) or int(declared) > limit):
+        raise BodyTooLarge("body_too_large")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge("body_too_large")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _replaying(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
