@@ -79,7 +79,7 @@ class BankTools:
         finally:
             self._finish(tool, principal, outcome, reason, start)
 
-    def refuse_arguments(self, tool: str | None, reason: str, start: float) -> None:
+    def record_refusal(self, tool: str | None, reason: str, start: float) -> None:
         """Record a call refused before its tool ran (arguments against the schema, an unknown tool)."""
         try:
             principal: Principal | None = _principal()
@@ -124,11 +124,11 @@ class _ArgumentGate(Middleware):
             if not isinstance(cause, PydanticValidationError):
                 raise
             refusal = ArgumentRefusal.of(cause)
-            self._tools.refuse_arguments(name, refusal.reason, start)
+            self._tools.record_refusal(name, refusal.reason, start)
             raise ToolError(refusal.sentence, log_level=logging.INFO) from None
         except NotFoundError:
             # The name is client text of any length: the audit line says what happened, not what was sent.
-            self._tools.refuse_arguments(None, "unknown_tool", start)
+            self._tools.record_refusal(None, "unknown_tool", start)
             raise
 
 
