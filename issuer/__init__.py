@@ -1,7 +1,7 @@
 """The voicebank token issuer: `create_app(settings)` and the helpers its clients use."""
 
 from issuer._build import IssuerStartupError, key_store, preflight
-from issuer._http._app import create_app, issuer_state
+from issuer._http._app import create_app, issuer_state, metrics_app
 from issuer._oauth._clients import (
     GRANT_CLIENT_CREDENTIALS,
     GRANT_REFRESH,
@@ -10,7 +10,7 @@ from issuer._oauth._clients import (
     ClientRegistry,
     ClientRegistryError,
 )
-from issuer._oauth._errors import OAuthError
+from issuer._oauth._errors import IssuerError, OAuthError
 from issuer._settings import IssuerSettings
 
 __all__ = [
@@ -20,11 +20,13 @@ __all__ = [
     "Client",
     "ClientRegistry",
     "ClientRegistryError",
+    "IssuerError",
     "IssuerSettings",
     "IssuerStartupError",
     "OAuthError",
     "create_app",
     "issuer_state",
     "key_store",
+    "metrics_app",
     "preflight",
 ]

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from keys import Algorithm
+from keys import DEFAULT_JWKS_MAX_AGE, Algorithm
 
 
 class IssuerSettings(BaseSettings):
@@ -23,10 +23,13 @@ class IssuerSettings(BaseSettings):
     keys_store: Literal["file", "redis"] = "file"
     keys_passphrase: SecretStr | None = None
     keys_rotation_period: float = Field(default=86400, gt=0)
+    # The JWKS Cache-Control max-age, and the rotation timing that must agree with it: one setting.
+    jwks_max_age: int = Field(default=DEFAULT_JWKS_MAX_AGE, gt=0, le=86400)
     issuer_signing_alg: Algorithm = "ES256"
     issuer_clients_file: Path | None = None
     redis_url: str | None = None
-    agent_client_id: str = "orchestrator"
+    # The client that may act for the user (`may_act` of a session grant); the agent reads the same name.
+    orchestrator_client_id: str = "orchestrator"
 
     access_token_lifetime: int = Field(default=300, gt=0, le=3600)
     transact_token_lifetime: int = Field(default=60, gt=0, le=3600)
@@ -34,6 +37,9 @@ class IssuerSettings(BaseSettings):
     refresh_idle_lifetime: int = Field(default=1800, gt=0)
     refresh_absolute_lifetime: int = Field(default=43200, gt=0)
     issuer_token_lifetime: int = Field(default=300, gt=0, le=3600)
+
+    # Prometheus metrics on a loopback listener of their own (0: none); never on the public port.
+    issuer_metrics_port: int = Field(default=8002, ge=0, le=65535)
 
     rotation_tick: float = Field(default=30, gt=0)
     max_body_bytes: int = Field(default=16 * 1024, gt=0)

@@ -28,6 +28,8 @@ class McpSettings(BaseSettings):
     # A tools/call with every argument at its cap is about 1 KiB: 64 KiB leaves room for any MCP request and
     # bounds the JSON parsing a client can ask for before its arguments are checked.
     mcp_max_body_bytes: int = Field(default=64 * 1024, gt=0)
+    # Prometheus metrics on a loopback listener of their own (0: none); never on the public port.
+    mcp_metrics_port: int = Field(default=8003, ge=0, le=65535)
     # Browser origins allowed to call /mcp, comma-separated ("https://app.example.com"); none by default.
     mcp_allowed_origins: Annotated[tuple[str, ...], NoDecode] = ()
 

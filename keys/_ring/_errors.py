@@ -1,32 +1,32 @@
 """Typed errors of the key ring and its stores, with stable codes.
 
-    KeyRingError                root
-    ├── UnknownKeyId            unknown_kid
+    KeyRingError                keyring_error   (a `keys.KeysError`)
+    ├── UnknownKeyId            unknown_key_id
     ├── NoSigningKey            no_signing_key
     ├── RotationRefused         next_key_too_young
     ├── RevocationRefused       no_next_key
     └── KeyStoreError           key_store
         ├── CorruptKeyRing      corrupt_keyring
         ├── WrongPassphrase     wrong_passphrase
-        └── StoreConflict       store_conflict
+        ├── StoreConflict       store_conflict
+        └── KeyStoreUnavailable key_store_unavailable (the store cannot be read or written now)
 
 Messages name kids, algorithms, files and rules; never key material.
 """
 
 from __future__ import annotations
 
+from keys._errors import KeysError
 
-class KeyRingError(Exception):
+
+class KeyRingError(KeysError):
     """A key-ring operation was refused; `code` is stable, the message is safe to show an admin."""
 
     code = "keyring_error"
 
-    def __init__(self, message: str | None = None) -> None:
-        super().__init__(message or self.code)
-
 
 class UnknownKeyId(KeyRingError, LookupError):
-    code = "unknown_kid"
+    code = "unknown_key_id"
 
 
 class NoSigningKey(KeyRingError, LookupError):
@@ -55,3 +55,7 @@ class WrongPassphrase(KeyStoreError):
 
 class StoreConflict(KeyStoreError):
     code = "store_conflict"
+
+
+class KeyStoreUnavailable(KeyStoreError):
+    code = "key_store_unavailable"

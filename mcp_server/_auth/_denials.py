@@ -1,16 +1,17 @@
 """Why the MCP endpoint refuses a request, and the one place each refusal becomes an HTTP answer.
 
-    Denial                       reason (audit, metrics)        HTTP
-     ├── OriginNotAllowed        origin_not_allowed             403 invalid_origin
-     ├── NoCredentials           no_token                       401 challenge without an error code
-     ├── MalformedCredentials    malformed_credentials          400 invalid_request (RFC 6750 §3.1)
-     ├── InvalidToken            the verifier's code            401 invalid_token
-     ├── BodyTooLarge            body_too_large                 413 invalid_request
-     ├── MalformedRequest        malformed_body, lone_surrogate 400 invalid_request
-     ├── InsufficientScope       insufficient_scope             403 insufficient_scope
-     └── TemporarilyUnavailable  jwks_unavailable, ...          503 temporarily_unavailable, Retry-After
+    Denial (an McpServerError)   code                     HTTP
+     ├── OriginNotAllowed        origin_not_allowed       403 invalid_origin
+     ├── NoCredentials           no_credentials           401, a challenge without an error code
+     ├── MalformedCredentials    malformed_credentials    400 invalid_request (RFC 6750 §3.1)
+     ├── InvalidToken            invalid_token            401 invalid_token
+     ├── BodyTooLarge            body_too_large           413 invalid_request
+     ├── MalformedRequest        malformed_request        400 invalid_request
+     ├── InsufficientScope       insufficient_scope       403 insufficient_scope
+     └── TemporarilyUnavailable  temporarily_unavailable  503 temporarily_unavailable, Retry-After
 
-A client learns the status, the error code and the challenge; the precise reason goes to the audit log.
+Each denial also carries its precise `reason` (the verifier's code, `lone_surrogate`, `replayed`, ...). A
+client learns the status, the error code and the challenge; the reason goes to the audit log and metrics.
 """
 
 from __future__ import annotations
@@ -18,13 +19,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from mcp_server._errors import McpServerError
+
 # Seconds a client should wait after a 503: the JWKS is retried at least this often while it is missing.
 RETRY_AFTER_SECONDS = 2
 
 
-class Denial(Exception):
+class Denial(McpServerError):
     """A refused request; `reason` is for the audit log and metrics only."""
 
+    code = "denied"
     status = 400
     error: str | None = "invalid_request"
 
@@ -34,33 +38,38 @@ class Denial(Exception):
 
 
 class OriginNotAllowed(Denial):
+    code = "origin_not_allowed"
     status = 403
     error = "invalid_origin"
 
 
 class NoCredentials(Denial):
+    code = "no_credentials"
     status = 401
     error = None
 
 
 class MalformedCredentials(Denial):
-    pass
+    code = "malformed_credentials"
 
 
 class InvalidToken(Denial):
+    code = "invalid_token"
     status = 401
     error = "invalid_token"
 
 
 class BodyTooLarge(Denial):
+    code = "body_too_large"
     status = 413
 
 
 class MalformedRequest(Denial):
-    pass
+    code = "malformed_request"
 
 
 class InsufficientScope(Denial):
+    code = "insufficient_scope"
     status = 403
     error = "insufficient_scope"
 
@@ -70,6 +79,7 @@ class InsufficientScope(Denial):
 
 
 class TemporarilyUnavailable(Denial):
+    code = "temporarily_unavailable"
     status = 503
     error = "temporarily_unavailable"
 

@@ -1,24 +1,24 @@
 """Key events over Redis pub/sub: a key revoked at the issuer is dropped from the JWKS cache at once.
 
-Channel `keys.KEY_EVENTS_CHANNEL` ("voicebank:key-events"); a revocation is JSON
-`{"type": "revoked", "kid": "<kid>"}`. A rotation `{"type": "rotated", "kid": "<new active kid>"}` whose
-kid the cache does not hold yet makes it refetch the JWKS at once: a forced rotation (or the revocation
-of the active key) may promote a key published after this replica's last fetch, and the unknown-kid
-refetch is rate-limited, so without this the new key's tokens could be refused for seconds.
+Channel `keys.KEY_EVENTS_CHANNEL` ("voicebank:key-events"), messages `keys.KeyEvent`. A revocation drops
+its kid at once. A rotation whose new active kid the cache does not hold yet makes it refetch the JWKS at
+once: a forced rotation (or the revocation of the active key) may promote a key published after this
+replica's last fetch, and the unknown-kid refetch is rate-limited, so without this the new key's tokens
+could be refused for seconds.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections import deque
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from keys import KEY_EVENTS_CHANNEL, KeysUnavailable
+from keys import KEY_EVENTS_CHANNEL, KeyEvent, KeysUnavailable
 
 _log = logging.getLogger("voicebank.mcp.key_events")
 
@@ -40,28 +40,6 @@ class KeyDropper(Protocol):
         ...
 
 
-def _parse(data: bytes | str, kind: str) -> str | None:
-    try:
-        event: Any = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    if isinstance(event, dict) and event.get("type") == kind:
-        kid = event.get("kid")
-        if isinstance(kid, str) and 0 < len(kid) <= 256:
-            return kid
-    return None
-
-
-def parse_key_event(data: bytes | str) -> str | None:
-    """The kid of a revocation event, or None for anything else."""
-    return _parse(data, "revoked")
-
-
-def parse_rotation_event(data: bytes | str) -> str | None:
-    """The new active kid of a rotation event, or None for anything else."""
-    return _parse(data, "rotated")
-
-
 class KeyEventSubscriber:
     """Listens for key events: drops revoked kids, fetches unknown rotated ones; reconnects after errors."""
 
@@ -72,13 +50,18 @@ class KeyEventSubscriber:
         *,
         channel: str = KEY_EVENTS_CHANNEL,
         retry_delay: float = 1.0,
+        max_retry_delay: float = 30.0,
         fetch_attempts: int = 30,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._client = client
         self._keys = keys
         self._channel = channel
         self._retry_delay = retry_delay
+        self._max_retry_delay = max_retry_delay
         self._fetch_attempts = max(1, fetch_attempts)
+        self._sleep = sleep
+        self._failures = 0  # consecutive failed attempts to (re)subscribe
         self.subscribed = asyncio.Event()
         self.dropped: deque[str] = deque(maxlen=1000)
         self.learned: deque[str] = deque(maxlen=1000)
@@ -86,15 +69,19 @@ class KeyEventSubscriber:
         self._fetches: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
-        """Listen until cancelled."""
+        """Listen until cancelled; while Redis is down, retry with exponential backoff (capped)."""
         try:
             while True:
                 try:
                     await self._listen()
                 except (RedisError, OSError) as exc:
                     self.subscribed.clear()
-                    _log.warning("key events: redis error (%s); resubscribing", type(exc).__name__)
-                    await asyncio.sleep(self._retry_delay)
+                    self._failures += 1
+                    delay = min(self._retry_delay * 2 ** min(self._failures - 1, 32), self._max_retry_delay)
+                    _log.warning(
+                        "key events: redis error (%s); subscribing again in %g s", type(exc).__name__, delay
+                    )
+                    await self._sleep(delay)
         finally:
             for task in self._fetches:
                 task.cancel()
@@ -105,13 +92,18 @@ class KeyEventSubscriber:
             await pubsub.subscribe(self._channel)
             async for message in pubsub.listen():
                 if message["type"] == "subscribe":
+                    if self._failures:
+                        _log.warning("key events: subscribed again after %d failed attempts", self._failures)
+                        self._failures = 0
                     self.subscribed.set()
                 elif message["type"] == "message":
-                    kid = parse_key_event(message["data"])
-                    if kid is not None:
-                        await self._drop(kid)
-                    elif (new := parse_rotation_event(message["data"])) is not None:
-                        self._learn(new)
+                    event = KeyEvent.decode(message["data"])
+                    if event is None:
+                        continue  # not a key event: nothing to act on
+                    if event.type == "revoked":
+                        await self._drop(event.kid)
+                    else:
+                        self._learn(event.kid)
 
     async def _drop(self, kid: str) -> None:
         self._keys.drop(kid)
@@ -139,7 +131,7 @@ class KeyEventSubscriber:
                 _log.warning("key events: JWKS refetch for rotated kid %s failed (try %d)", kid, attempt)
                 if attempt == self._fetch_attempts:
                     return
-                await asyncio.sleep(self._retry_delay)
+                await self._sleep(self._retry_delay)
         _log.info("key events: fetched the JWKS for rotated kid %s", kid)
         async with self._changed:
             self.learned.append(kid)

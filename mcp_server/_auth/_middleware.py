@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from keys import KeysUnavailable, TokenError
+from keys import CLOCK_LEEWAY, KeysUnavailable, ReplayCache, ReplayUnavailable, TokenError
 from mcp_server._audit import AuditLog
 from mcp_server._auth._denials import (
     BodyTooLarge,
@@ -29,7 +29,6 @@ from mcp_server._auth._denials import (
     answer,
 )
 from mcp_server._auth._principal import SCOPE_KEY, SPENT_KEY, InvalidPrincipal, Principal
-from mcp_server._auth._replay import ReplayStore, ReplayStoreUnavailable
 from mcp_server._auth._rpc_body import called_tools
 from mcp_server._auth._scopes import TOOL_SCOPES, TRANSACT
 from mcp_server._auth._transport_refusals import watch_refusals
@@ -64,7 +63,7 @@ class BearerAuthMiddleware:
         *,
         path: str,
         verifier: TokenVerifier,
-        replay: ReplayStore,
+        replay: ReplayCache,
         resource_metadata_url: str,
         audit: AuditLog,
         metrics: Metrics,
@@ -160,8 +159,9 @@ class BearerAuthMiddleware:
 
     async def _spend(self, principal: Principal) -> None:
         try:
-            first = await self._replay.spend(principal.jti, principal.exp)
-        except ReplayStoreUnavailable as exc:
+            # Remembered while the verifier could still accept the token: until exp plus the leeway.
+            first = await self._replay.first_use(principal.jti, principal.exp + CLOCK_LEEWAY)
+        except ReplayUnavailable as exc:
             raise TemporarilyUnavailable(exc.code) from None
         if not first:
             raise InvalidToken("replayed")
@@ -170,12 +170,14 @@ class BearerAuthMiddleware:
 def _bearer_token(scope: Scope) -> str:
     """The token of the one `Authorization: Bearer` header (RFC 6750 §2.1), or the denial that fits."""
     query: bytes = scope.get("query_string", b"")
-    if b"access_token" in query and any(k == "access_token" for k, _ in parse_qsl(query.decode("latin-1"))):
-        # RFC 6750 §2.3 is not offered: a token in a URL ends up in logs.
-        raise MalformedCredentials("token_in_query")
+    # RFC 6750 §2.3 (a token in the URL, which ends up in logs) is not offered: alone it is no credential,
+    # beside a header it is two methods in one request (RFC 6750 §2), a malformed request.
+    in_query = b"access_token" in query and "access_token" in dict(parse_qsl(query.decode("latin-1")))
     values = [value for key, value in scope["headers"] if key == b"authorization"]
     if not values:
-        raise NoCredentials("no_token")
+        raise NoCredentials("token_in_query" if in_query else "no_token")
+    if in_query:
+        raise MalformedCredentials("two_token_methods")
     if len(values) > 1:
         raise MalformedCredentials("repeated_authorization")
     scheme, _, rest = values[0].decode("latin-1").strip().partition(" ")

@@ -11,11 +11,13 @@ def test_public_names() -> None:
         "GRANT_CLIENT_CREDENTIALS",
         "GRANT_REFRESH",
         "GRANT_TOKEN_EXCHANGE",
+        "IssuerError",
         "IssuerSettings",
         "IssuerStartupError",
         "OAuthError",
         "create_app",
         "issuer_state",
         "key_store",
+        "metrics_app",
         "preflight",
     ]

@@ -75,14 +75,23 @@ async def test_regression_malformed_credentials_are_400_invalid_request(
     assert movements(engine) == 0
 
 
-async def test_regression_a_token_in_the_query_string_is_400_even_with_a_header(
+async def test_regression_a_token_in_the_query_string_is_never_used(
     http: httpx2.AsyncClient, mint: Mint, engine: Engine, payment: dict[str, Any]
 ) -> None:
     token = mint(scope="transact")
-    headers = {"accept": "application/json, text/event-stream", "authorization": f"Bearer {token}"}
+    accept = {"accept": "application/json, text/event-stream"}
     for url in (f"/mcp?access_token={token}", f"/mcp?x=1&access_token={token}"):
-        response = await http.post(url, json=rpc("make_payment", payment), headers=headers)
-        assert (response.status_code, response.headers["www-authenticate"]) == (400, MALFORMED)
+        # Alone it is no credential at all (the method is not offered)...
+        alone = await http.post(url, json=rpc("make_payment", payment), headers=accept)
+        assert (alone.status_code, alone.headers["www-authenticate"]) == (
+            401,
+            f'Bearer resource_metadata="{METADATA}"',
+        )
+        # ...and beside a header it is two methods in one request (RFC 6750 §2): malformed.
+        both = await http.post(
+            url, json=rpc("make_payment", payment), headers=accept | {"authorization": f"Bearer {token}"}
+        )
+        assert (both.status_code, both.headers["www-authenticate"]) == (400, MALFORMED)
     assert movements(engine) == 0
 
 
