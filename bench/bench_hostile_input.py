@@ -65,8 +65,19 @@ _META = {
     "io.modelcontextprotocol/clientInfo": {"name": "bench", "version": "1"},
     "io.modelcontextprotocol/clientCapabilities": {},
 }
-SCOPES = {"make_payment": "transact", "transfer_between_accounts": "transact"}
-SCOPES["update_notification_settings"] = "configure"
+SCOPES = {
+    "make_payment": "transact",
+    "transfer_between_accounts": "transact",
+    "update_notification_settings": "configure",
+}
+# RFC 9396 authorization details a transact token carries for the one movement it may make.
+DETAILS = {
+    "make_payment": ("payment", ("from_account_id", "payee_id", "amount", "idempotency_key")),
+    "transfer_between_accounts": (
+        "transfer",
+        ("from_account_id", "to_account_id", "amount", "idempotency_key"),
+    ),
+}
 # Plausible text for each argument, repeated to the length under test.
 BENIGN = {
     "account_type": "checking",
@@ -119,25 +130,39 @@ class Tokens:
         self._resource = resource
         self._reusable: dict[tuple[str, str], str] = {}
 
-    def _sign(self, sub: str, scope: str) -> str:
+    def _sign(self, sub: str, scope: str, details: list[dict[str, Any]] | None = None) -> str:
         now = int(time.time())
-        claims = BENCH_CLAIMS | {
-            "sub": sub,
-            "scope": scope,
-            "aud": self._resource,
-            "jti": secrets.token_urlsafe(16),
-            "iat": now,
-            "nbf": now,
-            "exp": now + 60 if scope == "transact" else now + 3000,
-        }
+        extra = {"authorization_details": details} if details else {}
+        claims = (
+            BENCH_CLAIMS
+            | extra
+            | {
+                "sub": sub,
+                "scope": scope,
+                "aud": self._resource,
+                "jti": secrets.token_urlsafe(16),
+                "iat": now,
+                "nbf": now,
+                "exp": now + 60 if scope == "transact" else now + 3000,
+            }
+        )
         return keys.sign(claims, self._key, typ="at+jwt")
 
-    def batch(self, sub: str, scope: str, count: int) -> list[str]:
-        """Tokens for `count` calls, signed before the timing starts."""
+    def batch(
+        self, sub: str, scope: str, count: int, call: tuple[str, dict[str, Any]] | None = None
+    ) -> list[str]:
+        """Tokens for `count` calls, signed before the timing; a transact one names `call`'s movement."""
         if scope == "transact":
-            return [self._sign(sub, scope) for _ in range(count)]
+            details = _details(*call) if call is not None else None
+            return [self._sign(sub, scope, details) for _ in range(count)]
         token = self._reusable.setdefault((sub, scope), self._sign(sub, scope))
         return [token] * count
+
+
+def _details(tool: str, arguments: dict[str, Any]) -> list[dict[str, Any]]:
+    """The authorization details equal to a movement's arguments, so that only the arguments are judged."""
+    kind, names = DETAILS[tool]
+    return [{"type": kind, "currency": "USD"} | {name: arguments.get(name) for name in names}]
 
 
 def body(tool: str, arguments: dict[str, Any]) -> bytes:
@@ -240,8 +265,9 @@ async def measure_shapes(
                 shapes = ("worst", "benign") if index % 2 == 0 else ("benign", "worst")
                 measured: dict[str, tuple[float, float]] = {}
                 for shape in shapes:
-                    payload = body(case.tool, case.arguments(shape))
-                    batch = tokens.batch("alice", scope, block + 1)
+                    arguments = case.arguments(shape)
+                    payload = body(case.tool, arguments)
+                    batch = tokens.batch("alice", scope, block + 1, (case.tool, arguments))
                     await post(http, url, case.tool, payload, batch[0])  # warm: connection, first payment
                     cpu_before = server.cpu_seconds()
                     latencies = [await post(http, url, case.tool, payload, t) for t in batch[1:]]
