@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -28,6 +28,9 @@ class McpSettings(BaseSettings):
     # A tools/call with every argument at its cap is about 1 KiB: 64 KiB leaves room for any MCP request and
     # bounds the JSON parsing a client can ask for before its arguments are checked.
     mcp_max_body_bytes: int = Field(default=64 * 1024, gt=0)
+    voicebank_mode: Literal["dev", "prod"] = "dev"
+    mcp_require_dpop: bool | None = None  # unset: required exactly when VOICEBANK_MODE=prod
+    dpop_nonce: Literal["off", "required"] = "off"
     # Prometheus metrics on a loopback listener of their own (0: none); never on the public port.
     mcp_metrics_port: int = Field(default=8003, ge=0, le=65535)
     # Browser origins allowed to call /mcp, comma-separated ("https://app.example.com"); none by default.
@@ -53,6 +56,11 @@ class McpSettings(BaseSettings):
         if cents <= 0:
             raise ValueError("MCP_PAYMENT_LIMIT must be a positive amount like 5000.00")
         return value
+
+    @property
+    def require_dpop(self) -> bool:
+        """Whether unbound (bearer) tokens are refused: `MCP_REQUIRE_DPOP`, by default in prod mode."""
+        return self.mcp_require_dpop if self.mcp_require_dpop is not None else self.voicebank_mode == "prod"
 
     @property
     def database_url(self) -> str:

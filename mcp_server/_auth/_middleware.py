@@ -1,7 +1,9 @@
-"""Bearer auth in front of FastMCP: who calls, with which scopes, for which tool; a transact jti spent once.
+"""Token auth in front of FastMCP: who calls, with which scopes, for which tool; a transact jti spent once.
 
-Each step of `_admit` either returns or raises a `Denial`; `__call__` turns a denial into the HTTP answer
-(`_denials.answer`), the audit line and the metrics, in one place.
+Credentials are `Authorization: Bearer <token>` or `Authorization: DPoP <token>` with a `DPoP` proof
+(`_dpop.py` holds the DPoP rules). Each step of `_admit` either returns or raises a `Denial`; `__call__`
+turns a denial into the HTTP answer (`_denials.answer`: challenges name the scheme the client used, DPoP
+ones with `algs`), the audit line and the metrics, in one place.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from mcp_server._auth._denials import (
     TemporarilyUnavailable,
     answer,
 )
+from mcp_server._auth._dpop import BEARER, DPOP, DPoPRefusal, ResourceDPoP
 from mcp_server._auth._principal import SCOPE_KEY, SPENT_KEY, InvalidPrincipal, Principal
 from mcp_server._auth._rpc_body import called_tools
 from mcp_server._auth._scopes import TOOL_SCOPES, TRANSACT
@@ -35,6 +38,7 @@ from mcp_server._auth._transport_refusals import watch_refusals
 from mcp_server._metrics import Metrics
 
 Headers = list[tuple[bytes, bytes]]
+_SCHEMES = {"bearer": BEARER, "dpop": DPOP}
 
 
 class TokenVerifier(Protocol):
@@ -47,8 +51,9 @@ class TokenVerifier(Protocol):
 
 @dataclass(slots=True)
 class _Seen:
-    """What the audit line of this request can say: filled in as the checks pass."""
+    """What the answer and the audit line of this request can say: filled in as the checks pass."""
 
+    scheme: str
     principal: Principal | None = None
     tool: str | None = None
     spent: bool = False
@@ -67,10 +72,12 @@ class BearerAuthMiddleware:
         resource_metadata_url: str,
         audit: AuditLog,
         metrics: Metrics,
+        dpop: ResourceDPoP,
         max_body_bytes: int = 64 * 1024,
         allowed_origins: Collection[str] = (),
     ) -> None:
         self._app = app
+        self._dpop = dpop
         self._paths = {path.rstrip("/") or "/", path.rstrip("/") + "/"}
         self._verifier = verifier
         self._replay = replay
@@ -85,13 +92,16 @@ class BearerAuthMiddleware:
             await self._app(scope, receive, send)
             return
         start = time.perf_counter()
-        seen = _Seen()
+        # Until the client names its scheme, a challenge names the one this resource wants.
+        seen = _Seen(DPOP if self._dpop.required else BEARER)
         try:
             body = await self._admit(scope, receive, seen)
         except Denial as denial:
-            if isinstance(denial, NoCredentials | MalformedCredentials | InvalidToken):
+            if isinstance(denial, NoCredentials | MalformedCredentials | InvalidToken | DPoPRefusal):
                 self._metrics.verifications.labels("rejected", denial.reason).inc()
-            reply = answer(denial, self._metadata)
+            reply = answer(
+                denial, scheme=seen.scheme, resource_metadata=self._metadata, dpop_algs=self._dpop.algs_param
+            )
             await send({"type": "http.response.start", "status": reply.status, "headers": reply.headers})
             await send({"type": "http.response.body", "body": reply.body})
             self._record(seen, "denied", denial.reason, start)
@@ -102,7 +112,11 @@ class BearerAuthMiddleware:
         def transport_refused(reason: str) -> None:
             self._record(seen, "refused", reason, start)
 
-        await self._app(scope, _replaying(body, receive), watch_refusals(send, transport_refused))
+        answering = watch_refusals(send, transport_refused)
+        nonce = await self._dpop.nonce()
+        await self._app(
+            scope, _replaying(body, receive), answering if nonce is None else _with_nonce(answering, nonce)
+        )
 
     def _record(self, seen: _Seen, outcome: str, reason: str, start: float) -> None:
         elapsed_ms = (time.perf_counter() - start) * 1000
@@ -114,7 +128,8 @@ class BearerAuthMiddleware:
         """The request body once every check passed; a `Denial` at the first that fails."""
         headers: Headers = scope["headers"]
         self._check_origin(headers)
-        seen.principal = principal = await self._authenticate(_bearer_token(scope))
+        seen.scheme, token = _credentials(scope)
+        seen.principal = principal = await self._authenticate(seen.scheme, token, scope)
         body = await _read_body(receive, self._max_body, _single_header(headers, b"content-length"))
         tools = called_tools(body)
         # Only a known tool name goes to the audit log: any other is client text of any length.
@@ -132,15 +147,26 @@ class BearerAuthMiddleware:
         if origins and (len(origins) > 1 or origins[0].decode("latin-1").lower() not in self._origins):
             raise OriginNotAllowed("origin_not_allowed")
 
-    async def _authenticate(self, token: str) -> Principal:
+    async def _authenticate(self, scheme: str, token: str, scope: Scope) -> Principal:
+        """The caller of a valid token whose DPoP proof (when bound) holds; `DPoPRefusal`s pass through."""
         try:
-            principal = Principal.from_claims(await self._verifier.verify_async(token))
+            claims = await self._verifier.verify_async(token)
+            principal = Principal.from_claims(claims)
         except KeysUnavailable as exc:
             # An outage, not a bad token: a 401 would make the client drop a good token and refresh.
             self._metrics.verifications.labels("unavailable", exc.code).inc()
             raise TemporarilyUnavailable(exc.code) from None
         except (TokenError, InvalidPrincipal) as exc:
             raise InvalidToken(exc.code) from None
+        proofs = [value.decode("latin-1") for key, value in scope["headers"] if key == b"dpop"]
+        await self._dpop.check(
+            scheme=scheme,
+            token=token,
+            claims=claims,
+            method=scope["method"],
+            path=scope["path"],
+            proofs=proofs,
+        )
         self._metrics.verifications.labels("ok", "ok").inc()
         return principal
 
@@ -167,8 +193,8 @@ class BearerAuthMiddleware:
             raise InvalidToken("replayed")
 
 
-def _bearer_token(scope: Scope) -> str:
-    """The token of the one `Authorization: Bearer` header (RFC 6750 §2.1), or the denial that fits."""
+def _credentials(scope: Scope) -> tuple[str, str]:
+    """The scheme and token of the one `Authorization` header (RFC 6750 §2.1, RFC 9449 §7), or the denial."""
     query: bytes = scope.get("query_string", b"")
     # RFC 6750 §2.3 (a token in the URL, which ends up in logs) is not offered: alone it is no credential,
     # beside a header it is two methods in one request (RFC 6750 §2), a malformed request.
@@ -176,17 +202,18 @@ def _bearer_token(scope: Scope) -> str:
     values = [value for key, value in scope["headers"] if key == b"authorization"]
     if not values:
         raise NoCredentials("token_in_query" if in_query else "no_token")
-    if in_query:
-        raise MalformedCredentials("two_token_methods")
     if len(values) > 1:
         raise MalformedCredentials("repeated_authorization")
+    if in_query:
+        raise MalformedCredentials("two_token_methods")
     scheme, _, rest = values[0].decode("latin-1").strip().partition(" ")
-    if scheme.lower() != "bearer":
+    known = _SCHEMES.get(scheme.lower())
+    if known is None:
         raise NoCredentials("other_scheme")
     token: str = rest.strip(" ")
     if not token or " " in token or "\t" in token:
         raise MalformedCredentials("malformed_credentials")
-    return token
+    return known, token
 
 
 def _single_header(headers: Headers, name: bytes) -> str | None:
@@ -214,6 +241,17 @@ async def _read_body(receive: Receive, limit: int, declared: str | None) -> byte
         if not message.get("more_body", False):
             break
     return b"".join(chunks)
+
+
+def _with_nonce(send: Send, nonce: str) -> Send:
+    """Every answer carries the current nonce, so a client talking once per window is never challenged."""
+
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), (b"dpop-nonce", nonce.encode())]}
+        await send(message)
+
+    return sending
 
 
 def _replaying(body: bytes, receive: Receive) -> Receive:
