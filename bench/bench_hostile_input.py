@@ -293,7 +293,9 @@ async def measure_flood(
     victim_token = tokens.batch("bob", "read", 1)[0]
     attacker_token = tokens.batch("alice", "read", 1)[0]
     phases = ("calm", *FLOODS)
-    got: dict[str, dict[str, list[float]]] = {p: {"all": [], "p99": [], "attacks": []} for p in phases}
+    got: dict[str, dict[str, list[float]]] = {
+        p: {"all": [], "p99": [], "attacks": [], "cpu_per_call": []} for p in phases
+    }
     limits = httpx.Limits(max_connections=attackers + 1)
     async with httpx.AsyncClient(timeout=120, limits=limits) as http:
 
@@ -317,7 +319,9 @@ async def measure_flood(
         for index in range(rounds):
             for phase in phases[index % len(phases) :] + phases[: index % len(phases)]:
                 stop = asyncio.Event()
-                flood = []
+                flood: list[asyncio.Task[None]] = []
+                attacks_before = len(got[phase]["attacks"])
+                cpu_before = server.cpu_seconds()
                 if phase != "calm":
                     payload = body("get_balance", {"account_type": FLOODS[phase]})
                     flood = [
@@ -328,6 +332,9 @@ async def measure_flood(
                 samples = await victim(time.perf_counter() + slice_s)
                 stop.set()
                 await asyncio.gather(*flood)
+                # The server's own CPU per request it answered in this slice, victim's and attackers' alike.
+                handled = len(samples) + len(got[phase]["attacks"]) - attacks_before
+                got[phase]["cpu_per_call"].append((server.cpu_seconds() - cpu_before) / handled)
                 got[phase]["all"] += samples
                 got[phase]["p99"].append(percentile(samples, 99))
     return got
@@ -374,7 +381,7 @@ def report(
     per_case: dict[str, Any] = {}
     for case in all_cases:
         got = shapes[case.label]
-        figures = {
+        figures: dict[str, Any] = {
             "worst_ms": spread(got["worst_ms"]),
             "benign_ms": spread(got["benign_ms"]),
             "ratio": spread(got["ratio"]),
@@ -400,10 +407,25 @@ def report(
         )
     calm = latency_ms(flood["calm"]["all"])
     victim: dict[str, Any] = {
-        "calm": calm | {"p99_ms_per_round": spread(flood["calm"]["p99"], 1000)},
+        "calm": calm
+        | {
+            "p99_ms_per_round": spread(flood["calm"]["p99"], 1000),
+            "server_cpu_ms_per_call": _cpu(flood["calm"]["cpu_per_call"]),
+        },
         "attackers": attackers,
     }
-    table = [("calm", calm["n"], calm["median_ms"], calm["p99_ms"], _range(flood["calm"]["p99"]), "-", "-")]
+    table: list[tuple[Any, ...]] = [
+        (
+            "calm",
+            calm["n"],
+            calm["median_ms"],
+            calm["p99_ms"],
+            _range(flood["calm"]["p99"]),
+            "-",
+            "-",
+            _median(victim["calm"]["server_cpu_ms_per_call"]),
+        )
+    ]
     for name, value in FLOODS.items():
         stormy = latency_ms(flood[name]["all"])
         ratio = stormy["p99_ms"] / calm["p99_ms"] if calm["p99_ms"] else float("nan")
@@ -413,6 +435,7 @@ def report(
             "p99_ratio_to_calm": round(ratio, 4),
             "attack_body_bytes": len(body("get_balance", {"account_type": value})),
             "attacker_calls": attack,
+            "server_cpu_ms_per_call": _cpu(flood[name]["cpu_per_call"]),
         }
         table.append(
             (
@@ -423,6 +446,7 @@ def report(
                 _range(flood[name]["p99"]),
                 attack["n"],
                 attack["median_ms"],
+                _median(victim[name]["server_cpu_ms_per_call"]),
             )
         )
         result.checks.append(Check(f"victim p99, flood {name}/calm", ratio, TARGET_VICTIM, "<="))
@@ -434,10 +458,29 @@ def report(
     )
     print_table(
         f"hostile_input: victim get_balance, alone and during floods by {attackers} attacker connection(s)",
-        ("phase", "victim calls", "p50 ms", "p99 ms", "p99 per round min-max", "attacks", "attack p50 ms"),
+        (
+            "phase",
+            "victim calls",
+            "p50 ms",
+            "p99 ms",
+            "p99 per round min-max",
+            "attacks",
+            "attack p50 ms",
+            "srv CPU ms/call",
+        ),
         table,
     )
     return result
+
+
+def _cpu(per_round: Sequence[float]) -> dict[str, float] | None:
+    """Server CPU per call in ms over the rounds; None when /proc is not there (an inline server)."""
+    finite = [value for value in per_round if value == value]  # NaN when inline
+    return spread(finite, 1000) if finite else None
+
+
+def _median(figure: dict[str, float] | None) -> float:
+    return figure["median"] if figure else float("nan")
 
 
 def _range(values: Sequence[float]) -> str:
