@@ -460,7 +460,13 @@ def report(
             )
         )
         result.checks.append(Check(f"victim p99, flood {name}/calm", ratio, TARGET_VICTIM, "<="))
-    result.figures = {"cases": per_case, "victim": victim, "rounds": rounds, "block": block}
+    result.figures = {
+        "cases": per_case,
+        "victim": victim,
+        "rounds": rounds,
+        "flood_rounds": len(flood["calm"]["p99"]),
+        "block": block,
+    }
     print_table(
         "hostile_input: worst-shaped vs benign argument of the same length (median ms per call)",
         ("tool.argument @size", "worst ms", "benign ms", "ratio", "ratio min-max", "server CPU ×"),
