@@ -12,7 +12,9 @@ from dataclasses import dataclass
 
 import pytest
 import pytest_asyncio
-from int_support import (
+
+from keys import client_assertion
+from tests.support.stack import (
     INVALID_TOKEN,
     METADATA,
     TOKEN_ENDPOINT,
@@ -24,8 +26,6 @@ from int_support import (
     with_claims,
     with_header,
 )
-
-from keys import client_assertion
 
 
 @dataclass

@@ -11,7 +11,7 @@ import pytest
 
 from issuer import IssuerSettings
 from keys import KeyPair, generate_key
-from tests.issuer.issuer_harness import FakeClock, Harness, registry_data, running
+from tests.support.issuer import FakeClock, Harness, registry_data, running
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ from keys import KeyPair
 from orchestrator._commands._cli import main
 from orchestrator._commands._keys_admin import AdminCommandError, keys_command
 from tests.conftest import free_port
-from tests.issuer.issuer_harness import ISSUER, FakeClock, never
+from tests.support.issuer import ISSUER, FakeClock, never
 
 ENV = ("KEYS_PASSPHRASE", "VOICEBANK_STATE", "VOICEBANK_MODE", "KEYS_STORE", "ISSUER_URL", "REDIS_URL",
        "ISSUER_CLIENTS_FILE", "BANK_DB_URL")  # fmt: skip

@@ -19,7 +19,7 @@ from issuer import IssuerSettings
 from keys import KeyPair, StaticKeys, Verifier, VerifyPolicy
 from orchestrator._commands._serve import issuer_server, serve_all
 from tests.conftest import RedisServer, free_port
-from tests.issuer.issuer_harness import ISSUER, RESOURCE, TOKEN_EXCHANGE, FakeClock, registry_data, running
+from tests.support.issuer import ISSUER, RESOURCE, TOKEN_EXCHANGE, FakeClock, registry_data, running
 
 
 async def test_serve_all_serves_and_stops_on_sigterm(make_settings: Callable[..., IssuerSettings]) -> None:

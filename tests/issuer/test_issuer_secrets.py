@@ -12,7 +12,7 @@ from pydantic import SecretStr
 
 from issuer import IssuerSettings, issuer_state
 from keys import KeyPair
-from tests.issuer.issuer_harness import FakeClock, running
+from tests.support.issuer import FakeClock, running
 
 PASSPHRASE = "correct horse battery staple 42"
 

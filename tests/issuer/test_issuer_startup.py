@@ -21,7 +21,7 @@ from issuer import (
     issuer_state,
 )
 from keys import KeyPair
-from tests.issuer.issuer_harness import FakeClock, registry_data, running
+from tests.support.issuer import FakeClock, registry_data, running
 
 
 def test_prod_needs_a_passphrase() -> None:

@@ -10,13 +10,13 @@ from typing import Any
 import httpx2
 import pytest
 from mcp.shared.exceptions import MCPError
-from mcp_support import ISSUER, METADATA, RESOURCE, FakeClock, Mint, mcp_client, post, rpc
 from sqlalchemy import Engine, func, select
 from starlette.applications import Starlette
 
 from keys import generate_key
 from mcp_server import TOOL_SCOPES, Bank
 from mcp_server._bank._models import Movement
+from tests.support.mcp import ISSUER, METADATA, RESOURCE, FakeClock, Mint, mcp_client, post, rpc
 
 INVALID = f'Bearer error="invalid_token", resource_metadata="{METADATA}"'
 

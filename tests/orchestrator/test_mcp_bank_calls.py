@@ -16,7 +16,6 @@ import httpx
 import httpx2
 import pytest
 import uvicorn
-from issuer_support import CLIENT_KEYS, ISSUER, issuer_settings
 from sqlalchemy import Engine
 
 import keys
@@ -30,6 +29,7 @@ from orchestrator._bank._protocol import AuthorizationLost, Bank, BankError, Ser
 from orchestrator._tokens._issuer_client import IssuerClient
 from orchestrator._tokens._manager import TokenManager
 from orchestrator._tokens._retry import RetryPolicy
+from tests.support.issuer_settings import CLIENT_KEYS, ISSUER, issuer_settings
 
 
 async def _never(_: float) -> None:

@@ -15,7 +15,6 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from freezegun import freeze_time
-from issuer_support import CLIENT_KEYS, ISSUER, issuer_settings
 
 from issuer import create_app
 from keys import assertion_form
@@ -24,6 +23,7 @@ from orchestrator._tokens._errors import GrantRevoked, SessionEnded
 from orchestrator._tokens._issuer_client import IssuerClient
 from orchestrator._tokens._manager import TokenManager
 from orchestrator._tokens._retry import RetryPolicy
+from tests.support.issuer_settings import CLIENT_KEYS, ISSUER, issuer_settings
 
 
 def _wall_clock() -> float:

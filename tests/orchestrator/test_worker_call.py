@@ -6,7 +6,6 @@ import json
 from collections.abc import AsyncIterator
 
 import pytest
-from agent_fakes import MemoryBank, ScriptedLLM, call
 from livekit.agents import AgentSession
 from redis.asyncio import Redis
 
@@ -16,6 +15,7 @@ from orchestrator._bank._protocol import AuthorizationLost, Bank
 from orchestrator._call._identity import CallerIdentity
 from orchestrator._call._session_store import RedisSessionStore, grant_digest
 from orchestrator._call._voice_call import VoiceCall
+from tests.support.agent import MemoryBank, ScriptedLLM, call
 
 GRANT = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl"
 METADATA = json.dumps({"user_id": "alice", "session_id": "room-1", "session_grant": GRANT})

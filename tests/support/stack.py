@@ -25,7 +25,7 @@ from orchestrator._bank._mcp import McpBank
 from orchestrator._tokens._issuer_client import IssuerClient
 from orchestrator._tokens._manager import TokenManager
 from orchestrator._tokens._retry import RetryPolicy
-from tests.mcp_server.mcp_support import running
+from tests.support.mcp import running
 
 ISSUER = "http://127.0.0.1:8000"
 TOKEN_ENDPOINT = ISSUER + "/token"
