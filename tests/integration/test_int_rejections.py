@@ -14,10 +14,10 @@ import pytest
 import pytest_asyncio
 
 from keys import client_assertion
+from tests.support.issuer import TOKEN_ENDPOINT
+from tests.support.mcp import METADATA
 from tests.support.stack import (
     INVALID_TOKEN,
-    METADATA,
-    TOKEN_ENDPOINT,
     Stack,
     b64_json,
     running_stack,

@@ -14,7 +14,8 @@ from starlette.applications import Starlette
 from keys import CLOCK_LEEWAY
 from mcp_server import Bank, McpSettings
 from mcp_server._bank._models import Movement
-from tests.support.mcp import FakeClock, Mint, mcp_client, post, rpc
+from tests.support.clock import FakeClock
+from tests.support.mcp import Mint, mcp_client, post, rpc
 
 
 def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -16,8 +16,7 @@ import pytest
 from sqlalchemy import Engine
 
 from mcp_server import Bank
-from tests.mcp_server.test_mcp_auth import movements
-from tests.support.mcp import Mint, post, rpc
+from tests.support.mcp import Mint, movements, post, rpc
 
 HEADERS = {
     "accept": "application/json, text/event-stream",

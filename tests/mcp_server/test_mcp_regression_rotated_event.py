@@ -23,7 +23,10 @@ from starlette.routing import Route
 
 from keys import KEY_EVENTS_CHANNEL, JWKSCache, KeyPair, generate_key
 from mcp_server import KeyEventSubscriber, McpSettings, build_app_from_settings
-from tests.support.mcp import ISSUER, RESOURCE, FakeClock, Mint, http_client, post, rpc, running
+from tests.support.clock import FakeClock
+from tests.support.issuer import ISSUER, RESOURCE
+from tests.support.lifespan import running
+from tests.support.mcp import Mint, http_client, post, rpc
 
 
 class JwksServer:

@@ -29,7 +29,7 @@ from orchestrator._bank._protocol import AuthorizationLost, Bank, BankError, Ser
 from orchestrator._tokens._issuer_client import IssuerClient
 from orchestrator._tokens._manager import TokenManager
 from orchestrator._tokens._retry import RetryPolicy
-from tests.support.issuer_settings import CLIENT_KEYS, ISSUER, issuer_settings
+from tests.support.issuer import CLIENT_KEYS, ISSUER, issuer_with_clients
 
 
 async def _never(_: float) -> None:
@@ -193,7 +193,9 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     probe.close()
     url = f"http://127.0.0.1:{port}/mcp"
     (tmp_path / "issuer").mkdir()
-    issuer_app = create_issuer(issuer_settings(tmp_path / "issuer", url), rotation_sleep=_never)
+    issuer_app = create_issuer(
+        issuer_with_clients(tmp_path / "issuer", CLIENT_KEYS, mcp_resource_url=url), rotation_sleep=_never
+    )
     engine: Engine = make_engine(f"sqlite:///{tmp_path / 'bank.db'}")
     create_schema(engine)
     seed(engine)
