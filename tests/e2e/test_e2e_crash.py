@@ -10,7 +10,7 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from orchestrator._tokens._manager import TokenManager
+from orchestrator import TokenManager
 from tests.support.e2e import (
     Stack,
     active_kids,

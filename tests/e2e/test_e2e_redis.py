@@ -14,8 +14,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from keys import KEY_EVENTS_CHANNEL, assertion_form, load_client_key
-from orchestrator._bank._protocol import ServiceUnavailable
-from orchestrator._call._wiring import CallBank, ConnectionSettings, open_bank
+from orchestrator import CallBank, ConnectionSettings, ServiceUnavailable, open_bank
 from tests.support.e2e import (
     Stack,
     active_kids,

@@ -24,11 +24,17 @@ from keys import assertion_form
 from mcp_server import create_schema, make_engine, seed
 from mcp_server._app import create_app as create_mcp
 from mcp_server._settings import McpSettings
-from orchestrator._bank._mcp import McpBank
-from orchestrator._bank._protocol import AuthorizationLost, Bank, BankError, ServiceUnavailable, ToolRefused
-from orchestrator._tokens._issuer_client import IssuerClient
-from orchestrator._tokens._manager import TokenManager
-from orchestrator._tokens._retry import RetryPolicy
+from orchestrator import (
+    AuthorizationLost,
+    Bank,
+    BankError,
+    IssuerClient,
+    McpBank,
+    RetryPolicy,
+    ServiceUnavailable,
+    TokenManager,
+    ToolRefused,
+)
 from tests.support.issuer import CLIENT_KEYS, ISSUER, issuer_with_clients
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from orchestrator._call._session_store import MemorySessionStore, SessionRecord, grant_digest
+from orchestrator import MemorySessionStore, SessionRecord
+from orchestrator._call._session_store import grant_digest
 from tests.support.clock import FakeClock
 
 

@@ -18,11 +18,15 @@ from freezegun import freeze_time
 
 from issuer import create_app
 from keys import assertion_form
-from orchestrator._bank._protocol import AuthorizationLost, ServiceUnavailable, ToolRefused
+from orchestrator import (
+    AuthorizationLost,
+    IssuerClient,
+    RetryPolicy,
+    ServiceUnavailable,
+    TokenManager,
+    ToolRefused,
+)
 from orchestrator._tokens._errors import GrantRevoked, SessionEnded
-from orchestrator._tokens._issuer_client import IssuerClient
-from orchestrator._tokens._manager import TokenManager
-from orchestrator._tokens._retry import RetryPolicy
 from tests.support.issuer import CLIENT_KEYS, ISSUER, issuer_with_clients
 
 

@@ -33,11 +33,8 @@ from sqlalchemy import Engine
 from issuer import IssuerSettings
 from keys import assertion_form, load_client_key
 from mcp_server import Bank, make_engine
-from orchestrator._call._identity import CallerIdentity, parse_identity
+from orchestrator import CallerIdentity, IssuerClient, RetryPolicy, TokenManager, parse_identity
 from orchestrator._commands._dev_init import dev_init
-from orchestrator._tokens._issuer_client import IssuerClient
-from orchestrator._tokens._manager import TokenManager
-from orchestrator._tokens._retry import RetryPolicy
 from tests.support.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]

@@ -19,10 +19,7 @@ from sqlalchemy import Engine, MetaData, select
 from issuer import create_app as create_issuer
 from keys import KeyPair, assertion_form, generate_key
 from mcp_server import Bank, McpSettings, build_app_from_settings, create_schema, make_engine, seed
-from orchestrator._bank._mcp import McpBank
-from orchestrator._tokens._issuer_client import IssuerClient
-from orchestrator._tokens._manager import TokenManager
-from orchestrator._tokens._retry import RetryPolicy
+from orchestrator import IssuerClient, McpBank, RetryPolicy, TokenManager
 from tests.support.clock import FakeClock
 from tests.support.issuer import ISSUER, RESOURCE, TOKEN_ENDPOINT, issuer_settings, never
 from tests.support.lifespan import running
