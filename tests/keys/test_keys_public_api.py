@@ -29,6 +29,7 @@ def test_public_names() -> None:
         "KeyState",
         "KeyStore",
         "KeyStoreError",
+        "KeyStoreUnavailable",
         "KeysError",
         "KeysUnavailable",
         "LifetimeTooLong",

@@ -27,6 +27,7 @@ def test_public_names() -> None:
         "create_app",
         "create_schema",
         "make_engine",
+        "metrics_app",
         "seed",
         "seed_bank",
         "serve",

@@ -11,6 +11,7 @@ from fastmcp.client.transports import StreamableHttpTransport
 from sqlalchemy import Engine, func, select
 from starlette.applications import Starlette
 
+from mcp_server import metrics_app
 from mcp_server._bank._models import Movement
 from tests.support.issuer import RESOURCE
 
@@ -46,6 +47,12 @@ def mcp_client(app: Starlette, token: str) -> Client[StreamableHttpTransport]:
 def http_client(app: Starlette) -> httpx2.AsyncClient:
     """A raw HTTP client to the app, for status codes and headers."""
     return httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url=BASE)
+
+
+async def scrape(app: Starlette) -> httpx2.Response:
+    """`GET /metrics` from the app's own metrics listener app (not the public one)."""
+    async with http_client(metrics_app(app)) as metrics:
+        return await metrics.get("/metrics")
 
 
 def rpc(tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
