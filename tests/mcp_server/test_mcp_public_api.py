@@ -30,6 +30,5 @@ def test_public_names() -> None:
         "metrics_app",
         "seed",
         "seed_bank",
-        "serve",
     ]
     assert all(getattr(mcp_server, name) is not None for name in mcp_server.__all__)
