@@ -1,5 +1,6 @@
-"""The tools' argument types: every string capped in the input schema (with its enum or pattern), and the
-one sentence a refused argument is answered with.
+"""The tools' argument types: every string capped in the input schema, with its enum or pattern.
+
+`ArgumentRefusal` is the one sentence (and audit reason) a refused argument is answered with.
 
 FastMCP validates a call's arguments against these types (pydantic-core: lengths first, a regex engine
 without backtracking) before a tool body runs, so the caps hold before any other check of an argument, on

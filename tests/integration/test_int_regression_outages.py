@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from int_support import FakeClock, Stack, running_stack, segment
+
+from tests.support.clock import FakeClock
+from tests.support.stack import Stack, running_stack, segment
 
 STALE_LIMIT = 3600
 JWKS_MAX_AGE = 300

@@ -18,13 +18,12 @@ from typing import Any
 
 import httpx2
 import pytest
-from mcp_support import PROTOCOLS, Mint, call_raw, mcp_client, tool_error
 from sqlalchemy import Engine
 from starlette.applications import Starlette
-from test_mcp_auth import audit_lines, movements
 
 from mcp_server import Bank, InvalidAmount, InvalidArgument
 from mcp_server._token_scan import looks_like_token
+from tests.support.mcp import PROTOCOLS, Mint, audit_lines, call_raw, mcp_client, movements, tool_error
 
 HOSTILE = "eyJ" * 50_000  # ~150 KB of token fragments: the shape the old regex was quadratic on
 UNDER_BODY_CAP = "eyJ" * 21_000  # the same shape, as large as the 64 KiB body cap lets through

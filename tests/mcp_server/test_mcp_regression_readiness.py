@@ -13,10 +13,13 @@ from typing import Any
 
 import httpx2
 import psycopg
-from mcp_support import ISSUER, RESOURCE, FakeClock, http_client, running
 
 from keys import Verifier
 from mcp_server import McpSettings, create_app, create_schema, make_engine, seed
+from tests.support.clock import FakeClock
+from tests.support.issuer import ISSUER, RESOURCE
+from tests.support.lifespan import running
+from tests.support.mcp import http_client
 
 
 async def probes(http: httpx2.AsyncClient) -> tuple[int, int, dict[str, Any]]:

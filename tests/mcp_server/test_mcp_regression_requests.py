@@ -15,13 +15,23 @@ from typing import Any
 
 import httpx2
 import pytest
-from mcp_support import METADATA, PROTOCOLS, Mint, call_raw, http_client, post, rpc, running
 from sqlalchemy import Engine
 from starlette.applications import Starlette
-from test_mcp_auth import audit_lines, movements
 
 from keys import Verifier
 from mcp_server import Bank, McpSettings, create_app
+from tests.support.lifespan import running
+from tests.support.mcp import (
+    METADATA,
+    PROTOCOLS,
+    Mint,
+    audit_lines,
+    call_raw,
+    http_client,
+    movements,
+    post,
+    rpc,
+)
 
 MALFORMED = f'Bearer error="invalid_request", resource_metadata="{METADATA}"'
 
