@@ -30,6 +30,7 @@ BENCHES = (
     "jwks_storm",
     "rotation",
     "session",
+    "hostile_input",
     "soak",
 )
 # bench_verify and bench_sign have their own command line: a short run instead of --quick.

@@ -22,8 +22,7 @@ from pydantic_settings import BaseSettings
 
 from issuer import IssuerSettings
 from mcp_server import McpSettings
-from orchestrator._call._settings import AgentSettings
-from orchestrator._call._wiring import ConnectionSettings
+from orchestrator import AgentSettings, ConnectionSettings
 from orchestrator._commands import main
 from orchestrator._commands._cli import _parser
 
@@ -235,6 +234,14 @@ def test_dockerfile_installs_every_package_from_the_lock_file() -> None:
     assert argv[0] == "voicebank"
     _parser().parse_args(argv[1:])
     assert "USER voicebank" in dockerfile  # not root
+
+
+def test_regression_health_checks_ask_for_readiness(compose: dict[str, Any]) -> None:
+    # A replica is healthy when it can serve (keys, database, Redis), not merely alive (issue 10).
+    for name in ("issuer-1", "issuer-2", "mcp-1", "mcp-2"):
+        probe = " ".join(compose[name]["healthcheck"]["test"])
+        assert "/readyz" in probe, name
+        assert "/healthz" not in probe, name
 
 
 def _mounted_files(resolved: dict[str, Any], service: dict[str, Any]) -> dict[str, str]:

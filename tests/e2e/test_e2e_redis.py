@@ -12,7 +12,10 @@ from decimal import Decimal
 import httpx
 import pytest
 import redis.asyncio as aioredis
-from e2e_support import (
+
+from keys import KEY_EVENTS_CHANNEL, assertion_form, load_client_key
+from orchestrator import CallBank, ConnectionSettings, ServiceUnavailable, open_bank
+from tests.support.e2e import (
     Stack,
     active_kids,
     admin_keys,
@@ -22,16 +25,14 @@ from e2e_support import (
     new_call,
 )
 
-from keys import KEY_EVENTS_CHANNEL, assertion_form, load_client_key
-from orchestrator._bank._protocol import ServiceUnavailable
-from orchestrator._call._wiring import CallBank, ConnectionSettings, open_bank
-
 pytestmark = pytest.mark.e2e
 
 
 async def _ready(stack: Stack) -> bool:
+    # Every replica says it can serve: the issuers and the MCP servers (whose replay store is Redis).
+    bases = stack.issuer_urls + [url.removesuffix("/mcp") for url in stack.mcp_urls]
     async with httpx.AsyncClient(timeout=5.0) as http:
-        answers = [await http.get(f"{url}/readyz") for url in stack.issuer_urls]
+        answers = [await http.get(f"{url}/readyz") for url in bases]
     return all(a.status_code == 200 for a in answers)
 
 

@@ -21,8 +21,11 @@ from issuer._signing._key_events import KeyEvents
 from issuer._signing._rotation import RotationLoop
 from keys import FileKeyStore, KeyPair, RotationPolicy, StaticKeys, Verifier, VerifyPolicy
 from orchestrator._commands._serve import issuer_server, serve_all
-from tests.conftest import RedisServer, free_port
-from tests.issuer.issuer_harness import ISSUER, RESOURCE, TOKEN_EXCHANGE, FakeClock, registry_data, running
+from tests.support.clock import FakeClock
+from tests.support.issuer import ISSUER, RESOURCE, running
+from tests.support.ports import free_port
+from tests.support.registry import TOKEN_EXCHANGE, client_registry
+from tests.support.servers import RedisServer
 
 
 async def test_serve_all_serves_and_stops_on_sigterm(make_settings: Callable[..., IssuerSettings]) -> None:
@@ -58,7 +61,7 @@ async def test_a_client_registered_by_jwks_uri(
     client_keys: dict[str, KeyPair],
     tmp_path: Path,
 ) -> None:
-    data = registry_data(client_keys)
+    data = client_registry(client_keys)
     entry = next(c for c in data["clients"] if c["client_id"] == "orchestrator")
     jwks = entry.pop("jwks")
     entry["jwks_uri"] = "https://agent.example/jwks.json"
@@ -86,6 +89,39 @@ async def test_a_client_registered_by_jwks_uri(
         # Without client_id the assertion's kid names no registered inline key.
         refused = await h.refresh(response.json()["refresh_token"])
         assert refused.status_code == 401
+
+
+async def test_regression_an_unreachable_client_jwks_is_503_not_invalid_client(
+    make_settings: Callable[..., IssuerSettings],
+    clock: FakeClock,
+    client_keys: dict[str, KeyPair],
+    tmp_path: Path,
+) -> None:
+    # keys.KeysUnavailable is no longer a TokenError (issue 10): an outage must not read as a bad assertion.
+    data = client_registry(client_keys)
+    entry = next(c for c in data["clients"] if c["client_id"] == "orchestrator")
+    entry.pop("jwks")
+    entry["jwks_uri"] = "https://agent.example/jwks.json"
+
+    async def down(_: object) -> JSONResponse:
+        return JSONResponse({}, status_code=503)
+
+    path = tmp_path / "uri-clients.json"
+    path.write_text(json.dumps(data))
+    transport = httpx.ASGITransport(app=Starlette(routes=[Route("/jwks.json", down)]))
+    async with running(
+        make_settings(issuer_clients_file=path), clock, client_keys, http_transport=transport
+    ) as h:
+        grant = (await h.session())["session_grant"]
+        response = await h.token(
+            "orchestrator",
+            client_id="orchestrator",
+            grant_type=TOKEN_EXCHANGE,
+            subject_token=grant,
+            subject_token_type="urn:ietf:params:oauth:token-type:jwt",
+        )
+        assert response.status_code == 503, response.text
+        assert response.json()["error"] == "temporarily_unavailable"
 
 
 async def test_redis_outage_is_503_never_500(

@@ -10,13 +10,14 @@ from typing import Any
 import httpx2
 import pytest
 from mcp.shared.exceptions import MCPError
-from mcp_support import ISSUER, METADATA, RESOURCE, FakeClock, Mint, mcp_client, post, rpc, scrape
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 from starlette.applications import Starlette
 
 from keys import generate_key
 from mcp_server import TOOL_SCOPES, Bank
-from mcp_server._bank._models import Movement
+from tests.support.clock import FakeClock
+from tests.support.issuer import ISSUER, RESOURCE
+from tests.support.mcp import METADATA, Mint, audit_lines, mcp_client, movements, post, rpc, scrape
 
 INVALID = f'Bearer error="invalid_token", resource_metadata="{METADATA}"'
 
@@ -40,15 +41,6 @@ def balance_of(bank: Bank, user: str, kind: str) -> str:
     return next(a["balance"] for a in rows if a["status"] == "open")
 
 
-def movements(engine: Engine) -> int:
-    with engine.connect() as conn:
-        return int(conn.execute(select(func.count()).select_from(Movement)).scalar_one())
-
-
-def audit_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
-    return [json.loads(r.getMessage()) for r in caplog.records if r.name == "voicebank.audit"]
-
-
 @pytest.fixture
 def payment(bank: Bank) -> dict[str, Any]:
     """Arguments of a valid payment from alice's checking account."""
@@ -68,7 +60,8 @@ async def test_protected_resource_metadata(http: httpx2.AsyncClient) -> None:
         assert document["bearer_methods_supported"] == ["header"]
 
 
-@pytest.mark.parametrize("authorization", [None, "Basic YWxpY2U6cHc=", "Bearer", "Bearer ", "Token abc"])
+# "Bearer" without a token is a malformed credential (400): test_regression_malformed_credentials_are_400.
+@pytest.mark.parametrize("authorization", [None, "Basic YWxpY2U6cHc=", "Token abc"])
 async def test_no_bearer_token_is_a_plain_challenge(
     http: httpx2.AsyncClient, payment: dict[str, Any], authorization: str | None
 ) -> None:

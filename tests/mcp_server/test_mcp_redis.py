@@ -10,7 +10,6 @@ from typing import Any
 import httpx
 import pytest
 import redis.asyncio as aioredis
-from mcp_support import ISSUER, RESOURCE, FakeClock, Mint, http_client, post, rpc, running
 from sqlalchemy import Engine
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -19,6 +18,10 @@ from starlette.routing import Route
 
 from keys import KEY_EVENTS_CHANNEL, KeyPair, Verifier
 from mcp_server import Bank, McpSettings, build_app_from_settings, create_app
+from tests.support.clock import FakeClock
+from tests.support.issuer import ISSUER, RESOURCE
+from tests.support.lifespan import running
+from tests.support.mcp import Mint, http_client, post, rpc
 
 
 @pytest.fixture
@@ -95,6 +98,10 @@ async def test_replay_store_down_fails_closed(
         finally:
             redis_server.start()
     assert response.status_code == 503
+    # An outage, not a bad token (issue 10): "try again", never a 401 that would make the client refresh.
+    assert response.json() == {"error": "temporarily_unavailable"}
+    assert response.headers["retry-after"] == "2"
+    assert "www-authenticate" not in response.headers
     assert bank.get_balance("alice", "checking")["accounts"][0]["balance"] == "2450.13"
 
 

@@ -26,7 +26,6 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi import FastAPI
 from freezegun import freeze_time
-from issuer_support import CLIENT_KEYS, ISSUER, issuer_settings
 from sqlalchemy import Engine
 from starlette.applications import Starlette
 
@@ -37,7 +36,8 @@ from mcp_server import McpSettings, create_schema, make_engine, seed
 from mcp_server._app import create_app as create_mcp
 from orchestrator._call._identity import CallerIdentity
 from orchestrator._call._wiring import CallBank, ConnectionSettings, close_bank, open_bank
-from tests.mcp_server.mcp_support import running
+from tests.support.issuer import CLIENT_KEYS, ISSUER, issuer_with_clients
+from tests.support.lifespan import running
 
 RESOURCE = "http://127.0.0.1:8001/mcp"
 MCP_HEADERS = {"accept": "application/json, text/event-stream", "mcp-protocol-version": "2026-07-28"}
@@ -152,7 +152,7 @@ class Call:
 
 
 def _bound_registry(state: Path, *, nonce: str) -> Any:
-    settings = issuer_settings(state, RESOURCE)
+    settings = issuer_with_clients(state, CLIENT_KEYS, mcp_resource_url=RESOURCE)
     clients = json.loads((state / "clients.json").read_text())
     for client in clients["clients"]:
         if client["client_id"] == "orchestrator":
@@ -165,7 +165,9 @@ def _bound_registry(state: Path, *, nonce: str) -> Any:
 def _build(tmp_path: Path, nonce: str) -> tuple[FastAPI, Engine, McpSettings]:
     state = tmp_path / "issuer"
     state.mkdir()
-    settings = issuer_settings(state, RESOURCE).model_copy(update={"dpop_nonce": nonce})
+    settings = issuer_with_clients(state, CLIENT_KEYS, mcp_resource_url=RESOURCE).model_copy(
+        update={"dpop_nonce": nonce}
+    )
     clients = json.loads((state / "clients.json").read_text())
     for client in clients["clients"]:
         if client["client_id"] == "orchestrator":
@@ -350,8 +352,9 @@ def _secrets_of(bank: CallBank) -> list[bytes]:
     ]
 
 
-async def test_two_hour_call_with_dpop(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    built = _build(tmp_path, "off")  # apps are built before freezing (FastAPI imports lazily)
+@pytest.mark.parametrize("nonce", ["off", "required"])
+async def test_two_hour_call_with_dpop(tmp_path: Path, caplog: pytest.LogCaptureFixture, nonce: str) -> None:
+    built = _build(tmp_path, nonce)  # apps are built before freezing (FastAPI imports lazily)
     caplog.set_level(logging.DEBUG)
     with freeze_time("2026-03-01 09:00:00", real_asyncio=True) as frozen:
         async with _serving(tmp_path, built) as world:
@@ -361,11 +364,14 @@ async def test_two_hour_call_with_dpop(tmp_path: Path, caplog: pytest.LogCapture
                 await bank.get_balance()
                 frozen.tick(60)
             grants = world.issuer_wire.grants()
-            # Exactly what bearer tokens cost: the exchange, then one refresh each 240 s; no challenge.
-            assert 30 <= len(grants) <= 31
-            assert all(s.status == 200 for s in grants)
+            # Exactly what bearer tokens cost: the exchange, then one refresh each 240 s. With nonces, one
+            # challenge more for the whole call at each server: every answer carries the next nonce, and a
+            # nonce lives at least one 300 s window, longer than the 240 s between refreshes.
+            challenges = 1 if nonce == "required" else 0
+            assert 30 + challenges <= len(grants) <= 31 + challenges
+            assert [s.status for s in grants].count(400) == challenges
             assert {_proof_key(s.headers["dpop"][0]) for s in grants} == {dpop_jkt(bank)}
-            assert [s.status for s in world.mcp_wires[0].seen if s.status >= 400] == []
+            assert [s.status for s in world.mcp_wires[0].seen if s.status >= 400] == [401] * challenges
             second = await world.open()
             assert dpop_jkt(second) != dpop_jkt(bank)  # one fresh key per call
             assert await bank.end()
