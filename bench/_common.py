@@ -13,6 +13,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -219,12 +220,14 @@ class ServerProcess:
         self._process: subprocess.Popen[bytes] | None = None
         self._thread: threading.Thread | None = None
         self._server: Any = None
+        self._logs: tempfile.TemporaryDirectory[str] | None = None
+        self.log_file: Path | None = None
 
     def start(self) -> ServerProcess:
         if self._inline:
             from _serve import server  # the bench directory is on sys.path when a bench runs
 
-            self._server = server(self._argv)
+            self._server = server(self._argv, inline=True)
             self._thread = threading.Thread(
                 target=self._server.run, name=f"bench-{self._argv[0]}", daemon=True
             )
@@ -232,10 +235,21 @@ class ServerProcess:
             return self
         env = {**os.environ, "PYTHONPATH": str(self._root)}
         python = sys.executable if self._root == ROOT else str(self._root / ".venv" / "bin" / "python")
+        # The server logs as production does (access and audit lines), to a file of its own.
+        self._logs = tempfile.TemporaryDirectory(prefix="bench-server-log-")
+        self.log_file = Path(self._logs.name) / f"{self._argv[0]}.log"
         self._process = subprocess.Popen(
-            [python, str(self._root / "bench" / "_serve.py"), *self._argv], env=env, cwd=self._root
+            [python, str(self._root / "bench" / "_serve.py"), *self._argv, "--log-file", str(self.log_file)],
+            env=env,
+            cwd=self._root,
         )
         return self
+
+    def log_tail(self, lines: int = 20) -> str:
+        """The last lines of the server's log, for an error message."""
+        if self.log_file is None or not self.log_file.exists():
+            return ""
+        return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
 
     def cpu_seconds(self) -> float:
         """CPU time (user + system) the server process has used so far; NaN when inline or not on Linux."""
@@ -252,7 +266,9 @@ class ServerProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process is not None and self._process.poll() is not None:
-                raise RuntimeError(f"server {self._argv} exited with {self._process.returncode}")
+                raise RuntimeError(
+                    f"server {self._argv} exited with {self._process.returncode}:\n{self.log_tail()}"
+                )
             if self._thread is not None and not self._thread.is_alive():
                 raise RuntimeError(f"server {self._argv} stopped")
             try:
@@ -269,14 +285,16 @@ class ServerProcess:
             self._thread.join(timeout=10)
             self._thread = None
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if self._logs is not None:
+            self._logs.cleanup()
+            self._logs = None
 
 
 @contextlib.contextmanager

@@ -3,6 +3,9 @@
 python bench/_serve.py issuer --state DIR --port P [--resource URL] [--access-lifetime S]
 python bench/_serve.py mcp --port P --db FILE --auth full|passthrough|off (--jwks-file F | --issuer URL)
     [--dpop]
+Either takes [--log-file F] [--log-level L]. The server logs as `voicebank up` does (orchestrator's one log
+set-up: access lines, audit lines, library warnings through our formatter, at INFO by default), so the
+figures include what production spends on its logs; without --log-file the lines go to stderr.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from issuer import create_app as create_issuer
 from keys import JWKSCache, Verifier
 from mcp_server import McpSettings, access_token_policy, build_app_from_settings
 from mcp_server import create_app as create_mcp
+from orchestrator._logs import configure_logging
 
 # What the bare endpoint answers: about the size of a /token answer, built once.
 BARE_BODY = {
@@ -190,11 +194,17 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--redis", help="Redis URL: the issuer's key store and the MCP server's key events")
     parser.add_argument("--file-keys", action="store_true", help="issuer: file key store even with --redis")
     parser.add_argument("--dpop", action="store_true", help="MCP: MCP_REQUIRE_DPOP=true (bearer refused)")
+    parser.add_argument("--log-file", type=Path, help="the server's log (default: stderr)")
+    parser.add_argument("--log-level", default="info", help="as `voicebank up --log-level` (default info)")
     return parser
 
 
-def server(argv: list[str]) -> uvicorn.Server:
-    """The uvicorn server the command line `argv` describes (not started)."""
+def server(argv: list[str], *, inline: bool = False) -> uvicorn.Server:
+    """The uvicorn server the command line `argv` describes (not started).
+
+    As its own process it logs as `voicebank up` does; `inline` (a thread of a bench process, for
+    `--quick` smoke runs) leaves that process's logging alone and writes only warnings.
+    """
     args = parser().parse_args(argv)
     if args.kind == "issuer":
         app = issuer_app(
@@ -213,15 +223,19 @@ def server(argv: list[str]) -> uvicorn.Server:
         )
     # Keep-alive past uvicorn's 5 s: between interleaved slices a client's connection idles longer than that,
     # and a server closing it just as the client reuses it is a ReadError the bench would count as a failure.
+    # log_config=None, as `voicebank up`: uvicorn installs no handlers of its own (see `configure_logging`).
     config = uvicorn.Config(
         app,
         host="127.0.0.1",
         port=args.port,
         lifespan="on",
-        log_level="warning",
-        access_log=False,
+        log_level="warning" if inline else args.log_level,
+        log_config=None,
         timeout_keep_alive=120,
     )
+    if not inline:
+        # After the app is built, as `voicebank up` does: fastmcp installs console handlers when imported.
+        configure_logging(args.log_level, log_file=args.log_file)
     return uvicorn.Server(config)
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import secrets
 import statistics
 import sys
@@ -520,12 +519,5 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    # `voicebank up` sends FastMCP's log lines through our one plain formatter (orchestrator/_logs.py);
-    # bench/_serve.py does not run that set-up, so its server would render each refused call's warning on
-    # FastMCP's rich console (~3.6 ms of CPU a line), a cost production does not have. Like the audit lines
-    # (no handler in the bench server), those warnings are not written at all: thousands of them would
-    # bury the figures.
-    os.environ.setdefault("FASTMCP_ENABLE_RICH_LOGGING", "false")
-    os.environ.setdefault("FASTMCP_LOG_LEVEL", "ERROR")
     quiet_logs()
     main()

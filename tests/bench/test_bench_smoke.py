@@ -9,6 +9,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import httpx
 import pytest
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
@@ -126,3 +127,19 @@ def test_verify_times_the_dpop_check_against_raw_signatures() -> None:
     }
     for _ in range(2100):  # past one lap over the distinct proofs: a new replay cache, nothing refused
         impls["keys.DPoPVerifier.verify (memory replay)"]()
+
+
+def test_a_bench_server_logs_as_voicebank_up_does(tmp_path: Path) -> None:
+    """Access lines through our formatter without the query string, as production writes them."""
+    common = importlib.import_module("_common")
+    world = importlib.import_module("_world")
+    state = world.write_issuer_state(tmp_path, world.client_keys())
+    server = common.ServerProcess("issuer", "--state", str(state))
+    with common.running(server):
+        assert httpx.get(f"{server.base}/healthz?access_token=secret-value").status_code == 200
+        assert server.log_file is not None
+        log = server.log_file.read_text()
+    access = [line for line in log.splitlines() if " INFO uvicorn.access " in line]
+    assert any('"GET /healthz HTTP/1.1" 200' in line for line in access), log
+    assert "secret-value" not in log
+    assert "\x1b[" not in log  # uvicorn's coloured console is not in use

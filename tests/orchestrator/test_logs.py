@@ -150,12 +150,13 @@ def test_levels_by_name_or_number(level: str | int, tmp_path: Path) -> None:
 
 def test_every_uvicorn_server_we_build_leaves_logging_to_us() -> None:
     # uvicorn's own log config installs coloured handlers that print the query string; every server of
-    # ours passes log_config=None, so `configure_logging` decides (found by reading the source).
+    # ours passes log_config=None, so `configure_logging` decides (found by reading the source). The bench
+    # servers too: they log as production does.
     import ast
 
     root = Path(__file__).resolve().parents[2]
     calls = []
-    for package in ("keys", "issuer", "mcp_server", "orchestrator"):
+    for package in ("keys", "issuer", "mcp_server", "orchestrator", "bench"):
         for path in sorted((root / package).rglob("*.py")):
             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
                 if isinstance(node, ast.Call) and ast.unparse(node.func) in ("uvicorn.Config", "uvicorn.run"):
