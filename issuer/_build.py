@@ -11,6 +11,7 @@ import httpx
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from issuer._audit import IssuerAudit
 from issuer._metrics import IssuerMetrics
 from issuer._oauth._bearer import BearerGuard
 from issuer._oauth._client_auth import ClientAuthenticator
@@ -147,6 +148,7 @@ async def build_state(
         ),
         events=events,
         metrics=metrics,
+        audit=IssuerAudit(clock=clock),
         http=http,
         redis=redis,
     )

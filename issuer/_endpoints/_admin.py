@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from issuer._audit import Decision
 from issuer._oauth._errors import Conflict, InvalidRequest, NotFound
 from issuer._state import IssuerState
 from keys import ALGORITHMS, Algorithm, KeyRing, RevocationRefused, RotationRefused, UnknownKeyId
@@ -30,7 +31,14 @@ def _rotate_options(body: dict[str, Any]) -> tuple[Algorithm | None, bool]:
     return alg, force
 
 
-async def rotate_keys(state: IssuerState, body: dict[str, Any], actor: str) -> dict[str, Any]:
+def _touched(before: KeyRing, after: KeyRing) -> str | None:
+    """The kids whose state a change set or changed, for the audit line."""
+    states = {record.kid: record.state for record in before.records}
+    kids = [record.kid for record in after.records if states.get(record.kid) is not record.state]
+    return " ".join(kids) or None
+
+
+async def rotate_keys(state: IssuerState, body: dict[str, Any], decision: Decision) -> dict[str, Any]:
     alg, force = _rotate_options(body)
     before = await state.store.current()
     if alg is not None and alg not in before.algs:
@@ -39,16 +47,18 @@ async def rotate_keys(state: IssuerState, body: dict[str, Any], actor: str) -> d
         ring = await state.store.rotate(state.clock(), alg=alg, force=force)
     except RotationRefused as exc:
         raise Conflict(str(exc), code=exc.code) from None
+    decision.kid = _touched(before, ring)
     for event in await state.events.changed(before, ring):
         state.metrics.rotations.inc()
-        log.info("admin rotation by %s: %s %s", actor, event["type"], event["kid"])
+        log.info("admin rotation by %s: %s %s", decision.client_id, event["type"], event["kid"])
     return ring_view(ring)
 
 
-async def revoke_key(state: IssuerState, kid: str, actor: str) -> dict[str, Any]:
+async def revoke_key(state: IssuerState, kid: str, decision: Decision) -> dict[str, Any]:
     before = await state.store.current()
     try:
         ring = await state.store.revoke(kid, state.clock())
+        decision.kid = kid
     except UnknownKeyId:
         raise NotFound("no key has this kid", reason="unknown_kid") from None
     except RevocationRefused as exc:
@@ -56,5 +66,5 @@ async def revoke_key(state: IssuerState, kid: str, actor: str) -> dict[str, Any]
     for event in await state.events.changed(before, ring):
         if event["type"] == "revoked":
             state.metrics.revocations.inc()
-        log.warning("admin revocation by %s: %s %s", actor, event["type"], event["kid"])
+        log.warning("admin revocation by %s: %s %s", decision.client_id, event["type"], event["kid"])
     return ring_view(ring)

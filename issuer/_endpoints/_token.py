@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from issuer._audit import Decision
 from issuer._http._body import optional_param, required_param
 from issuer._oauth._clients import GRANT_CLIENT_CREDENTIALS, GRANT_REFRESH, GRANT_TOKEN_EXCHANGE, Client
 from issuer._oauth._errors import (
@@ -22,6 +23,11 @@ from keys import TokenError
 TOKEN_TYPE_JWT = "urn:ietf:params:oauth:token-type:jwt"  # noqa: S105
 TOKEN_TYPE_ACCESS = "urn:ietf:params:oauth:token-type:access_token"  # noqa: S105
 DEFAULT_EXCHANGE_SCOPE = frozenset({"read"})
+_EVENTS = {
+    GRANT_CLIENT_CREDENTIALS: "token.client_credentials",
+    GRANT_TOKEN_EXCHANGE: "token.exchange",
+    GRANT_REFRESH: "token.refresh",
+}
 
 
 def _requested_scope(form: dict[str, str], default: frozenset[str]) -> frozenset[str]:
@@ -54,9 +60,12 @@ def _answer(minted: Minted, scope: str, **extra: str) -> dict[str, Any]:
     }
 
 
-async def _client_credentials(state: IssuerState, client: Client, form: dict[str, str]) -> dict[str, Any]:
+async def _client_credentials(
+    state: IssuerState, client: Client, form: dict[str, str], decision: Decision
+) -> dict[str, Any]:
     allowed = client.scopes & ISSUER_SCOPES
     scopes = _requested_scope(form, allowed)
+    decision.sub, decision.scope = client.client_id, format_scope(scopes)
     if not scopes or not scopes <= allowed:
         raise InvalidScope("client_credentials grants only issuer scopes this client is registered for")
     scope = format_scope(scopes)
@@ -69,6 +78,7 @@ async def _client_credentials(state: IssuerState, client: Client, form: dict[str
         lifetime=state.settings.issuer_token_lifetime,
         act=False,
     )
+    decision.issued(minted)
     return _answer(minted, scope)
 
 
@@ -82,7 +92,9 @@ async def _session_grant(state: IssuerState, subject_token: str) -> dict[str, An
         ) from None
 
 
-async def _token_exchange(state: IssuerState, client: Client, form: dict[str, str]) -> dict[str, Any]:
+async def _token_exchange(
+    state: IssuerState, client: Client, form: dict[str, str], decision: Decision
+) -> dict[str, Any]:
     subject_token = required_param(form, "subject_token")
     if required_param(form, "subject_token_type") != TOKEN_TYPE_JWT:
         raise InvalidRequest(f"subject_token_type must be {TOKEN_TYPE_JWT}")
@@ -94,6 +106,8 @@ async def _token_exchange(state: IssuerState, client: Client, form: dict[str, st
     resource = _resource(state, form)
     requested = _requested_scope(form, DEFAULT_EXCHANGE_SCOPE)
     grant = await _session_grant(state, subject_token)
+    decision.sub, decision.scope = grant.get("sub"), format_scope(requested)
+    decision.sid = grant.get("sid") if isinstance(grant.get("sid"), str) else None
     may_act = grant.get("may_act")
     if not isinstance(may_act, dict) or may_act.get("sub") != client.client_id:
         raise InvalidGrant(
@@ -126,14 +140,23 @@ async def _token_exchange(state: IssuerState, client: Client, form: dict[str, st
     refresh = await state.refresh.create(
         client_id=client.client_id, sub=grant["sub"], sid=sid, scope=format_scope(holdable), now=now
     )
+    decision.issued(minted)
+    family = await state.refresh.peek(refresh)
+    decision.family = family.family_id if family is not None else None
     return _answer(minted, scope, refresh_token=refresh, issued_token_type=TOKEN_TYPE_ACCESS)
 
 
-async def _refresh_token(state: IssuerState, client: Client, form: dict[str, str]) -> dict[str, Any]:
+async def _refresh_token(
+    state: IssuerState, client: Client, form: dict[str, str], decision: Decision
+) -> dict[str, Any]:
     token = required_param(form, "refresh_token")
     resource = _resource(state, form)
     family = await state.refresh.peek(token)
     scope_param = optional_param(form, "scope")
+    decision.scope = scope_param
+    if family is not None:
+        # Known before spending, so a reuse (theft signal) is written with its family, user and session.
+        decision.family, decision.sub, decision.sid = family.family_id, family.sub, family.sid
     # Checked before spending, so asking for too much does not cost the client its token.
     if (
         family is not None
@@ -144,6 +167,7 @@ async def _refresh_token(state: IssuerState, client: Client, form: dict[str, str
         raise InvalidScope("the requested scope exceeds the refresh token's scope")
     now = state.clock()
     family, next_token = await state.refresh.spend(token, client_id=client.client_id, now=now)
+    decision.family, decision.sub, decision.sid = family.family_id, family.sub, family.sid
     requested = parse_scope(scope_param) if scope_param is not None else parse_scope(family.scope)
     if not requested <= parse_scope(family.scope):
         raise InvalidScope("the requested scope exceeds the refresh token's scope")
@@ -157,6 +181,8 @@ async def _refresh_token(state: IssuerState, client: Client, form: dict[str, str
         lifetime=_lifetime(state, requested),
         sid=family.sid,
     )
+    decision.scope = scope
+    decision.issued(minted)
     return _answer(minted, scope, refresh_token=next_token)
 
 
@@ -168,16 +194,18 @@ _GRANTS = {
 
 
 async def token_response(
-    state: IssuerState, form: dict[str, str], authorization: str | None
+    state: IssuerState, form: dict[str, str], authorization: str | None, decision: Decision
 ) -> dict[str, Any]:
-    """The token response for a parsed `/token` form, or an OAuthError."""
+    """The token response for a parsed `/token` form, or an OAuthError; `decision` learns what it is about."""
     grant_type = required_param(form, "grant_type")
+    decision.event = _EVENTS.get(grant_type or "", decision.event)
     client = await state.clients.authenticate(form, authorization=authorization)
+    decision.client_id = client.client_id
     handler = _GRANTS.get(grant_type or "")
     if handler is None:
         raise UnsupportedGrantType("grant_type is not supported by this issuer")
     if not client.may_use(grant_type or ""):
         raise UnauthorizedClient("this client is not registered for this grant_type")
-    answer = await handler(state, client, form)
+    answer = await handler(state, client, form, decision)
     state.metrics.tokens_issued.labels(grant_type=grant_type).inc()
     return answer

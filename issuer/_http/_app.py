@@ -1,4 +1,4 @@
-"""The issuer FastAPI app: discovery, JWKS, `/token`, `/sessions`, `/revoke`, admin keys, health, metrics."""
+"""The issuer FastAPI app: discovery, JWKS, `/token`, `/sessions`, `/revoke`, admin, health, metrics."""
 
 from __future__ import annotations
 
@@ -14,9 +14,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from issuer._audit import Decision
 from issuer._build import build_state
 from issuer._endpoints._admin import ADMIN_SCOPE, revoke_key, ring_view, rotate_keys
 from issuer._endpoints._discovery import JWKS_PATH, METADATA_PATH, etag_matches, jwks_document, metadata
+from issuer._endpoints._revocations import REVOKE_SCOPE, revoke_families
 from issuer._endpoints._revoke import revoke_token
 from issuer._endpoints._sessions import create_session
 from issuer._endpoints._token import token_response
@@ -38,6 +40,13 @@ def issuer_state(app: FastAPI) -> IssuerState:
 
 def _state(request: Request) -> IssuerState:
     return issuer_state(request.app)
+
+
+def _decision(request: Request, event: str) -> Decision:
+    """The audit record of this request: endpoints fill it, and the error handler writes refusals."""
+    decision = Decision(event)
+    request.state.audit = decision
+    return decision
 
 
 def create_app(
@@ -85,42 +94,70 @@ def create_app(
 
     @app.post("/token")
     async def token(request: Request) -> JSONResponse:
+        decision = _decision(request, "token")
+        state = _state(request)
         form = await read_form(request, limit)
-        answer = await token_response(_state(request), form, request.headers.get("authorization"))
+        answer = await token_response(state, form, request.headers.get("authorization"), decision)
+        state.audit.decided(decision)
         return JSONResponse(answer, headers=NO_STORE)
 
     @app.post("/revoke")
     async def revoke(request: Request) -> Response:
+        decision = _decision(request, "revoke")
+        state = _state(request)
         form = await read_form(request, limit)
-        await revoke_token(_state(request), form, request.headers.get("authorization"))
+        await revoke_token(state, form, request.headers.get("authorization"), decision)
+        state.audit.decided(decision)
         return Response(status_code=200, headers=NO_STORE)
 
     @app.post("/sessions")
     async def sessions(request: Request) -> JSONResponse:
+        decision = _decision(request, "sessions.create")
         state = _state(request)
-        await state.bearer.require(request.headers.get("authorization"), SESSIONS_SCOPE)
+        await state.bearer.require(request.headers.get("authorization"), SESSIONS_SCOPE, decision)
         body = await read_json_object(request, limit)
-        return JSONResponse(await create_session(state, body), status_code=201, headers=NO_STORE)
+        answer = await create_session(state, body, decision)
+        state.audit.decided(decision)
+        return JSONResponse(answer, status_code=201, headers=NO_STORE)
 
     @app.get("/admin/keys")
     async def admin_keys(request: Request) -> JSONResponse:
+        decision = _decision(request, "admin.keys.list")
         state = _state(request)
-        await state.bearer.require(request.headers.get("authorization"), ADMIN_SCOPE)
-        return JSONResponse(ring_view(await state.store.current()), headers=NO_STORE)
+        await state.bearer.require(request.headers.get("authorization"), ADMIN_SCOPE, decision)
+        answer = ring_view(await state.store.current())
+        state.audit.decided(decision)
+        return JSONResponse(answer, headers=NO_STORE)
 
     @app.post("/admin/keys/rotate")
     async def admin_rotate(request: Request) -> JSONResponse:
+        decision = _decision(request, "admin.keys.rotate")
         state = _state(request)
-        claims = await state.bearer.require(request.headers.get("authorization"), ADMIN_SCOPE)
+        await state.bearer.require(request.headers.get("authorization"), ADMIN_SCOPE, decision)
         body = await read_json_object(request, limit, optional=True)
-        return JSONResponse(await rotate_keys(state, body, claims["sub"]), headers=NO_STORE)
+        answer = await rotate_keys(state, body, decision)
+        state.audit.decided(decision)
+        return JSONResponse(answer, headers=NO_STORE)
 
     @app.post("/admin/keys/{kid}/revoke")
     async def admin_revoke(request: Request, kid: str) -> JSONResponse:
+        decision = _decision(request, "admin.keys.revoke")
         state = _state(request)
-        claims = await state.bearer.require(request.headers.get("authorization"), ADMIN_SCOPE)
+        await state.bearer.require(request.headers.get("authorization"), ADMIN_SCOPE, decision)
         await read_body(request, limit)
-        return JSONResponse(await revoke_key(state, kid, claims["sub"]), headers=NO_STORE)
+        answer = await revoke_key(state, kid, decision)
+        state.audit.decided(decision)
+        return JSONResponse(answer, headers=NO_STORE)
+
+    @app.post("/admin/revocations")
+    async def admin_revocations(request: Request) -> JSONResponse:
+        decision = _decision(request, "admin.revocations")
+        state = _state(request)
+        await state.bearer.require(request.headers.get("authorization"), REVOKE_SCOPE, decision)
+        body = await read_json_object(request, limit)
+        answer = await revoke_families(state, body, decision)
+        state.audit.decided(decision)
+        return JSONResponse(answer, headers=NO_STORE)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:

@@ -10,7 +10,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from issuer._metrics import IssuerMetrics
+from issuer._audit import Decision
 from issuer._oauth._bearer import NO_TOKEN
 from issuer._oauth._errors import (
     InsufficientScope,
@@ -21,6 +21,7 @@ from issuer._oauth._errors import (
     OAuthError,
     TemporarilyUnavailable,
 )
+from issuer._state import IssuerState
 from keys import KeyStoreError
 
 REALM = "voicebank-issuer"
@@ -55,9 +56,9 @@ def oauth_error_response(exc: OAuthError) -> JSONResponse:
     )
 
 
-def _metrics(request: Request) -> IssuerMetrics | None:
-    state = getattr(request.app.state, "issuer", None)
-    return None if state is None else state.metrics
+def _state(request: Request) -> IssuerState | None:
+    state: IssuerState | None = getattr(request.app.state, "issuer", None)
+    return state
 
 
 def _as_oauth(exc: Exception) -> OAuthError:
@@ -78,9 +79,13 @@ def _as_oauth(exc: Exception) -> OAuthError:
 
 async def _handle(request: Request, exc: Exception) -> Response:
     error = _as_oauth(exc)
-    metrics = _metrics(request)
-    if metrics is not None:
-        metrics.errors.labels(code=error.code, reason=error.reason).inc()
+    state = _state(request)
+    if state is not None:
+        state.metrics.errors.labels(code=error.code, reason=error.reason).inc()
+        decision: Decision | None = getattr(request.state, "audit", None)
+        if decision is not None:
+            outcome = "error" if error.status >= 500 else "refused"
+            state.audit.decided(decision, outcome=outcome, reason=error.reason)
     log.info("%s %s refused: %s (%s)", request.method, request.url.path, error.code, error.reason)
     response = oauth_error_response(error)
     if isinstance(exc, HTTPException) and exc.headers:

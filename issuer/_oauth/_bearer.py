@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from issuer._audit import Decision
 from issuer._oauth._errors import InsufficientScope, InvalidScope, InvalidToken
 from issuer._oauth._scope import parse_scope
 from issuer._signing._mint import ACCESS_TOKEN_TYP
@@ -31,8 +32,10 @@ class BearerGuard:
         )
         self._verifier = Verifier(keys, policy, clock=clock)
 
-    async def require(self, authorization: str | None, scope: str) -> dict[str, Any]:
-        """The token's claims when it is valid and carries `scope`."""
+    async def require(
+        self, authorization: str | None, scope: str, decision: Decision | None = None
+    ) -> dict[str, Any]:
+        """The token's claims when it is valid and carries `scope`; `decision` learns the client."""
         scheme, _, token = (authorization or "").partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
@@ -42,6 +45,8 @@ class BearerGuard:
             claims = await self._verifier.verify_async(token)
         except TokenError as exc:
             raise InvalidToken("the bearer token is invalid", reason=f"bearer_{exc.code}") from None
+        if decision is not None and isinstance(claims.get("client_id"), str):
+            decision.client_id = claims["client_id"]
         try:
             granted = parse_scope(claims["scope"])
         except InvalidScope:

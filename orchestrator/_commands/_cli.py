@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from issuer import IssuerSettings, IssuerStartupError
 from keys import ALGORITHMS
 from orchestrator._commands._dev_init import DevInitError, dev_init
-from orchestrator._commands._keys_admin import AdminCommandError, keys_command
+from orchestrator._commands._keys_admin import AdminCommandError, keys_command, revoke_sessions
 
 DEFAULT_ISSUER = "http://127.0.0.1:8000"
 
@@ -63,6 +63,18 @@ def _parser() -> argparse.ArgumentParser:
     rotate.add_argument("--force", action="store_true", help="rotate even if the next key is too young")
     revoke = actions.add_parser("revoke", help="remove a key from the JWKS at once", parents=[where])
     revoke.add_argument("kid")
+
+    sessions = commands.add_parser(
+        "sessions", help="revoke the refresh tokens of a call, a user or a client (admin)", parents=[where]
+    )
+    session_actions = sessions.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    end = session_actions.add_parser(
+        "revoke", help="end every refresh-token family of one call, user or client", parents=[where]
+    )
+    target = end.add_mutually_exclusive_group(required=True)
+    target.add_argument("--sid", help="the voice session (LiveKit room) id")
+    target.add_argument("--user", help="the user id (every session of that user)")
+    target.add_argument("--client", help="the client id (every family the client holds)")
 
     demo = commands.add_parser("demo", help="run a scripted banking call against the real services")
     demo.add_argument(
@@ -120,6 +132,19 @@ def _run(args: argparse.Namespace, transport: httpx.AsyncBaseTransport | None) -
             )
         )
         print(table)
+    elif args.command == "sessions":
+        settings = _settings(args)
+        named = {"sid": args.sid, "sub": args.user, "client_id": args.client}
+        print(
+            asyncio.run(
+                revoke_sessions(
+                    {name: value for name, value in named.items() if value is not None},
+                    issuer_url=getattr(args, "issuer", None) or settings.issuer_url,
+                    state=settings.voicebank_state,
+                    transport=transport,
+                )
+            )
+        )
 
 
 def _bench(args: argparse.Namespace) -> int:

@@ -20,7 +20,7 @@ from keys import KeyMaterialError, KeyPair, KeyRingError, client_key_path, gener
 DEV_CLIENTS: dict[str, tuple[list[str], str]] = {
     "orchestrator": ([GRANT_TOKEN_EXCHANGE, GRANT_REFRESH], "read transact configure"),
     "backend": ([GRANT_CLIENT_CREDENTIALS], "sessions:create"),
-    "admin": ([GRANT_CLIENT_CREDENTIALS], "keys:admin"),
+    "admin": ([GRANT_CLIENT_CREDENTIALS], "keys:admin sessions:revoke"),
 }
 
 

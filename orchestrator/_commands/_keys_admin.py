@@ -1,4 +1,4 @@
-"""`voicebank keys list|rotate|revoke`: the admin client talking to a running issuer over HTTP."""
+"""`voicebank keys list|rotate|revoke` and `voicebank sessions revoke`: the admin client over HTTP."""
 
 from __future__ import annotations
 
@@ -13,11 +13,12 @@ import httpx
 from keys import KeyMaterialError, assertion_form, client_key_path, load_client_key
 
 ADMIN_CLIENT = "admin"
+REVOKE_SCOPE = "sessions:revoke"
 _COLUMNS = ("kid", "alg", "state", "created_at", "activated_at", "retiring_at", "revoked_at")
 
 
 class AdminCommandError(Exception):
-    """A `voicebank keys` command failed; the message is one line for the terminal."""
+    """A `voicebank keys` or `sessions` command failed; the message is one line for the terminal."""
 
     code = "admin_command"
 
@@ -48,7 +49,9 @@ def _refusal(response: httpx.Response) -> str:
         return f"HTTP {response.status_code}"
 
 
-async def _admin_token(http: httpx.AsyncClient, issuer_url: str, state: Path, now: float) -> str:
+async def _admin_token(
+    http: httpx.AsyncClient, issuer_url: str, state: Path, now: float, scope: str = "keys:admin"
+) -> str:
     try:
         key = load_client_key(state, ADMIN_CLIENT)
     except (OSError, KeyMaterialError):
@@ -56,7 +59,7 @@ async def _admin_token(http: httpx.AsyncClient, issuer_url: str, state: Path, no
         raise AdminCommandError(f"no usable admin key at {path} (run `voicebank dev-init`)") from None
     form = {
         "grant_type": "client_credentials",
-        "scope": "keys:admin",
+        "scope": scope,
         **assertion_form(ADMIN_CLIENT, key, issuer_url.rstrip("/") + "/token", now),
     }
     response = await http.post("/token", data=form)
@@ -91,9 +94,36 @@ async def keys_command(
             else:
                 raise AdminCommandError(f"unknown keys action {action!r}")
     except httpx.TransportError as exc:
-        raise AdminCommandError(
-            f"cannot reach the issuer at {issuer_url} ({type(exc).__name__}); is `voicebank up` running?"
-        ) from None
+        raise _unreachable(issuer_url, exc) from None
     if response.status_code != 200:
         raise AdminCommandError(f"the issuer refused: {_refusal(response)}")
     return key_table(response.json()["keys"])
+
+
+def _unreachable(issuer_url: str, exc: Exception) -> AdminCommandError:
+    return AdminCommandError(
+        f"cannot reach the issuer at {issuer_url} ({type(exc).__name__}); is `voicebank up` running?"
+    )
+
+
+async def revoke_sessions(
+    target: dict[str, str],
+    *,
+    issuer_url: str,
+    state: Path,
+    transport: httpx.AsyncBaseTransport | None = None,
+    clock: Callable[[], float] = time.time,
+) -> str:
+    """`POST /admin/revocations` with one of sid, sub, client_id; the line to print."""
+    try:
+        async with httpx.AsyncClient(base_url=issuer_url, transport=transport, timeout=10.0) as http:
+            token = await _admin_token(http, issuer_url, state, clock(), REVOKE_SCOPE)
+            headers = {"Authorization": f"Bearer {token}"}
+            response = await http.post("/admin/revocations", json=target, headers=headers)
+    except httpx.TransportError as exc:
+        raise _unreachable(issuer_url, exc) from None
+    if response.status_code != 200:
+        raise AdminCommandError(f"the issuer refused: {_refusal(response)}")
+    count = response.json()["revoked_families"]
+    ((name, value),) = target.items()
+    return f"revoked {count} refresh-token {'family' if count == 1 else 'families'} of {name} {value}"

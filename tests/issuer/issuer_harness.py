@@ -62,7 +62,7 @@ def registry_data(keys: dict[str, KeyPair]) -> dict[str, Any]:
                 "client_id": "admin",
                 "jwks": jwks("admin"),
                 "grant_types": ["client_credentials"],
-                "scope": "keys:admin",
+                "scope": "keys:admin sessions:revoke",
             },
             {
                 # A second agent-like client, to prove grants and refresh tokens are bound to their client.
@@ -84,9 +84,12 @@ class Harness:
     clock: FakeClock
     keys: dict[str, KeyPair]
     issued: list[str] = field(default_factory=list)
+    """Every token, grant, refresh token and client assertion this harness saw (for secrecy checks)."""
 
     def auth(self, client_id: str, *, audience: str = TOKEN_ENDPOINT) -> dict[str, str]:
-        return assertion_form(client_id, self.keys[client_id], audience, self.clock())
+        form = assertion_form(client_id, self.keys[client_id], audience, self.clock())
+        self.issued.append(form["client_assertion"])
+        return form
 
     async def token(self, client: str, /, **params: str) -> httpx.Response:
         response = await self.http.post("/token", data={**params, **self.auth(client)})

@@ -289,8 +289,10 @@ async def test_audit_lines_carry_the_decision_and_never_the_token(
         await client.call_tool("get_balance", {})
     (line,) = audit_lines(caplog)
     assert set(line) == {
-        "time", "sub", "client_id", "act", "sid", "jti", "tool", "outcome", "reason", "latency_ms",
+        "time", "service", "sub", "client_id", "act", "sid", "jti", "tool", "outcome", "reason", "latency_ms",
+        "trace_id",
     }  # fmt: skip
+    assert line["service"] == "mcp"
     assert (line["sub"], line["client_id"], line["act"], line["sid"], line["jti"]) == (
         "alice",
         "orchestrator",
