@@ -91,11 +91,16 @@ async def build_state(
     stack.push_async_callback(http.aclose)
     store = key_store(settings, redis, clock)
     try:
-        await store.load(clock())
+        ring = await store.load(clock())
     except KeyRingError as exc:
         raise IssuerStartupError(f"cannot load the issuer key ring: {exc}") from None
     except RedisError as exc:
         raise IssuerStartupError(f"cannot reach Redis at REDIS_URL: {type(exc).__name__}") from None
+    if settings.issuer_signing_alg not in ring.algs:
+        raise IssuerStartupError(
+            f"ISSUER_SIGNING_ALG={settings.issuer_signing_alg} was retired from the key ring "
+            f"(it signs with {', '.join(ring.algs)})"
+        )
     lifetimes = RefreshLifetimes(settings.refresh_idle_lifetime, settings.refresh_absolute_lifetime)
     refresh: RefreshStore
     replay: ReplayCache

@@ -10,6 +10,8 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import redis.asyncio as aioredis
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import TracerProvider as AnyTracerProvider
 from sqlalchemy import Engine
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -29,6 +31,7 @@ from mcp_server._metrics import Metrics
 from mcp_server._no_auth import FixedPrincipalMiddleware
 from mcp_server._settings import McpSettings
 from mcp_server._tools import BankTools, build_mcp
+from mcp_server._tracing import tracing_middleware
 
 Hook = Callable[[], AbstractAsyncContextManager[None]]
 
@@ -43,11 +46,13 @@ def create_app(
     clock: Callable[[], float] = time.time,
     lifespan_hook: Hook | None = None,
     no_auth_claims: Mapping[str, Any] | None = None,
+    tracer_provider: AnyTracerProvider | None = None,
 ) -> Starlette:
     """Build the MCP server app; the verifier (and the JWKS cache key events act on) come from outside.
 
     `no_auth_claims` is for benchmarks only: it replaces bearer auth by a fixed caller built from these
-    claims, to measure what auth costs on the same app.
+    claims, to measure what auth costs on the same app. Without a `tracer_provider` requests still run
+    in a trace (audit lines carry its id) and nothing is exported.
     """
     owns_engine = engine is None
     bank_engine = engine if engine is not None else make_engine(settings.database_url)
@@ -112,7 +117,13 @@ def create_app(
             Route("/healthz", healthz, methods=["GET"]),
             Mount("/", app=mcp_app),
         ],
-        middleware=[auth],
+        middleware=[
+            tracing_middleware(
+                tracer_provider or TracerProvider(),
+                {suffix, suffix.rstrip("/") + "/", WELL_KNOWN, WELL_KNOWN + suffix, "/healthz", "/metrics"},
+            ),
+            auth,
+        ],
         lifespan=lifespan,
     )
     app.state.bank = bank

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 import httpx
 import uvicorn
+from opentelemetry.trace import TracerProvider
 from sqlalchemy import Engine
 from starlette.applications import Starlette
 
@@ -38,6 +39,7 @@ def build_app_from_settings(
     clock: Callable[[], float] = time.time,
     http_client: httpx.AsyncClient | None = None,
     engine: Engine | None = None,
+    tracer_provider: TracerProvider | None = None,
 ) -> Starlette:
     """The production app: JWKS from the issuer through `keys.JWKSCache`, verified by `keys.Verifier`.
 
@@ -63,7 +65,13 @@ def build_app_from_settings(
                 await client.aclose()
 
     return create_app(
-        settings, verifier=verifier, key_cache=cache, engine=engine, clock=clock, lifespan_hook=jwks
+        settings,
+        verifier=verifier,
+        key_cache=cache,
+        engine=engine,
+        clock=clock,
+        lifespan_hook=jwks,
+        tracer_provider=tracer_provider,
     )
 
 

@@ -8,7 +8,15 @@ from typing import Any
 from issuer._audit import Decision
 from issuer._oauth._errors import Conflict, InvalidRequest, NotFound
 from issuer._state import IssuerState
-from keys import ALGORITHMS, Algorithm, KeyRing, RevocationRefused, RotationRefused, UnknownKeyId
+from keys import (
+    ALGORITHMS,
+    Algorithm,
+    KeyRing,
+    NoSigningKey,
+    RevocationRefused,
+    RotationRefused,
+    UnknownKeyId,
+)
 
 ADMIN_SCOPE = "keys:admin"
 log = logging.getLogger("issuer.admin")
@@ -41,8 +49,6 @@ def _touched(before: KeyRing, after: KeyRing) -> str | None:
 async def rotate_keys(state: IssuerState, body: dict[str, Any], decision: Decision) -> dict[str, Any]:
     alg, force = _rotate_options(body)
     before = await state.store.current()
-    if alg is not None and alg not in before.algs:
-        raise InvalidRequest(f"the key ring has no {alg} keys")
     try:
         ring = await state.store.rotate(state.clock(), alg=alg, force=force)
     except RotationRefused as exc:
@@ -51,6 +57,27 @@ async def rotate_keys(state: IssuerState, body: dict[str, Any], decision: Decisi
     for event in await state.events.changed(before, ring):
         state.metrics.rotations.inc()
         log.info("admin rotation by %s: %s %s", decision.client_id, event["type"], event["kid"])
+    return ring_view(ring)
+
+
+async def retire_algorithm(state: IssuerState, body: dict[str, Any], decision: Decision) -> dict[str, Any]:
+    """End a migration: the old algorithm's keys retire once every replica signs with the new one."""
+    unknown = body.keys() - {"alg"}
+    if unknown:
+        raise InvalidRequest(f"unknown members: {', '.join(sorted(unknown))[:200]}")
+    alg = body.get("alg")
+    if alg not in ALGORITHMS:
+        raise InvalidRequest(f"alg must be one of {', '.join(ALGORITHMS)}")
+    if alg == state.settings.issuer_signing_alg:
+        # Only this replica's setting is known here: every replica must have switched (see operations).
+        raise Conflict(f"this issuer signs with {alg} (ISSUER_SIGNING_ALG)", code="algorithm_in_use")
+    before = await state.store.current()
+    try:
+        ring = await state.store.retire_alg(alg, state.clock())
+    except NoSigningKey as exc:
+        raise Conflict(str(exc), code=exc.code) from None
+    decision.kid = _touched(before, ring)
+    log.warning("admin retirement of %s by %s", alg, decision.client_id)
     return ring_view(ring)
 
 

@@ -10,13 +10,15 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import TracerProvider as AnyTracerProvider
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from issuer._audit import Decision
 from issuer._build import build_state
-from issuer._endpoints._admin import ADMIN_SCOPE, revoke_key, ring_view, rotate_keys
+from issuer._endpoints._admin import ADMIN_SCOPE, retire_algorithm, revoke_key, ring_view, rotate_keys
 from issuer._endpoints._discovery import JWKS_PATH, METADATA_PATH, etag_matches, jwks_document, metadata
 from issuer._endpoints._revocations import REVOKE_SCOPE, revoke_families
 from issuer._endpoints._revoke import revoke_token
@@ -24,6 +26,7 @@ from issuer._endpoints._sessions import create_session
 from issuer._endpoints._token import token_response
 from issuer._http._body import read_body, read_form, read_json_object
 from issuer._http._handlers import NO_STORE, install_error_handlers
+from issuer._http._tracing import trace_requests
 from issuer._settings import IssuerSettings
 from issuer._signing._rotation import Sleep
 from issuer._state import IssuerState
@@ -55,8 +58,13 @@ def create_app(
     clock: Callable[[], float] = time.time,
     rotation_sleep: Sleep = asyncio.sleep,
     http_transport: httpx.AsyncBaseTransport | None = None,
+    tracer_provider: AnyTracerProvider | None = None,
 ) -> FastAPI:
-    """A fresh issuer app; its key store, stores and clients are made in the lifespan."""
+    """A fresh issuer app; its key store, stores and clients are made in the lifespan.
+
+    Without a `tracer_provider` the app still starts a trace per request (so audit lines carry a
+    trace id) and exports nothing; the entry point passes one that exports over OTLP when configured.
+    """
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -78,6 +86,7 @@ def create_app(
         title="voicebank issuer", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
     )
     install_error_handlers(app)
+    trace_requests(app, tracer_provider or TracerProvider())
     limit = settings.max_body_bytes
 
     @app.get(JWKS_PATH)
@@ -136,6 +145,16 @@ def create_app(
         await state.bearer.require(request.headers.get("authorization"), ADMIN_SCOPE, decision)
         body = await read_json_object(request, limit, optional=True)
         answer = await rotate_keys(state, body, decision)
+        state.audit.decided(decision)
+        return JSONResponse(answer, headers=NO_STORE)
+
+    @app.post("/admin/keys/retire")
+    async def admin_retire(request: Request) -> JSONResponse:
+        decision = _decision(request, "admin.keys.retire")
+        state = _state(request)
+        await state.bearer.require(request.headers.get("authorization"), ADMIN_SCOPE, decision)
+        body = await read_json_object(request, limit)
+        answer = await retire_algorithm(state, body, decision)
         state.audit.decided(decision)
         return JSONResponse(answer, headers=NO_STORE)
 

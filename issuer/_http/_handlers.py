@@ -22,7 +22,7 @@ from issuer._oauth._errors import (
     TemporarilyUnavailable,
 )
 from issuer._state import IssuerState
-from keys import KeyStoreError
+from keys import KeyStoreError, NoSigningKey
 
 REALM = "voicebank-issuer"
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -70,6 +70,9 @@ def _as_oauth(exc: Exception) -> OAuthError:
         error = InvalidRequest("this method is not allowed here", reason=f"http_{exc.status_code}")
         error.status = exc.status_code
         return error
+    if isinstance(exc, NoSigningKey):
+        # The ring no longer signs with ISSUER_SIGNING_ALG (retired elsewhere): an operator must act.
+        return TemporarilyUnavailable("the issuer cannot sign right now; retry later", reason=exc.code)
     if isinstance(exc, RedisError | KeyStoreError):
         return TemporarilyUnavailable(
             "the issuer's store is unavailable; retry later", reason=type(exc).__name__
@@ -94,5 +97,5 @@ async def _handle(request: Request, exc: Exception) -> Response:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    for kind in (OAuthError, HTTPException, RedisError, KeyStoreError):
+    for kind in (OAuthError, HTTPException, RedisError, KeyStoreError, NoSigningKey):
         app.add_exception_handler(kind, _handle)

@@ -15,6 +15,7 @@ from orchestrator._agent._banking_agent import CallState
 from orchestrator._call._session_store import MemorySessionStore, RedisSessionStore, SessionStore
 from orchestrator._call._settings import AgentSettings, NotConfigured
 from orchestrator._call._voice_call import AgentWiring, VoiceCall
+from orchestrator._tracing import install_tracer_provider
 
 __all__ = ["build_server", "entrypoint", "main", "run_worker"]
 
@@ -30,6 +31,8 @@ def _session_store(settings: AgentSettings) -> tuple[SessionStore, Redis | None]
 
 async def entrypoint(ctx: JobContext, *, wiring: AgentWiring, settings: AgentSettings) -> None:
     """One job: connect, wait for the caller, identify them, record the session and run the agent."""
+    # Job processes start fresh: each sets its own global tracer provider once.
+    install_tracer_provider("voicebank-agent", settings.otel_exporter_otlp_endpoint)
     store, redis_client = _session_store(settings)
     call = VoiceCall(store=store, bank_factory=wiring.bank_factory, on_end=wiring.on_end)
 

@@ -54,13 +54,17 @@ def _parser() -> argparse.ArgumentParser:
         "--state", type=Path, default=argparse.SUPPRESS, help="state directory with clients/admin.pem"
     )
     keys = commands.add_parser(
-        "keys", help="list, rotate or revoke issuer keys (admin client)", parents=[where]
+        "keys", help="list, rotate, retire or revoke issuer keys (admin client)", parents=[where]
     )
     actions = keys.add_subparsers(dest="action", required=True, parser_class=_Parser)
     actions.add_parser("list", help="show every key and its state", parents=[where])
     rotate = actions.add_parser("rotate", help="rotate now", parents=[where])
     rotate.add_argument("--alg", choices=ALGORITHMS)
     rotate.add_argument("--force", action="store_true", help="rotate even if the next key is too young")
+    retire = actions.add_parser(
+        "retire", help="end an algorithm after a migration (its keys retire on schedule)", parents=[where]
+    )
+    retire.add_argument("--alg", choices=ALGORITHMS, required=True)
     revoke = actions.add_parser("revoke", help="remove a key from the JWKS at once", parents=[where])
     revoke.add_argument("kid")
 

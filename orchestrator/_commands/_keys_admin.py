@@ -1,4 +1,4 @@
-"""`voicebank keys list|rotate|revoke` and `voicebank sessions revoke`: the admin client over HTTP."""
+"""`voicebank keys list|rotate|retire|revoke` and `voicebank sessions revoke`: the admin client over HTTP."""
 
 from __future__ import annotations
 
@@ -89,6 +89,8 @@ async def keys_command(
             elif action == "rotate":
                 body: dict[str, Any] = {"force": force} | ({"alg": alg} if alg else {})
                 response = await http.post("/admin/keys/rotate", json=body, headers=headers)
+            elif action == "retire" and alg:
+                response = await http.post("/admin/keys/retire", json={"alg": alg}, headers=headers)
             elif action == "revoke" and kid:
                 response = await http.post(f"/admin/keys/{kid}/revoke", headers=headers)
             else:

@@ -10,6 +10,7 @@ from collections.abc import Iterator, Sequence
 import uvicorn
 
 from issuer import IssuerSettings, create_app
+from orchestrator._tracing import tracer_provider
 
 
 class SharedLoopServer(uvicorn.Server):
@@ -21,7 +22,9 @@ class SharedLoopServer(uvicorn.Server):
 
 
 def issuer_server(settings: IssuerSettings, *, host: str, port: int) -> uvicorn.Server:
-    config = uvicorn.Config(create_app(settings), host=host, port=port, log_level="info", lifespan="on")
+    tracing = tracer_provider("voicebank-issuer", settings.otel_exporter_otlp_endpoint)
+    app = create_app(settings, tracer_provider=tracing)
+    config = uvicorn.Config(app, host=host, port=port, log_level="info", lifespan="on")
     return SharedLoopServer(config)
 
 

@@ -17,6 +17,7 @@ import uvicorn
 from issuer import IssuerSettings, preflight
 from orchestrator._call._settings import AgentSettings
 from orchestrator._commands._serve import SharedLoopServer, issuer_server, serve_all
+from orchestrator._tracing import tracer_provider
 
 __all__ = ["Service", "UpOptions", "service_urls", "up"]
 
@@ -69,7 +70,8 @@ def _servers(options: UpOptions, env: Mapping[str, str]) -> list[uvicorn.Server]
             mcp_resource_url=resource_url,
             **_state(options),
         )
-        app = build_app_from_settings(mcp)
+        tracing = tracer_provider("voicebank-mcp", mcp.otel_exporter_otlp_endpoint)
+        app = build_app_from_settings(mcp, tracer_provider=tracing)
         config = uvicorn.Config(
             app, host=options.host, port=options.mcp_port, log_level=options.log_level, lifespan="on"
         )

@@ -21,11 +21,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from opentelemetry import trace
 
 import keys
 from keys import JWT_BEARER, client_assertion
 from orchestrator._tokens._errors import GrantRevoked, IssuerRefused, IssuerUnavailable, ScopeNotGranted
 from orchestrator._tokens._retry import IN_DOUBT_STATUSES, NOT_SENT_ERRORS, RetryPolicy, Sleep
+from orchestrator._tracing import trace_headers, tracer
 
 __all__ = ["IssuerClient", "TokenResponse"]
 
@@ -63,8 +65,10 @@ class IssuerClient:
         retry: RetryPolicy | None = None,
         sleep: Sleep = asyncio.sleep,
         clock: Callable[[], float] = _wall_clock,
+        tracer_provider: trace.TracerProvider | None = None,
     ) -> None:
         self._http = http
+        self._tracer = tracer(tracer_provider)
         self._issuer = issuer.rstrip("/")
         self._token_endpoint = f"{self._issuer}/token"
         self._client_id = client_id
@@ -98,6 +102,13 @@ class IssuerClient:
             raise _refusal(response, scope="")
 
     async def _post(self, path: str, form: Mapping[str, str], *, idempotent: bool) -> httpx.Response:
+        # One client span per issuer call (its tries included); the issuer's spans and audit lines join it.
+        with self._tracer.start_as_current_span(f"issuer POST {path}", kind=trace.SpanKind.CLIENT) as span:
+            response = await self._post_traced(path, form, idempotent=idempotent)
+            span.set_attribute("http.response.status_code", response.status_code)
+            return response
+
+    async def _post_traced(self, path: str, form: Mapping[str, str], *, idempotent: bool) -> httpx.Response:
         url = f"{self._issuer}{path}"
         attempts = max(1, self._retry.attempts)
         for attempt in range(1, attempts + 1):
@@ -109,7 +120,9 @@ class IssuerClient:
                 ),
             }
             try:
-                response = await self._http.post(url, data=data, timeout=self._retry.timeout)
+                response = await self._http.post(
+                    url, data=data, headers=trace_headers(), timeout=self._retry.timeout
+                )
             except NOT_SENT_ERRORS as exc:
                 retriable, reason = True, type(exc).__name__
             except httpx.TransportError as exc:

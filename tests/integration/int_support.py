@@ -15,6 +15,7 @@ import httpx
 import httpx2
 from fastmcp import Client
 from fastmcp.client.transports import StreamableHttpTransport
+from opentelemetry.trace import TracerProvider
 from sqlalchemy import Engine, MetaData, select
 
 from issuer import IssuerSettings
@@ -286,6 +287,7 @@ async def running_stack(
     keys_store: Literal["file", "redis"] = "file",
     mcp_redis: bool | None = None,
     clock: FakeClock | None = None,
+    tracer_provider: TracerProvider | None = None,
 ) -> AsyncIterator[Stack]:
     """Start the issuer, then the MCP server whose JWKS cache fetches from it through an `IssuerLink`.
 
@@ -309,7 +311,9 @@ async def running_stack(
         livekit_api_key=None,
         livekit_api_secret=None,
     )
-    issuer_app = create_issuer(issuer_settings, clock=clock, rotation_sleep=_never)
+    issuer_app = create_issuer(
+        issuer_settings, clock=clock, rotation_sleep=_never, tracer_provider=tracer_provider
+    )
     engine = make_engine(f"sqlite:///{state / 'bank.db'}")
     create_schema(engine)
     seed(engine, clock=clock)
@@ -325,7 +329,9 @@ async def running_stack(
         exits.callback(engine.dispose)
         await exits.enter_async_context(running(issuer_app))
         mcp_link = await exits.enter_async_context(httpx.AsyncClient(transport=link, base_url=ISSUER))
-        mcp_app = build_app_from_settings(mcp_settings, clock=clock, http_client=mcp_link, engine=engine)
+        mcp_app = build_app_from_settings(
+            mcp_settings, clock=clock, http_client=mcp_link, engine=engine, tracer_provider=tracer_provider
+        )
         await exits.enter_async_context(running(mcp_app))
         issuer_http = await exits.enter_async_context(
             httpx.AsyncClient(transport=httpx.ASGITransport(app=issuer_app), base_url=ISSUER)

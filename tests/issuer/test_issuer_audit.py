@@ -177,3 +177,19 @@ async def test_refusals_are_written_with_what_was_known(h: Harness, caplog: pyte
     assert ("token.client_credentials", "backend", "invalid_scope") in refused
     outcomes = {line["outcome"] for _, line in audit_lines(caplog) if line["reason"]}
     assert outcomes == {"refused"}
+
+
+async def test_audit_lines_carry_the_callers_trace_id(h: Harness, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="voicebank.audit")
+    trace_id = "0af7651916cd43dd8448eb211c80319c"
+    traced = {"traceparent": f"00-{trace_id}-b7ad6b7169203331-01"}
+    form = {"grant_type": "client_credentials", "scope": "sessions:create", **h.auth("backend")}
+    assert (await h.http.post("/token", data=form, headers=traced)).status_code == 200
+    refused = {"grant_type": "client_credentials", "scope": "keys:admin", **h.auth("backend")}
+    assert (await h.http.post("/token", data=refused, headers=traced)).status_code == 400
+    assert (await h.http.post("/token", data=form | h.auth("backend"))).status_code == 200
+    first, second, third = (line for _, line in audit_lines(caplog))
+    assert (first["outcome"], second["outcome"]) == ("ok", "refused")
+    assert first["trace_id"] == second["trace_id"] == trace_id
+    assert third["trace_id"] not in (None, trace_id)
+    assert len(third["trace_id"]) == 32

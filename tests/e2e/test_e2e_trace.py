@@ -1,0 +1,75 @@
+"""One voice call on the real processes: its issuer and MCP audit lines share the call's trace id."""
+
+from __future__ import annotations
+
+import functools
+import json
+from typing import Any
+
+import pytest
+from e2e_support import Child, Stack, issuer_client, new_call
+from livekit.agents import AgentSession
+from opentelemetry.sdk.trace import TracerProvider
+
+from orchestrator._agent._banking_agent import CallState
+from orchestrator._call._session_store import MemorySessionStore
+from orchestrator._call._voice_call import VoiceCall
+from orchestrator._call._wiring import ConnectionSettings, close_bank, open_bank
+from orchestrator._commands._demo._scripted_llm import ScriptedLLM, call
+
+pytestmark = pytest.mark.e2e
+
+AUDIT = " voicebank.audit "
+
+
+def audit_lines(children: list[Child]) -> list[dict[str, Any]]:
+    """Every audit line the children wrote, parsed (each log line ends with the JSON object)."""
+    lines = []
+    for child in children:
+        for text in child.output().splitlines():
+            if AUDIT in text:
+                lines.append(json.loads(text.split(AUDIT, 1)[1]))
+    return lines
+
+
+async def test_a_voice_call_leaves_issuer_and_mcp_audit_lines_under_one_trace_id(stack: Stack) -> None:
+    backend_http, _ = issuer_client(stack, target=0)
+    async with backend_http:
+        identity = await new_call(backend_http, stack)
+    settings = ConnectionSettings(
+        issuer_url=stack.issuer,
+        mcp_url=stack.mcp_urls[0],
+        orchestrator_client_id="orchestrator",
+        orchestrator_client_key=None,
+        voicebank_state=stack.state,
+    )
+    # The production wiring, as the worker builds it; the call's trace comes from this provider.
+    voice_call = VoiceCall(
+        store=MemorySessionStore(),
+        bank_factory=functools.partial(open_bank, settings),
+        on_end=close_bank,
+        tracer_provider=TracerProvider(),
+    )
+    metadata = json.dumps(
+        {"user_id": "alice", "session_id": identity.session_id, "session_grant": identity.session_grant}
+    )
+    scripted = ScriptedLLM([[call("get_balance", "c1")], "Here it is."])
+    async with AgentSession[CallState](llm=scripted) as session:
+        assert await voice_call.start(session, metadata, room_name=identity.session_id)
+        result = await session.run(user_input="What is my balance?")
+        result.expect[1].is_function_call_output(is_error=False)
+    await voice_call.end()
+
+    # The call's lines: everything about this session except the app backend opening it.
+    lines = [
+        line
+        for line in audit_lines(stack.issuers + stack.mcps)
+        if line.get("sid") == identity.session_id and line.get("event") != "sessions.create"
+    ]
+    trace_ids = {line["trace_id"] for line in lines}
+    seen = {(line["service"], line.get("event") or line.get("tool")) for line in lines}
+    assert {("issuer", "token.exchange"), ("mcp", "get_balance"), ("issuer", "revoke")} <= seen, lines
+    assert len(trace_ids) == 1, lines
+    (trace_id,) = trace_ids
+    assert trace_id is not None
+    assert len(trace_id) == 32
