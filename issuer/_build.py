@@ -18,7 +18,7 @@ from issuer._oauth._client_auth import ClientAuthenticator
 from issuer._oauth._clients import ClientRegistry, ClientRegistryError
 from issuer._oauth._refresh import MemoryRefreshStore, RefreshLifetimes, RefreshStore
 from issuer._oauth._refresh_redis import RedisRefreshStore
-from issuer._oauth._replay import MemoryReplayCache, RedisReplayCache, ReplayCache
+from issuer._oauth._replay import CountedReplayCache, MemoryReplayCache, RedisReplayCache, ReplayCache
 from issuer._settings import IssuerSettings
 from issuer._signing._key_events import KeyEvents
 from issuer._signing._mint import SESSION_GRANT_TYP, Minter
@@ -112,7 +112,9 @@ async def build_state(
         replay = MemoryReplayCache(clock=clock)
     ring_keys = RingKeys(store)
     await ring_keys.sync()
-    metrics = IssuerMetrics()
+    metrics = IssuerMetrics(clock=clock)
+    metrics.observe_ring(ring, rotation_policy(settings))
+    replay = CountedReplayCache(replay, metrics.replay_operations)
     events = KeyEvents(redis, store_publishes=isinstance(store, RedisKeyStore))
     issuer = settings.issuer_url
     grant_policy = VerifyPolicy(

@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 
+from keys import JWKSCache
 from mcp_server._audit import AuditLog
 from mcp_server._auth._key_events import KeyDropper, KeyEventSubscriber
 from mcp_server._auth._metadata import WELL_KNOWN, ResourceMetadata, metadata_url, resource_path
@@ -27,7 +28,7 @@ from mcp_server._auth._principal import Principal
 from mcp_server._auth._replay import MemoryReplayStore, RedisReplayStore, ReplayStore
 from mcp_server._bank._db import create_schema, make_engine
 from mcp_server._bank._service import Bank
-from mcp_server._metrics import Metrics
+from mcp_server._metrics import CountedReplayStore, Metrics
 from mcp_server._no_auth import FixedPrincipalMiddleware
 from mcp_server._settings import McpSettings
 from mcp_server._tools import BankTools, build_mcp
@@ -63,6 +64,9 @@ def create_app(
         )
     audit = AuditLog(clock=clock)
     metrics = Metrics()
+    replay = CountedReplayStore(replay, metrics)
+    if isinstance(key_cache, JWKSCache):
+        metrics.watch_jwks(key_cache, clock)
     bank = Bank(bank_engine, payment_limit_cents=settings.payment_limit_cents, clock=clock)
     mcp_app = build_mcp(BankTools(bank, audit, metrics)).http_app(
         path=resource_path(settings.mcp_resource_url),

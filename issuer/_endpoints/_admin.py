@@ -54,6 +54,7 @@ async def rotate_keys(state: IssuerState, body: dict[str, Any], decision: Decisi
     except RotationRefused as exc:
         raise Conflict(str(exc), code=exc.code) from None
     decision.kid = _touched(before, ring)
+    state.metrics.observe_ring(ring)
     for event in await state.events.changed(before, ring):
         state.metrics.rotations.inc()
         log.info("admin rotation by %s: %s %s", decision.client_id, event["type"], event["kid"])
@@ -77,6 +78,7 @@ async def retire_algorithm(state: IssuerState, body: dict[str, Any], decision: D
     except NoSigningKey as exc:
         raise Conflict(str(exc), code=exc.code) from None
     decision.kid = _touched(before, ring)
+    state.metrics.observe_ring(ring)
     log.warning("admin retirement of %s by %s", alg, decision.client_id)
     return ring_view(ring)
 
@@ -90,6 +92,7 @@ async def revoke_key(state: IssuerState, kid: str, decision: Decision) -> dict[s
         raise NotFound("no key has this kid", reason="unknown_kid") from None
     except RevocationRefused as exc:
         raise Conflict(str(exc), code=exc.code) from None
+    state.metrics.observe_ring(ring)
     for event in await state.events.changed(before, ring):
         if event["type"] == "revoked":
             state.metrics.revocations.inc()

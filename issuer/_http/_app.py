@@ -26,6 +26,7 @@ from issuer._endpoints._sessions import create_session
 from issuer._endpoints._token import token_response
 from issuer._http._body import read_body, read_form, read_json_object
 from issuer._http._handlers import NO_STORE, install_error_handlers
+from issuer._http._timing import RequestTiming
 from issuer._http._tracing import trace_requests
 from issuer._settings import IssuerSettings
 from issuer._signing._rotation import Sleep
@@ -86,6 +87,7 @@ def create_app(
         title="voicebank issuer", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
     )
     install_error_handlers(app)
+    app.add_middleware(RequestTiming)
     trace_requests(app, tracer_provider or TracerProvider())
     limit = settings.max_body_bytes
 

@@ -12,7 +12,8 @@ from fastapi import FastAPI
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.trace import Span, TracerProvider
-from starlette.routing import Match
+
+from issuer._http._routes import route_template
 
 
 def _without_query(span: Span, scope: dict[str, Any]) -> None:
@@ -27,10 +28,8 @@ def trace_requests(app: FastAPI, provider: TracerProvider) -> None:
 
     def span_details(scope: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         method = str(scope.get("method", "HTTP"))
-        for route in app.router.routes:
-            if route.matches(scope)[0] is Match.FULL:
-                return f"{method} {getattr(route, 'path', '')}".rstrip(), {}
-        return method, {}
+        template = route_template(app.router.routes, scope)
+        return (f"{method} {template}" if template else method), {}
 
     app.add_middleware(
         OpenTelemetryMiddleware,

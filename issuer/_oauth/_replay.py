@@ -9,6 +9,8 @@ from collections.abc import Callable
 from typing import Protocol
 
 import redis.asyncio as aioredis
+from prometheus_client import Counter
+from redis.exceptions import RedisError
 
 
 class ReplayCache(Protocol):
@@ -56,3 +58,21 @@ class RedisReplayCache:
         ttl = max(1, math.ceil(expires_at - self._clock()))
         stored = await self._client.set(f"{self._prefix}:{digest}", b"1", nx=True, ex=ttl)
         return bool(stored)
+
+
+class CountedReplayCache:
+    """A replay cache whose every check is counted by kind (`assertion`, `grant`) and outcome."""
+
+    def __init__(self, inner: ReplayCache, counter: Counter) -> None:
+        self._inner = inner
+        self._counter = counter
+
+    async def first_use(self, key: str, expires_at: float) -> bool:
+        kind = key.partition(":")[0] or "other"
+        try:
+            first = await self._inner.first_use(key, expires_at)
+        except RedisError:
+            self._counter.labels(kind, "unavailable").inc()
+            raise
+        self._counter.labels(kind, "first" if first else "replayed").inc()
+        return first
