@@ -92,6 +92,10 @@ class IssuerMetrics:
         self._ring = _RingCollector(self.clock)
         self.registry.register(self._ring)
 
+    def observe_replay(self, key: str, outcome: str) -> None:
+        """Count one single-use check; its kind is the key's namespace (`assertion`, `grant`)."""
+        self.replay_operations.labels(key.partition(":")[0] or "other", outcome).inc()
+
     def observe_ring(self, ring: KeyRing, policy: RotationPolicy | None = None) -> None:
         """The ring (and once, the rotation policy) the key-age and next-rotation gauges describe."""
         self._ring.ring = ring

@@ -1,6 +1,7 @@
 """All key and JOSE code of voicebank: keys, key ring and stores, JWKS, signing and the strict verifier."""
 
-from keys._algorithms._keypair import ALGORITHMS, Algorithm, KeyPair, generate_key, thumbprint
+from keys._algorithms._base import ALGORITHMS, Algorithm
+from keys._algorithms._keypair import KeyPair, generate_key, thumbprint
 from keys._algorithms._verify_key import VerifyKey
 from keys._client._assertion import ASSERTION_TYP, JWT_BEARER, assertion_form, client_assertion
 from keys._client._key_file import client_key_path, load_client_key, write_private_file
@@ -10,11 +11,13 @@ from keys._errors import (
     ForbiddenHeader,
     InvalidClaim,
     KeyMaterialError,
+    KeysError,
     KeysUnavailable,
     LifetimeTooLong,
     MalformedToken,
     MissingClaim,
     NotYetValid,
+    ReplayUnavailable,
     TokenError,
     TokenTooLarge,
     UnknownKey,
@@ -25,6 +28,10 @@ from keys._errors import (
 )
 from keys._jose._header import unverified_header
 from keys._jose._sign import sign
+from keys._replay._cache import ReplayCache
+from keys._replay._memory import MemoryReplayCache
+from keys._replay._observed import ObservedReplayCache
+from keys._replay._redis import RedisReplayCache
 from keys._ring._errors import (
     CorruptKeyRing,
     KeyRingError,
@@ -36,20 +43,23 @@ from keys._ring._errors import (
     UnknownKeyId,
     WrongPassphrase,
 )
-from keys._ring._events import KEY_EVENTS_CHANNEL, key_events
+from keys._ring._events import KEY_EVENTS_CHANNEL, KeyEvent, key_events
 from keys._ring._file_store import FileKeyStore
 from keys._ring._keyring import KeyRecord, KeyRing, KeyState
 from keys._ring._redis_store import RedisKeyStore
 from keys._ring._rotation_policy import RotationPolicy
 from keys._ring._store import KeyStore
+from keys._timing import CLOCK_LEEWAY, DEFAULT_JWKS_MAX_AGE
 from keys._verify._jwks_cache import JWKSCache
 from keys._verify._policy import VerifyPolicy
 from keys._verify._static_keys import StaticKeys
-from keys._verify._verifier import KeySource, Verifier
+from keys._verify._verifier import KeySource, TokenHeader, Verifier
 
 __all__ = [
     "ALGORITHMS",
     "ASSERTION_TYP",
+    "CLOCK_LEEWAY",
+    "DEFAULT_JWKS_MAX_AGE",
     "JWT_BEARER",
     "KEY_EVENTS_CHANNEL",
     "Algorithm",
@@ -60,6 +70,7 @@ __all__ = [
     "ForbiddenHeader",
     "InvalidClaim",
     "JWKSCache",
+    "KeyEvent",
     "KeyMaterialError",
     "KeyPair",
     "KeyRecord",
@@ -69,19 +80,26 @@ __all__ = [
     "KeyState",
     "KeyStore",
     "KeyStoreError",
+    "KeysError",
     "KeysUnavailable",
     "LifetimeTooLong",
     "MalformedToken",
+    "MemoryReplayCache",
     "MissingClaim",
     "NoSigningKey",
     "NotYetValid",
+    "ObservedReplayCache",
     "RedisKeyStore",
+    "RedisReplayCache",
+    "ReplayCache",
+    "ReplayUnavailable",
     "RevocationRefused",
     "RotationPolicy",
     "RotationRefused",
     "StaticKeys",
     "StoreConflict",
     "TokenError",
+    "TokenHeader",
     "TokenTooLarge",
     "UnknownKey",
     "UnknownKeyId",

@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any
 
 import redis.asyncio as aioredis
 from opentelemetry.sdk.trace import TracerProvider
@@ -19,22 +18,21 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 
-from keys import JWKSCache
+from keys import JWKSCache, MemoryReplayCache, ObservedReplayCache, RedisReplayCache, ReplayCache
 from mcp_server._audit import AuditLog
 from mcp_server._auth._key_events import KeyDropper, KeyEventSubscriber
 from mcp_server._auth._metadata import WELL_KNOWN, ResourceMetadata, metadata_url, resource_path
 from mcp_server._auth._middleware import BearerAuthMiddleware, TokenVerifier
-from mcp_server._auth._principal import Principal
-from mcp_server._auth._replay import MemoryReplayStore, RedisReplayStore, ReplayStore
 from mcp_server._bank._db import create_schema, make_engine
 from mcp_server._bank._service import Bank
-from mcp_server._metrics import CountedReplayStore, Metrics
-from mcp_server._no_auth import FixedPrincipalMiddleware
+from mcp_server._metrics import Metrics
 from mcp_server._settings import McpSettings
 from mcp_server._tools import BankTools, build_mcp
 from mcp_server._tracing import tracing_middleware
 
 Hook = Callable[[], AbstractAsyncContextManager[None]]
+# Spent transact `jti`s in Redis, shared by every MCP replica.
+JTI_PREFIX = "voicebank:mcp:jti"
 
 
 def create_app(
@@ -43,28 +41,28 @@ def create_app(
     verifier: TokenVerifier,
     key_cache: KeyDropper | None = None,
     engine: Engine | None = None,
-    replay: ReplayStore | None = None,
+    replay: ReplayCache | None = None,
     clock: Callable[[], float] = time.time,
     lifespan_hook: Hook | None = None,
-    no_auth_claims: Mapping[str, Any] | None = None,
     tracer_provider: AnyTracerProvider | None = None,
 ) -> Starlette:
     """Build the MCP server app; the verifier (and the JWKS cache key events act on) come from outside.
 
-    `no_auth_claims` is for benchmarks only: it replaces bearer auth by a fixed caller built from these
-    claims, to measure what auth costs on the same app. Without a `tracer_provider` requests still run
-    in a trace (audit lines carry its id) and nothing is exported.
+    Without a `tracer_provider` requests still run in a trace (audit lines carry its id) and nothing is
+    exported.
     """
     owns_engine = engine is None
     bank_engine = engine if engine is not None else make_engine(settings.database_url)
     redis_client = aioredis.Redis.from_url(settings.redis_url) if settings.redis_url else None
     if replay is None:
         replay = (
-            RedisReplayStore(redis_client, clock=clock) if redis_client else MemoryReplayStore(clock=clock)
+            RedisReplayCache(redis_client, prefix=JTI_PREFIX, clock=clock)
+            if redis_client
+            else MemoryReplayCache(clock=clock)
         )
     audit = AuditLog(clock=clock)
     metrics = Metrics()
-    replay = CountedReplayStore(replay, metrics)
+    replay = ObservedReplayCache(replay, metrics.observe_replay)
     if isinstance(key_cache, JWKSCache):
         metrics.watch_jwks(key_cache, clock)
     bank = Bank(bank_engine, payment_limit_cents=settings.payment_limit_cents, clock=clock)
@@ -97,21 +95,15 @@ def create_app(
         return JSONResponse({"status": "ok"})
 
     suffix = resource_path(settings.mcp_resource_url)
-    auth = (
-        Middleware(
-            BearerAuthMiddleware,
-            path=suffix,
-            verifier=verifier,
-            replay=replay,
-            resource_metadata_url=metadata_url(settings.mcp_resource_url),
-            audit=audit,
-            metrics=metrics,
-            max_body_bytes=settings.mcp_max_body_bytes,
-        )
-        if no_auth_claims is None
-        else Middleware(
-            FixedPrincipalMiddleware, path=suffix, principal=Principal.from_claims(no_auth_claims)
-        )
+    auth = Middleware(
+        BearerAuthMiddleware,
+        path=suffix,
+        verifier=verifier,
+        replay=replay,
+        resource_metadata_url=metadata_url(settings.mcp_resource_url),
+        audit=audit,
+        metrics=metrics,
+        max_body_bytes=settings.mcp_max_body_bytes,
     )
     app = Starlette(
         routes=[

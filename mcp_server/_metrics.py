@@ -12,8 +12,6 @@ from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
 
-from mcp_server._auth._replay import ReplayStore, ReplayStoreUnavailable
-
 
 class JwksStats(Protocol):
     """What `keys.JWKSCache` tells about its fetches."""
@@ -72,6 +70,10 @@ class Metrics:
             registry=self.registry,
         )
 
+    def observe_replay(self, _key: str, outcome: str) -> None:
+        """Count one spend of a single-use token."""
+        self.replay_operations.labels(outcome).inc()
+
     def watch_jwks(self, cache: JwksStats, clock: Callable[[], float]) -> None:
         """Report the JWKS cache's fetches, failures and age."""
         self.registry.register(_JwksCollector(cache, clock))
@@ -79,20 +81,3 @@ class Metrics:
     async def endpoint(self, _request: Request) -> Response:
         """`GET /metrics` in the Prometheus text format."""
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
-
-
-class CountedReplayStore:
-    """A replay store whose every spend is counted by outcome."""
-
-    def __init__(self, inner: ReplayStore, metrics: Metrics) -> None:
-        self._inner = inner
-        self._counter = metrics.replay_operations
-
-    async def spend(self, jti: str, exp: float) -> bool:
-        try:
-            first = await self._inner.spend(jti, exp)
-        except ReplayStoreUnavailable:
-            self._counter.labels("unavailable").inc()
-            raise
-        self._counter.labels("first" if first else "replayed").inc()
-        return first

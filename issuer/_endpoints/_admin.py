@@ -57,7 +57,7 @@ async def rotate_keys(state: IssuerState, body: dict[str, Any], decision: Decisi
     state.metrics.observe_ring(ring)
     for event in await state.events.changed(before, ring):
         state.metrics.rotations.inc()
-        log.info("admin rotation by %s: %s %s", decision.client_id, event["type"], event["kid"])
+        log.info("admin rotation by %s: %s %s", decision.client_id, event.type, event.kid)
     return ring_view(ring)
 
 
@@ -94,7 +94,7 @@ async def revoke_key(state: IssuerState, kid: str, decision: Decision) -> dict[s
         raise Conflict(str(exc), code=exc.code) from None
     state.metrics.observe_ring(ring)
     for event in await state.events.changed(before, ring):
-        if event["type"] == "revoked":
+        if event.type == "revoked":
             state.metrics.revocations.inc()
-        log.warning("admin revocation by %s: %s %s", decision.client_id, event["type"], event["kid"])
+        log.warning("admin revocation by %s: %s %s", decision.client_id, event.type, event.kid)
     return ring_view(ring)

@@ -22,7 +22,7 @@ from issuer._oauth._errors import (
     TemporarilyUnavailable,
 )
 from issuer._state import IssuerState
-from keys import KeyStoreError, NoSigningKey
+from keys import KeyStoreError, NoSigningKey, ReplayUnavailable
 
 REALM = "voicebank-issuer"
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -67,13 +67,13 @@ def _as_oauth(exc: Exception) -> OAuthError:
     if isinstance(exc, HTTPException):
         if exc.status_code == 404:
             return NotFound("no such endpoint", reason="no_route")
-        error = InvalidRequest("this method is not allowed here", reason=f"http_{exc.status_code}")
-        error.status = exc.status_code
-        return error
+        return InvalidRequest(
+            "this method is not allowed here", reason=f"http_{exc.status_code}", status=exc.status_code
+        )
     if isinstance(exc, NoSigningKey):
         # The ring no longer signs with ISSUER_SIGNING_ALG (retired elsewhere): an operator must act.
         return TemporarilyUnavailable("the issuer cannot sign right now; retry later", reason=exc.code)
-    if isinstance(exc, RedisError | KeyStoreError):
+    if isinstance(exc, RedisError | KeyStoreError | ReplayUnavailable):
         return TemporarilyUnavailable(
             "the issuer's store is unavailable; retry later", reason=type(exc).__name__
         )
@@ -97,5 +97,5 @@ async def _handle(request: Request, exc: Exception) -> Response:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    for kind in (OAuthError, HTTPException, RedisError, KeyStoreError, NoSigningKey):
+    for kind in (OAuthError, HTTPException, RedisError, KeyStoreError, ReplayUnavailable, NoSigningKey):
         app.add_exception_handler(kind, _handle)

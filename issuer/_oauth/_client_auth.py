@@ -16,38 +16,23 @@ import httpx
 
 from issuer._oauth._clients import Client, ClientRegistry
 from issuer._oauth._errors import InvalidClient
-from issuer._oauth._replay import ReplayCache
 from keys import (
     ASSERTION_TYP,
+    CLOCK_LEEWAY,
     JWT_BEARER,
     JWKSCache,
     KeySource,
+    KeysUnavailable,
+    ReplayCache,
     StaticKeys,
     TokenError,
     Verifier,
-    VerifyKey,
     VerifyPolicy,
     WrongAudience,
 )
 
 MAX_ASSERTION_LIFETIME = 300
 MAX_ASSERTION_SIZE = 4096
-
-
-class _KidFound(Exception):
-    def __init__(self, kid: str) -> None:
-        super().__init__("kid found")
-        self.kid = kid
-
-
-class _KidProbe:
-    """A key source that stops verification as soon as the header passed and names its kid."""
-
-    def get(self, kid: str) -> VerifyKey | None:
-        raise _KidFound(kid)
-
-    async def fetch_unknown(self, kid: str) -> VerifyKey | None:
-        raise _KidFound(kid)
 
 
 @dataclass(frozen=True)
@@ -73,15 +58,18 @@ class ClientAuthenticator:
         replay: ReplayCache,
         http: httpx.AsyncClient,
         clock: Callable[[], float] = time.time,
-        leeway: int = 60,
+        leeway: int = CLOCK_LEEWAY,
     ) -> None:
         self._replay = replay
         self._clock = clock
         self._leeway = leeway
-        # The probe checks every header rule (alg, typ, forbidden headers) before the kid is looked at.
-        self._probe = Verifier(
-            _KidProbe(),
-            VerifyPolicy("probe", "probe", typ=ASSERTION_TYP, typ_optional=True, max_size=MAX_ASSERTION_SIZE),
+        # Every header rule (size, alg, typ, forbidden headers) is checked before the kid is looked at; the
+        # header policy is the same for every client, and this verifier never looks up a key.
+        self._headers = Verifier(
+            StaticKeys.from_keys([]),
+            VerifyPolicy(
+                issuer, token_endpoint, typ=ASSERTION_TYP, typ_optional=True, max_size=MAX_ASSERTION_SIZE
+            ),
         )
         self._by_kid: dict[str, str] = {}
         self._clients: dict[str, _ClientVerifiers] = {}
@@ -113,12 +101,9 @@ class ClientAuthenticator:
 
     def _kid(self, assertion: str) -> str:
         try:
-            self._probe.verify(assertion)
-        except _KidFound as found:
-            return found.kid
+            return self._headers.check_header(assertion).kid
         except TokenError as exc:
             raise _refuse(f"assertion_{exc.code}") from None
-        raise _refuse("assertion_unexpected")  # the probe never returns a key
 
     def _find(self, kid: str, claimed: str | None) -> _ClientVerifiers:
         client_id = self._by_kid.get(kid, claimed)
@@ -135,7 +120,7 @@ class ClientAuthenticator:
                 return await entry.endpoint.verify_async(assertion)
             except WrongAudience:
                 return await entry.issuer.verify_async(assertion)
-        except TokenError as exc:
+        except (TokenError, KeysUnavailable) as exc:
             raise _refuse(f"assertion_{exc.code}") from None
 
     async def authenticate(self, form: Mapping[str, str], *, authorization: str | None = None) -> Client:

@@ -8,7 +8,6 @@ lock (SET NX PX, released by compare-and-delete) so exactly one replica generate
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
 import time
 from collections.abc import Callable, Sequence
@@ -19,7 +18,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import WatchError
 
-from keys._algorithms._keypair import Algorithm, KeyPair
+from keys._algorithms._base import Algorithm
+from keys._algorithms._keypair import KeyPair
 from keys._ring._document import build_ring, decode_records, encode_ring
 from keys._ring._errors import StoreConflict
 from keys._ring._events import KEY_EVENTS_CHANNEL, key_events
@@ -172,7 +172,7 @@ class RedisKeyStore:
                         pipe.hdel(self._pems_key, *dead)
                     pipe.incr(self._version_key)
                     for event in events:
-                        pipe.publish(self._channel, json.dumps(event))
+                        pipe.publish(self._channel, event.encode())
                     results = await pipe.execute()
             except WatchError:
                 continue
