@@ -1,7 +1,7 @@
 """The voicebank token issuer: `create_app(settings)` and the helpers its clients use."""
 
 from issuer._build import IssuerStartupError, key_store, preflight
-from issuer._http._app import create_app, issuer_state
+from issuer._http._app import create_app, issuer_state, reload_clients
 from issuer._oauth._clients import (
     GRANT_CLIENT_CREDENTIALS,
     GRANT_REFRESH,
@@ -28,4 +28,5 @@ __all__ = [
     "issuer_state",
     "key_store",
     "preflight",
+    "reload_clients",
 ]

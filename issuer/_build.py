@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
@@ -38,6 +39,8 @@ from keys import (
     Verifier,
     VerifyPolicy,
 )
+
+log = logging.getLogger("issuer.clients")
 
 
 class IssuerStartupError(IssuerError):
@@ -76,6 +79,40 @@ def load_registry(settings: IssuerSettings) -> ClientRegistry:
         return ClientRegistry.load(settings.clients_file)
     except ClientRegistryError as exc:
         raise IssuerStartupError(f"{exc} (run `voicebank dev-init` or set ISSUER_CLIENTS_FILE)") from None
+
+
+def _authenticator(
+    settings: IssuerSettings,
+    registry: ClientRegistry,
+    replay: ReplayCache,
+    http: httpx.AsyncClient,
+    clock: Callable[[], float],
+) -> ClientAuthenticator:
+    return ClientAuthenticator(
+        registry,
+        issuer=settings.issuer_url,
+        token_endpoint=settings.token_endpoint,
+        replay=replay,
+        http=http,
+        clock=clock,
+    )
+
+
+def reload_registry(state: IssuerState) -> bool:
+    """Read the clients file again and authenticate by it from now on (this replica only).
+
+    A file that does not load keeps the registry in use, with one error line: a typo must not lock
+    every client out.
+    """
+    try:
+        registry = ClientRegistry.load(state.settings.clients_file)
+    except ClientRegistryError as exc:
+        log.error("client registry not reloaded; the previous one stays in use: %s", exc)
+        return False
+    state.clients = _authenticator(state.settings, registry, state.replay, state.http, state.clock)
+    state.registry = registry
+    log.info("client registry reloaded: %d clients", len(registry))
+    return True
 
 
 def preflight(settings: IssuerSettings) -> None:
@@ -147,14 +184,7 @@ async def build_state(
         refresh=refresh,
         replay=replay,
         minter=Minter(store, issuer=issuer, alg=settings.issuer_signing_alg),
-        clients=ClientAuthenticator(
-            registry,
-            issuer=issuer,
-            token_endpoint=settings.token_endpoint,
-            replay=replay,
-            http=http,
-            clock=clock,
-        ),
+        clients=_authenticator(settings, registry, replay, http, clock),
         bearer=BearerGuard(
             ring_keys, issuer=issuer, max_lifetime=settings.issuer_token_lifetime, clock=clock
         ),

@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from issuer._audit import Decision
-from issuer._build import build_state
+from issuer._build import build_state, reload_registry
 from issuer._endpoints._admin import ADMIN_SCOPE, retire_algorithm, revoke_key, ring_view, rotate_keys
 from issuer._endpoints._discovery import JWKS_PATH, METADATA_PATH, etag_matches, jwks_document, metadata
 from issuer._endpoints._revocations import REVOKE_SCOPE, revoke_families
@@ -39,6 +39,14 @@ def issuer_state(app: FastAPI) -> IssuerState:
     """The running app's state (only between lifespan startup and shutdown)."""
     state: IssuerState = app.state.issuer
     return state
+
+
+def reload_clients(app: FastAPI) -> bool:
+    """SIGHUP: re-read the clients file; False (and the old registry kept) when it does not load."""
+    state: IssuerState | None = getattr(app.state, "issuer", None)
+    if state is None:
+        return False  # not serving yet: the lifespan reads the file when it starts
+    return reload_registry(state)
 
 
 def _state(request: Request) -> IssuerState:

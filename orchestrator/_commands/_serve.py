@@ -8,8 +8,9 @@ import signal
 from collections.abc import Iterator, Sequence
 
 import uvicorn
+from fastapi import FastAPI
 
-from issuer import IssuerSettings, create_app
+from issuer import IssuerSettings, create_app, reload_clients
 from orchestrator._tracing import tracer_provider
 
 
@@ -29,8 +30,14 @@ def issuer_server(settings: IssuerSettings, *, host: str, port: int) -> uvicorn.
 
 
 async def serve_all(servers: Sequence[uvicorn.Server]) -> None:
-    """Run servers together; SIGINT/SIGTERM stop them all (a second SIGINT forces)."""
+    """Run servers together; SIGINT/SIGTERM stop them all (a second SIGINT forces); SIGHUP makes every
+    issuer among them reload its clients file."""
     loop = asyncio.get_running_loop()
+
+    def hangup() -> None:
+        for server in servers:
+            if isinstance(server.config.app, FastAPI):
+                reload_clients(server.config.app)
 
     def stop() -> None:
         for server in servers:
@@ -40,8 +47,9 @@ async def serve_all(servers: Sequence[uvicorn.Server]) -> None:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop)
+    loop.add_signal_handler(signal.SIGHUP, hangup)
     try:
         await asyncio.gather(*(server.serve() for server in servers))
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.remove_signal_handler(sig)

@@ -19,4 +19,5 @@ def test_public_names() -> None:
         "issuer_state",
         "key_store",
         "preflight",
+        "reload_clients",
     ]
