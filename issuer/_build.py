@@ -110,7 +110,7 @@ def reload_registry(state: IssuerState) -> bool:
         log.error("client registry not reloaded; the previous one stays in use: %s", exc)
         return False
     state.clients = _authenticator(state.settings, registry, state.replay, state.http, state.clock)
-    state.registry = registry
+    state.registry = state.bearer.registry = registry
     log.info("client registry reloaded: %d clients", len(registry))
     return True
 
@@ -186,7 +186,11 @@ async def build_state(
         minter=Minter(store, issuer=issuer, alg=settings.issuer_signing_alg),
         clients=_authenticator(settings, registry, replay, http, clock),
         bearer=BearerGuard(
-            ring_keys, issuer=issuer, max_lifetime=settings.issuer_token_lifetime, clock=clock
+            ring_keys,
+            issuer=issuer,
+            max_lifetime=settings.issuer_token_lifetime,
+            registry=registry,
+            clock=clock,
         ),
         grants=Verifier(ring_keys, grant_policy, clock=clock),
         rotation=RotationLoop(

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from issuer._audit import Decision
+from issuer._oauth._clients import ClientRegistry
 from issuer._oauth._errors import InsufficientScope, InvalidScope, InvalidToken
 from issuer._oauth._scope import parse_scope
 from issuer._signing._mint import ACCESS_TOKEN_TYP
@@ -20,9 +21,17 @@ class BearerGuard:
     """Checks `Authorization: Bearer` against the issuer's own keys and a required scope (RFC 6750)."""
 
     def __init__(
-        self, keys: RingKeys, *, issuer: str, max_lifetime: int, clock: Callable[[], float] = time.time
+        self,
+        keys: RingKeys,
+        *,
+        issuer: str,
+        max_lifetime: int,
+        registry: ClientRegistry,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._keys = keys
+        self.registry = registry
+        """The clients whose tokens count; replaced when the registry is reloaded (SIGHUP)."""
         policy = VerifyPolicy(
             issuer=issuer,
             audience=issuer,
@@ -47,6 +56,10 @@ class BearerGuard:
             raise InvalidToken("the bearer token is invalid", reason=f"bearer_{exc.code}") from None
         if decision is not None and isinstance(claims.get("client_id"), str):
             decision.client_id = claims["client_id"]
+        client = self.registry.get(str(claims["client_id"]))
+        if client is None or client.disabled:
+            # A client removed or disabled since its token was issued is refused from then on.
+            raise InvalidToken("the bearer token is invalid", reason="bearer_client_disabled")
         try:
             granted = parse_scope(claims["scope"])
         except InvalidScope:

@@ -72,3 +72,13 @@ async def test_a_missing_file_keeps_the_registry_too(issuer: Harness) -> None:
 
 def test_reloading_an_app_that_is_not_serving_does_nothing(issuer: Harness) -> None:
     assert not reload_clients(create_app(issuer_state(issuer.app).settings))
+
+
+async def test_issuer_bearer_tokens_of_a_removed_client_stop_working_at_the_reload(issuer: Harness) -> None:
+    token = await issuer.bearer("admin", "keys:admin")
+    headers = {"Authorization": f"Bearer {token}"}
+    assert (await issuer.http.get("/admin/keys", headers=headers)).status_code == 200
+    rewrite(issuer, lambda clients: [c for c in clients if c["client_id"] != "admin"])
+    assert reload_clients(issuer.app)
+    refused = await issuer.http.get("/admin/keys", headers=headers)
+    assert (refused.status_code, refused.json()["error"]) == (401, "invalid_token")
