@@ -60,6 +60,20 @@ def _decision(request: Request, event: str) -> Decision:
     return decision
 
 
+async def _guarded(request: Request, event: str, scope: str) -> tuple[IssuerState, Decision]:
+    """The state and audit record of a request to a bearer-guarded endpoint that passed its guard."""
+    decision = _decision(request, event)
+    state = _state(request)
+    await state.bearer.require(request.headers.get("authorization"), scope, decision)
+    return state, decision
+
+
+def _answer(state: IssuerState, decision: Decision, body: Any, status: int = 200) -> JSONResponse:
+    """A successful answer, once its decision is in the audit log."""
+    state.audit.decided(decision)
+    return JSONResponse(body, status_code=status, headers=NO_STORE)
+
+
 def create_app(
     settings: IssuerSettings,
     *,
@@ -118,8 +132,7 @@ def create_app(
         state = _state(request)
         form = await read_form(request, limit)
         answer = await token_response(state, form, request.headers.get("authorization"), decision)
-        state.audit.decided(decision)
-        return JSONResponse(answer, headers=NO_STORE)
+        return _answer(state, decision, answer)
 
     @app.post("/revoke")
     async def revoke(request: Request) -> Response:
@@ -132,62 +145,38 @@ def create_app(
 
     @app.post("/sessions")
     async def sessions(request: Request) -> JSONResponse:
-        decision = _decision(request, "sessions.create")
-        state = _state(request)
-        await state.bearer.require(request.headers.get("authorization"), SESSIONS_SCOPE, decision)
+        state, decision = await _guarded(request, "sessions.create", SESSIONS_SCOPE)
         body = await read_json_object(request, limit)
-        answer = await create_session(state, body, decision)
-        state.audit.decided(decision)
-        return JSONResponse(answer, status_code=201, headers=NO_STORE)
+        return _answer(state, decision, await create_session(state, body, decision), status=201)
 
     @app.get("/admin/keys")
     async def admin_keys(request: Request) -> JSONResponse:
-        decision = _decision(request, "admin.keys.list")
-        state = _state(request)
-        await state.bearer.require(request.headers.get("authorization"), ADMIN_SCOPE, decision)
-        answer = ring_view(await state.store.current())
-        state.audit.decided(decision)
-        return JSONResponse(answer, headers=NO_STORE)
+        state, decision = await _guarded(request, "admin.keys.list", ADMIN_SCOPE)
+        return _answer(state, decision, ring_view(await state.store.current()))
 
     @app.post("/admin/keys/rotate")
     async def admin_rotate(request: Request) -> JSONResponse:
-        decision = _decision(request, "admin.keys.rotate")
-        state = _state(request)
-        await state.bearer.require(request.headers.get("authorization"), ADMIN_SCOPE, decision)
+        state, decision = await _guarded(request, "admin.keys.rotate", ADMIN_SCOPE)
         body = await read_json_object(request, limit, optional=True)
-        answer = await rotate_keys(state, body, decision)
-        state.audit.decided(decision)
-        return JSONResponse(answer, headers=NO_STORE)
+        return _answer(state, decision, await rotate_keys(state, body, decision))
 
     @app.post("/admin/keys/retire")
     async def admin_retire(request: Request) -> JSONResponse:
-        decision = _decision(request, "admin.keys.retire")
-        state = _state(request)
-        await state.bearer.require(request.headers.get("authorization"), ADMIN_SCOPE, decision)
+        state, decision = await _guarded(request, "admin.keys.retire", ADMIN_SCOPE)
         body = await read_json_object(request, limit)
-        answer = await retire_algorithm(state, body, decision)
-        state.audit.decided(decision)
-        return JSONResponse(answer, headers=NO_STORE)
+        return _answer(state, decision, await retire_algorithm(state, body, decision))
 
     @app.post("/admin/keys/{kid}/revoke")
     async def admin_revoke(request: Request, kid: str) -> JSONResponse:
-        decision = _decision(request, "admin.keys.revoke")
-        state = _state(request)
-        await state.bearer.require(request.headers.get("authorization"), ADMIN_SCOPE, decision)
+        state, decision = await _guarded(request, "admin.keys.revoke", ADMIN_SCOPE)
         await read_body(request, limit)
-        answer = await revoke_key(state, kid, decision)
-        state.audit.decided(decision)
-        return JSONResponse(answer, headers=NO_STORE)
+        return _answer(state, decision, await revoke_key(state, kid, decision))
 
     @app.post("/admin/revocations")
     async def admin_revocations(request: Request) -> JSONResponse:
-        decision = _decision(request, "admin.revocations")
-        state = _state(request)
-        await state.bearer.require(request.headers.get("authorization"), REVOKE_SCOPE, decision)
+        state, decision = await _guarded(request, "admin.revocations", REVOKE_SCOPE)
         body = await read_json_object(request, limit)
-        answer = await revoke_families(state, body, decision)
-        state.audit.decided(decision)
-        return JSONResponse(answer, headers=NO_STORE)
+        return _answer(state, decision, await revoke_families(state, body, decision))
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:

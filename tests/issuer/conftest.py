@@ -53,3 +53,18 @@ async def issuer(
 ) -> AsyncIterator[Harness]:
     async with running(make_settings(), clock, client_keys) as harness:
         yield harness
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def h(
+    request: pytest.FixtureRequest,
+    make_settings: Callable[..., IssuerSettings],
+    clock: FakeClock,
+    client_keys: dict[str, KeyPair],
+) -> AsyncIterator[Harness]:
+    """A running issuer once with in-process stores and once with a real Redis (`REDIS_URL`)."""
+    overrides: dict[str, Any] = {}
+    if request.param == "redis":
+        overrides["redis_url"] = request.getfixturevalue("redis_url")
+    async with running(make_settings(**overrides), clock, client_keys) as harness:
+        yield harness

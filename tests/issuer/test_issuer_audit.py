@@ -4,33 +4,17 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 
-from issuer import IssuerSettings
 from keys import KeyPair
-from tests.issuer.issuer_harness import FakeClock, Harness, running
+from tests.issuer.issuer_harness import Harness
 
 FIELDS = [
     "time", "service", "event", "client_id", "sub", "sid", "scope", "jti",
     "kid", "exp", "family", "outcome", "reason", "trace_id",
 ]  # fmt: skip
-
-
-@pytest.fixture(params=["memory", "redis"])
-async def h(
-    request: pytest.FixtureRequest,
-    make_settings: Callable[..., IssuerSettings],
-    clock: FakeClock,
-    client_keys: dict[str, KeyPair],
-) -> AsyncIterator[Harness]:
-    overrides: dict[str, Any] = {}
-    if request.param == "redis":
-        overrides["redis_url"] = request.getfixturevalue("redis_url")
-    async with running(make_settings(**overrides), clock, client_keys) as harness:
-        yield harness
 
 
 def audit_lines(caplog: pytest.LogCaptureFixture) -> list[tuple[int, dict[str, Any]]]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -11,20 +11,6 @@ import pytest
 from issuer import IssuerSettings, issuer_state
 from keys import KeyPair
 from tests.issuer.issuer_harness import FakeClock, Harness, running
-
-
-@pytest.fixture(params=["memory", "redis"])
-async def h(
-    request: pytest.FixtureRequest,
-    make_settings: Callable[..., IssuerSettings],
-    clock: FakeClock,
-    client_keys: dict[str, KeyPair],
-) -> AsyncIterator[Harness]:
-    overrides: dict[str, Any] = {}
-    if request.param == "redis":
-        overrides["redis_url"] = request.getfixturevalue("redis_url")
-    async with running(make_settings(**overrides), clock, client_keys) as harness:
-        yield harness
 
 
 async def revoke(h: Harness, body: Any, scope: str = "sessions:revoke") -> httpx.Response:
