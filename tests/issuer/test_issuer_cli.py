@@ -200,3 +200,32 @@ def test_sessions_revoke_without_an_issuer_is_one_line(
     err = capsys.readouterr().err
     assert f"cannot reach the issuer at {issuer}" in err
     assert err.count("\n") == 1
+
+
+async def test_keys_rotate_alg_and_retire_against_an_in_process_issuer(tmp_path: Path) -> None:
+    assert await asyncio.to_thread(main, ["dev-init", "--state", str(tmp_path)]) == 0
+    clock = FakeClock(time.time())
+    app = create_app(
+        IssuerSettings(voicebank_state=tmp_path, issuer_url=ISSUER), clock=clock, rotation_sleep=never
+    )
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+
+        async def run(action: str, alg: str) -> str:
+            return await keys_command(
+                action, issuer_url=ISSUER, state=tmp_path, alg=alg, transport=transport, clock=clock
+            )
+
+        prepared = [line.split()[1:3] for line in (await run("rotate", "EdDSA")).splitlines()[1:]]
+        assert sorted(prepared) == [["ES256", "active"], ["ES256", "next"], ["EdDSA", "next"]]
+        with pytest.raises(AdminCommandError, match="algorithm_in_use"):
+            await run("retire", "ES256")
+        with pytest.raises(AdminCommandError, match="no_signing_key"):
+            await run("retire", "EdDSA")
+
+
+def test_keys_retire_needs_an_algorithm(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["keys", "retire"])
+    assert exit_info.value.code == 2
+    assert "--alg" in capsys.readouterr().err

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -79,3 +81,22 @@ def test_spans_go_to_the_otlp_endpoint_only_when_one_is_set(collector: Collector
     assert quiet.force_flush(1_000)
     quiet.shutdown()
     assert len(collector.received) == 1
+
+
+def test_a_worker_process_installs_one_global_provider_and_keeps_it() -> None:
+    # In a child process: the global provider can be set once per process, and tests share theirs.
+    script = (
+        "from opentelemetry import trace\n"
+        "from orchestrator._tracing import install_tracer_provider, tracer\n"
+        "first = install_tracer_provider('voicebank-agent', None)\n"
+        "assert install_tracer_provider('voicebank-agent', None) is first\n"
+        "assert trace.get_tracer_provider() is first\n"
+        "with tracer().start_as_current_span('voice_call') as span:\n"
+        "    assert span.get_span_context().is_valid\n"
+        "print(first.resource.attributes['service.name'])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "voicebank-agent"
