@@ -136,3 +136,7 @@ async def test_a_voice_call_is_one_trace_from_call_to_tool_to_token_and_mcp(
     assert ("issuer", "revoke") in services
     assert ("mcp", "update_notification_settings") in services
     assert {line["trace_id"] for line in lines} == {trace_id}
+    # Every audit line of the whole call, both services: no JWT (token, grant, assertion), no refresh token.
+    text = "\n".join(r.getMessage() for r in caplog.records if r.name == "voicebank.audit")
+    assert "eyJ" not in text
+    assert grant not in text
