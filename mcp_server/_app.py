@@ -28,7 +28,7 @@ from mcp_server._bank._service import Bank
 from mcp_server._metrics import Metrics
 from mcp_server._settings import McpSettings
 from mcp_server._tools import BankTools, build_mcp
-from mcp_server._tracing import tracing_middleware
+from mcp_server._tracing import ServerSpans
 
 Hook = Callable[[], AbstractAsyncContextManager[None]]
 # Spent transact `jti`s in Redis, shared by every MCP replica.
@@ -114,9 +114,17 @@ def create_app(
             Mount("/", app=mcp_app),
         ],
         middleware=[
-            tracing_middleware(
-                tracer_provider or TracerProvider(),
-                {suffix, suffix.rstrip("/") + "/", WELL_KNOWN, WELL_KNOWN + suffix, "/healthz", "/metrics"},
+            Middleware(
+                ServerSpans,
+                tracer_provider=tracer_provider or TracerProvider(),
+                paths={
+                    suffix,
+                    suffix.rstrip("/") + "/",
+                    WELL_KNOWN,
+                    WELL_KNOWN + suffix,
+                    "/healthz",
+                    "/metrics",
+                },
             ),
             auth,
         ],

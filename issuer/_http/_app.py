@@ -26,8 +26,9 @@ from issuer._endpoints._sessions import create_session
 from issuer._endpoints._token import token_response
 from issuer._http._body import read_body, read_form, read_json_object
 from issuer._http._handlers import NO_STORE, install_error_handlers
+from issuer._http._routes import route_template
 from issuer._http._timing import RequestTiming
-from issuer._http._tracing import trace_requests
+from issuer._http._tracing import ServerSpans
 from issuer._settings import IssuerSettings
 from issuer._signing._rotation import Sleep
 from issuer._state import IssuerState
@@ -109,7 +110,11 @@ def create_app(
     )
     install_error_handlers(app)
     app.add_middleware(RequestTiming)
-    trace_requests(app, tracer_provider or TracerProvider())
+    app.add_middleware(
+        ServerSpans,
+        tracer_provider=tracer_provider or TracerProvider(),
+        route=lambda scope: route_template(app.router.routes, scope),
+    )
     limit = settings.max_body_bytes
     # The same max-age the rotation timing assumes (`rotation_policy`): a next key is published twice as long.
     jwks_cache_control = f"public, max-age={settings.jwks_max_age}"
