@@ -1,4 +1,7 @@
-"""Prometheus metrics of one issuer app, on its own registry; every name starts with `voicebank_issuer_`."""
+"""Prometheus metrics of one issuer app, on its own registry, served apart from the public port.
+
+Every name starts with `voicebank_issuer_`.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +9,13 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from keys import KeyRing, KeyState, RotationPolicy
 
@@ -101,3 +108,11 @@ class IssuerMetrics:
         self._ring.ring = ring
         if policy is not None:
             self._ring.policy = policy
+
+    def app(self) -> Starlette:
+        """An app answering `GET /metrics` in the Prometheus text format, and nothing else."""
+
+        async def endpoint(_request: Request) -> Response:
+            return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+
+        return Starlette(routes=[Route("/metrics", endpoint, methods=["GET"])])

@@ -1,4 +1,7 @@
-"""Prometheus metrics of one app, in its own registry; every name starts with `voicebank_mcp_`."""
+"""Prometheus metrics of one app, in its own registry, served apart from the public port.
+
+Every name starts with `voicebank_mcp_`.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +12,10 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route
 
 
 class JwksStats(Protocol):
@@ -81,3 +86,13 @@ class Metrics:
     async def endpoint(self, _request: Request) -> Response:
         """`GET /metrics` in the Prometheus text format."""
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+
+    def app(self) -> Starlette:
+        """An app answering `GET /metrics`, and nothing else."""
+        return Starlette(routes=[Route("/metrics", self.endpoint, methods=["GET"])])
+
+
+def metrics_app(app: Starlette) -> Starlette:
+    """`GET /metrics` of the MCP app `app`, for a loopback listener of its own (never the public port)."""
+    metrics: Metrics = app.state.metrics
+    return metrics.app()

@@ -6,12 +6,13 @@ import logging
 from typing import Any
 
 from issuer._audit import Decision
-from issuer._oauth._errors import Conflict, InvalidRequest, NotFound
+from issuer._oauth._errors import Conflict, InvalidRequest, NotFound, TemporarilyUnavailable
 from issuer._state import IssuerState
 from keys import (
     ALGORITHMS,
     Algorithm,
     KeyRing,
+    KeyStoreUnavailable,
     NoSigningKey,
     RevocationRefused,
     RotationRefused,
@@ -24,6 +25,15 @@ log = logging.getLogger("issuer.admin")
 
 def ring_view(ring: KeyRing) -> dict[str, Any]:
     return {"keys": ring.describe()}
+
+
+def _unwritable(action: str, actor: str | None, exc: KeyStoreUnavailable) -> TemporarilyUnavailable:
+    # The operator reads the cause (directory, errno) in the log; the admin client gets a clear 503.
+    log.warning("admin %s by %s failed: the key store cannot be written: %s", action, actor, exc)
+    return TemporarilyUnavailable(
+        f"the key store cannot be written: no {action} happened and the key ring is unchanged",
+        reason=exc.code,
+    )
 
 
 def _rotate_options(body: dict[str, Any]) -> tuple[Algorithm | None, bool]:
@@ -53,6 +63,8 @@ async def rotate_keys(state: IssuerState, body: dict[str, Any], decision: Decisi
         ring = await state.store.rotate(state.clock(), alg=alg, force=force)
     except RotationRefused as exc:
         raise Conflict(str(exc), code=exc.code) from None
+    except KeyStoreUnavailable as exc:
+        raise _unwritable("rotation", decision.client_id, exc) from None
     decision.kid = _touched(before, ring)
     state.metrics.observe_ring(ring)
     for event in await state.events.changed(before, ring):
@@ -92,6 +104,8 @@ async def revoke_key(state: IssuerState, kid: str, decision: Decision) -> dict[s
         raise NotFound("no key has this kid", reason="unknown_kid") from None
     except RevocationRefused as exc:
         raise Conflict(str(exc), code=exc.code) from None
+    except KeyStoreUnavailable as exc:
+        raise _unwritable("revocation", decision.client_id, exc) from None
     state.metrics.observe_ring(ring)
     for event in await state.events.changed(before, ring):
         if event.type == "revoked":

@@ -1,4 +1,4 @@
-"""The issuer FastAPI app: discovery, JWKS, `/token`, `/sessions`, `/revoke`, admin, health, metrics."""
+"""The issuer FastAPI app: discovery, JWKS, `/token`, `/sessions`, `/revoke`, admin, health."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import httpx
 from fastapi import FastAPI
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import TracerProvider as AnyTracerProvider
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -29,6 +29,7 @@ from issuer._http._handlers import NO_STORE, install_error_handlers
 from issuer._http._routes import route_template
 from issuer._http._timing import RequestTiming
 from issuer._http._tracing import ServerSpans
+from issuer._metrics import IssuerMetrics
 from issuer._settings import IssuerSettings
 from issuer._signing._rotation import Sleep
 from issuer._state import IssuerState
@@ -40,6 +41,12 @@ def issuer_state(app: FastAPI) -> IssuerState:
     """The running app's state (only between lifespan startup and shutdown)."""
     state: IssuerState = app.state.issuer
     return state
+
+
+def metrics_app(app: FastAPI) -> Starlette:
+    """`GET /metrics` of `app`, for a loopback listener of its own (never the public port)."""
+    metrics: IssuerMetrics = app.state.metrics
+    return metrics.app()
 
 
 def reload_clients(app: FastAPI) -> bool:
@@ -85,15 +92,22 @@ def create_app(
 ) -> FastAPI:
     """A fresh issuer app; its key store, stores and clients are made in the lifespan.
 
+    Its metrics are not served here: `metrics_app(app)` serves them on a listener of their own.
     Without a `tracer_provider` the app still starts a trace per request (so audit lines carry a
     trace id) and exports nothing; the entry point passes one that exports over OTLP when configured.
     """
+    metrics = IssuerMetrics(clock=clock)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
             state = await build_state(
-                settings, stack, clock=clock, rotation_sleep=rotation_sleep, http_transport=http_transport
+                settings,
+                stack,
+                clock=clock,
+                rotation_sleep=rotation_sleep,
+                metrics=metrics,
+                http_transport=http_transport,
             )
             app.state.issuer = state
             rotation = asyncio.create_task(state.rotation.run(), name="issuer-key-rotation")
@@ -108,6 +122,7 @@ def create_app(
     app = FastAPI(
         title="voicebank issuer", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
     )
+    app.state.metrics = metrics
     install_error_handlers(app)
     app.add_middleware(RequestTiming)
     app.add_middleware(
@@ -199,9 +214,5 @@ def create_app(
             # Readiness reports any store failure as "not ready" instead of failing the probe.
             return JSONResponse({"status": "unavailable", "reason": type(exc).__name__}, status_code=503)
         return JSONResponse({"status": "ready"})
-
-    @app.get("/metrics")
-    async def metrics(request: Request) -> Response:
-        return Response(generate_latest(_state(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app

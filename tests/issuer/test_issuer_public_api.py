@@ -18,6 +18,7 @@ def test_public_names() -> None:
         "create_app",
         "issuer_state",
         "key_store",
+        "metrics_app",
         "preflight",
         "reload_clients",
     ]
