@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -20,6 +21,7 @@ from orchestrator._commands._dev_init import DevInitError, dev_init
 from orchestrator._commands._keys_admin import AdminCommandError, keys_command, revoke_sessions
 
 DEFAULT_ISSUER = "http://127.0.0.1:8000"
+_KID = re.compile(r"-[A-Za-z0-9_-]{1,127}")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -73,7 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     retire.add_argument("--alg", choices=ALGORITHMS, required=True)
     revoke = actions.add_parser("revoke", help="remove a key from the JWKS at once", parents=[where])
-    revoke.add_argument("kid")
+    revoke.add_argument("kid", nargs="?", help="the key's kid (it may start with '-')")
 
     sessions = commands.add_parser(
         "sessions", help="revoke the refresh tokens of a call, a user or a client (admin)", parents=[where]
@@ -169,6 +171,20 @@ def _bench(args: argparse.Namespace) -> int:
     return subprocess.run(argv, cwd=script.parents[1], check=False).returncode  # noqa: S603 - our own script
 
 
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    revoking_a_key = args.command == "keys" and args.action == "revoke"
+    # A kid is base64url and may start with "-", which argparse takes for an unknown option.
+    if revoking_a_key and args.kid is None and len(extra) == 1 and _KID.fullmatch(extra[0]):
+        args.kid, extra = extra[0], []
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if revoking_a_key and args.kid is None:
+        parser.error("the following arguments are required: kid")
+    return args
+
+
 def main(argv: Sequence[str] | None = None, *, transport: httpx.AsyncBaseTransport | None = None) -> int:
     """Entry point of the `voicebank` console script; the exit status."""
     # Whatever the command writes (state, logs, SQLite's journals, its children's files) is its owner's only.
@@ -180,7 +196,7 @@ def main(argv: Sequence[str] | None = None, *, transport: httpx.AsyncBaseTranspo
 
 
 def _main(argv: Sequence[str] | None, transport: httpx.AsyncBaseTransport | None) -> int:
-    args = _parser().parse_args(argv)
+    args = _parse(argv)
     try:
         if args.command == "demo":
             from orchestrator._commands._demo._run import (  # livekit-agents loads only for the demo

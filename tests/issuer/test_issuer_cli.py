@@ -229,3 +229,36 @@ def test_keys_retire_needs_an_algorithm(capsys: pytest.CaptureFixture[str]) -> N
         main(["keys", "retire"])
     assert exit_info.value.code == 2
     assert "--alg" in capsys.readouterr().err
+
+
+def test_regression_a_kid_starting_with_a_dash_can_be_revoked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A kid is base64url: one in 64 starts with "-", and argparse took it for an unknown option, so
+    # `voicebank keys revoke KID` failed with a usage error (seen as a flake of the e2e revocation test).
+    assert main(["dev-init", "--state", str(tmp_path)]) == 0
+    capsys.readouterr()
+    issuer = f"http://127.0.0.1:{free_port()}"
+    kid = "-gD5ZpXo8WgP3eq1n2yJj0m2VQnQ1bZpS1c5V7mSLQk"
+    for argv in (
+        ["keys", "revoke", kid, "--issuer", issuer, "--state", str(tmp_path)],
+        ["keys", "--issuer", issuer, "--state", str(tmp_path), "revoke", kid],
+    ):
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(f"voicebank: cannot reach the issuer at {issuer}")  # parsed, then tried
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["keys", "revoke"], ["keys", "list", "--bogus"], ["keys", "revoke", "a", "-b"], ["dev-init", "x"]],
+)
+def test_the_cli_still_refuses_what_it_does_not_know(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("voicebank: ")
+    assert err.count("\n") == 1
