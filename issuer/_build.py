@@ -17,6 +17,7 @@ from issuer._metrics import IssuerMetrics
 from issuer._oauth._bearer import BearerGuard
 from issuer._oauth._client_auth import ClientAuthenticator
 from issuer._oauth._clients import ClientRegistry, ClientRegistryError
+from issuer._oauth._dpop import DPoPGate
 from issuer._oauth._errors import IssuerError
 from issuer._oauth._refresh import MemoryRefreshStore, RefreshLifetimes, RefreshStore
 from issuer._oauth._refresh_redis import RedisRefreshStore
@@ -27,12 +28,16 @@ from issuer._signing._ring_keys import RingKeys
 from issuer._signing._rotation import RotationLoop, Sleep
 from issuer._state import IssuerState
 from keys import (
+    DPoPVerifier,
     FileKeyStore,
     KeyRingError,
     KeyStore,
+    MemoryNonces,
     MemoryReplayCache,
+    NonceSource,
     ObservedReplayCache,
     RedisKeyStore,
+    RedisNonces,
     RedisReplayCache,
     ReplayCache,
     RotationPolicy,
@@ -40,6 +45,7 @@ from keys import (
     VerifyPolicy,
 )
 
+DPOP_NONCE_PREFIX = "voicebank:dpop-nonce:issuer"
 log = logging.getLogger("issuer.clients")
 
 
@@ -175,10 +181,18 @@ async def build_state(
     else:
         refresh = MemoryRefreshStore(lifetimes)
         replay = MemoryReplayCache(clock=clock)
+    replay = ObservedReplayCache(replay, metrics.observe_replay)
+    nonces: NonceSource | None = None
+    if settings.dpop_nonce == "required":
+        nonces = (
+            RedisNonces(redis, prefix=DPOP_NONCE_PREFIX, clock=clock)
+            if redis is not None
+            else MemoryNonces(clock=clock)
+        )
+    dpop = DPoPGate(DPoPVerifier(replay, nonces=nonces, clock=clock, prefix="dpop:issuer"), nonces)
     ring_keys = RingKeys(store)
     await ring_keys.sync()
     metrics.observe_ring(ring, rotation_policy(settings))
-    replay = ObservedReplayCache(replay, metrics.observe_replay)
     events = KeyEvents(redis, store_publishes=isinstance(store, RedisKeyStore))
     issuer = settings.issuer_url
     grant_policy = VerifyPolicy(
@@ -198,6 +212,7 @@ async def build_state(
         replay=replay,
         minter=Minter(store, issuer=issuer, alg=settings.issuer_signing_alg),
         clients=_authenticator(settings, registry, replay, http, clock),
+        dpop=dpop,
         bearer=BearerGuard(
             ring_keys,
             issuer=issuer,

@@ -38,6 +38,7 @@ class IssuerSettings(BaseSettings):
     refresh_absolute_lifetime: int = Field(default=43200, gt=0)
     issuer_token_lifetime: int = Field(default=300, gt=0, le=3600)
 
+    dpop_nonce: Literal["off", "required"] = "off"
     # Prometheus metrics on a loopback listener of their own (0: none); never on the public port.
     issuer_metrics_port: int = Field(default=8002, ge=0, le=65535)
 

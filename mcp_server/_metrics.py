@@ -70,14 +70,14 @@ class Metrics:
 
         self.replay_operations = Counter(
             "voicebank_mcp_replay_operations",
-            "Single-use token spends, by outcome (first, replayed, unavailable).",
-            ["outcome"],
+            "Single-use checks, by kind (transact token, DPoP proof) and outcome",
+            ["kind", "outcome"],
             registry=self.registry,
         )
 
-    def observe_replay(self, _key: str, outcome: str) -> None:
-        """Count one spend of a single-use token."""
-        self.replay_operations.labels(outcome).inc()
+    def observe_replay(self, key: str, outcome: str) -> None:
+        """Count one single-use check: a transact token's jti, or a DPoP proof's (`dpop:` keys)."""
+        self.replay_operations.labels("proof" if key.startswith("dpop:") else "transact", outcome).inc()
 
     def watch_jwks(self, cache: JwksStats, clock: Callable[[], float]) -> None:
         """Report the JWKS cache's fetches, failures and age."""

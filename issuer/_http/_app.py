@@ -76,10 +76,16 @@ async def _guarded(request: Request, event: str, scope: str) -> tuple[IssuerStat
     return state, decision
 
 
-def _answer(state: IssuerState, decision: Decision, body: Any, status: int = 200) -> JSONResponse:
+def _answer(
+    state: IssuerState,
+    decision: Decision,
+    body: Any,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
     """A successful answer, once its decision is in the audit log."""
     state.audit.decided(decision)
-    return JSONResponse(body, status_code=status, headers=NO_STORE)
+    return JSONResponse(body, status_code=status, headers={**NO_STORE, **(headers or {})})
 
 
 def create_app(
@@ -151,8 +157,10 @@ def create_app(
         decision = _decision(request, "token")
         state = _state(request)
         form = await read_form(request, limit)
-        answer = await token_response(state, form, request.headers.get("authorization"), decision)
-        return _answer(state, decision, answer)
+        answer = await token_response(
+            state, form, request.headers.get("authorization"), decision, request.headers.getlist("dpop")
+        )
+        return _answer(state, decision, answer, headers=await state.dpop.nonce_headers())
 
     @app.post("/revoke")
     async def revoke(request: Request) -> Response:

@@ -56,6 +56,9 @@ class BearerGuard:
             raise InvalidToken("the bearer token is invalid", reason=f"bearer_{exc.code}") from None
         if decision is not None and isinstance(claims.get("client_id"), str):
             decision.client_id = claims["client_id"]
+        if "cnf" in claims:
+            # A sender-constrained token is never a bearer token (RFC 9449 §7.2).
+            raise InvalidToken("the bearer token is invalid", reason="bearer_dpop_bound")
         client = self.registry.get(str(claims["client_id"]))
         if client is None or client.disabled:
             # A client removed or disabled since its token was issued is refused from then on.

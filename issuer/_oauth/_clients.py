@@ -35,6 +35,7 @@ class _ClientModel(BaseModel):
     jwks_uri: str | None = Field(default=None, pattern=r"^https?://")
     grant_types: list[GrantType] = Field(min_length=1)
     scope: str = Field(min_length=1)
+    dpop_bound_access_tokens: bool = False
     disabled: bool = False
 
     @model_validator(mode="after")
@@ -59,6 +60,8 @@ class Client:
     scopes: frozenset[str]
     jwks: Mapping[str, Any] | None
     jwks_uri: str | None
+    # RFC 9449 §5.2: the client always proves possession of a DPoP key, so every token it gets is bound.
+    dpop_bound_access_tokens: bool = False
     disabled: bool = False
     """A disabled client stays registered (its kids stay taken) but is refused authentication."""
 
@@ -90,7 +93,13 @@ def _client(model: _ClientModel) -> Client:
     if model.jwks is not None:
         _check_jwks(model.client_id, model.jwks)
     return Client(
-        model.client_id, frozenset(model.grant_types), scopes, model.jwks, model.jwks_uri, model.disabled
+        model.client_id,
+        frozenset(model.grant_types),
+        scopes,
+        model.jwks,
+        model.jwks_uri,
+        model.dpop_bound_access_tokens,
+        model.disabled,
     )
 
 

@@ -14,6 +14,7 @@ from opentelemetry import trace
 
 from orchestrator._bank._protocol import ServiceUnavailable, ToolRefused
 from orchestrator._tokens._bearer import ToolBearer
+from orchestrator._tokens._dpop import CallKey
 from orchestrator._tokens._manager import TokenManager
 from orchestrator._tokens._scopes import TOOL_SCOPES
 from orchestrator._tracing import trace_headers, tracer
@@ -62,9 +63,11 @@ class McpBank:
         transport: httpx2.AsyncBaseTransport | None = None,
         timeout: float = 30.0,
         connect_timeout: float = 5.0,
+        dpop: CallKey | None = None,
         tracer_provider: trace.TracerProvider | None = None,
     ) -> None:
         self._tokens = tokens
+        self._dpop = dpop  # the call's DPoP key: every request proves possession of it
         self._tracer = tracer(tracer_provider)
         self._url = url
         self._pool = transport if transport is not None else httpx2.AsyncHTTPTransport()
@@ -154,7 +157,7 @@ class McpBank:
     async def _call_traced(self, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
         scope = TOOL_SCOPES[tool]
         # Issuer trouble raises its own typed error here, before any MCP traffic.
-        bearer = ToolBearer(self._tokens, scope, await self._tokens.get_token(scope))
+        bearer = ToolBearer(self._tokens, scope, await self._tokens.get_access(scope), self._dpop)
         sent = {name: value for name, value in arguments.items() if value is not None}
         with self._tracer.start_as_current_span(f"mcp tools/call {tool}", kind=trace.SpanKind.CLIENT):
             # Every request of this MCP session carries this span's traceparent.

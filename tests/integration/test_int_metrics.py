@@ -46,8 +46,9 @@ async def test_single_use_spends_are_counted(stack: Stack) -> None:
     assert paid["status"] == "completed"
     replayed = await stack.post(token, "make_payment", stack.payment("1.00", "metrics-2"))
     assert replayed.status_code == 401
-    assert value(registry, "voicebank_mcp_replay_operations_total", outcome="first") == 1
-    assert value(registry, "voicebank_mcp_replay_operations_total", outcome="replayed") == 1
+    ops = "voicebank_mcp_replay_operations_total"
+    assert value(registry, ops, kind="transact", outcome="first") == 1
+    assert value(registry, ops, kind="transact", outcome="replayed") == 1
 
 
 async def test_every_metric_name_has_the_voicebank_prefix(stack: Stack) -> None:
