@@ -19,16 +19,19 @@ from orchestrator._commands._demo._scripted_llm import ScriptedLLM, call
 
 pytestmark = pytest.mark.e2e
 
-AUDIT = " voicebank.audit "
-
 
 def audit_lines(children: list[Child]) -> list[dict[str, Any]]:
-    """Every audit line the children wrote, parsed (each log line ends with the JSON object)."""
+    """Every audit line the children wrote, parsed: the e2e services log JSON (`VOICEBANK_MODE=prod`)."""
     lines = []
     for child in children:
         for text in child.output().splitlines():
-            if AUDIT in text:
-                lines.append(json.loads(text.split(AUDIT, 1)[1]))
+            if not text.startswith("{"):
+                continue  # the harness's own start markers, `voicebank up:` lines
+            record = json.loads(text)
+            if record["logger"] == "voicebank.audit":
+                audit = json.loads(record["message"])
+                assert audit["trace_id"] == record["trace_id"]  # the log line and its audit line agree
+                lines.append(audit)
     return lines
 
 
