@@ -116,7 +116,8 @@ class JsonFormatter(TextFormatter):
     escape, so no client text can break a line or forge a record."""
 
     def format(self, record: logging.LogRecord) -> str:
-        fields: dict[str, str | None] = {"trace_id": None, **self.fields(record)}
+        fields: dict[str, str | None] = {**self.fields(record)}
+        fields.setdefault("trace_id", None)
         return json.dumps(fields, ensure_ascii=True, separators=(",", ":"))
 
 
