@@ -7,9 +7,9 @@ import signal
 import time
 
 import pytest
-from e2e_support import Stack, eventually, issuer_client
 
 from keys import assertion_form, load_client_key
+from tests.support.e2e import Stack, eventually, issuer_client
 
 pytestmark = pytest.mark.e2e
 

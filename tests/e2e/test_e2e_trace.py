@@ -7,7 +7,6 @@ import json
 from typing import Any
 
 import pytest
-from e2e_support import Child, Stack, issuer_client, new_call
 from livekit.agents import AgentSession
 from opentelemetry.sdk.trace import TracerProvider
 
@@ -16,6 +15,7 @@ from orchestrator._call._session_store import MemorySessionStore
 from orchestrator._call._voice_call import VoiceCall
 from orchestrator._call._wiring import ConnectionSettings, close_bank, open_bank
 from orchestrator._commands._demo._scripted_llm import ScriptedLLM, call
+from tests.support.e2e import Child, Stack, issuer_client, new_call
 
 pytestmark = pytest.mark.e2e
 

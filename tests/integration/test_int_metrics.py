@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from int_support import Stack
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from issuer import issuer_state
+from tests.support.stack import Stack
 
 
 def value(registry: CollectorRegistry, name: str, **labels: str) -> float | None:

@@ -20,7 +20,6 @@ import httpx
 import pytest
 from freezegun import freeze_time
 from freezegun.api import FrozenDateTimeFactory, StepTickTimeFactory
-from int_support import ISSUER, START, FakeClock, Stack, kid_of, running_stack, segment
 
 from issuer import IssuerStartupError, issuer_state
 from issuer import create_app as create_issuer
@@ -28,7 +27,10 @@ from keys import RotationPolicy, assertion_form
 from orchestrator._tokens._issuer_client import IssuerClient
 from orchestrator._tokens._manager import TokenManager
 from orchestrator._tokens._retry import RetryPolicy
-from tests.mcp_server.mcp_support import running
+from tests.support.clock import START, FakeClock
+from tests.support.issuer import ISSUER
+from tests.support.lifespan import running
+from tests.support.stack import Stack, kid_of, running_stack, segment
 
 STEP = 30.0  # seconds between two calls of the conversation
 

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import httpx2
 import pytest
-from int_support import ALL_SCOPES, ISSUER, RESOURCE, Stack, running_stack
 from livekit.agents import AgentSession
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -24,6 +23,9 @@ from orchestrator._commands._demo._scripted_llm import ScriptedLLM, call
 from orchestrator._tokens._issuer_client import IssuerClient
 from orchestrator._tokens._manager import TokenManager
 from orchestrator._tokens._retry import RetryPolicy
+from tests.support.issuer import ISSUER, RESOURCE
+from tests.support.registry import ALL_SCOPES
+from tests.support.stack import Stack, running_stack
 
 
 def recording() -> tuple[TracerProvider, InMemorySpanExporter]:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from keys import KeyPair
-from tests.issuer.issuer_harness import Harness
+from tests.support.issuer import Harness
 
 FIELDS = [
     "time", "service", "event", "client_id", "sub", "sid", "scope", "jti",

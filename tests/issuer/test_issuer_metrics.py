@@ -6,7 +6,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from issuer import issuer_state
-from tests.issuer.issuer_harness import Harness
+from tests.support.issuer import Harness
 
 
 def samples(h: Harness) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -10,7 +10,8 @@ import pytest
 
 from issuer import IssuerSettings, IssuerStartupError
 from keys import KeyPair, unverified_header
-from tests.issuer.issuer_harness import FakeClock, Harness, running
+from tests.support.clock import FakeClock
+from tests.support.issuer import Harness, running
 
 
 async def admin(h: Harness, path: str, body: dict[str, Any]) -> httpx.Response:

@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 from issuer._oauth._errors import InvalidGrant
 from issuer._oauth._refresh import MemoryRefreshStore, RefreshLifetimes, RefreshStore
 from issuer._oauth._refresh_redis import RedisRefreshStore
-from tests.issuer.issuer_harness import Harness
+from tests.support.issuer import Harness
 
 
 async def test_reuse_of_a_spent_token_revokes_the_family(h: Harness) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from issuer import create_app, issuer_state, reload_clients
-from tests.issuer.issuer_harness import Harness
+from tests.support.issuer import Harness
 
 
 def rewrite(h: Harness, change: object) -> Path:

@@ -10,7 +10,8 @@ import pytest
 
 from issuer import IssuerSettings, issuer_state
 from keys import KeyPair
-from tests.issuer.issuer_harness import FakeClock, Harness, running
+from tests.support.clock import FakeClock
+from tests.support.issuer import Harness, running
 
 
 async def revoke(h: Harness, body: Any, scope: str = "sessions:revoke") -> httpx.Response:

@@ -10,7 +10,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from issuer import IssuerSettings
 from keys import KeyPair
-from tests.issuer.issuer_harness import FakeClock, running
+from tests.support.clock import FakeClock
+from tests.support.issuer import running
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 PARENT = "b7ad6b7169203331"

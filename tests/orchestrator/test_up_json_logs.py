@@ -9,10 +9,11 @@ from typing import Any
 
 import httpx
 import pytest
-from process_support import Output, Serving, child_env, free_port, voicebank
 
 from issuer import IssuerSettings
 from orchestrator._commands._dev_init import dev_init
+from tests.support.ports import free_port
+from tests.support.process import Output, Serving, child_env, voicebank
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
