@@ -15,7 +15,7 @@ from orchestrator._call._session_store import MemorySessionStore
 from orchestrator._call._voice_call import VoiceCall
 from orchestrator._call._wiring import ConnectionSettings, close_bank, open_bank
 from orchestrator._commands._demo._scripted_llm import ScriptedLLM, call
-from tests.support.e2e import Child, Stack, issuer_client, new_call
+from tests.support.e2e import Child, Stack, eventually, issuer_client, new_call
 
 pytestmark = pytest.mark.e2e
 
@@ -63,15 +63,27 @@ async def test_a_voice_call_leaves_issuer_and_mcp_audit_lines_under_one_trace_id
         result.expect[1].is_function_call_output(is_error=False)
     await voice_call.end()
 
-    # The call's lines: everything about this session except the app backend opening it.
-    lines = [
-        line
-        for line in audit_lines(stack.issuers + stack.mcps)
-        if line.get("sid") == identity.session_id and line.get("event") != "sessions.create"
-    ]
+    expected = {("issuer", "token.exchange"), ("mcp", "get_balance"), ("issuer", "revoke")}
+
+    def call_lines() -> list[dict[str, Any]]:
+        """The call's lines: everything about this session except the app backend opening it."""
+        return [
+            line
+            for line in audit_lines(stack.issuers + stack.mcps)
+            if line.get("sid") == identity.session_id and line.get("event") != "sessions.create"
+        ]
+
+    def seen(lines: list[dict[str, Any]]) -> set[tuple[Any, Any]]:
+        return {(line["service"], line.get("event") or line.get("tool")) for line in lines}
+
+    async def all_written() -> bool:
+        # The children's output reaches their log files through a reader thread: wait for it (bounded).
+        return expected <= seen(call_lines())
+
+    await eventually(all_written)
+    lines = call_lines()
     trace_ids = {line["trace_id"] for line in lines}
-    seen = {(line["service"], line.get("event") or line.get("tool")) for line in lines}
-    assert {("issuer", "token.exchange"), ("mcp", "get_balance"), ("issuer", "revoke")} <= seen, lines
+    assert expected <= seen(lines), lines
     assert len(trace_ids) == 1, lines
     (trace_id,) = trace_ids
     assert trace_id is not None
