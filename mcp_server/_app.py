@@ -37,6 +37,7 @@ from mcp_server._auth._middleware import BearerAuthMiddleware, TokenVerifier
 from mcp_server._bank._db import create_schema, make_engine
 from mcp_server._bank._service import Bank
 from mcp_server._metrics import Metrics
+from mcp_server._readiness import Readiness
 from mcp_server._settings import McpSettings
 from mcp_server._tools import BankTools, build_mcp
 from mcp_server._tracing import ServerSpans
@@ -57,12 +58,14 @@ def create_app(
     replay: ReplayCache | None = None,
     clock: Callable[[], float] = time.time,
     lifespan_hook: Hook | None = None,
+    keys_usable: Callable[[], bool] | None = None,
     tracer_provider: AnyTracerProvider | None = None,
 ) -> Starlette:
     """Build the MCP server app; the verifier (and the JWKS cache key events act on) come from outside.
 
-    Without a `tracer_provider` requests still run in a trace (audit lines carry its id) and nothing is
-    exported.
+    `keys_usable` tells `/readyz` whether the verifier has keys to check with (default: always, for a
+    verifier with static keys). Without a `tracer_provider` requests still run in a trace (audit lines
+    carry its id) and nothing is exported.
     """
     owns_engine = engine is None
     bank_engine = engine if engine is not None else make_engine(settings.database_url)
@@ -106,6 +109,7 @@ def create_app(
         dpop_required=dpop.required,
         dpop_algorithms=dpop.algorithms,
     )
+    readiness = Readiness(keys_usable=keys_usable or _always, engine=bank_engine, redis=redis_client)
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -137,12 +141,14 @@ def create_app(
         metrics=metrics,
         dpop=dpop,
         max_body_bytes=settings.mcp_max_body_bytes,
+        allowed_origins=settings.mcp_allowed_origins,
     )
     app = Starlette(
         routes=[
             Route(WELL_KNOWN, metadata.endpoint, methods=["GET"]),
             Route(WELL_KNOWN + suffix, metadata.endpoint, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readiness.endpoint, methods=["GET"]),
             Mount("/", app=mcp_app),
         ],
         middleware=[
@@ -167,6 +173,10 @@ def create_app(
     app.state.metrics = metrics
     app.state.key_events = subscriber
     return app
+
+
+def _always() -> bool:
+    return True
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:
