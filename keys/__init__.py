@@ -35,7 +35,7 @@ from keys._errors import (
     WrongTokenType,
     WrongUri,
 )
-from keys._jose._header import unverified_header
+from keys._jose._header import unverified_claims, unverified_header
 from keys._jose._sign import sign
 from keys._replay._cache import ReplayCache
 from keys._replay._memory import MemoryReplayCache
@@ -148,6 +148,7 @@ __all__ = [
     "load_client_key",
     "sign",
     "thumbprint",
+    "unverified_claims",
     "unverified_header",
     "write_private_file",
 ]

@@ -87,6 +87,7 @@ def test_public_names() -> None:
         "load_client_key",
         "sign",
         "thumbprint",
+        "unverified_claims",
         "unverified_header",
         "write_private_file",
     ]
