@@ -1,4 +1,4 @@
-"""The issuer FastAPI app: discovery, JWKS, `/token`, `/sessions`, `/revoke`, admin keys, health, metrics."""
+"""The issuer FastAPI app: discovery, JWKS, `/token`, `/sessions`, `/revoke`, approvals, admin, health."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse, Response
 from issuer._admin import ADMIN_SCOPE, revoke_key, ring_view, rotate_keys
 from issuer._body import read_body, read_form, read_json_object
 from issuer._build import build_state
+from issuer._ciba import APPROVALS_SCOPE, bc_authorize, decide_approval, list_approvals
 from issuer._discovery import JWKS_PATH, METADATA_PATH, etag_matches, jwks_document, metadata
 from issuer._http import NO_STORE, install_error_handlers
 from issuer._revoke import revoke_token
@@ -101,6 +102,27 @@ def create_app(
         await state.bearer.require(request.headers.get("authorization"), SESSIONS_SCOPE)
         body = await read_json_object(request, limit)
         return JSONResponse(await create_session(state, body), status_code=201, headers=NO_STORE)
+
+    @app.post("/bc-authorize")
+    async def backchannel_authorize(request: Request) -> JSONResponse:
+        form = await read_form(request, limit)
+        answer = await bc_authorize(_state(request), form, request.headers.get("authorization"))
+        return JSONResponse(answer, headers=NO_STORE)
+
+    @app.get("/approvals")
+    async def approvals(request: Request) -> JSONResponse:
+        state = _state(request)
+        claims = await state.bearer.require(request.headers.get("authorization"), APPROVALS_SCOPE)
+        users = request.query_params.getlist("user_id")
+        user_id = users[0] if len(users) == 1 else None
+        return JSONResponse(await list_approvals(state, claims, user_id), headers=NO_STORE)
+
+    @app.post("/approvals/{auth_req_id}")
+    async def decide(request: Request, auth_req_id: str) -> JSONResponse:
+        state = _state(request)
+        claims = await state.bearer.require(request.headers.get("authorization"), APPROVALS_SCOPE)
+        body = await read_json_object(request, limit)
+        return JSONResponse(await decide_approval(state, claims, auth_req_id, body), headers=NO_STORE)
 
     @app.get("/admin/keys")
     async def admin_keys(request: Request) -> JSONResponse:

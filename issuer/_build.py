@@ -10,6 +10,9 @@ import httpx
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from issuer._approvals import ApprovalStore, MemoryApprovalStore
+from issuer._approvals_redis import RedisApprovalStore
+from issuer._audit import IssuerAudit
 from issuer._bearer import BearerGuard
 from issuer._client_auth import ClientAuthenticator
 from issuer._clients import ClientRegistry, ClientRegistryError
@@ -22,6 +25,7 @@ from issuer._replay import MemoryReplayCache, RedisReplayCache, ReplayCache
 from issuer._ring_keys import RingKeys
 from issuer._rotation import RotationLoop, Sleep
 from issuer._settings import IssuerSettings
+from issuer._spending import MemorySpendingLedger, RedisSpendingLedger, SpendingLedger
 from issuer._state import IssuerState
 from keys import FileKeyStore, KeyRingError, KeyStore, RedisKeyStore, RotationPolicy, Verifier, VerifyPolicy
 
@@ -87,12 +91,18 @@ async def build_state(
     lifetimes = RefreshLifetimes(settings.refresh_idle_lifetime, settings.refresh_absolute_lifetime)
     refresh: RefreshStore
     replay: ReplayCache
+    approvals: ApprovalStore
+    spending: SpendingLedger
     if redis is not None:
         refresh = RedisRefreshStore(redis, lifetimes)
         replay = RedisReplayCache(redis, clock=clock)
+        approvals = RedisApprovalStore(redis)
+        spending = RedisSpendingLedger(redis, clock=clock)
     else:
         refresh = MemoryRefreshStore(lifetimes)
         replay = MemoryReplayCache(clock=clock)
+        approvals = MemoryApprovalStore()
+        spending = MemorySpendingLedger(clock=clock)
     ring_keys = RingKeys(store)
     await ring_keys.sync()
     metrics = IssuerMetrics()
@@ -138,4 +148,7 @@ async def build_state(
         metrics=metrics,
         http=http,
         redis=redis,
+        approvals=approvals,
+        spending=spending,
+        audit=IssuerAudit(clock=clock),
     )

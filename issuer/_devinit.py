@@ -16,14 +16,14 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from issuer._build import key_store
 from issuer._client_keys import client_key_path, write_private_file
-from issuer._clients import GRANT_CLIENT_CREDENTIALS, GRANT_REFRESH, GRANT_TOKEN_EXCHANGE
+from issuer._clients import GRANT_CIBA, GRANT_CLIENT_CREDENTIALS, GRANT_REFRESH, GRANT_TOKEN_EXCHANGE
 from issuer._settings import IssuerSettings
 from keys import KeyMaterialError, KeyPair, KeyRingError, generate_key
 
 # client id -> (grant types, scope): DESIGN.md "Clients".
 DEV_CLIENTS: dict[str, tuple[list[str], str]] = {
-    "orchestrator": ([GRANT_TOKEN_EXCHANGE, GRANT_REFRESH], "read transact configure"),
-    "backend": ([GRANT_CLIENT_CREDENTIALS], "sessions:create"),
+    "orchestrator": ([GRANT_TOKEN_EXCHANGE, GRANT_REFRESH, GRANT_CIBA], "read transact configure"),
+    "backend": ([GRANT_CLIENT_CREDENTIALS], "sessions:create approvals:decide"),
     "admin": ([GRANT_CLIENT_CREDENTIALS], "keys:admin"),
 }
 

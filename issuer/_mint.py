@@ -17,6 +17,8 @@ class Minted:
     token: str
     jti: str
     expires_in: int
+    kid: str = ""
+    exp: int = 0
 
 
 class Minter:
@@ -27,9 +29,10 @@ class Minter:
         self._issuer = issuer
         self._alg = alg
 
-    async def _sign(self, claims: dict[str, Any], typ: str) -> str:
+    async def _sign(self, claims: dict[str, Any], typ: str, lifetime: int) -> Minted:
         ring = await self._store.current()
-        return sign(claims, ring.signing_key(self._alg), typ=typ)
+        key = ring.signing_key(self._alg)
+        return Minted(sign(claims, key, typ=typ), claims["jti"], lifetime, key.kid, claims["exp"])
 
     def _base(self, *, sub: str, aud: str, now: float, lifetime: int) -> dict[str, Any]:
         issued = int(now)
@@ -53,15 +56,21 @@ class Minter:
         lifetime: int,
         sid: str | None = None,
         act: bool = True,
+        authorization_details: list[dict[str, str]] | None = None,
     ) -> Minted:
-        """An RFC 9068 access token; `act` names the client acting for `sub` (RFC 8693 delegation)."""
+        """An RFC 9068 access token; `act` names the client acting for `sub` (RFC 8693 delegation).
+
+        `authorization_details` (RFC 9396) binds a `transact` token to the one movement it may make.
+        """
         claims = self._base(sub=sub, aud=audience, now=now, lifetime=lifetime)
         claims.update(nbf=claims["iat"], client_id=client_id, scope=scope)
         if sid is not None:
             claims["sid"] = sid
         if act:
             claims["act"] = {"sub": client_id}
-        return Minted(await self._sign(claims, ACCESS_TOKEN_TYP), claims["jti"], lifetime)
+        if authorization_details is not None:
+            claims["authorization_details"] = authorization_details
+        return await self._sign(claims, ACCESS_TOKEN_TYP, lifetime)
 
     async def session_grant(
         self, *, sub: str, sid: str, scope: str, actor: str, now: float, lifetime: int
@@ -69,4 +78,4 @@ class Minter:
         """A session grant for the issuer itself, exchangeable once by `actor`."""
         claims = self._base(sub=sub, aud=self._issuer, now=now, lifetime=lifetime)
         claims.update(sid=sid, scope=scope, may_act={"sub": actor})
-        return Minted(await self._sign(claims, SESSION_GRANT_TYP), claims["jti"], lifetime)
+        return await self._sign(claims, SESSION_GRANT_TYP, lifetime)

@@ -39,6 +39,15 @@ class RefreshFamily:
     revoked: bool = False
 
 
+def is_live(family: RefreshFamily, lifetimes: RefreshLifetimes, now: float) -> bool:
+    """Neither revoked nor past its idle or absolute lifetime."""
+    return (
+        not family.revoked
+        and now - family.created_at <= lifetimes.absolute
+        and now - family.last_used <= lifetimes.idle
+    )
+
+
 def reject(reason: str) -> InvalidGrant:
     """The one client-facing answer for every refusal: the reason only goes to logs and metrics."""
     return InvalidGrant("the refresh token is invalid, expired or revoked", reason=f"refresh_{reason}")
@@ -61,6 +70,10 @@ class RefreshStore(Protocol):
         """Revoke the token's whole family; the family it was, or None when the token is unknown."""
         ...
 
+    async def session_family(self, sid: str, client_id: str, now: float) -> RefreshFamily | None:
+        """The live (unrevoked, unexpired) family of session `sid` held by `client_id`, or None."""
+        ...
+
     async def ping(self) -> None: ...
 
 
@@ -71,17 +84,20 @@ class MemoryRefreshStore:
         self._lifetimes = lifetimes
         self._tokens: dict[str, tuple[str, bool]] = {}  # hash -> (family id, spent)
         self._families: dict[str, RefreshFamily] = {}
+        self._by_sid: dict[str, set[str]] = {}  # sid -> family ids
 
     def _prune(self, now: float) -> None:
         dead = {f for f, fam in self._families.items() if now - fam.created_at > self._lifetimes.absolute}
         if dead:
             self._families = {f: fam for f, fam in self._families.items() if f not in dead}
             self._tokens = {h: v for h, v in self._tokens.items() if v[0] not in dead}
+            self._by_sid = {s: ids - dead for s, ids in self._by_sid.items() if ids - dead}
 
     async def create(self, *, client_id: str, sub: str, sid: str, scope: str, now: float) -> str:
         self._prune(now)
         family_id = secrets.token_urlsafe(16)
         self._families[family_id] = RefreshFamily(family_id, client_id, sub, sid, scope, now, now)
+        self._by_sid.setdefault(sid, set()).add(family_id)
         token = new_refresh_token()
         self._tokens[token_hash(token)] = (family_id, False)
         return token
@@ -134,6 +150,13 @@ class MemoryRefreshStore:
         family = self._families.get(entry[0])
         self._revoke_family(entry[0])
         return family
+
+    async def session_family(self, sid: str, client_id: str, now: float) -> RefreshFamily | None:
+        for family_id in sorted(self._by_sid.get(sid, ())):
+            family = self._families.get(family_id)
+            if family is not None and family.client_id == client_id and is_live(family, self._lifetimes, now):
+                return family
+        return None
 
     async def ping(self) -> None:
         return None

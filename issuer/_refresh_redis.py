@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.typing import EncodableT, FieldT
 
-from issuer._refresh import RefreshFamily, RefreshLifetimes, new_refresh_token, reject, token_hash
+from issuer._refresh import RefreshFamily, RefreshLifetimes, is_live, new_refresh_token, reject, token_hash
 
 # KEYS[1] token key. ARGV: now, idle, absolute, next hash, client id, key prefix, ttl.
 # Keys are built from the stored family id, so this needs a single Redis (not a cluster).
@@ -59,6 +60,10 @@ class RedisRefreshStore:
     def _family_key(self, family_id: str) -> str:
         return f"{self._prefix}:fam:{family_id}"
 
+    def _session_key(self, sid: str) -> str:
+        # Hashed so a client-chosen session id cannot shape Redis keys.
+        return f"{self._prefix}:sid:{hashlib.sha256(sid.encode()).hexdigest()}"
+
     async def create(self, *, client_id: str, sub: str, sid: str, scope: str, now: float) -> str:
         family_id = secrets.token_urlsafe(16)
         token = new_refresh_token()
@@ -76,6 +81,8 @@ class RedisRefreshStore:
             pipe.expire(self._family_key(family_id), self._ttl)
             pipe.hset(self._token_key(token), mapping={"family": family_id, "spent": "0"})
             pipe.expire(self._token_key(token), self._ttl)
+            pipe.sadd(self._session_key(sid), family_id)
+            pipe.expire(self._session_key(sid), self._ttl)
             await pipe.execute()
         return token
 
@@ -134,6 +141,14 @@ class RedisRefreshStore:
         if family is not None:
             await self._client.hset(self._family_key(family_id), "revoked", "1")
         return family
+
+    async def session_family(self, sid: str, client_id: str, now: float) -> RefreshFamily | None:
+        members = await self._client.smembers(self._session_key(sid))
+        for family_id in sorted(_text(m) for m in members):
+            family = await self._family(family_id)
+            if family is not None and family.client_id == client_id and is_live(family, self._lifetimes, now):
+                return family
+        return None
 
     async def ping(self) -> None:
         await self._client.ping()

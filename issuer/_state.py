@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import httpx
 import redis.asyncio as aioredis
 
+from issuer._approvals import ApprovalStore
+from issuer._audit import IssuerAudit
 from issuer._bearer import BearerGuard
 from issuer._client_auth import ClientAuthenticator
 from issuer._clients import ClientRegistry
@@ -19,6 +21,7 @@ from issuer._replay import ReplayCache
 from issuer._ring_keys import RingKeys
 from issuer._rotation import RotationLoop
 from issuer._settings import IssuerSettings
+from issuer._spending import SpendingLedger
 from keys import KeyStore, Verifier
 
 
@@ -40,3 +43,6 @@ class IssuerState:
     metrics: IssuerMetrics
     http: httpx.AsyncClient
     redis: aioredis.Redis | None
+    approvals: ApprovalStore
+    spending: SpendingLedger
+    audit: IssuerAudit

@@ -1,22 +1,28 @@
-"""`POST /token`: client credentials, token exchange (RFC 8693) and rotating refresh tokens."""
+"""`POST /token`: client credentials, token exchange (RFC 8693), rotating refresh tokens, the CIBA grant."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
+from issuer._authorization_details import AuthorizationDetail
 from issuer._body import optional_param, required_param
-from issuer._clients import GRANT_CLIENT_CREDENTIALS, GRANT_REFRESH, GRANT_TOKEN_EXCHANGE, Client
+from issuer._ciba import ciba_token
+from issuer._clients import GRANT_CIBA, GRANT_CLIENT_CREDENTIALS, GRANT_REFRESH, GRANT_TOKEN_EXCHANGE, Client
 from issuer._errors import (
     InvalidGrant,
     InvalidRequest,
     InvalidScope,
     InvalidTarget,
+    OAuthError,
     UnauthorizedClient,
     UnsupportedGrantType,
 )
 from issuer._mint import Minted
+from issuer._refresh import RefreshFamily
 from issuer._scope import ISSUER_SCOPES, RESOURCE_SCOPES, format_scope, parse_scope
 from issuer._state import IssuerState
+from issuer._transact import TRANSACT, requested_detail, reserve
 from keys import TokenError
 
 TOKEN_TYPE_JWT = "urn:ietf:params:oauth:token-type:jwt"  # noqa: S105
@@ -37,11 +43,6 @@ def _resource(state: IssuerState, form: dict[str, str]) -> str:
         if value is not None and value != resource:
             raise InvalidTarget(f"unknown {name}; this issuer serves only {resource}")
     return resource
-
-
-def _lifetime(state: IssuerState, scopes: frozenset[str]) -> int:
-    settings = state.settings
-    return settings.transact_token_lifetime if "transact" in scopes else settings.access_token_lifetime
 
 
 def _answer(minted: Minted, scope: str, **extra: str) -> dict[str, Any]:
@@ -109,6 +110,11 @@ async def _token_exchange(state: IssuerState, client: Client, form: dict[str, st
     holdable = granted & client.scopes & RESOURCE_SCOPES
     if not requested <= holdable:
         raise InvalidScope("the requested scope exceeds the session grant or the client's registration")
+    if TRANSACT in requested:
+        raise InvalidRequest(
+            "a transact token comes from the refresh grant with authorization_details",
+            reason="exchange_transact",
+        )
     # Checked last so a request refused above does not burn the grant.
     if not await state.replay.first_use(f"grant:{grant['jti']}", float(grant["exp"]) + 60):
         raise InvalidGrant("the session grant was already exchanged", reason="grant_replayed")
@@ -120,7 +126,7 @@ async def _token_exchange(state: IssuerState, client: Client, form: dict[str, st
         scope=scope,
         audience=resource,
         now=now,
-        lifetime=_lifetime(state, requested),
+        lifetime=state.settings.access_token_lifetime,
         sid=sid,
     )
     refresh = await state.refresh.create(
@@ -134,17 +140,31 @@ async def _refresh_token(state: IssuerState, client: Client, form: dict[str, str
     resource = _resource(state, form)
     family = await state.refresh.peek(token)
     scope_param = optional_param(form, "scope")
-    # Checked before spending, so asking for too much does not cost the client its token.
-    if (
-        family is not None
-        and family.client_id == client.client_id
-        and scope_param is not None
-        and not parse_scope(scope_param) <= parse_scope(family.scope)
-    ):
+    asked = parse_scope(scope_param) if scope_param is not None else None
+    own = family if family is not None and family.client_id == client.client_id else None
+    # Checked before spending, so a refused request does not cost the client its token.
+    if own is not None and asked is not None and not asked <= parse_scope(own.scope):
         raise InvalidScope("the requested scope exceeds the refresh token's scope")
+    detail = requested_detail(form, asked or frozenset())
+    if detail is None:
+        return await _plain_refresh(state, client, token, asked, resource)
+    return await _transact_refresh(state, client, token, own, detail, resource)
+
+
+def _default_scope(family: RefreshFamily) -> frozenset[str]:
+    # Without `scope`, everything the family holds but `transact`, which needs authorization_details.
+    scopes = parse_scope(family.scope) - {TRANSACT}
+    if not scopes:
+        raise InvalidRequest("scope is required: this refresh token holds only transact")
+    return scopes
+
+
+async def _plain_refresh(
+    state: IssuerState, client: Client, token: str, asked: frozenset[str] | None, resource: str
+) -> dict[str, Any]:
     now = state.clock()
     family, next_token = await state.refresh.spend(token, client_id=client.client_id, now=now)
-    requested = parse_scope(scope_param) if scope_param is not None else parse_scope(family.scope)
+    requested = asked if asked is not None else _default_scope(family)
     if not requested <= parse_scope(family.scope):
         raise InvalidScope("the requested scope exceeds the refresh token's scope")
     scope = format_scope(requested)
@@ -154,16 +174,65 @@ async def _refresh_token(state: IssuerState, client: Client, form: dict[str, str
         scope=scope,
         audience=resource,
         now=now,
-        lifetime=_lifetime(state, requested),
+        lifetime=state.settings.access_token_lifetime,
         sid=family.sid,
     )
     return _answer(minted, scope, refresh_token=next_token)
+
+
+async def _transact_refresh(
+    state: IssuerState,
+    client: Client,
+    token: str,
+    own: RefreshFamily | None,
+    detail: AuthorizationDetail,
+    resource: str,
+) -> dict[str, Any]:
+    """A single-use token for exactly one movement, within the session's approval threshold."""
+    audit = functools.partial(
+        state.audit.record, "token.transact", client_id=client.client_id, scope=TRANSACT
+    )
+    if own is not None:
+        audit = functools.partial(audit, sub=own.sub, sid=own.sid, family=own.family_id)
+    try:
+        if own is None:
+            # Unknown, revoked or another client's token: spending it gives the usual answer and rules.
+            await state.refresh.spend(token, client_id=client.client_id, now=state.clock())
+            raise InvalidGrant("the refresh token is invalid, expired or revoked", reason="refresh_unknown")
+        # Before spending: above the threshold the client keeps its refresh token and asks the user instead.
+        await reserve(state, own, detail)
+        try:
+            now = state.clock()
+            family, next_token = await state.refresh.spend(token, client_id=client.client_id, now=now)
+        except BaseException:
+            await state.spending.release(own.sid, detail.cents)
+            raise
+    except OAuthError as exc:
+        audit(outcome="refused", reason=exc.reason)
+        raise
+    minted = await state.minter.access_token(
+        sub=family.sub,
+        client_id=client.client_id,
+        scope=TRANSACT,
+        audience=resource,
+        now=now,
+        lifetime=state.settings.transact_token_lifetime,
+        sid=family.sid,
+        authorization_details=detail.claim(),
+    )
+    audit(outcome="ok", jti=minted.jti, kid=minted.kid, exp=minted.exp)
+    return _answer(minted, TRANSACT, refresh_token=next_token)
+
+
+async def _ciba(state: IssuerState, client: Client, form: dict[str, str]) -> dict[str, Any]:
+    return _answer(await ciba_token(state, client, form), TRANSACT)
 
 
 _GRANTS = {
     GRANT_CLIENT_CREDENTIALS: _client_credentials,
     GRANT_TOKEN_EXCHANGE: _token_exchange,
     GRANT_REFRESH: _refresh_token,
+    GRANT_CIBA: _ciba,
 }
 
 

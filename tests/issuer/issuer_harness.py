@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ TOKEN_ENDPOINT = ISSUER + "/token"
 RESOURCE = "http://127.0.0.1:8001/mcp"
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 JWT_TYPE = "urn:ietf:params:oauth:token-type:jwt"
+CIBA = "urn:openid:params:grant-type:ciba"
 START = 1_800_000_000.0
 
 
@@ -49,14 +51,14 @@ def registry_data(keys: dict[str, KeyPair]) -> dict[str, Any]:
             {
                 "client_id": "orchestrator",
                 "jwks": jwks("orchestrator"),
-                "grant_types": [TOKEN_EXCHANGE, "refresh_token"],
+                "grant_types": [TOKEN_EXCHANGE, "refresh_token", CIBA],
                 "scope": "read transact configure",
             },
             {
                 "client_id": "backend",
                 "jwks": jwks("backend"),
                 "grant_types": ["client_credentials"],
-                "scope": "sessions:create",
+                "scope": "sessions:create approvals:decide",
             },
             {
                 "client_id": "admin",
@@ -68,11 +70,39 @@ def registry_data(keys: dict[str, KeyPair]) -> dict[str, Any]:
                 # A second agent-like client, to prove grants and refresh tokens are bound to their client.
                 "client_id": "other",
                 "jwks": jwks("other"),
-                "grant_types": [TOKEN_EXCHANGE, "refresh_token"],
-                "scope": "read",
+                "grant_types": [TOKEN_EXCHANGE, "refresh_token", CIBA],
+                "scope": "read transact",
             },
         ]
     }
+
+
+def payment(**members: Any) -> str:
+    """An `authorization_details` parameter for one payment; keyword arguments replace members."""
+    entry: dict[str, Any] = {
+        "type": "payment",
+        "from_account_id": "acc_checking",
+        "payee_id": "pay_jane",
+        "amount": "25.00",
+        "currency": "USD",
+        "idempotency_key": "key-1",
+    }
+    entry.update(members)
+    return json.dumps([{k: v for k, v in entry.items() if v is not None}])
+
+
+def transfer(**members: Any) -> str:
+    """An `authorization_details` parameter for one transfer; keyword arguments replace members."""
+    entry: dict[str, Any] = {
+        "type": "transfer",
+        "from_account_id": "acc_checking",
+        "to_account_id": "acc_savings",
+        "amount": "25.00",
+        "currency": "USD",
+        "idempotency_key": "key-1",
+    }
+    entry.update(members)
+    return json.dumps([{k: v for k, v in entry.items() if v is not None}])
 
 
 @dataclass
@@ -122,6 +152,38 @@ class Harness:
         self, refresh_token: str, client_id: str = "orchestrator", **params: str
     ) -> httpx.Response:
         return await self.token(client_id, grant_type="refresh_token", refresh_token=refresh_token, **params)
+
+    async def transact(
+        self, refresh_token: str, details: str, client_id: str = "orchestrator", **params: str
+    ) -> httpx.Response:
+        """The refresh grant for a `transact` token bound to `details`."""
+        return await self.refresh(
+            refresh_token, client_id, scope="transact", authorization_details=details, **params
+        )
+
+    async def bc_authorize(
+        self, sid: str, details: str, client_id: str = "orchestrator", **params: str
+    ) -> httpx.Response:
+        form = {"scope": "transact", "login_hint": sid, "authorization_details": details, **params}
+        form.setdefault("binding_message", "Pay 25.00 USD to Jane")
+        return await self.http.post("/bc-authorize", data={**form, **self.auth(client_id)})
+
+    async def approvals(self, user_id: str = "alice") -> httpx.Response:
+        bearer = await self.bearer("backend", "approvals:decide")
+        return await self.http.get(
+            "/approvals", params={"user_id": user_id}, headers={"Authorization": f"Bearer {bearer}"}
+        )
+
+    async def decide(self, auth_req_id: str, decision: str) -> httpx.Response:
+        bearer = await self.bearer("backend", "approvals:decide")
+        return await self.http.post(
+            f"/approvals/{auth_req_id}",
+            json={"decision": decision},
+            headers={"Authorization": f"Bearer {bearer}"},
+        )
+
+    async def poll(self, auth_req_id: str, client_id: str = "orchestrator") -> httpx.Response:
+        return await self.token(client_id, grant_type=CIBA, auth_req_id=auth_req_id)
 
     async def login(self, scope: str = "read") -> dict[str, Any]:
         """A session exchanged by the orchestrator: the token response with its refresh token."""
