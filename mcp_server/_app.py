@@ -9,8 +9,10 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
+import anyio.to_thread
 import redis.asyncio as aioredis
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -20,6 +22,7 @@ from starlette.routing import Mount, Route
 from ._audit import AuditLog
 from ._auth import BearerAuthMiddleware, TokenVerifier
 from ._bank import Bank
+from ._binding import CurrencyUnavailable
 from ._db import create_schema, make_engine
 from ._key_events import KeyDropper, KeyEventSubscriber
 from ._metadata import WELL_KNOWN, ResourceMetadata, metadata_url, resource_path
@@ -84,6 +87,12 @@ def create_app(
                 stack.callback(bank_engine.dispose)
             yield
 
+    async def currency_of(user_id: str, account_id: str) -> str | None:
+        try:
+            return await anyio.to_thread.run_sync(bank.account_currency, user_id, account_id)
+        except SQLAlchemyError as exc:
+            raise CurrencyUnavailable(type(exc).__name__) from exc
+
     async def healthz(_request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
 
@@ -97,6 +106,7 @@ def create_app(
             resource_metadata_url=metadata_url(settings.mcp_resource_url),
             audit=audit,
             metrics=metrics,
+            currency_of=currency_of,
             max_body_bytes=settings.mcp_max_body_bytes,
         )
         if no_auth_claims is None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -13,10 +13,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from keys import TokenError
 
 from ._audit import AuditLog
+from ._binding import MOVEMENT_TOOLS, BindingMismatch, CurrencyUnavailable, check_call, check_currency
 from ._metrics import Metrics
 from ._principal import SCOPE_KEY, SPENT_KEY, InvalidPrincipal, Principal
 from ._replay import ReplayStore, ReplayStoreUnavailable
 from ._scopes import TOOL_SCOPES, TRANSACT
+
+CurrencyLookup = Callable[[str, str], Awaitable[str | None]]
+"""The currency of a user's account (`sub`, account id), None when the user has no such account;
+`CurrencyUnavailable` when the bank cannot answer."""
 
 
 class TokenVerifier(Protocol):
@@ -48,6 +53,7 @@ class BearerAuthMiddleware:
         resource_metadata_url: str,
         audit: AuditLog,
         metrics: Metrics,
+        currency_of: CurrencyLookup,
         max_body_bytes: int = 1_048_576,
     ) -> None:
         self._app = app
@@ -58,6 +64,7 @@ class BearerAuthMiddleware:
         self._audit = audit
         self._metrics = metrics
         self._max_body = max_body_bytes
+        self._currency_of = currency_of
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] not in self._paths:
@@ -111,11 +118,12 @@ class BearerAuthMiddleware:
     ) -> tuple[str | None, bool, _Denial | None]:
         """400 for an unreadable body, 403 for a tool outside the token's scopes; spend a transact jti."""
         try:
-            tools = _called_tools(body)
+            calls = _called_tools(body)
         except _UnreadableBody as exc:
             # Fail closed: a body this layer cannot read is not forwarded to a parser that might read it
             # differently (a scope check that saw no tool call must never let one through).
             return None, False, _Denial(400, "", "invalid_request", exc.reason)
+        tools = [name for name, _ in calls]
         header_name = _header(scope_headers, b"mcp-name")
         if header_name is not None and tools and header_name not in tools:
             return None, False, _Denial(400, "", "invalid_request", "mcp_name_mismatch")
@@ -134,6 +142,13 @@ class BearerAuthMiddleware:
         tool = tools[0] if tools else None
         if spends:
             try:
+                await self._check_movement(principal, calls)
+            except BindingMismatch as exc:
+                challenge = f'Bearer error="{exc.code}", resource_metadata="{self._metadata}"'
+                return tool, False, _Denial(403, challenge, exc.code, exc.reason)
+            except CurrencyUnavailable as exc:
+                return tool, False, _Denial(503, "", "temporarily_unavailable", exc.code)
+            try:
                 first = await self._replay.spend(principal.jti, principal.exp)
             except ReplayStoreUnavailable as exc:
                 return tool, False, _Denial(503, "", "temporarily_unavailable", exc.code)
@@ -141,6 +156,16 @@ class BearerAuthMiddleware:
                 self._metrics.verifications.labels("rejected", "replayed").inc()
                 return tool, False, self._invalid_token("replayed")
         return tool, spends, None
+
+    async def _check_movement(self, principal: Principal, calls: list[tuple[str, Any]]) -> None:
+        """The request's one money movement is the one the token authorizes (checked before the spend)."""
+        movements = [(name, arguments) for name, arguments in calls if name in MOVEMENT_TOOLS]
+        if len(movements) != 1:
+            # One token, one movement: a batch cannot spend one authorization twice.
+            raise BindingMismatch("details_several_movements" if movements else "details_no_movement")
+        name, arguments = movements[0]
+        movement = check_call(principal.movement, name, arguments)
+        check_currency(movement, await self._currency_of(principal.sub, movement.from_account_id))
 
     def _invalid_token(self, reason: str) -> _Denial:
         challenge = f'Bearer error="invalid_token", resource_metadata="{self._metadata}"'
@@ -212,8 +237,8 @@ def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
     return values[0].decode("latin-1") if len(values) == 1 else None
 
 
-def _called_tools(body: bytes) -> list[str]:
-    """Names of the tools a JSON-RPC message (or batch) calls; `_UnreadableBody` for anything else."""
+def _called_tools(body: bytes) -> list[tuple[str, Any]]:
+    """The tools a JSON-RPC message (or batch) calls, with their arguments; `_UnreadableBody` otherwise."""
     if not body.strip():
         return []
     try:
@@ -221,15 +246,15 @@ def _called_tools(body: bytes) -> list[str]:
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise _UnreadableBody("malformed_body") from None
     messages = payload if isinstance(payload, list) else [payload]
-    names: list[str] = []
+    calls: list[tuple[str, Any]] = []
     for message in messages:
         if isinstance(message, Mapping) and message.get("method") == "tools/call":
             params = message.get("params")
             name = params.get("name") if isinstance(params, Mapping) else None
             if not isinstance(name, str):
                 raise _UnreadableBody("malformed_tool_call")
-            names.append(name)
-    return names
+            calls.append((name, params.get("arguments") if isinstance(params, Mapping) else None))
+    return calls
 
 
 async def _respond(send: Send, status: int, challenge: str | None, body: Mapping[str, str]) -> None:

@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ._binding import Movement
+
 # Key under which the auth middleware leaves the principal in the ASGI scope.
 SCOPE_KEY = "voicebank.principal"
 # Set in the ASGI scope once the request's transact token has been spent.
@@ -29,6 +31,8 @@ class Principal:
     exp: float
     sid: str | None = None
     act: str | None = None
+    movement: Movement | None = None
+    """The one movement a `transact` token authorizes (its `authorization_details`), if any."""
 
     @classmethod
     def from_claims(cls, claims: Mapping[str, Any]) -> Principal:
@@ -49,4 +53,5 @@ class Principal:
             exp=float(exp),
             sid=sid if isinstance(sid, str) else None,
             act=actor if isinstance(actor, str) else None,
+            movement=Movement.from_claim(claims.get("authorization_details")),
         )

@@ -15,6 +15,7 @@ from fastmcp.server.dependencies import get_http_request
 
 from ._audit import AuditLog
 from ._bank import Bank
+from ._binding import MOVEMENT_TOOLS, BindingMismatch, check_call
 from ._errors import BankError
 from ._metrics import Metrics
 from ._principal import SCOPE_KEY, SPENT_KEY, Principal
@@ -41,9 +42,17 @@ class BankTools:
         self._metrics = metrics
 
     async def run(
-        self, tool: str, call: Callable[[str], dict[str, Any]], *texts: str | None
+        self,
+        tool: str,
+        call: Callable[[str], dict[str, Any]],
+        *texts: str | None,
+        movement: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Run `call(sub)` in a worker thread; bank refusals become tool errors."""
+        """Run `call(sub)` in a worker thread; bank refusals become tool errors.
+
+        `movement` is a money-moving tool's arguments as FastMCP parsed them: checked against the token's
+        authorization details once more, so no difference between two JSON parsers can move other money.
+        """
         start = time.perf_counter()
         principal: Principal | None = None
         outcome: str = "error"
@@ -56,6 +65,11 @@ class BankTools:
             if TOOL_SCOPES[tool] == TRANSACT and get_http_request().scope.get(SPENT_KEY) is not True:
                 # Only a tools/call the middleware saw (and spent the jti for) may move money.
                 raise _Refused("jti_not_spent", "This action is not allowed in this call.")
+            if tool in MOVEMENT_TOOLS:
+                try:
+                    check_call(principal.movement, tool, movement)
+                except BindingMismatch as exc:
+                    raise _Refused(exc.reason, "This is not the payment that was authorized.") from None
             if any(t is not None and _JWT_LIKE.search(t) for t in texts):
                 raise _Refused("token_in_arguments", "Tokens are not accepted in tool arguments.")
             sub = principal.sub
@@ -121,6 +135,12 @@ def build_mcp(tools: BankTools) -> FastMCP:
             amount,
             idempotency_key,
             memo,
+            movement={
+                "from_account_id": from_account_id,
+                "payee_id": payee_id,
+                "amount": amount,
+                "idempotency_key": idempotency_key,
+            },
         )
 
     @mcp.tool
@@ -137,6 +157,12 @@ def build_mcp(tools: BankTools) -> FastMCP:
             to_account_id,
             amount,
             idempotency_key,
+            movement={
+                "from_account_id": from_account_id,
+                "to_account_id": to_account_id,
+                "amount": amount,
+                "idempotency_key": idempotency_key,
+            },
         )
 
     @mcp.tool

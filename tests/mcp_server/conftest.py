@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx2
 import pytest
-from mcp_support import ISSUER, RESOURCE, FakeClock, Mint, http_client, running
+from mcp_support import ISSUER, RESOURCE, FakeClock, Mint, http_client, movement, running
 from sqlalchemy import Engine
 from starlette.applications import Starlette
 
@@ -56,11 +56,14 @@ def verifier(signing_key: KeyPair, clock: FakeClock, settings: McpSettings) -> V
 
 @pytest.fixture
 def mint(signing_key: KeyPair, clock: FakeClock) -> Mint:
-    """Sign an access token for `sub` with `scope`; overrides and `claims` replace claims, `without` drops."""
+    """Sign an access token for `sub` with `scope`; overrides and `claims` replace claims, `without` drops.
+
+    `bound=(tool, arguments)` binds a transact token to exactly that call, as the issuer does.
+    """
 
     def mint(sub: str = "alice", scope: str = "read", *, key: KeyPair | None = None, typ: str = "at+jwt",
              without: tuple[str, ...] = (), claims: dict[str, Any] | None = None,
-             **overrides: Any) -> str:  # fmt: skip
+             bound: tuple[str, dict[str, Any]] | None = None, **overrides: Any) -> str:  # fmt: skip
         now = int(clock())
         body: dict[str, Any] = {
             "iss": ISSUER,
@@ -75,6 +78,8 @@ def mint(signing_key: KeyPair, clock: FakeClock) -> Mint:
             "sid": "room-1",
             "act": {"sub": "orchestrator"},
         }
+        if bound is not None:
+            body["authorization_details"] = movement(*bound)
         body |= overrides | (claims or {})
         for name in without:
             body.pop(name, None)

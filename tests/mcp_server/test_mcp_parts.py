@@ -112,7 +112,7 @@ async def test_twenty_concurrent_mcp_calls_with_one_key_pay_once(
     arguments = {"from_account_id": checking, "payee_id": payee, "amount": "30.00", "idempotency_key": "dup"}
 
     async def pay() -> dict[str, Any]:
-        async with mcp_client(app, mint(scope="transact")) as client:
+        async with mcp_client(app, mint(scope="transact", bound=("make_payment", arguments))) as client:
             result = await client.call_tool("make_payment", arguments)
         assert result.structured_content is not None
         return result.structured_content
@@ -135,7 +135,8 @@ async def test_fifty_concurrent_mcp_payments_never_overdraw(app: Starlette, mint
             "amount": "100.00",
             "idempotency_key": f"k{i}",
         }
-        async with mcp_client(app, mint(scope="transact")) as client:
+        token = mint(scope="transact", bound=("make_payment", arguments))
+        async with mcp_client(app, token) as client:
             result = await client.call_tool("make_payment", arguments, raise_on_error=False)
         return not result.is_error
 

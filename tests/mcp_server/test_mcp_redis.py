@@ -59,10 +59,10 @@ async def test_a_transact_token_spent_on_one_replica_is_refused_on_another(
 ) -> None:
     first = create_app(redis_settings, verifier=verifier, engine=engine, clock=clock)
     second = create_app(redis_settings, verifier=verifier, engine=engine, clock=clock)
-    token = mint(scope="transact")
+    token = mint(scope="transact", bound=("make_payment", payment))
     async with running(first), running(second), http_client(first) as a, http_client(second) as b:
         assert (await post(a, token, rpc("make_payment", payment))).status_code == 200
-        again = await post(b, token, rpc("make_payment", payment | {"idempotency_key": "r-2"}))
+        again = await post(b, token, rpc("make_payment", payment))
         assert again.status_code == 401
     assert bank.get_balance("alice", "checking")["accounts"][0]["balance"] == "2440.13"
 
@@ -81,7 +81,8 @@ async def test_replay_store_down_fails_closed(
     async with running(app), http_client(app) as http:
         redis_server.stop()
         try:
-            response = await post(http, mint(scope="transact"), rpc("make_payment", payment))
+            token = mint(scope="transact", bound=("make_payment", payment))
+            response = await post(http, token, rpc("make_payment", payment))
             # Reads do not need the replay store.
             assert (await post(http, mint(), rpc("list_payees", {}))).status_code == 200
         finally:
