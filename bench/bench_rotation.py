@@ -43,9 +43,9 @@ from _common import (
 from _world import bearer, client_keys, orchestrator_client, seeded_bank, session_grant, write_issuer_state
 
 import keys
-from orchestrator._banking import BankError
-from orchestrator._mcp_bank import McpBank
-from orchestrator._token_manager import TokenManager
+from orchestrator._bank._mcp import McpBank
+from orchestrator._bank._protocol import BankError
+from orchestrator._tokens._manager import TokenManager
 
 READERS = 2
 PAYERS = 2

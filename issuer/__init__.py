@@ -1,24 +1,32 @@
 """The voicebank token issuer: `create_app(settings)` and the helpers its clients use."""
 
-from issuer._app import create_app, issuer_state
-from issuer._assertion import JWT_BEARER, assertion_form, client_assertion
-from issuer._build import IssuerStartupError
-from issuer._client_keys import load_client_key
-from issuer._clients import Client, ClientRegistry, ClientRegistryError
-from issuer._errors import OAuthError
+from issuer._build import IssuerStartupError, key_store, preflight
+from issuer._http._app import create_app, issuer_state
+from issuer._oauth._clients import (
+    GRANT_CIBA,
+    GRANT_CLIENT_CREDENTIALS,
+    GRANT_REFRESH,
+    GRANT_TOKEN_EXCHANGE,
+    Client,
+    ClientRegistry,
+    ClientRegistryError,
+)
+from issuer._oauth._errors import OAuthError
 from issuer._settings import IssuerSettings
 
 __all__ = [
-    "JWT_BEARER",
+    "GRANT_CIBA",
+    "GRANT_CLIENT_CREDENTIALS",
+    "GRANT_REFRESH",
+    "GRANT_TOKEN_EXCHANGE",
     "Client",
     "ClientRegistry",
     "ClientRegistryError",
     "IssuerSettings",
     "IssuerStartupError",
     "OAuthError",
-    "assertion_form",
-    "client_assertion",
     "create_app",
     "issuer_state",
-    "load_client_key",
+    "key_store",
+    "preflight",
 ]

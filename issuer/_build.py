@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
@@ -10,22 +11,22 @@ import httpx
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from issuer._approvals import ApprovalStore, MemoryApprovalStore
-from issuer._approvals_redis import RedisApprovalStore
 from issuer._audit import IssuerAudit
-from issuer._bearer import BearerGuard
-from issuer._client_auth import ClientAuthenticator
-from issuer._clients import ClientRegistry, ClientRegistryError
-from issuer._key_events import KeyEvents
 from issuer._metrics import IssuerMetrics
-from issuer._mint import SESSION_GRANT_TYP, Minter
-from issuer._refresh import MemoryRefreshStore, RefreshLifetimes, RefreshStore
-from issuer._refresh_redis import RedisRefreshStore
-from issuer._replay import MemoryReplayCache, RedisReplayCache, ReplayCache
-from issuer._ring_keys import RingKeys
-from issuer._rotation import RotationLoop, Sleep
+from issuer._oauth._approvals import ApprovalStore, MemoryApprovalStore
+from issuer._oauth._approvals_redis import RedisApprovalStore
+from issuer._oauth._bearer import BearerGuard
+from issuer._oauth._client_auth import ClientAuthenticator
+from issuer._oauth._clients import ClientRegistry, ClientRegistryError
+from issuer._oauth._refresh import MemoryRefreshStore, RefreshLifetimes, RefreshStore
+from issuer._oauth._refresh_redis import RedisRefreshStore
+from issuer._oauth._replay import MemoryReplayCache, RedisReplayCache, ReplayCache
+from issuer._oauth._spending import MemorySpendingLedger, RedisSpendingLedger, SpendingLedger
 from issuer._settings import IssuerSettings
-from issuer._spending import MemorySpendingLedger, RedisSpendingLedger, SpendingLedger
+from issuer._signing._key_events import KeyEvents
+from issuer._signing._mint import SESSION_GRANT_TYP, Minter
+from issuer._signing._ring_keys import RingKeys
+from issuer._signing._rotation import RotationLoop, Sleep
 from issuer._state import IssuerState
 from keys import FileKeyStore, KeyRingError, KeyStore, RedisKeyStore, RotationPolicy, Verifier, VerifyPolicy
 
@@ -64,6 +65,16 @@ def load_registry(settings: IssuerSettings) -> ClientRegistry:
         return ClientRegistry.load(settings.clients_file)
     except ClientRegistryError as exc:
         raise IssuerStartupError(f"{exc} (run `voicebank dev-init` or set ISSUER_CLIENTS_FILE)") from None
+
+
+def preflight(settings: IssuerSettings) -> None:
+    """Fail before serving, with one line, on what the lifespan would fail on."""
+    load_registry(settings)
+    if settings.keys_store == "file":
+        try:
+            asyncio.run(key_store(settings, None).load(time.time()))
+        except KeyRingError as exc:
+            raise IssuerStartupError(f"cannot load the issuer key ring: {exc}") from None
 
 
 async def build_state(

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from issuer._authorization_details import amount_cents
+from issuer._oauth._authorization_details import amount_cents
 from keys import Algorithm
 
 

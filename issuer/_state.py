@@ -8,20 +8,20 @@ from dataclasses import dataclass
 import httpx
 import redis.asyncio as aioredis
 
-from issuer._approvals import ApprovalStore
 from issuer._audit import IssuerAudit
-from issuer._bearer import BearerGuard
-from issuer._client_auth import ClientAuthenticator
-from issuer._clients import ClientRegistry
-from issuer._key_events import KeyEvents
 from issuer._metrics import IssuerMetrics
-from issuer._mint import Minter
-from issuer._refresh import RefreshStore
-from issuer._replay import ReplayCache
-from issuer._ring_keys import RingKeys
-from issuer._rotation import RotationLoop
+from issuer._oauth._approvals import ApprovalStore
+from issuer._oauth._bearer import BearerGuard
+from issuer._oauth._client_auth import ClientAuthenticator
+from issuer._oauth._clients import ClientRegistry
+from issuer._oauth._refresh import RefreshStore
+from issuer._oauth._replay import ReplayCache
+from issuer._oauth._spending import SpendingLedger
 from issuer._settings import IssuerSettings
-from issuer._spending import SpendingLedger
+from issuer._signing._key_events import KeyEvents
+from issuer._signing._mint import Minter
+from issuer._signing._ring_keys import RingKeys
+from issuer._signing._rotation import RotationLoop
 from keys import KeyStore, Verifier
 
 

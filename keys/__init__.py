@@ -1,5 +1,9 @@
 """All key and JOSE code of voicebank: keys, key ring and stores, JWKS, signing and the strict verifier."""
 
+from keys._algorithms._keypair import ALGORITHMS, Algorithm, KeyPair, generate_key, thumbprint
+from keys._algorithms._verify_key import VerifyKey
+from keys._client._assertion import ASSERTION_TYP, JWT_BEARER, assertion_form, client_assertion
+from keys._client._key_file import client_key_path, load_client_key, write_private_file
 from keys._errors import (
     BadSignature,
     Expired,
@@ -19,16 +23,9 @@ from keys._errors import (
     WrongIssuer,
     WrongTokenType,
 )
-from keys._file_store import FileKeyStore
-from keys._inspect import unverified_header
-from keys._jwks_cache import JWKSCache
-from keys._key_events import KEY_EVENTS_CHANNEL, key_events
-from keys._keypair import ALGORITHMS, Algorithm, KeyPair, generate_key, thumbprint
-from keys._policy import VerifyPolicy
-from keys._policy_rotation import RotationPolicy
-from keys._redis_store import RedisKeyStore
-from keys._ring import KeyRecord, KeyRing, KeyState
-from keys._ring_errors import (
+from keys._jose._header import unverified_header
+from keys._jose._sign import sign
+from keys._ring._errors import (
     CorruptKeyRing,
     KeyRingError,
     KeyStoreError,
@@ -39,14 +36,21 @@ from keys._ring_errors import (
     UnknownKeyId,
     WrongPassphrase,
 )
-from keys._sign import sign
-from keys._static_keys import StaticKeys
-from keys._store import KeyStore
-from keys._verifier import KeySource, Verifier
-from keys._verify_key import VerifyKey
+from keys._ring._events import KEY_EVENTS_CHANNEL, key_events
+from keys._ring._file_store import FileKeyStore
+from keys._ring._keyring import KeyRecord, KeyRing, KeyState
+from keys._ring._redis_store import RedisKeyStore
+from keys._ring._rotation_policy import RotationPolicy
+from keys._ring._store import KeyStore
+from keys._verify._jwks_cache import JWKSCache
+from keys._verify._policy import VerifyPolicy
+from keys._verify._static_keys import StaticKeys
+from keys._verify._verifier import KeySource, Verifier
 
 __all__ = [
     "ALGORITHMS",
+    "ASSERTION_TYP",
+    "JWT_BEARER",
     "KEY_EVENTS_CHANNEL",
     "Algorithm",
     "BadSignature",
@@ -89,9 +93,14 @@ __all__ = [
     "WrongIssuer",
     "WrongPassphrase",
     "WrongTokenType",
+    "assertion_form",
+    "client_assertion",
+    "client_key_path",
     "generate_key",
     "key_events",
+    "load_client_key",
     "sign",
     "thumbprint",
     "unverified_header",
+    "write_private_file",
 ]

@@ -1,10 +1,12 @@
 """Banking MCP server: tools over a real database behind strict bearer-token auth."""
 
-from ._app import create_app
-from ._auth import TokenVerifier
-from ._bank import Bank
-from ._db import create_schema, make_engine
-from ._errors import (
+from mcp_server._app import create_app
+from mcp_server._auth._key_events import KeyDropper, KeyEventSubscriber, parse_key_event
+from mcp_server._auth._middleware import TokenVerifier
+from mcp_server._auth._replay import MemoryReplayStore, RedisReplayStore, ReplayStore, ReplayStoreUnavailable
+from mcp_server._auth._scopes import TOOL_SCOPES
+from mcp_server._bank._db import create_schema, make_engine
+from mcp_server._bank._errors import (
     AccountClosed,
     AccountNotFound,
     BankError,
@@ -16,12 +18,10 @@ from ._errors import (
     PayeeNotFound,
     SameAccount,
 )
-from ._key_events import KeyDropper, KeyEventSubscriber, parse_key_event
-from ._production import access_token_policy, build_app_from_settings, serve
-from ._replay import MemoryReplayStore, RedisReplayStore, ReplayStore, ReplayStoreUnavailable
-from ._scopes import TOOL_SCOPES
-from ._seed import seed, seed_bank
-from ._settings import McpSettings
+from mcp_server._bank._seed import seed, seed_bank
+from mcp_server._bank._service import Bank
+from mcp_server._production import access_token_policy, build_app_from_settings, serve
+from mcp_server._settings import McpSettings
 
 __all__ = [
     "TOOL_SCOPES",

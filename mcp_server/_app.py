@@ -19,19 +19,19 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 
-from ._audit import AuditLog
-from ._auth import BearerAuthMiddleware, TokenVerifier
-from ._bank import Bank
-from ._binding import CurrencyUnavailable
-from ._db import create_schema, make_engine
-from ._key_events import KeyDropper, KeyEventSubscriber
-from ._metadata import WELL_KNOWN, ResourceMetadata, metadata_url, resource_path
-from ._metrics import Metrics
-from ._no_auth import FixedPrincipalMiddleware
-from ._principal import Principal
-from ._replay import MemoryReplayStore, RedisReplayStore, ReplayStore
-from ._settings import McpSettings
-from ._tools import BankTools, build_mcp
+from mcp_server._audit import AuditLog
+from mcp_server._auth._binding import CurrencyUnavailable
+from mcp_server._auth._key_events import KeyDropper, KeyEventSubscriber
+from mcp_server._auth._metadata import WELL_KNOWN, ResourceMetadata, metadata_url, resource_path
+from mcp_server._auth._middleware import BearerAuthMiddleware, TokenVerifier
+from mcp_server._auth._principal import Principal
+from mcp_server._auth._replay import MemoryReplayStore, RedisReplayStore, ReplayStore
+from mcp_server._bank._db import create_schema, make_engine
+from mcp_server._bank._service import Bank
+from mcp_server._metrics import Metrics
+from mcp_server._no_auth import FixedPrincipalMiddleware
+from mcp_server._settings import McpSettings
+from mcp_server._tools import BankTools, build_mcp
 
 Hook = Callable[[], AbstractAsyncContextManager[None]]
 

@@ -8,7 +8,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from ._principal import Principal
+from mcp_server._auth._principal import Principal
 
 AUDIT_LOGGER = "voicebank.audit"
 

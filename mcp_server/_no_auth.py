@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ._principal import SCOPE_KEY, SPENT_KEY, Principal
+from mcp_server._auth._principal import SCOPE_KEY, SPENT_KEY, Principal
 
 
 class FixedPrincipalMiddleware:

@@ -13,9 +13,8 @@ from sqlalchemy import Engine
 from starlette.applications import Starlette
 
 from keys import JWKSCache, KeysUnavailable, Verifier, VerifyPolicy
-
-from ._app import create_app
-from ._settings import McpSettings
+from mcp_server._app import create_app
+from mcp_server._settings import McpSettings
 
 _log = logging.getLogger("voicebank.mcp")
 

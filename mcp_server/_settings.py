@@ -7,9 +7,9 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ._db import sqlite_url
-from ._errors import InvalidAmount
-from ._money import parse_cents
+from mcp_server._bank._db import sqlite_url
+from mcp_server._bank._errors import InvalidAmount
+from mcp_server._bank._money import parse_cents
 
 
 class McpSettings(BaseSettings):

@@ -13,13 +13,13 @@ from fastmcp import FastMCP
 from fastmcp.exceptions import ToolError
 from fastmcp.server.dependencies import get_http_request
 
-from ._audit import AuditLog
-from ._bank import Bank
-from ._binding import MOVEMENT_TOOLS, BindingMismatch, check_call
-from ._errors import BankError
-from ._metrics import Metrics
-from ._principal import SCOPE_KEY, SPENT_KEY, Principal
-from ._scopes import TOOL_SCOPES, TRANSACT
+from mcp_server._audit import AuditLog
+from mcp_server._auth._binding import MOVEMENT_TOOLS, BindingMismatch, check_call
+from mcp_server._auth._principal import SCOPE_KEY, SPENT_KEY, Principal
+from mcp_server._auth._scopes import TOOL_SCOPES, TRANSACT
+from mcp_server._bank._errors import BankError
+from mcp_server._bank._service import Bank
+from mcp_server._metrics import Metrics
 
 # Three base64url segments starting with a JSON header: a JWS in compact form.
 _JWT_LIKE = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")

@@ -2,6 +2,6 @@
 
 import sys
 
-from orchestrator._worker import main
+from orchestrator._call._worker import main
 
 sys.exit(main())

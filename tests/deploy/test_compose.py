@@ -22,9 +22,9 @@ from pydantic_settings import BaseSettings
 
 from issuer import IssuerSettings
 from mcp_server import McpSettings
-from orchestrator._agent_settings import AgentSettings
-from orchestrator._wiring import ConnectionSettings
-from orchestrator.cli import _parser
+from orchestrator._call._settings import AgentSettings
+from orchestrator._call._wiring import ConnectionSettings
+from orchestrator._commands._cli import _parser
 
 ROOT = Path(__file__).resolve().parents[2]
 HOST_ENV = {"KEYS_PASSPHRASE": "a-passphrase-for-the-test", "POSTGRES_PASSWORD": "a-database-password"}

@@ -31,13 +31,14 @@ from livekit import api as livekit_api
 from pydantic import SecretStr
 from sqlalchemy import Engine
 
-from issuer import IssuerSettings, assertion_form, load_client_key
-from issuer.cli import dev_init
+from issuer import IssuerSettings
+from keys import assertion_form, load_client_key
 from mcp_server import Bank, make_engine
-from orchestrator._identity import CallerIdentity, parse_identity
-from orchestrator._issuer_client import IssuerClient
-from orchestrator._token_manager import TokenManager
-from orchestrator._tokens_retry import RetryPolicy
+from orchestrator._call._identity import CallerIdentity, parse_identity
+from orchestrator._commands._dev_init import dev_init
+from orchestrator._tokens._issuer_client import IssuerClient
+from orchestrator._tokens._manager import TokenManager
+from orchestrator._tokens._retry import RetryPolicy
 
 REPO = Path(__file__).resolve().parents[2]
 LISTENING = "Uvicorn running on"
@@ -257,7 +258,7 @@ class Stack:
 
 
 def _voicebank(*args: str) -> list[str]:
-    return [sys.executable, "-m", "orchestrator.cli", *args]
+    return [sys.executable, "-m", "orchestrator._commands", *args]
 
 
 def _up(only: str, state: Path, issuer_port: int, mcp_port: int) -> list[str]:

@@ -22,11 +22,10 @@ from e2e_support import (
     voicebank_cli,
 )
 
-from issuer import assertion_form, load_client_key
-from keys import KEY_EVENTS_CHANNEL
-from orchestrator._banking import AuthorizationLost
-from orchestrator._mcp_bank import McpBank
-from orchestrator._wiring import CallBank, ConnectionSettings, open_bank
+from keys import KEY_EVENTS_CHANNEL, assertion_form, load_client_key
+from orchestrator._bank._mcp import McpBank
+from orchestrator._bank._protocol import AuthorizationLost
+from orchestrator._call._wiring import CallBank, ConnectionSettings, open_bank
 
 pytestmark = pytest.mark.e2e
 

@@ -23,7 +23,7 @@ from e2e_support import (
     voicebank_cli,
 )
 
-from orchestrator._token_manager import TokenManager
+from orchestrator._tokens._manager import TokenManager
 
 pytestmark = pytest.mark.e2e
 

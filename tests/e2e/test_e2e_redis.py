@@ -22,10 +22,9 @@ from e2e_support import (
     new_call,
 )
 
-from issuer import assertion_form, load_client_key
-from keys import KEY_EVENTS_CHANNEL
-from orchestrator._banking import ServiceUnavailable
-from orchestrator._wiring import CallBank, ConnectionSettings, open_bank
+from keys import KEY_EVENTS_CHANNEL, assertion_form, load_client_key
+from orchestrator._bank._protocol import ServiceUnavailable
+from orchestrator._call._wiring import CallBank, ConnectionSettings, open_bank
 
 pytestmark = pytest.mark.e2e
 

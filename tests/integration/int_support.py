@@ -17,14 +17,14 @@ from fastmcp import Client
 from fastmcp.client.transports import StreamableHttpTransport
 from sqlalchemy import Engine, MetaData, select
 
-from issuer import IssuerSettings, assertion_form
+from issuer import IssuerSettings
 from issuer import create_app as create_issuer
-from keys import KeyPair, generate_key
+from keys import KeyPair, assertion_form, generate_key
 from mcp_server import Bank, McpSettings, build_app_from_settings, create_schema, make_engine, seed
-from orchestrator._issuer_client import IssuerClient
-from orchestrator._mcp_bank import McpBank
-from orchestrator._token_manager import TokenManager
-from orchestrator._tokens_retry import RetryPolicy
+from orchestrator._bank._mcp import McpBank
+from orchestrator._tokens._issuer_client import IssuerClient
+from orchestrator._tokens._manager import TokenManager
+from orchestrator._tokens._retry import RetryPolicy
 from tests.mcp_server.mcp_support import running
 
 ISSUER = "http://127.0.0.1:8000"

@@ -25,7 +25,7 @@ from int_support import (
     with_header,
 )
 
-from issuer import client_assertion
+from keys import client_assertion
 
 
 @dataclass

@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
-from issuer import IssuerSettings, assertion_form, create_app
-from keys import KeyPair
+from issuer import IssuerSettings, create_app
+from keys import KeyPair, assertion_form
 
 ISSUER = "http://127.0.0.1:8000"
 TOKEN_ENDPOINT = ISSUER + "/token"

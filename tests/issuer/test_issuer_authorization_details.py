@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from issuer._authorization_details import AuthorizationDetail, parse_authorization_details
-from issuer._errors import InvalidAuthorizationDetails
+from issuer._oauth._authorization_details import AuthorizationDetail, parse_authorization_details
+from issuer._oauth._errors import InvalidAuthorizationDetails
 from keys import StaticKeys, Verifier, VerifyPolicy
 from tests.issuer.issuer_harness import ISSUER, RESOURCE, Harness, payment, transfer
 

@@ -15,8 +15,8 @@ import pytest
 from freezegun import freeze_time
 
 from issuer import IssuerSettings, create_app
-from issuer._approvals import GRACE, ApprovalRequest, MemoryApprovalStore
-from issuer._authorization_details import parse_authorization_details
+from issuer._oauth._approvals import GRACE, ApprovalRequest, MemoryApprovalStore
+from issuer._oauth._authorization_details import parse_authorization_details
 from keys import KeyPair, StaticKeys, Verifier, VerifyPolicy
 from tests.issuer.issuer_harness import ISSUER, RESOURCE, FakeClock, Harness, never, payment
 

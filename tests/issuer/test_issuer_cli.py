@@ -12,9 +12,9 @@ import httpx
 import pytest
 
 from issuer import IssuerSettings, create_app
-from issuer.cli import AdminCommandError, keys_command
 from keys import KeyPair
-from orchestrator.cli import main
+from orchestrator._commands._cli import main
+from orchestrator._commands._keys_admin import AdminCommandError, keys_command
 from tests.conftest import free_port
 from tests.issuer.issuer_harness import ISSUER, FakeClock, never
 

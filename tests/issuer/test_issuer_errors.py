@@ -9,10 +9,9 @@ from typing import Any
 import httpx
 import pytest
 
-from issuer import JWT_BEARER, client_assertion
-from keys import KeyPair, generate_key, sign
-from keys._b64 import b64url_encode
-from keys._sign import signature_bytes
+from keys import JWT_BEARER, KeyPair, client_assertion, generate_key, sign
+from keys._jose._b64 import b64url_encode
+from keys._jose._sign import signature_bytes
 from tests.issuer.issuer_harness import ISSUER, RESOURCE, TOKEN_ENDPOINT, Harness
 
 

@@ -11,9 +11,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from issuer import IssuerSettings
-from issuer._errors import InvalidGrant
-from issuer._refresh import MemoryRefreshStore, RefreshLifetimes, RefreshStore
-from issuer._refresh_redis import RedisRefreshStore
+from issuer._oauth._errors import InvalidGrant
+from issuer._oauth._refresh import MemoryRefreshStore, RefreshLifetimes, RefreshStore
+from issuer._oauth._refresh_redis import RedisRefreshStore
 from keys import KeyPair
 from tests.issuer.issuer_harness import FakeClock, Harness, running
 

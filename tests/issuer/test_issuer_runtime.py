@@ -16,8 +16,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from issuer import IssuerSettings
-from issuer._serve import issuer_server, serve_all
 from keys import KeyPair, StaticKeys, Verifier, VerifyPolicy
+from orchestrator._commands._serve import issuer_server, serve_all
 from tests.conftest import RedisServer, free_port
 from tests.issuer.issuer_harness import ISSUER, RESOURCE, TOKEN_EXCHANGE, FakeClock, registry_data, running
 

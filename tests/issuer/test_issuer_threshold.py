@@ -10,7 +10,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from issuer import IssuerSettings
-from issuer._spending import MemorySpendingLedger, RedisSpendingLedger, SpendingLedger
+from issuer._oauth._spending import MemorySpendingLedger, RedisSpendingLedger, SpendingLedger
 from keys import KeyPair
 from tests.issuer.issuer_harness import FakeClock, Harness, payment, running, transfer
 

@@ -25,7 +25,7 @@ from keys import (
     Verifier,
     VerifyPolicy,
 )
-from keys._jwks_cache import cache_lifetime
+from keys._verify._jwks_cache import cache_lifetime
 
 URL = "http://issuer.test/.well-known/jwks.json"
 ISSUER = "http://127.0.0.1:8000"

@@ -14,8 +14,9 @@ from joserfc.errors import SecurityWarning
 from joserfc.jwk import ECKey, OKPKey, RSAKey
 
 import keys
-from keys import BadSignature, KeyMaterialError, KeyPair, MalformedToken, VerifyKey, _b64, _compact
-from keys._sign import signature_bytes
+from keys import BadSignature, KeyMaterialError, KeyPair, MalformedToken, VerifyKey
+from keys._jose import _b64, _compact
+from keys._jose._sign import signature_bytes
 
 JOSE_KEYS: dict[str, Any] = {"ES256": ECKey, "RS256": RSAKey, "EdDSA": OKPKey}
 # RFC 7515 A.3 (ES256), RFC 8037 A.1-A.4 (Ed25519), RFC 7638 §3.1 (thumbprint): published test vectors.

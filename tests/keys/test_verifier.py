@@ -41,7 +41,7 @@ from keys import (
     WrongIssuer,
     WrongTokenType,
 )
-from keys._sign import signature_bytes
+from keys._jose._sign import signature_bytes
 
 JOSE_KEYS: dict[str, Any] = {"ES256": ECKey, "RS256": RSAKey, "EdDSA": OKPKey}
 ISSUER = "http://127.0.0.1:8000"

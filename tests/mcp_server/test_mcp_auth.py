@@ -16,7 +16,7 @@ from starlette.applications import Starlette
 
 from keys import generate_key
 from mcp_server import TOOL_SCOPES, Bank
-from mcp_server._models import Movement
+from mcp_server._bank._models import Movement
 
 INVALID = f'Bearer error="invalid_token", resource_metadata="{METADATA}"'
 

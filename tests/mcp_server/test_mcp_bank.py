@@ -31,7 +31,7 @@ from mcp_server import (
     seed,
     seed_bank,
 )
-from mcp_server._models import Movement, Transaction
+from mcp_server._bank._models import Movement, Transaction
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -13,7 +13,7 @@ from sqlalchemy import Engine, func, select
 from starlette.applications import Starlette
 
 from mcp_server import Bank, McpSettings, MemoryReplayStore, ReplayStoreUnavailable, parse_key_event
-from mcp_server._models import Movement
+from mcp_server._bank._models import Movement
 
 
 def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator._confirmation import classify_answer
-from orchestrator._refs import RefTable, UnknownRef
+from orchestrator._agent._confirmation import classify_answer
+from orchestrator._agent._refs import RefTable, UnknownRef
 
 
 @pytest.mark.parametrize(

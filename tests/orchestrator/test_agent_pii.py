@@ -8,8 +8,8 @@ import pytest
 from agent_fakes import MemoryBank, ScriptedLLM, call
 from livekit.agents import AgentSession
 
-from orchestrator._agent import BankingAgent, CallState
-from orchestrator._identity import CallerIdentity
+from orchestrator._agent._banking_agent import BankingAgent, CallState
+from orchestrator._call._identity import CallerIdentity
 
 GRANT = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl"
 REFRESH = "Qm9iIGFuZCBBbGljZSBzaGFyZSBhIHNlY3JldA7x"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from orchestrator._agent import masked_stream
-from orchestrator._pii import mask_text
+from orchestrator._agent._banking_agent import masked_stream
+from orchestrator._agent._pii import mask_text
 
 GRANT = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl"
 

@@ -10,10 +10,10 @@ import pytest
 from agent_fakes import MemoryBank, ScriptedLLM, call
 from livekit.agents import AgentSession
 
-from orchestrator._agent import BankingAgent, CallState
-from orchestrator._banking import AuthorizationLost, ServiceUnavailable
-from orchestrator._identity import CallerIdentity
-from orchestrator._speech import AUTHORIZATION_LOST, SERVICE_UNAVAILABLE
+from orchestrator._agent._banking_agent import BankingAgent, CallState
+from orchestrator._agent._speech import AUTHORIZATION_LOST, SERVICE_UNAVAILABLE
+from orchestrator._bank._protocol import AuthorizationLost, ServiceUnavailable
+from orchestrator._call._identity import CallerIdentity
 
 GRANT = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from orchestrator.cli import main
+from orchestrator._commands._cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 

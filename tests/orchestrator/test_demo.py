@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from orchestrator._demo import DemoOptions, run_demo
+from orchestrator._commands._demo._run import DemoOptions, run_demo
 
 pytestmark = pytest.mark.e2e
 

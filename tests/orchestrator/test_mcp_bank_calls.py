@@ -20,16 +20,16 @@ from issuer_support import CLIENT_KEYS, ISSUER, issuer_settings
 from sqlalchemy import Engine
 
 import keys
-from issuer import assertion_form
 from issuer import create_app as create_issuer
+from keys import assertion_form
 from mcp_server import create_schema, make_engine, seed
 from mcp_server._app import create_app as create_mcp
 from mcp_server._settings import McpSettings
-from orchestrator._banking import AuthorizationLost, Bank, ServiceUnavailable, ToolRefused
-from orchestrator._issuer_client import IssuerClient
-from orchestrator._mcp_bank import McpBank
-from orchestrator._token_manager import TokenManager
-from orchestrator._tokens_retry import RetryPolicy
+from orchestrator._bank._mcp import McpBank
+from orchestrator._bank._protocol import AuthorizationLost, Bank, ServiceUnavailable, ToolRefused
+from orchestrator._tokens._issuer_client import IssuerClient
+from orchestrator._tokens._manager import TokenManager
+from orchestrator._tokens._retry import RetryPolicy
 
 
 async def _never(_: float) -> None:
@@ -408,7 +408,7 @@ async def test_concurrent_calls_share_one_read_token_and_the_pool(world: World) 
 def test_a_result_without_a_json_object_is_unavailable() -> None:
     from mcp_types import CallToolResult, TextContent
 
-    from orchestrator._mcp_bank import _outcome
+    from orchestrator._bank._mcp import _outcome
 
     with pytest.raises(ServiceUnavailable):
         _outcome("get_balance", CallToolResult(content=[TextContent(type="text", text="hi")]))

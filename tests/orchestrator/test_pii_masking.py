@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator._pii import (
+from orchestrator._agent._pii import (
     REDACTED,
     collect_names,
     mask_data,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from orchestrator._session_store import MemorySessionStore, SessionRecord, grant_digest
+from orchestrator._call._session_store import MemorySessionStore, SessionRecord, grant_digest
 
 
 class Clock:

@@ -17,12 +17,13 @@ from fastapi import FastAPI
 from freezegun import freeze_time
 from issuer_support import CLIENT_KEYS, ISSUER, issuer_settings
 
-from issuer import assertion_form, create_app
-from orchestrator._banking import AuthorizationLost, ServiceUnavailable, ToolRefused
-from orchestrator._issuer_client import IssuerClient
-from orchestrator._token_manager import TokenManager
-from orchestrator._tokens_errors import GrantRevoked, SessionEnded
-from orchestrator._tokens_retry import RetryPolicy
+from issuer import create_app
+from keys import assertion_form
+from orchestrator._bank._protocol import AuthorizationLost, ServiceUnavailable, ToolRefused
+from orchestrator._tokens._errors import GrantRevoked, SessionEnded
+from orchestrator._tokens._issuer_client import IssuerClient
+from orchestrator._tokens._manager import TokenManager
+from orchestrator._tokens._retry import RetryPolicy
 
 
 def _wall_clock() -> float:

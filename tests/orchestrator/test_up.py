@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from issuer import IssuerSettings
-from issuer.cli import dev_init
-from orchestrator._up import UpOptions, _agent_process, _servers, service_urls
+from orchestrator._commands._dev_init import dev_init
+from orchestrator._commands._up import UpOptions, _agent_process, _servers, service_urls
 
 ROOT = Path(__file__).resolve().parents[2]
 AGENT_VARIABLES = (
@@ -73,7 +73,7 @@ async def test_up_serves_both_parts_logs_to_a_file_and_stops_on_sigterm(tmp_path
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "orchestrator.cli",
+        "orchestrator._commands",
         *args,
         "--log-file",
         str(log),

@@ -10,12 +10,12 @@ from agent_fakes import MemoryBank, ScriptedLLM, call
 from livekit.agents import AgentSession
 from redis.asyncio import Redis
 
-from orchestrator._agent import CallState
-from orchestrator._banking import AuthorizationLost, Bank
-from orchestrator._call import VoiceCall
-from orchestrator._identity import CallerIdentity
-from orchestrator._session_store import RedisSessionStore, grant_digest
-from orchestrator._speech import AUTHORIZATION_LOST, CANNOT_VERIFY
+from orchestrator._agent._banking_agent import CallState
+from orchestrator._agent._speech import AUTHORIZATION_LOST, CANNOT_VERIFY
+from orchestrator._bank._protocol import AuthorizationLost, Bank
+from orchestrator._call._identity import CallerIdentity
+from orchestrator._call._session_store import RedisSessionStore, grant_digest
+from orchestrator._call._voice_call import VoiceCall
 
 GRANT = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl"
 METADATA = json.dumps({"user_id": "alice", "session_id": "room-1", "session_grant": GRANT})

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator._agent_settings import AgentSettings, NotConfigured
-from orchestrator._banking import Bank
-from orchestrator._identity import CallerIdentity
-from orchestrator._worker import AgentWiring, build_server, entrypoint, main
+from orchestrator._bank._protocol import Bank
+from orchestrator._call._identity import CallerIdentity
+from orchestrator._call._settings import AgentSettings, NotConfigured
+from orchestrator._call._voice_call import AgentWiring
+from orchestrator._call._worker import build_server, entrypoint, main
 
 ROOT = Path(__file__).resolve().parents[2]
 VARIABLES = [

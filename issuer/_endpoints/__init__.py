@@ -1,0 +1,1 @@
+"""What each issuer endpoint does: token, sessions, revoke, admin keys, discovery."""

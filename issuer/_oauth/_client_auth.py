@@ -1,0 +1,161 @@
+"""`private_key_jwt` client authentication (RFC 7523 §2.2, §3): the only way a client authenticates.
+
+The assertion's `aud` may be the token endpoint URL or the issuer URL: RFC 7523 §3 asks for a value that
+identifies the authorization server and names the token endpoint URL as one such value; the issuer
+identifier is the value later guidance (OIDC, RFC 7523bis) prefers, so both are accepted, nothing else.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from issuer._oauth._clients import Client, ClientRegistry
+from issuer._oauth._errors import InvalidClient
+from issuer._oauth._replay import ReplayCache
+from keys import (
+    ASSERTION_TYP,
+    JWT_BEARER,
+    JWKSCache,
+    KeySource,
+    StaticKeys,
+    TokenError,
+    Verifier,
+    VerifyKey,
+    VerifyPolicy,
+    WrongAudience,
+)
+
+MAX_ASSERTION_LIFETIME = 300
+MAX_ASSERTION_SIZE = 4096
+
+
+class _KidFound(Exception):
+    def __init__(self, kid: str) -> None:
+        super().__init__("kid found")
+        self.kid = kid
+
+
+class _KidProbe:
+    """A key source that stops verification as soon as the header passed and names its kid."""
+
+    def get(self, kid: str) -> VerifyKey | None:
+        raise _KidFound(kid)
+
+    async def fetch_unknown(self, kid: str) -> VerifyKey | None:
+        raise _KidFound(kid)
+
+
+@dataclass(frozen=True)
+class _ClientVerifiers:
+    client: Client
+    endpoint: Verifier
+    issuer: Verifier
+
+
+def _refuse(reason: str, description: str = "client authentication failed") -> InvalidClient:
+    return InvalidClient(description, reason=reason)
+
+
+class ClientAuthenticator:
+    """Authenticates clients by a signed, short-lived, single-use JWT made with a registered key."""
+
+    def __init__(
+        self,
+        registry: ClientRegistry,
+        *,
+        issuer: str,
+        token_endpoint: str,
+        replay: ReplayCache,
+        http: httpx.AsyncClient,
+        clock: Callable[[], float] = time.time,
+        leeway: int = 60,
+    ) -> None:
+        self._replay = replay
+        self._clock = clock
+        self._leeway = leeway
+        # The probe checks every header rule (alg, typ, forbidden headers) before the kid is looked at.
+        self._probe = Verifier(
+            _KidProbe(),
+            VerifyPolicy("probe", "probe", typ=ASSERTION_TYP, typ_optional=True, max_size=MAX_ASSERTION_SIZE),
+        )
+        self._by_kid: dict[str, str] = {}
+        self._clients: dict[str, _ClientVerifiers] = {}
+        for client in registry.clients():
+            source: KeySource
+            if client.jwks_uri is not None:
+                source = JWKSCache(client.jwks_uri, http, clock=clock)
+            else:
+                static = StaticKeys(client.jwks or {"keys": []})
+                self._by_kid.update(dict.fromkeys(static.kids, client.client_id))
+                source = static
+            self._clients[client.client_id] = _ClientVerifiers(
+                client,
+                self._verifier(source, client.client_id, token_endpoint),
+                self._verifier(source, client.client_id, issuer),
+            )
+
+    def _verifier(self, source: KeySource, client_id: str, audience: str) -> Verifier:
+        policy = VerifyPolicy(
+            issuer=client_id,
+            audience=audience,
+            typ=ASSERTION_TYP,
+            typ_optional=True,
+            leeway=self._leeway,
+            max_lifetime=MAX_ASSERTION_LIFETIME,
+            max_size=MAX_ASSERTION_SIZE,
+        )
+        return Verifier(source, policy, clock=self._clock)
+
+    def _kid(self, assertion: str) -> str:
+        try:
+            self._probe.verify(assertion)
+        except _KidFound as found:
+            return found.kid
+        except TokenError as exc:
+            raise _refuse(f"assertion_{exc.code}") from None
+        raise _refuse("assertion_unexpected")  # the probe never returns a key
+
+    def _find(self, kid: str, claimed: str | None) -> _ClientVerifiers:
+        client_id = self._by_kid.get(kid, claimed)
+        entry = self._clients.get(client_id) if client_id is not None else None
+        if entry is None or (claimed is not None and claimed != client_id):
+            raise _refuse("unknown_client")
+        if kid not in self._by_kid and entry.client.jwks is not None:
+            raise _refuse("unknown_client_key")
+        return entry
+
+    async def _claims(self, entry: _ClientVerifiers, assertion: str) -> dict[str, Any]:
+        try:
+            try:
+                return await entry.endpoint.verify_async(assertion)
+            except WrongAudience:
+                return await entry.issuer.verify_async(assertion)
+        except TokenError as exc:
+            raise _refuse(f"assertion_{exc.code}") from None
+
+    async def authenticate(self, form: Mapping[str, str], *, authorization: str | None = None) -> Client:
+        """The registered client that signed this request's assertion; InvalidClient otherwise."""
+        if authorization is not None or "client_secret" in form:
+            raise _refuse("wrong_auth_method", "only private_key_jwt client authentication is accepted")
+        assertion_type = form.get("client_assertion_type")
+        assertion = form.get("client_assertion")
+        if not assertion_type or not assertion:
+            raise _refuse("no_client_auth", "client authentication with private_key_jwt is required")
+        if assertion_type != JWT_BEARER:
+            raise _refuse("wrong_assertion_type", f"client_assertion_type must be {JWT_BEARER}")
+        entry = self._find(self._kid(assertion), form.get("client_id") or None)
+        claims = await self._claims(entry, assertion)
+        client_id = entry.client.client_id
+        if claims.get("sub") != client_id:
+            raise _refuse("assertion_wrong_sub")
+        jti = claims.get("jti")
+        if not isinstance(jti, str) or not jti:
+            raise _refuse("assertion_no_jti")
+        if not await self._replay.first_use(f"assertion:{client_id}:{jti}", claims["exp"] + self._leeway):
+            raise _refuse("assertion_replayed")
+        return entry.client

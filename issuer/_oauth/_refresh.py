@@ -1,0 +1,162 @@
+"""Rotating refresh tokens: opaque, stored by SHA-256 hash, grouped in families; reuse revokes the family."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+from issuer._oauth._errors import InvalidGrant
+
+
+def new_refresh_token() -> str:
+    """256 random bits, base64url."""
+    return secrets.token_urlsafe(32)
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+@dataclass(frozen=True)
+class RefreshLifetimes:
+    idle: float = 1800
+    absolute: float = 43200
+
+
+@dataclass(frozen=True)
+class RefreshFamily:
+    """What every refresh token of one family grants; immutable except for use times and revocation."""
+
+    family_id: str
+    client_id: str
+    sub: str
+    sid: str
+    scope: str
+    created_at: float
+    last_used: float
+    revoked: bool = False
+
+
+def is_live(family: RefreshFamily, lifetimes: RefreshLifetimes, now: float) -> bool:
+    """Neither revoked nor past its idle or absolute lifetime."""
+    return (
+        not family.revoked
+        and now - family.created_at <= lifetimes.absolute
+        and now - family.last_used <= lifetimes.idle
+    )
+
+
+def reject(reason: str) -> InvalidGrant:
+    """The one client-facing answer for every refusal: the reason only goes to logs and metrics."""
+    return InvalidGrant("the refresh token is invalid, expired or revoked", reason=f"refresh_{reason}")
+
+
+class RefreshStore(Protocol):
+    """Refresh-token families; `spend` is atomic: of concurrent spends of one token exactly one wins."""
+
+    async def create(self, *, client_id: str, sub: str, sid: str, scope: str, now: float) -> str: ...
+
+    async def peek(self, token: str) -> RefreshFamily | None:
+        """The live family of a token (spent or not), or None; never changes state."""
+        ...
+
+    async def spend(self, token: str, *, client_id: str, now: float) -> tuple[RefreshFamily, str]:
+        """Spend the token and return its family and the next token; raise InvalidGrant otherwise."""
+        ...
+
+    async def revoke(self, token: str) -> RefreshFamily | None:
+        """Revoke the token's whole family; the family it was, or None when the token is unknown."""
+        ...
+
+    async def session_family(self, sid: str, client_id: str, now: float) -> RefreshFamily | None:
+        """The live (unrevoked, unexpired) family of session `sid` held by `client_id`, or None."""
+        ...
+
+    async def ping(self) -> None: ...
+
+
+class MemoryRefreshStore:
+    """Refresh families in process memory (one issuer process, `REDIS_URL` unset)."""
+
+    def __init__(self, lifetimes: RefreshLifetimes) -> None:
+        self._lifetimes = lifetimes
+        self._tokens: dict[str, tuple[str, bool]] = {}  # hash -> (family id, spent)
+        self._families: dict[str, RefreshFamily] = {}
+        self._by_sid: dict[str, set[str]] = {}  # sid -> family ids
+
+    def _prune(self, now: float) -> None:
+        dead = {f for f, fam in self._families.items() if now - fam.created_at > self._lifetimes.absolute}
+        if dead:
+            self._families = {f: fam for f, fam in self._families.items() if f not in dead}
+            self._tokens = {h: v for h, v in self._tokens.items() if v[0] not in dead}
+            self._by_sid = {s: ids - dead for s, ids in self._by_sid.items() if ids - dead}
+
+    async def create(self, *, client_id: str, sub: str, sid: str, scope: str, now: float) -> str:
+        self._prune(now)
+        family_id = secrets.token_urlsafe(16)
+        self._families[family_id] = RefreshFamily(family_id, client_id, sub, sid, scope, now, now)
+        self._by_sid.setdefault(sid, set()).add(family_id)
+        token = new_refresh_token()
+        self._tokens[token_hash(token)] = (family_id, False)
+        return token
+
+    async def peek(self, token: str) -> RefreshFamily | None:
+        entry = self._tokens.get(token_hash(token))
+        if entry is None:
+            return None
+        family = self._families.get(entry[0])
+        return None if family is None or family.revoked else family
+
+    def _revoke_family(self, family_id: str) -> None:
+        family = self._families.get(family_id)
+        if family is not None:
+            self._families[family_id] = replace(family, revoked=True)
+
+    async def spend(self, token: str, *, client_id: str, now: float) -> tuple[RefreshFamily, str]:
+        # No await below: the whole check-and-spend runs without yielding, so it is atomic.
+        digest = token_hash(token)
+        entry = self._tokens.get(digest)
+        if entry is None:
+            raise reject("unknown")
+        family_id, spent = entry
+        family = self._families.get(family_id)
+        if family is None or family.revoked:
+            raise reject("revoked")
+        if family.client_id != client_id:
+            self._revoke_family(family_id)
+            raise reject("wrong_client")
+        if spent:
+            self._revoke_family(family_id)
+            raise reject("reused")
+        if now - family.created_at > self._lifetimes.absolute:
+            self._revoke_family(family_id)
+            raise reject("expired_absolute")
+        if now - family.last_used > self._lifetimes.idle:
+            self._revoke_family(family_id)
+            raise reject("expired_idle")
+        self._tokens[digest] = (family_id, True)
+        next_token = new_refresh_token()
+        self._tokens[token_hash(next_token)] = (family_id, False)
+        family = replace(family, last_used=now)
+        self._families[family_id] = family
+        return family, next_token
+
+    async def revoke(self, token: str) -> RefreshFamily | None:
+        entry = self._tokens.get(token_hash(token))
+        if entry is None:
+            return None
+        family = self._families.get(entry[0])
+        self._revoke_family(entry[0])
+        return family
+
+    async def session_family(self, sid: str, client_id: str, now: float) -> RefreshFamily | None:
+        for family_id in sorted(self._by_sid.get(sid, ())):
+            family = self._families.get(family_id)
+            if family is not None and family.client_id == client_id and is_live(family, self._lifetimes, now):
+                return family
+        return None
+
+    async def ping(self) -> None:
+        return None

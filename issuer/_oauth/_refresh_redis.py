@@ -1,0 +1,161 @@
+"""The refresh-token store on Redis: one Lua script spends a token atomically across issuer replicas."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.typing import EncodableT, FieldT
+
+from issuer._oauth._refresh import (
+    RefreshFamily,
+    RefreshLifetimes,
+    is_live,
+    new_refresh_token,
+    reject,
+    token_hash,
+)
+
+# KEYS[1] token key. ARGV: now, idle, absolute, next hash, client id, key prefix, ttl.
+# Keys are built from the stored family id, so this needs a single Redis (not a cluster).
+_SPEND = """
+local rt = redis.call('HMGET', KEYS[1], 'family', 'spent')
+if not rt[1] then return {'unknown'} end
+local fkey = ARGV[6] .. ':fam:' .. rt[1]
+local fam = redis.call('HMGET', fkey, 'client_id', 'created_at', 'last_used', 'revoked')
+if not fam[1] or fam[4] == '1' then return {'revoked'} end
+if fam[1] ~= ARGV[5] then redis.call('HSET', fkey, 'revoked', '1') return {'wrong_client'} end
+if rt[2] == '1' then redis.call('HSET', fkey, 'revoked', '1') return {'reused'} end
+local now = tonumber(ARGV[1])
+if now - tonumber(fam[2]) > tonumber(ARGV[3]) then
+  redis.call('HSET', fkey, 'revoked', '1') return {'expired_absolute'}
+end
+if now - tonumber(fam[3]) > tonumber(ARGV[2]) then
+  redis.call('HSET', fkey, 'revoked', '1') return {'expired_idle'}
+end
+redis.call('HSET', KEYS[1], 'spent', '1')
+local nkey = ARGV[6] .. ':rt:' .. ARGV[4]
+redis.call('HSET', nkey, 'family', rt[1], 'spent', '0')
+redis.call('EXPIRE', nkey, tonumber(ARGV[7]))
+redis.call('HSET', fkey, 'last_used', ARGV[1])
+return {'ok', rt[1]}
+"""
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class RedisRefreshStore:
+    """Refresh families shared by issuer replicas."""
+
+    def __init__(
+        self, client: aioredis.Redis, lifetimes: RefreshLifetimes, *, prefix: str = "voicebank:refresh"
+    ) -> None:
+        self._client = client
+        self._lifetimes = lifetimes
+        self._prefix = prefix
+        # Keys outlive the absolute lifetime a little so reuse is still detected near its end.
+        self._ttl = int(lifetimes.absolute + lifetimes.idle)
+        self._spend = client.register_script(_SPEND)
+
+    def _token_key(self, token: str) -> str:
+        return f"{self._prefix}:rt:{token_hash(token)}"
+
+    def _family_key(self, family_id: str) -> str:
+        return f"{self._prefix}:fam:{family_id}"
+
+    def _session_key(self, sid: str) -> str:
+        # Hashed so a client-chosen session id cannot shape Redis keys.
+        return f"{self._prefix}:sid:{hashlib.sha256(sid.encode()).hexdigest()}"
+
+    async def create(self, *, client_id: str, sub: str, sid: str, scope: str, now: float) -> str:
+        family_id = secrets.token_urlsafe(16)
+        token = new_refresh_token()
+        fields: dict[FieldT, EncodableT] = {
+            "client_id": client_id,
+            "sub": sub,
+            "sid": sid,
+            "scope": scope,
+            "created_at": repr(now),
+            "last_used": repr(now),
+            "revoked": "0",
+        }
+        async with self._client.pipeline(transaction=True) as pipe:
+            pipe.hset(self._family_key(family_id), mapping=fields)
+            pipe.expire(self._family_key(family_id), self._ttl)
+            pipe.hset(self._token_key(token), mapping={"family": family_id, "spent": "0"})
+            pipe.expire(self._token_key(token), self._ttl)
+            pipe.sadd(self._session_key(sid), family_id)
+            pipe.expire(self._session_key(sid), self._ttl)
+            await pipe.execute()
+        return token
+
+    async def _family(self, family_id: str) -> RefreshFamily | None:
+        raw = await self._client.hgetall(self._family_key(family_id))
+        if not raw:
+            return None
+        data = {_text(k): _text(v) for k, v in raw.items()}
+        return RefreshFamily(
+            family_id=family_id,
+            client_id=data["client_id"],
+            sub=data["sub"],
+            sid=data["sid"],
+            scope=data["scope"],
+            created_at=float(data["created_at"]),
+            last_used=float(data["last_used"]),
+            revoked=data["revoked"] == "1",
+        )
+
+    async def _family_id(self, token: str) -> str | None:
+        family_id = await self._client.hget(self._token_key(token), "family")
+        return None if family_id is None else _text(family_id)
+
+    async def peek(self, token: str) -> RefreshFamily | None:
+        family_id = await self._family_id(token)
+        if family_id is None:
+            return None
+        family = await self._family(family_id)
+        return None if family is None or family.revoked else family
+
+    async def spend(self, token: str, *, client_id: str, now: float) -> tuple[RefreshFamily, str]:
+        next_token = new_refresh_token()
+        args: list[str | int] = [
+            repr(now),
+            repr(float(self._lifetimes.idle)),
+            repr(float(self._lifetimes.absolute)),
+            token_hash(next_token),
+            client_id,
+            self._prefix,
+            self._ttl,
+        ]
+        result = await self._spend(keys=[self._token_key(token)], args=args)
+        outcome = _text(result[0])
+        if outcome != "ok":
+            raise reject(outcome)
+        family = await self._family(_text(result[1]))
+        if family is None:  # expired between the script and this read
+            raise reject("revoked")
+        return family, next_token
+
+    async def revoke(self, token: str) -> RefreshFamily | None:
+        family_id = await self._family_id(token)
+        if family_id is None:
+            return None
+        family = await self._family(family_id)
+        if family is not None:
+            await self._client.hset(self._family_key(family_id), "revoked", "1")
+        return family
+
+    async def session_family(self, sid: str, client_id: str, now: float) -> RefreshFamily | None:
+        members = await self._client.smembers(self._session_key(sid))
+        for family_id in sorted(_text(m) for m in members):
+            family = await self._family(family_id)
+            if family is not None and family.client_id == client_id and is_live(family, self._lifetimes, now):
+                return family
+        return None
+
+    async def ping(self) -> None:
+        await self._client.ping()

@@ -1,0 +1,1 @@
+"""Key material of our algorithms: generation, PEM, JWK import and export, signature checks."""

@@ -1,0 +1,15 @@
+"""base64url without padding (RFC 7515 §2): encoding here, strict decoding shared with the verifier."""
+
+from __future__ import annotations
+
+import binascii
+
+from keys._jose._compact import b64url_decode
+
+__all__ = ["b64url_decode", "b64url_encode"]
+
+_TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
+def b64url_encode(data: bytes) -> str:
+    return binascii.b2a_base64(data, newline=False).translate(_TO_URLSAFE).rstrip(b"=").decode("ascii")

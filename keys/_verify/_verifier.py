@@ -1,0 +1,182 @@
+"""The strict compact-JWS verifier: the key decides the algorithm; the signature is checked before claims."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from keys._algorithms._keypair import ALGORITHMS
+from keys._algorithms._verify_key import VerifyKey
+from keys._clock import wall_clock
+from keys._errors import (
+    Expired,
+    ForbiddenHeader,
+    InvalidClaim,
+    KeysUnavailable,
+    LifetimeTooLong,
+    MalformedToken,
+    MissingClaim,
+    NotYetValid,
+    TokenTooLarge,
+    UnknownKey,
+    UnsupportedAlgorithm,
+    WrongAudience,
+    WrongIssuer,
+    WrongTokenType,
+)
+from keys._jose._compact import b64url_decode, json_object
+from keys._verify._policy import VerifyPolicy, normalize_typ
+
+# Headers that would let a token choose its own key, add processing rules, or change what is signed.
+FORBIDDEN_HEADERS = frozenset({"jku", "jwk", "x5u", "x5c", "crit", "b64", "zip", "enc"})
+MAX_KID = 256
+MAX_TIME = 253402300799  # 9999-12-31T23:59:59Z: beyond this a date is an attack, not a date
+_VERIFIED_CACHE_SIZE = 4096
+_HEADER_CACHE_SIZE = 256
+_STRING_CLAIMS = ("iss", "sub", "jti", "client_id", "scope", "sid")
+_ALG_SET = frozenset(ALGORITHMS)
+
+
+class KeySource(Protocol):
+    """Where a verifier finds keys: `get` is a sync lookup, `fetch_unknown` may go to the network."""
+
+    def get(self, kid: str) -> VerifyKey | None: ...
+
+    async def fetch_unknown(self, kid: str) -> VerifyKey | None: ...
+
+
+def _date(claims: dict[str, Any], name: str) -> float:
+    value: Any = claims.get(name)
+    kind = type(value)
+    # type() rather than isinstance: bool is an int. NaN fails both comparisons, infinity the upper one.
+    if (kind is int or kind is float) and 0 <= value <= MAX_TIME:
+        return float(value)
+    if value is None and name not in claims:
+        raise MissingClaim(f"claim {name} is missing")
+    raise InvalidClaim(f"claim {name} is not a finite date")
+
+
+class Verifier:
+    """Verifies compact JWS tokens against a key source and a policy; every rejection is a TokenError."""
+
+    def __init__(
+        self, keys: KeySource, policy: VerifyPolicy, *, clock: Callable[[], float] = wall_clock
+    ) -> None:
+        self._keys = keys
+        self._policy = policy
+        self._clock = clock
+        # Header segment -> (alg, kid) for headers that already passed every header rule.
+        self._headers: dict[str, tuple[str, str]] = {}
+        # Token -> (the key that verified it, its claims). A client reuses one access token for minutes, so
+        # the signature is checked once per token; the dates are checked on every use, and a hit counts only
+        # while the source still holds that very key (a dropped or revoked kid ends it).
+        self._verified: dict[str, tuple[VerifyKey, dict[str, Any]]] = {}
+
+    @property
+    def policy(self) -> VerifyPolicy:
+        return self._policy
+
+    def verify(self, token: str) -> dict[str, Any]:
+        """The claims of a valid token signed by a key the source already knows."""
+        parts = self._split(token)
+        alg, kid = self._headers.get(parts[0]) or self._parse_header(parts[0])
+        key = self._keys.get(kid)
+        if key is None:
+            raise UnknownKey("no known key has this kid")
+        return self._finish(token, parts, alg, key)
+
+    async def verify_async(self, token: str) -> dict[str, Any]:
+        """Like `verify`, but an unknown kid makes the key source refetch (rate-limited) once."""
+        parts = self._split(token)
+        alg, kid = self._headers.get(parts[0]) or self._parse_header(parts[0])
+        try:
+            key = self._keys.get(kid)
+        except KeysUnavailable:
+            key = None
+        if key is None:
+            key = await self._keys.fetch_unknown(kid)
+            if key is None:
+                raise UnknownKey("no known key has this kid")
+        return self._finish(token, parts, alg, key)
+
+    def _split(self, token: str) -> list[str]:
+        if type(token) is not str:
+            raise MalformedToken("token is not a string")
+        if len(token) > self._policy.max_size:
+            raise TokenTooLarge("token exceeds the size limit")
+        if not token.isascii():
+            raise MalformedToken("token is not ASCII")
+        parts = token.split(".")
+        if len(parts) != 3:
+            raise MalformedToken("token is not a compact JWS")
+        return parts
+
+    def _parse_header(self, header_seg: str) -> tuple[str, str]:
+        header = json_object(b64url_decode(header_seg), strict=True)
+        forbidden = FORBIDDEN_HEADERS & header.keys()
+        if forbidden:
+            raise ForbiddenHeader(f"header {min(forbidden)} is not allowed")
+        alg = header.get("alg")
+        if not isinstance(alg, str):
+            raise MalformedToken("header alg is missing")
+        if alg not in _ALG_SET:
+            raise UnsupportedAlgorithm("header alg is not an allowed algorithm")
+        typ = header.get("typ")
+        if typ is None and "typ" not in header and self._policy.typ_optional:
+            pass
+        elif not isinstance(typ, str) or normalize_typ(typ) != self._policy.normalized_typ:
+            raise WrongTokenType("header typ is not the expected type")
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not 0 < len(kid) <= MAX_KID or not kid.isprintable():
+            raise MalformedToken("header kid is missing or invalid")
+        if len(self._headers) >= _HEADER_CACHE_SIZE:
+            # Clearing (not evicting one) keeps the cache bounded and safe without a lock.
+            self._headers.clear()
+        self._headers[header_seg] = (alg, kid)
+        return alg, kid
+
+    def _finish(self, token: str, parts: list[str], alg: str, key: VerifyKey) -> dict[str, Any]:
+        if alg != key.alg:
+            raise UnsupportedAlgorithm("header alg is not the key's algorithm")
+        cached = self._verified.get(token)
+        if cached is not None and cached[0] is key:
+            self._check_claims(cached[1])
+            return dict(cached[1])
+        signature = b64url_decode(parts[2])
+        key.check_signature(token[: len(token) - len(parts[2]) - 1].encode("ascii"), signature)
+        # Duplicate members matter before trust (the header); a verified payload is the signer's own words.
+        claims = json_object(b64url_decode(parts[1]), strict=False)
+        self._check_claims(claims)
+        if len(self._verified) >= _VERIFIED_CACHE_SIZE:
+            self._verified.clear()  # bounded, like the header cache
+        self._verified[token] = (key, claims)
+        return dict(claims)
+
+    def _check_claims(self, claims: dict[str, Any]) -> None:
+        policy = self._policy
+        if not policy.claims_required <= claims.keys():
+            missing = min(policy.claims_required - claims.keys())
+            raise MissingClaim(f"claim {missing} is missing")
+        for name in _STRING_CLAIMS:
+            value = claims.get(name)
+            if type(value) is not str and (value is not None or name in claims):
+                raise InvalidClaim(f"claim {name} is not a string")
+        if claims["iss"] != policy.issuer:
+            raise WrongIssuer("iss is not the expected issuer")
+        aud = claims["aud"]
+        if aud != policy.audience and not (type(aud) is list and policy.audience in aud):
+            raise WrongAudience("aud does not name this audience")
+        exp = _date(claims, "exp")
+        iat = _date(claims, "iat")
+        now = self._clock()
+        leeway = policy.leeway
+        if iat > now + leeway:
+            raise NotYetValid("iat is in the future")
+        if "nbf" in claims and _date(claims, "nbf") > now + leeway:
+            raise NotYetValid("nbf is in the future")
+        if exp <= now - leeway:
+            raise Expired("token has expired")
+        if exp <= iat:
+            raise InvalidClaim("exp is not after iat")
+        if exp - iat > policy.max_lifetime:
+            raise LifetimeTooLong("token lifetime exceeds the limit")

@@ -1,0 +1,275 @@
+"""Bearer-token auth in front of FastMCP: 401 for a bad token, 403 per tool scope, single-use transact jti."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from keys import TokenError
+from mcp_server._audit import AuditLog
+from mcp_server._auth._binding import (
+    MOVEMENT_TOOLS,
+    BindingMismatch,
+    CurrencyUnavailable,
+    check_call,
+    check_currency,
+)
+from mcp_server._auth._principal import SCOPE_KEY, SPENT_KEY, InvalidPrincipal, Principal
+from mcp_server._auth._replay import ReplayStore, ReplayStoreUnavailable
+from mcp_server._auth._scopes import TOOL_SCOPES, TRANSACT
+from mcp_server._metrics import Metrics
+
+CurrencyLookup = Callable[[str, str], Awaitable[str | None]]
+"""The currency of a user's account (`sub`, account id), None when the user has no such account;
+`CurrencyUnavailable` when the bank cannot answer."""
+
+
+class TokenVerifier(Protocol):
+    """What the middleware needs from `keys.Verifier`."""
+
+    async def verify_async(self, token: str) -> dict[str, Any]:
+        """Verified claims, or a `keys.TokenError`."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Denial:
+    status: int
+    challenge: str
+    error: str | None
+    reason: str
+
+
+class BearerAuthMiddleware:
+    """Guards one MCP path; every other path passes through untouched."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        path: str,
+        verifier: TokenVerifier,
+        replay: ReplayStore,
+        resource_metadata_url: str,
+        audit: AuditLog,
+        metrics: Metrics,
+        currency_of: CurrencyLookup,
+        max_body_bytes: int = 1_048_576,
+    ) -> None:
+        self._app = app
+        self._paths = {path.rstrip("/") or "/", path.rstrip("/") + "/"}
+        self._verifier = verifier
+        self._replay = replay
+        self._metadata = resource_metadata_url
+        self._audit = audit
+        self._metrics = metrics
+        self._max_body = max_body_bytes
+        self._currency_of = currency_of
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] not in self._paths:
+            await self._app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        principal, tool, body, denial = await self._decide(scope, receive)
+        if denial is not None or principal is None:
+            denial = denial or self._invalid_token("invalid_token")
+            await self._deny(send, denial)
+            self._record(principal, tool, "denied", denial.reason, start)
+            return
+        scope[SCOPE_KEY] = principal
+        await self._app(scope, _replaying(body, receive), send)
+
+    async def _decide(
+        self, scope: Scope, receive: Receive
+    ) -> tuple[Principal | None, str | None, bytes, _Denial | None]:
+        """Who calls, which tool, the request body, and whether to refuse."""
+        token = _bearer_token(scope)
+        if token is None:
+            self._metrics.verifications.labels("rejected", "no_token").inc()
+            return (
+                None,
+                None,
+                b"",
+                _Denial(401, f'Bearer resource_metadata="{self._metadata}"', None, "no_token"),
+            )
+        principal, denial = await self._authenticate(token)
+        if principal is None:
+            return None, None, b"", denial
+        body, too_large = await _read_body(receive, self._max_body)
+        if too_large:
+            return principal, None, b"", _Denial(413, "", "invalid_request", "body_too_large")
+        tool, spent, denial = await self._authorize(principal, body, scope["headers"])
+        scope[SPENT_KEY] = spent
+        return principal, tool, body, denial
+
+    async def _authenticate(self, token: str) -> tuple[Principal | None, _Denial | None]:
+        try:
+            principal = Principal.from_claims(await self._verifier.verify_async(token))
+        except (TokenError, InvalidPrincipal) as exc:
+            code = getattr(exc, "code", "invalid_token")
+            self._metrics.verifications.labels("rejected", code).inc()
+            return None, self._invalid_token(code)
+        self._metrics.verifications.labels("ok", "ok").inc()
+        return principal, None
+
+    async def _authorize(
+        self, principal: Principal, body: bytes, scope_headers: list[tuple[bytes, bytes]]
+    ) -> tuple[str | None, bool, _Denial | None]:
+        """400 for an unreadable body, 403 for a tool outside the token's scopes; spend a transact jti."""
+        try:
+            calls = _called_tools(body)
+        except _UnreadableBody as exc:
+            # Fail closed: a body this layer cannot read is not forwarded to a parser that might read it
+            # differently (a scope check that saw no tool call must never let one through).
+            return None, False, _Denial(400, "", "invalid_request", exc.reason)
+        tools = [name for name, _ in calls]
+        header_name = _header(scope_headers, b"mcp-name")
+        if header_name is not None and tools and header_name not in tools:
+            return None, False, _Denial(400, "", "invalid_request", "mcp_name_mismatch")
+        spends = False
+        for name in tools:
+            needed = TOOL_SCOPES.get(name)
+            if needed is None:
+                continue  # FastMCP answers an unknown tool itself.
+            if needed not in principal.scopes:
+                challenge = (
+                    f'Bearer error="insufficient_scope", scope="{needed}", '
+                    f'resource_metadata="{self._metadata}"'
+                )
+                return name, False, _Denial(403, challenge, "insufficient_scope", "insufficient_scope")
+            spends = spends or needed == TRANSACT
+        tool = tools[0] if tools else None
+        if spends:
+            try:
+                await self._check_movement(principal, calls)
+            except BindingMismatch as exc:
+                challenge = f'Bearer error="{exc.code}", resource_metadata="{self._metadata}"'
+                return tool, False, _Denial(403, challenge, exc.code, exc.reason)
+            except CurrencyUnavailable as exc:
+                return tool, False, _Denial(503, "", "temporarily_unavailable", exc.code)
+            try:
+                first = await self._replay.spend(principal.jti, principal.exp)
+            except ReplayStoreUnavailable as exc:
+                return tool, False, _Denial(503, "", "temporarily_unavailable", exc.code)
+            if not first:
+                self._metrics.verifications.labels("rejected", "replayed").inc()
+                return tool, False, self._invalid_token("replayed")
+        return tool, spends, None
+
+    async def _check_movement(self, principal: Principal, calls: list[tuple[str, Any]]) -> None:
+        """The request's one money movement is the one the token authorizes (checked before the spend)."""
+        movements = [(name, arguments) for name, arguments in calls if name in MOVEMENT_TOOLS]
+        if len(movements) != 1:
+            # One token, one movement: a batch cannot spend one authorization twice.
+            raise BindingMismatch("details_several_movements" if movements else "details_no_movement")
+        name, arguments = movements[0]
+        movement = check_call(principal.movement, name, arguments)
+        check_currency(movement, await self._currency_of(principal.sub, movement.from_account_id))
+
+    def _invalid_token(self, reason: str) -> _Denial:
+        challenge = f'Bearer error="invalid_token", resource_metadata="{self._metadata}"'
+        return _Denial(401, challenge, "invalid_token", reason)
+
+    async def _deny(self, send: Send, denial: _Denial) -> None:
+        body = {"error": denial.error or "unauthorized"}
+        await _respond(send, denial.status, denial.challenge or None, body)
+
+    def _record(
+        self, principal: Principal | None, tool: str | None, outcome: str, reason: str, start: float
+    ) -> None:
+        elapsed_ms = (time.perf_counter() - start) * 1000
+        self._audit.record(
+            principal=principal, tool=tool, outcome=outcome, reason=reason, latency_ms=elapsed_ms
+        )
+
+
+def _bearer_token(scope: Scope) -> str | None:
+    """The bearer token of the one Authorization header, or None (absent, repeated, other scheme)."""
+    values = [v for k, v in scope["headers"] if k == b"authorization"]
+    if len(values) != 1:
+        return None
+    scheme, _, rest = values[0].decode("latin-1").partition(" ")
+    token = rest.strip()
+    if scheme.lower() != "bearer" or not token:
+        return None
+    return str(token)
+
+
+async def _read_body(receive: Receive, limit: int) -> tuple[bytes, bool]:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return b"", True
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks), False
+
+
+def _replaying(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+class _UnreadableBody(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
+    values = [v for k, v in headers if k == name]
+    return values[0].decode("latin-1") if len(values) == 1 else None
+
+
+def _called_tools(body: bytes) -> list[tuple[str, Any]]:
+    """The tools a JSON-RPC message (or batch) calls, with their arguments; `_UnreadableBody` otherwise."""
+    if not body.strip():
+        return []
+    try:
+        payload: Any = json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise _UnreadableBody("malformed_body") from None
+    messages = payload if isinstance(payload, list) else [payload]
+    calls: list[tuple[str, Any]] = []
+    for message in messages:
+        if isinstance(message, Mapping) and message.get("method") == "tools/call":
+            params = message.get("params")
+            name = params.get("name") if isinstance(params, Mapping) else None
+            if not isinstance(name, str):
+                raise _UnreadableBody("malformed_tool_call")
+            calls.append((name, params.get("arguments") if isinstance(params, Mapping) else None))
+    return calls
+
+
+async def _respond(send: Send, status: int, challenge: str | None, body: Mapping[str, str]) -> None:
+    payload = json.dumps(body).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(payload)).encode()),
+        (b"cache-control", b"no-store"),
+    ]
+    if challenge:
+        headers.append((b"www-authenticate", challenge.encode("latin-1")))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})

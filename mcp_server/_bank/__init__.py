@@ -1,0 +1,1 @@
+"""The bank: database models and engine, money rules, the bank service, errors and demo data."""

@@ -1,0 +1,1 @@
+"""The voice agent: banking function tools, confirmation, references, PII masking, speech."""

@@ -1,0 +1,178 @@
+"""`McpBank`: the `Bank` protocol over FastMCP's client, each tool call under its own scope's token."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import httpx2
+import mcp_types
+from fastmcp import Client
+from fastmcp.client.transports import StreamableHttpTransport
+
+from orchestrator._bank._protocol import ServiceUnavailable, ToolRefused
+from orchestrator._tokens._bearer import ToolBearer
+from orchestrator._tokens._manager import TokenManager
+from orchestrator._tokens._scopes import TOOL_SCOPES
+
+__all__ = ["McpBank"]
+
+log = logging.getLogger(__name__)
+
+_UNREACHABLE = "I can't reach the bank right now. Please try again in a moment."
+_UNVERIFIED = "The bank could not verify this session right now. Please try again in a moment."
+_FORBIDDEN = "This call is not allowed to do that."
+_UNREADABLE = "The bank gave an answer I could not read."
+
+
+class _SharedPool(httpx2.AsyncBaseTransport):
+    """One connection pool for every per-call MCP session; closing a session leaves the pool open."""
+
+    def __init__(self, inner: httpx2.AsyncBaseTransport) -> None:
+        self._inner = inner
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        return None  # the pool belongs to the McpBank, see McpBank.aclose
+
+
+class McpBank:
+    """The banking tools of the MCP server at `url`, called for the session whose tokens `tokens` holds.
+
+    Each tool call opens a short MCP session (the server is stateless) whose every request carries a
+    token of exactly that tool's scope, over a connection pool shared by all calls: an MCP server
+    restart costs nothing more than a new TCP connection on the next call.
+    """
+
+    def __init__(
+        self,
+        tokens: TokenManager,
+        url: str,
+        *,
+        transport: httpx2.AsyncBaseTransport | None = None,
+        timeout: float = 30.0,
+        connect_timeout: float = 5.0,
+    ) -> None:
+        self._tokens = tokens
+        self._url = url
+        self._pool = transport if transport is not None else httpx2.AsyncHTTPTransport()
+        self._shared = _SharedPool(self._pool)
+        self._timeout = httpx2.Timeout(timeout, connect=connect_timeout)
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._pool.aclose()
+
+    async def get_balance(self, account_type: str | None = None) -> dict[str, Any]:
+        return await self._call("get_balance", account_type=account_type)
+
+    async def list_transactions(self, account_id: str | None = None, limit: int = 10) -> dict[str, Any]:
+        return await self._call("list_transactions", account_id=account_id, limit=limit)
+
+    async def list_loans(self) -> dict[str, Any]:
+        return await self._call("list_loans")
+
+    async def list_payees(self) -> dict[str, Any]:
+        return await self._call("list_payees")
+
+    async def make_payment(
+        self,
+        from_account_id: str,
+        payee_id: str,
+        amount: str,
+        idempotency_key: str,
+        memo: str | None = None,
+    ) -> dict[str, Any]:
+        return await self._call(
+            "make_payment",
+            from_account_id=from_account_id,
+            payee_id=payee_id,
+            amount=amount,
+            idempotency_key=idempotency_key,
+            memo=memo,
+        )
+
+    async def transfer_between_accounts(
+        self,
+        from_account_id: str,
+        to_account_id: str,
+        amount: str,
+        idempotency_key: str,
+    ) -> dict[str, Any]:
+        return await self._call(
+            "transfer_between_accounts",
+            from_account_id=from_account_id,
+            to_account_id=to_account_id,
+            amount=amount,
+            idempotency_key=idempotency_key,
+        )
+
+    async def update_notification_settings(
+        self,
+        low_balance_alert: bool | None = None,
+        low_balance_threshold: str | None = None,
+        large_payment_alert: bool | None = None,
+        channel: str | None = None,
+    ) -> dict[str, Any]:
+        return await self._call(
+            "update_notification_settings",
+            low_balance_alert=low_balance_alert,
+            low_balance_threshold=low_balance_threshold,
+            large_payment_alert=large_payment_alert,
+            channel=channel,
+        )
+
+    def _http_client(
+        self,
+        headers: dict[str, str] | None = None,
+        timeout: httpx2.Timeout | None = None,
+        auth: httpx2.Auth | None = None,
+        **kwargs: Any,
+    ) -> httpx2.AsyncClient:
+        """FastMCP's per-session client, on the shared pool; our timeout unless the session asks longer."""
+        return httpx2.AsyncClient(
+            transport=self._shared, headers=headers, auth=auth, timeout=timeout or self._timeout, **kwargs
+        )
+
+    async def _call(self, tool: str, **arguments: Any) -> dict[str, Any]:
+        scope = TOOL_SCOPES[tool]
+        # Issuer trouble raises its own typed error here, before any MCP traffic.
+        bearer = ToolBearer(self._tokens, scope, await self._tokens.get_token(scope))
+        sent = {name: value for name, value in arguments.items() if value is not None}
+        transport = StreamableHttpTransport(self._url, auth=bearer, httpx_client_factory=self._http_client)
+        try:
+            async with Client(transport, mode="legacy") as client:
+                result = await client.call_tool_mcp(tool, sent)
+        except Exception as exc:  # every failure below the call becomes a typed error
+            raise _failure(tool, bearer, exc) from None
+        return _outcome(tool, result)
+
+
+def _failure(tool: str, bearer: ToolBearer, exc: Exception) -> Exception:
+    """Name what went wrong from what the bearer saw: the MCP SDK hides HTTP statuses."""
+    if bearer.error is not None:
+        return bearer.error
+    if bearer.status == 403:
+        log.warning("MCP server refused %s: insufficient_scope", tool)
+        return ToolRefused(_FORBIDDEN)
+    if bearer.status == 401:
+        log.warning("MCP server rejected a fresh %s token for %s", bearer.scope, tool)
+        return ServiceUnavailable(_UNVERIFIED)
+    log.warning("MCP call %s failed: %s", tool, type(exc).__name__)
+    return ServiceUnavailable(_UNREACHABLE)
+
+
+def _outcome(tool: str, result: mcp_types.CallToolResult) -> dict[str, Any]:
+    """The tool's JSON object, or `ToolRefused` with the sentence the tool said."""
+    texts = [block.text for block in result.content if isinstance(block, mcp_types.TextContent)]
+    text = " ".join(texts).strip()
+    if result.is_error:
+        log.info("MCP tool %s refused the call", tool)
+        raise ToolRefused(text or "The bank refused that request.")
+    data = result.structured_content
+    if isinstance(data, dict):
+        return data
+    log.error("MCP tool %s answered without a JSON object", tool)
+    raise ServiceUnavailable(_UNREADABLE)

@@ -1,0 +1,1 @@
+"""One voice call and the worker that runs calls: identity, session store, settings, wiring."""

@@ -1,0 +1,98 @@
+"""The production wiring of one call: issuer client, token manager and MCP bank from settings."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import httpx
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from keys import KeyMaterialError, KeyPair, load_client_key
+from orchestrator._bank._mcp import McpBank
+from orchestrator._bank._protocol import Bank
+from orchestrator._call._identity import CallerIdentity
+from orchestrator._call._settings import NotConfigured
+from orchestrator._call._voice_call import AgentWiring
+from orchestrator._tokens._issuer_client import IssuerClient
+from orchestrator._tokens._manager import TokenManager
+
+__all__ = [
+    "CallBank",
+    "ConnectionSettings",
+    "close_bank",
+    "default_wiring",
+    "load_orchestrator_key",
+    "open_bank",
+]
+
+
+class ConnectionSettings(BaseSettings):
+    """Where the orchestrator finds the issuer and the MCP server, and the key it proves itself with."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+
+    issuer_url: str = "http://127.0.0.1:8000"
+    mcp_url: str = "http://127.0.0.1:8001/mcp"
+    orchestrator_client_id: str = "orchestrator"
+    orchestrator_client_key: Path | None = None
+    voicebank_state: Path = Path("./var")
+
+
+def load_orchestrator_key(settings: ConnectionSettings) -> KeyPair:
+    """The orchestrator's private key: `ORCHESTRATOR_CLIENT_KEY`, else the dev state directory's."""
+    try:
+        if settings.orchestrator_client_key is not None:
+            return KeyPair.from_pem(settings.orchestrator_client_key.read_bytes(), None)
+        return load_client_key(settings.voicebank_state, settings.orchestrator_client_id)
+    except (OSError, KeyMaterialError) as exc:
+        raise NotConfigured(
+            f"cannot load the orchestrator's client key ({type(exc).__name__}): set ORCHESTRATOR_CLIENT_KEY "
+            "or run `voicebank dev-init`"
+        ) from None
+
+
+class CallBank(McpBank):
+    """An `McpBank` that owns the call's token manager and issuer connection, and ends them together."""
+
+    def __init__(self, tokens: TokenManager, mcp_url: str, issuer_http: httpx.AsyncClient) -> None:
+        super().__init__(tokens, mcp_url)
+        self.tokens = tokens
+        self._issuer_http = issuer_http
+
+    async def end(self) -> bool:
+        """Close the MCP pool, revoke the refresh-token family, close the issuer connection."""
+        try:
+            await self.aclose()
+            return await self.tokens.revoke()
+        finally:
+            await self._issuer_http.aclose()
+
+
+async def open_bank(settings: ConnectionSettings, identity: CallerIdentity) -> Bank:
+    """Exchange the caller's session grant and return the bank of this call."""
+    key = load_orchestrator_key(settings)
+    http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0))
+    client = IssuerClient(
+        http, issuer=settings.issuer_url, client_id=settings.orchestrator_client_id, key=key
+    )
+    tokens = TokenManager(client)
+    try:
+        await tokens.start(identity.session_grant)
+    except BaseException:
+        await http.aclose()
+        raise
+    return CallBank(tokens, settings.mcp_url, http)
+
+
+async def close_bank(identity: CallerIdentity, bank: Bank) -> None:
+    """At call end: revoke the family (the issuer forgets the call's refresh tokens)."""
+    del identity
+    if isinstance(bank, CallBank):
+        await bank.end()
+
+
+def default_wiring(settings: ConnectionSettings) -> AgentWiring:
+    """Picklable wiring for the worker's job processes."""
+    load_orchestrator_key(settings)  # fail at start-up, not in the first call
+    return AgentWiring(functools.partial(open_bank, settings), close_bank)

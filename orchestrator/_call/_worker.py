@@ -1,0 +1,104 @@
+"""The livekit-agents worker: `python -m orchestrator` runs it with a `Bank` factory wired in."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Sequence
+
+from livekit.agents import AgentServer, AgentSession, JobContext
+from livekit.agents.voice.room_io import RoomOptions
+from redis.asyncio import Redis
+
+from orchestrator._agent._banking_agent import CallState
+from orchestrator._call._session_store import MemorySessionStore, RedisSessionStore, SessionStore
+from orchestrator._call._settings import AgentSettings, NotConfigured
+from orchestrator._call._voice_call import AgentWiring, VoiceCall
+
+__all__ = ["build_server", "entrypoint", "main", "run_worker"]
+
+log = logging.getLogger(__name__)
+
+
+def _session_store(settings: AgentSettings) -> tuple[SessionStore, Redis | None]:
+    if settings.redis_url:
+        client = Redis.from_url(settings.redis_url)
+        return RedisSessionStore(client), client
+    return MemorySessionStore(), None
+
+
+async def entrypoint(ctx: JobContext, *, wiring: AgentWiring, settings: AgentSettings) -> None:
+    """One job: connect, wait for the caller, identify them, record the session and run the agent."""
+    store, redis_client = _session_store(settings)
+    call = VoiceCall(store=store, bank_factory=wiring.bank_factory, on_end=wiring.on_end)
+
+    async def close(_reason: str) -> None:
+        try:
+            await call.end()
+        finally:
+            if redis_client is not None:
+                await redis_client.aclose()
+
+    ctx.add_shutdown_callback(close)
+    await ctx.connect()
+    participant = await ctx.wait_for_participant()
+    session = AgentSession[CallState](stt=settings.stt or "", llm=settings.llm or "", tts=settings.tts or "")
+    started = await call.start(
+        session,
+        participant.metadata,
+        room_name=ctx.room.name,
+        room=ctx.room,
+        room_options=RoomOptions(participant_identity=participant.identity),
+    )
+    if not started:
+        # The caller heard why; end the call for everyone rather than leave them in a silent room.
+        session.shutdown()
+        await ctx.delete_room()
+        ctx.shutdown(reason=f"call refused: {call.refusal}")
+
+
+def build_server(settings: AgentSettings, wiring: AgentWiring) -> AgentServer:
+    """An `AgentServer` for explicitly dispatched calls to `settings.livekit_agent_name`."""
+    settings.require()
+    secret = settings.livekit_api_secret
+    server = AgentServer(
+        ws_url=settings.livekit_url,
+        api_key=settings.livekit_api_key,
+        api_secret=secret.get_secret_value() if secret is not None else None,
+    )
+    server.rtc_session(
+        functools.partial(entrypoint, wiring=wiring, settings=settings),
+        agent_name=settings.livekit_agent_name,
+    )
+    return server
+
+
+def run_worker(settings: AgentSettings, wiring: AgentWiring, *, log_level: str = "INFO") -> None:
+    """Run the worker until SIGINT/SIGTERM, with livekit-agents' own signal handling and drain."""
+    # The public `cli.run_app` is deprecated and parses sys.argv itself; this is what
+    # `python -m livekit.agents start` runs.
+    from livekit.agents.cli import proto
+    from livekit.agents.cli.cli import _run_worker
+
+    _run_worker(build_server(settings, wiring), proto.CliArgs(log_level=log_level, log_format="colored"))
+
+
+def main(argv: Sequence[str] | None = None, *, wiring: AgentWiring | None = None) -> int:
+    """Entry point of `python -m orchestrator`; exit status 2 with a clear message when not configured."""
+    del argv  # no options yet: everything comes from the environment
+    settings = AgentSettings()
+    try:
+        settings.require()
+        if wiring is None:
+            from orchestrator._call._wiring import (  # imports the token half only when run
+                ConnectionSettings,
+                default_wiring,
+            )
+
+            wiring = default_wiring(ConnectionSettings())
+    except NotConfigured as err:
+        print(f"orchestrator: {err}", file=sys.stderr)
+        return 2
+    run_worker(settings, wiring)
+    return 0

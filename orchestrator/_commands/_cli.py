@@ -1,0 +1,163 @@
+"""The `voicebank` command line: thin argparse wiring; each command's logic lives in its package."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+from pydantic import ValidationError
+
+from issuer import IssuerSettings, IssuerStartupError
+from keys import ALGORITHMS
+from orchestrator._commands._dev_init import DevInitError, dev_init
+from orchestrator._commands._keys_admin import AdminCommandError, keys_command
+
+DEFAULT_ISSUER = "http://127.0.0.1:8000"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # argparse's usage errors: one line, exit 2
+        self.exit(2, f"voicebank: {message}\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="voicebank", description="voicebank: a LiveKit voice agent with asymmetric tokens")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    init = commands.add_parser("dev-init", help="create a development state directory")
+    init.add_argument("--state", type=Path, help="state directory (default $VOICEBANK_STATE or ./var)")
+    init.add_argument("--force", action="store_true", help="replace existing keys")
+
+    serve = commands.add_parser(
+        "up", help="serve the issuer and the MCP server (and the agent when configured)"
+    )
+    serve.add_argument("--state", type=Path, help="state directory (default $VOICEBANK_STATE or ./var)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--issuer-port", "--port", dest="issuer_port", type=int, default=8000)
+    serve.add_argument("--mcp-port", type=int, default=8001)
+    serve.add_argument("--only", choices=("issuer", "mcp", "agent"), help="serve one part only")
+    serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    serve.add_argument("--log-file", type=Path, help="write logs (and the audit log) to this file")
+
+    # --issuer and --state are accepted before or after the action (`keys list --issuer URL`).
+    where = _Parser(add_help=False)
+    where.add_argument(
+        "--issuer", default=argparse.SUPPRESS, help=f"issuer URL (default $ISSUER_URL or {DEFAULT_ISSUER})"
+    )
+    where.add_argument(
+        "--state", type=Path, default=argparse.SUPPRESS, help="state directory with clients/admin.pem"
+    )
+    keys = commands.add_parser(
+        "keys", help="list, rotate or revoke issuer keys (admin client)", parents=[where]
+    )
+    actions = keys.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    actions.add_parser("list", help="show every key and its state", parents=[where])
+    rotate = actions.add_parser("rotate", help="rotate now", parents=[where])
+    rotate.add_argument("--alg", choices=ALGORITHMS)
+    rotate.add_argument("--force", action="store_true", help="rotate even if the next key is too young")
+    revoke = actions.add_parser("revoke", help="remove a key from the JWKS at once", parents=[where])
+    revoke.add_argument("kid")
+
+    demo = commands.add_parser("demo", help="run a scripted banking call against the real services")
+    demo.add_argument(
+        "--state", type=Path, help="state directory to use and keep (default: a fresh temporary one)"
+    )
+    demo.add_argument("--redis", metavar="URL", help="use Redis for keys, refresh tokens and replay caches")
+    demo.add_argument("--issuer-port", type=int, default=8000, help="preferred issuer port (default 8000)")
+    demo.add_argument("--mcp-port", type=int, default=8001, help="preferred MCP server port (default 8001)")
+    bench = commands.add_parser("bench", help="run the benchmarks of bench/ (from a source checkout)")
+    bench.add_argument("--quick", action="store_true", help="every benchmark in its tiny smoke mode")
+    bench.add_argument("--only", nargs="+", metavar="NAME", help="verify sign mcp_call token_endpoint ...")
+    return parser
+
+
+def _settings(args: argparse.Namespace, **overrides: Any) -> IssuerSettings:
+    """Settings from the environment; command-line options win (init values outrank the environment)."""
+    if getattr(args, "state", None) is not None:
+        overrides["voicebank_state"] = args.state
+    return IssuerSettings(**overrides)
+
+
+def _run(args: argparse.Namespace, transport: httpx.AsyncBaseTransport | None) -> None:
+    if args.command == "dev-init":
+        dev_init(_settings(args), force=args.force)
+    elif args.command == "up":
+        from orchestrator._commands._up import (  # the services' imports are heavy: load what runs
+            UpOptions,
+            up,
+        )
+
+        options = UpOptions(
+            host=args.host,
+            issuer_port=args.issuer_port,
+            mcp_port=args.mcp_port,
+            state=args.state,
+            only=args.only,
+            log_level=args.log_level,
+            log_file=args.log_file,
+        )
+        status = up(options)
+        if status:
+            raise SystemExit(status)
+    elif args.command == "keys":
+        settings = _settings(args)
+        issuer_url = getattr(args, "issuer", None) or settings.issuer_url
+        table = asyncio.run(
+            keys_command(
+                args.action,
+                issuer_url=issuer_url,
+                state=settings.voicebank_state,
+                kid=getattr(args, "kid", None),
+                alg=getattr(args, "alg", None),
+                force=getattr(args, "force", False),
+                transport=transport,
+            )
+        )
+        print(table)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    """Run bench/run_all.py, which starts every benchmark in a process of its own."""
+    script = Path(__file__).resolve().parents[2] / "bench" / "run_all.py"
+    if not script.is_file():
+        print("voicebank bench: bench/ is not here; run it from a source checkout", file=sys.stderr)
+        return 2
+    argv = [sys.executable, str(script), *(["--quick"] if args.quick else [])]
+    argv += ["--only", *args.only] if args.only else []
+    return subprocess.run(argv, cwd=script.parents[1], check=False).returncode  # noqa: S603 - our own script
+
+
+def main(argv: Sequence[str] | None = None, *, transport: httpx.AsyncBaseTransport | None = None) -> int:
+    """Entry point of the `voicebank` console script; the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "demo":
+            from orchestrator._commands._demo._run import (  # livekit-agents loads only for the demo
+                DemoOptions,
+                run_demo,
+            )
+
+            options = DemoOptions(
+                state=args.state, redis_url=args.redis, issuer_port=args.issuer_port, mcp_port=args.mcp_port
+            )
+            return run_demo(options)
+        if args.command == "bench":
+            return _bench(args)
+        _run(args, transport)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]).upper() or "settings"
+        print(f"voicebank: invalid setting {where}: {first['msg']}", file=sys.stderr)
+        return 1
+    except (IssuerStartupError, DevInitError, AdminCommandError) as exc:
+        print(f"voicebank: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0

@@ -1,0 +1,1 @@
+"""`voicebank demo`: a scripted call through the real orchestrator against real services."""

@@ -1,0 +1,131 @@
+"""`voicebank dev-init`: a state directory with a passphrase, the issuer key ring and three clients."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from issuer import (
+    GRANT_CIBA,
+    GRANT_CLIENT_CREDENTIALS,
+    GRANT_REFRESH,
+    GRANT_TOKEN_EXCHANGE,
+    IssuerSettings,
+    key_store,
+)
+from keys import KeyMaterialError, KeyPair, KeyRingError, client_key_path, generate_key, write_private_file
+
+# client id -> (grant types, scope): DESIGN.md "Clients".
+DEV_CLIENTS: dict[str, tuple[list[str], str]] = {
+    "orchestrator": ([GRANT_TOKEN_EXCHANGE, GRANT_REFRESH, GRANT_CIBA], "read transact configure"),
+    "backend": ([GRANT_CLIENT_CREDENTIALS], "sessions:create approvals:decide"),
+    "admin": ([GRANT_CLIENT_CREDENTIALS], "keys:admin"),
+}
+
+
+class DevInitError(Exception):
+    """dev-init could not finish; the message says what to do."""
+
+    code = "dev_init"
+
+
+class BankSettings(BaseSettings):
+    """The one bank setting dev-init needs to seed the database."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    bank_db_url: str | None = None
+
+
+def _passphrase(settings: IssuerSettings, force: bool, out: Callable[[str], None]) -> None:
+    if settings.keys_passphrase is not None and settings.keys_passphrase.get_secret_value():
+        out("passphrase: using KEYS_PASSPHRASE")
+        return
+    path = settings.voicebank_state / "passphrase"
+    if path.is_file() and not force:
+        out(f"passphrase: kept {path}")
+        return
+    write_private_file(path, secrets.token_urlsafe(32).encode() + b"\n")
+    out(f"passphrase: created {path} (0600)")
+
+
+def _client_key(state: Path, client_id: str, force: bool, out: Callable[[str], None]) -> KeyPair:
+    path = client_key_path(state, client_id)
+    if path.is_file() and not force:
+        try:
+            key = KeyPair.from_pem(path.read_bytes(), None)
+        except KeyMaterialError as exc:
+            raise DevInitError(f"{path} is not a usable key ({exc}); rerun with --force") from None
+        out(f"client {client_id}: kept {path}")
+        return key
+    key = generate_key("ES256")
+    write_private_file(path, key.private_pem(None))
+    out(f"client {client_id}: created {path} (0600)")
+    return key
+
+
+def _write_registry(path: Path, keys: dict[str, KeyPair], out: Callable[[str], None]) -> None:
+    others: list[dict[str, Any]] = []
+    if path.is_file():
+        try:
+            existing = json.loads(path.read_text())
+            others = [c for c in existing.get("clients", []) if c.get("client_id") not in DEV_CLIENTS]
+        except (ValueError, AttributeError):
+            others = []  # an unreadable registry is replaced: the dev clients are what matters here
+    clients = [
+        {"client_id": cid, "jwks": {"keys": [keys[cid].public_jwk()]}, "grant_types": grants, "scope": scope}
+        for cid, (grants, scope) in DEV_CLIENTS.items()
+    ]
+    temp = path.with_name(f".{path.name}.tmp")
+    temp.write_text(json.dumps({"clients": clients + others}, indent=2) + "\n")
+    temp.replace(path)
+    out(f"clients: registered {', '.join(DEV_CLIENTS)} in {path}")
+
+
+def _seed(settings: IssuerSettings, bank_db_url: str | None, out: Callable[[str], None]) -> None:
+    from mcp_server import seed_bank  # FastMCP loads only when dev-init runs, not for every command
+
+    # The command line passes nothing: BANK_DB_URL comes from the environment, as the MCP server reads it.
+    bank_db_url = bank_db_url or BankSettings().bank_db_url
+    url = bank_db_url or f"sqlite:///{(settings.voicebank_state / 'bank.db').resolve()}"
+    created = seed_bank(url)
+    out(f"bank: {'seeded' if created else 'already seeded'} ({url.split('://', 1)[0]})")
+
+
+def dev_init(
+    settings: IssuerSettings,
+    *,
+    force: bool = False,
+    bank_db_url: str | None = None,
+    out: Callable[[str], None] = print,
+    clock: Callable[[], float] = time.time,
+) -> None:
+    """Create (or complete) a development state directory; existing keys are kept unless `force`."""
+    state = settings.voicebank_state
+    try:
+        state.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise DevInitError(f"cannot create the state directory {state}: {exc.strerror}") from None
+    if force and settings.keys_store == "file" and settings.keys_dir.exists():
+        shutil.rmtree(settings.keys_dir)
+    _passphrase(settings, force, out)
+    if settings.keys_store == "file":
+        try:
+            ring = asyncio.run(key_store(settings, None, clock).load(clock()))
+        except KeyRingError as exc:
+            raise DevInitError(f"cannot open the issuer key ring: {exc} (rerun with --force)") from None
+        active = ", ".join(f"{alg} {ring.signing_key(alg).kid}" for alg in ring.algs)
+        out(f"issuer keys: {settings.keys_dir} (active {active})")
+    else:
+        out("issuer keys: KEYS_STORE=redis; the issuer creates its ring in Redis on first start")
+    keys = {cid: _client_key(state, cid, force, out) for cid in DEV_CLIENTS}
+    _write_registry(settings.clients_file, keys, out)
+    _seed(settings, bank_db_url, out)

@@ -1,0 +1,173 @@
+"""The orchestrator's OAuth client of the issuer: token exchange, refresh, revocation.
+
+Retries: every try carries a fresh client assertion (its `jti` is single-use). Revocation is idempotent
+and is retried on any 5xx or network error. Token exchange and refresh are not: the session grant is
+exchanged once and a refresh rotates the refresh token, so re-sending a request the issuer may already
+have processed would present a spent token, which the issuer treats as reuse and answers by revoking the
+whole family. Those two are therefore retried only when the request provably did not reach the issuer
+(connect errors, pool timeouts) or when the issuer itself answered 5xx (its transaction failed, nothing
+rotated); a read timeout, a broken connection mid-request or a proxy's 502/504 raise `IssuerUnavailable`
+at once. The token manager then keeps the old refresh token: if the issuer did rotate, the next refresh
+is a reuse and the session ends with `GrantRevoked` - a rare, loud, safe failure rather than a silent one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+import keys
+from keys import JWT_BEARER, client_assertion
+from orchestrator._tokens._errors import GrantRevoked, IssuerRefused, IssuerUnavailable, ScopeNotGranted
+from orchestrator._tokens._retry import IN_DOUBT_STATUSES, NOT_SENT_ERRORS, RetryPolicy, Sleep
+
+__all__ = ["IssuerClient", "TokenResponse"]
+
+log = logging.getLogger(__name__)
+
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"  # noqa: S105 - a grant type
+JWT_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:jwt"  # noqa: S105 - a token type URN
+
+
+@dataclass(frozen=True)
+class TokenResponse:
+    """A successful `/token` answer; the tokens stay out of `repr`."""
+
+    access_token: str = field(repr=False)
+    expires_in: float
+    scope: str
+    refresh_token: str | None = field(default=None, repr=False)
+
+
+def _wall_clock() -> float:
+    # Looked up at call time so that freezegun's patched `time.time` is seen.
+    return time.time()
+
+
+class IssuerClient:
+    """Calls the issuer's `/token` and `/revoke` as the `private_key_jwt` client `client_id`."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        issuer: str,
+        client_id: str,
+        key: keys.KeyPair,
+        retry: RetryPolicy | None = None,
+        sleep: Sleep = asyncio.sleep,
+        clock: Callable[[], float] = _wall_clock,
+    ) -> None:
+        self._http = http
+        self._issuer = issuer.rstrip("/")
+        self._token_endpoint = f"{self._issuer}/token"
+        self._client_id = client_id
+        self._key = key
+        self._retry = retry or RetryPolicy()
+        self._sleep = sleep
+        self._clock = clock
+
+    async def exchange(self, session_grant: str, scope: str = "read") -> TokenResponse:
+        """RFC 8693: trade the session grant for an access token of `scope` and a refresh token."""
+        form = {
+            "grant_type": TOKEN_EXCHANGE,
+            "subject_token": session_grant,
+            "subject_token_type": JWT_TOKEN_TYPE,
+            "scope": scope,
+        }
+        response = await self._post("/token", form, idempotent=False)
+        return self._token_response(response, scope)
+
+    async def refresh(self, refresh_token: str, scope: str) -> TokenResponse:
+        """The refresh-token grant for exactly `scope`; the answer carries the rotated refresh token."""
+        form = {"grant_type": "refresh_token", "refresh_token": refresh_token, "scope": scope}
+        response = await self._post("/token", form, idempotent=False)
+        return self._token_response(response, scope)
+
+    async def revoke(self, refresh_token: str) -> None:
+        """RFC 7009: revoke the refresh token, and with it its whole family."""
+        form = {"token": refresh_token, "token_type_hint": "refresh_token"}
+        response = await self._post("/revoke", form, idempotent=True)
+        if response.status_code != 200:
+            raise _refusal(response, scope="")
+
+    async def _post(self, path: str, form: Mapping[str, str], *, idempotent: bool) -> httpx.Response:
+        url = f"{self._issuer}{path}"
+        attempts = max(1, self._retry.attempts)
+        for attempt in range(1, attempts + 1):
+            data = {
+                **form,
+                "client_assertion_type": JWT_BEARER,
+                "client_assertion": client_assertion(
+                    self._client_id, self._key, self._token_endpoint, self._clock()
+                ),
+            }
+            try:
+                response = await self._http.post(url, data=data, timeout=self._retry.timeout)
+            except NOT_SENT_ERRORS as exc:
+                retriable, reason = True, type(exc).__name__
+            except httpx.TransportError as exc:
+                retriable, reason = idempotent, type(exc).__name__
+            else:
+                if response.status_code < 500:
+                    return response
+                retriable = idempotent or response.status_code not in IN_DOUBT_STATUSES
+                reason = f"HTTP {response.status_code}"
+            log.warning("issuer %s failed (try %d of %d): %s", path, attempt, attempts, reason)
+            if not retriable or attempt == attempts:
+                break
+            await self._sleep(self._retry.backoff(attempt))
+        raise IssuerUnavailable
+
+    @staticmethod
+    def _token_response(response: httpx.Response, scope: str) -> TokenResponse:
+        if response.status_code != 200:
+            raise _refusal(response, scope)
+        parsed = _parse_success(_json_object(response), scope)
+        if parsed is None:
+            log.error("issuer /token answered 200 with a malformed body")
+            raise IssuerUnavailable
+        return parsed
+
+
+def _parse_success(body: Mapping[str, Any], scope: str) -> TokenResponse | None:
+    access_token = body.get("access_token")
+    expires_in = body.get("expires_in")
+    token_type = body.get("token_type")
+    refresh_token = body.get("refresh_token")
+    granted = body.get("scope", scope)
+    if not (isinstance(access_token, str) and access_token and isinstance(granted, str)):
+        return None
+    if not (isinstance(token_type, str) and token_type.lower() == "bearer"):
+        return None
+    if isinstance(expires_in, bool) or not isinstance(expires_in, int | float) or not 0 < expires_in < 86400:
+        return None
+    if refresh_token is not None and not (isinstance(refresh_token, str) and refresh_token):
+        return None
+    return TokenResponse(access_token, float(expires_in), granted, refresh_token)
+
+
+def _json_object(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _refusal(response: httpx.Response, scope: str) -> Exception:
+    """Map an RFC 6749 §5.2 error answer to a typed error."""
+    error = _json_object(response).get("error")
+    error = error if isinstance(error, str) else f"http_{response.status_code}"
+    log.warning("issuer refused: %s (HTTP %d)", error, response.status_code)
+    if error == "invalid_grant":
+        return GrantRevoked()
+    if error == "invalid_scope":
+        return ScopeNotGranted(scope)
+    return IssuerRefused(error)
