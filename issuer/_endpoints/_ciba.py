@@ -96,7 +96,8 @@ async def bc_authorize(state: IssuerState, form: dict[str, str], authorization: 
             expires_at=now + APPROVAL_LIFETIME,
         )
         if not await state.approvals.create(request, now=now):
-            raise InvalidRequest("too many approvals are pending for this user", reason="too_many_pending")
+            # CIBA §13 access_denied: the OP denied the request (here: the user's app is already full).
+            raise AccessDenied("too many approvals are pending for this user", reason="too_many_pending")
     except OAuthError as exc:
         audit(outcome="refused", reason=exc.reason)
         raise

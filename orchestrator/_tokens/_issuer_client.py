@@ -1,4 +1,4 @@
-"""The orchestrator's OAuth client of the issuer: token exchange, refresh, revocation.
+"""The orchestrator's OAuth client of the issuer: token exchange, refresh, revocation, CIBA approval.
 
 Retries: every try carries a fresh client assertion (its `jti` is single-use). Revocation is idempotent
 and is retried on any 5xx or network error. Token exchange and refresh are not: the session grant is
@@ -9,6 +9,8 @@ whole family. Those two are therefore retried only when the request provably did
 rotated); a read timeout, a broken connection mid-request or a proxy's 502/504 raise `IssuerUnavailable`
 at once. The token manager then keeps the old refresh token: if the issuer did rotate, the next refresh
 is a reuse and the session ends with `GrantRevoked` - a rare, loud, safe failure rather than a silent one.
+`/bc-authorize` and CIBA polls follow the same rule: a repeated one could show the user a second request
+or lose the one approved token.
 """
 
 from __future__ import annotations
@@ -24,14 +26,26 @@ import httpx
 
 import keys
 from keys import JWT_BEARER, client_assertion
-from orchestrator._tokens._errors import GrantRevoked, IssuerRefused, IssuerUnavailable, ScopeNotGranted
+from orchestrator._bank._protocol import ApprovalDeclined, ApprovalExpired, ToolRefused
+from orchestrator._tokens._errors import (
+    ApprovalPending,
+    DetailsRefused,
+    GrantRevoked,
+    InteractionRequired,
+    IssuerRefused,
+    IssuerUnavailable,
+    ScopeNotGranted,
+    SlowDown,
+)
 from orchestrator._tokens._retry import IN_DOUBT_STATUSES, NOT_SENT_ERRORS, RetryPolicy, Sleep
 
-__all__ = ["IssuerClient", "TokenResponse"]
+__all__ = ["BackchannelRequest", "IssuerClient", "TokenResponse"]
 
 log = logging.getLogger(__name__)
 
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"  # noqa: S105 - a grant type
+CIBA = "urn:openid:params:grant-type:ciba"
+TOO_MANY_APPROVALS = "Too many approvals are already waiting in your banking app, so no money moved."
 JWT_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:jwt"  # noqa: S105 - a token type URN
 
 
@@ -43,6 +57,22 @@ class TokenResponse:
     expires_in: float
     scope: str
     refresh_token: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class BackchannelRequest:
+    """A CIBA approval request the user's app now shows; poll for its outcome every `interval` seconds."""
+
+    auth_req_id: str = field(repr=False)
+    expires_in: float
+    interval: float
+
+
+def _seconds(value: object) -> float | None:
+    """A positive number of seconds below a day, or None."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 86400:
+        return None
+    return float(value)
 
 
 def _wall_clock() -> float:
@@ -84,11 +114,69 @@ class IssuerClient:
         response = await self._post("/token", form, idempotent=False)
         return self._token_response(response, scope)
 
-    async def refresh(self, refresh_token: str, scope: str) -> TokenResponse:
-        """The refresh-token grant for exactly `scope`; the answer carries the rotated refresh token."""
+    async def refresh(
+        self, refresh_token: str, scope: str, authorization_details: str | None = None
+    ) -> TokenResponse:
+        """The refresh-token grant for exactly `scope`; the answer carries the rotated refresh token.
+
+        A `transact` token is asked for with the `authorization_details` (RFC 9396) of its one movement;
+        above the session's approval threshold the issuer answers `InteractionRequired` and keeps the
+        refresh token unspent.
+        """
         form = {"grant_type": "refresh_token", "refresh_token": refresh_token, "scope": scope}
+        if authorization_details is not None:
+            form["authorization_details"] = authorization_details
         response = await self._post("/token", form, idempotent=False)
         return self._token_response(response, scope)
+
+    async def backchannel_authorize(
+        self, session_id: str, authorization_details: str, binding_message: str
+    ) -> BackchannelRequest:
+        """OpenID CIBA: ask the user (found by the session) to approve one movement on their own device."""
+        form = {
+            "scope": "transact",
+            "login_hint": session_id,
+            "authorization_details": authorization_details,
+            "binding_message": binding_message,
+        }
+        response = await self._post("/bc-authorize", form, idempotent=False)
+        if response.status_code != 200:
+            error = _json_object(response).get("error")
+            # About this one movement, not the session: the call goes on.
+            if error in ("invalid_authorization_details", "invalid_binding_message"):
+                log.warning("issuer refused the approval request: %s", error)
+                raise DetailsRefused()
+            if error == "access_denied":
+                log.warning("issuer refused the approval request: access_denied")
+                raise ToolRefused(TOO_MANY_APPROVALS)
+            raise _refusal(response, "transact")
+        body = _json_object(response)
+        auth_req_id = body.get("auth_req_id")
+        expires_in, interval = _seconds(body.get("expires_in")), _seconds(body.get("interval"))
+        if not (isinstance(auth_req_id, str) and auth_req_id) or expires_in is None or interval is None:
+            log.error("issuer /bc-authorize answered 200 with a malformed body")
+            raise IssuerUnavailable
+        return BackchannelRequest(auth_req_id, expires_in, interval)
+
+    async def poll(self, auth_req_id: str) -> TokenResponse:
+        """One CIBA poll: the approved `transact` token, or `ApprovalPending`, `SlowDown`,
+        `ApprovalDeclined`, `ApprovalExpired`."""
+        form = {"grant_type": CIBA, "auth_req_id": auth_req_id}
+        response = await self._post("/token", form, idempotent=False)
+        if response.status_code == 200:
+            return self._token_response(response, "transact")
+        error = _json_object(response).get("error")
+        # Undecided is the normal answer while the user looks at their phone: not worth a warning.
+        if error == "authorization_pending":
+            raise ApprovalPending()
+        if error == "slow_down":
+            log.info("issuer asked to poll more slowly")
+            raise SlowDown()
+        if error == "invalid_grant":
+            # The request is unknown, spent or its call ended: no token will come from it.
+            log.warning("issuer refused the approval poll: invalid_grant")
+            raise ApprovalExpired()
+        raise _refusal(response, "transact")
 
     async def revoke(self, refresh_token: str) -> None:
         """RFC 7009: revoke the refresh token, and with it its whole family."""
@@ -165,9 +253,20 @@ def _refusal(response: httpx.Response, scope: str) -> Exception:
     """Map an RFC 6749 §5.2 error answer to a typed error."""
     error = _json_object(response).get("error")
     error = error if isinstance(error, str) else f"http_{response.status_code}"
-    log.warning("issuer refused: %s (HTTP %d)", error, response.status_code)
+    # Above the approval threshold is an ordinary answer, not trouble.
+    level = logging.INFO if error == "interaction_required" else logging.WARNING
+    log.log(level, "issuer refused: %s (HTTP %d)", error, response.status_code)
     if error == "invalid_grant":
         return GrantRevoked()
     if error == "invalid_scope":
         return ScopeNotGranted(scope)
+    # Answers about one movement, never about the session: none of them ends the call's authorization.
+    if error == "interaction_required":
+        return InteractionRequired()
+    if error == "invalid_authorization_details":
+        return DetailsRefused()
+    if error == "access_denied":
+        return ApprovalDeclined()
+    if error == "expired_token":
+        return ApprovalExpired()
     return IssuerRefused(error)

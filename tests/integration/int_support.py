@@ -22,6 +22,7 @@ from issuer import create_app as create_issuer
 from keys import KeyPair, assertion_form, generate_key
 from mcp_server import Bank, McpSettings, build_app_from_settings, create_schema, make_engine, seed
 from orchestrator._bank._mcp import McpBank
+from orchestrator._bank._movement import Movement
 from orchestrator._tokens._issuer_client import IssuerClient
 from orchestrator._tokens._manager import TokenManager
 from orchestrator._tokens._retry import RetryPolicy
@@ -90,6 +91,19 @@ def client_registry(keys: dict[str, KeyPair]) -> dict[str, Any]:
             entry("admin", ["client_credentials"], "keys:admin"),
         ]
     }
+
+
+def bound(tool: str, arguments: dict[str, Any], currency: str = "USD") -> Movement:
+    """The movement a transact token for exactly this call is bound to (what the user confirmed)."""
+    kind, target = ("payment", "payee_id") if tool == "make_payment" else ("transfer", "to_account_id")
+    return Movement(
+        kind,
+        arguments["from_account_id"],
+        arguments[target],
+        arguments["amount"],
+        currency,
+        arguments["idempotency_key"],
+    )
 
 
 def b64_json(data: dict[str, Any]) -> str:

@@ -297,7 +297,7 @@ async def test_a_user_has_at_most_20_requests_in_flight(pair: tuple[Harness, Har
     sid = await _live_sid(a)
     for n in range(20):
         assert (await (a, b)[n % 2].bc_authorize(sid, payment(idempotency_key=f"k{n}"))).status_code == 200
-    assert _error(await a.bc_authorize(sid, payment(idempotency_key="k20"))) == "invalid_request"
+    assert _error(await a.bc_authorize(sid, payment(idempotency_key="k20"))) == "access_denied"
     a.clock.advance(120)  # expired requests stop counting
     assert (await b.bc_authorize(sid, payment(idempotency_key="k21"))).status_code == 200
 

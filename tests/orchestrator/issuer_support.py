@@ -10,6 +10,7 @@ from issuer import IssuerSettings
 
 ISSUER = "http://127.0.0.1:8000"
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+CIBA = "urn:openid:params:grant-type:ciba"
 CLIENT_KEYS = {name: keys.generate_key("ES256") for name in ("orchestrator", "backend")}
 
 
@@ -20,14 +21,14 @@ def issuer_settings(state: Path, resource: str = "http://127.0.0.1:8001/mcp") ->
             {
                 "client_id": "orchestrator",
                 "jwks": {"keys": [CLIENT_KEYS["orchestrator"].public_jwk()]},
-                "grant_types": [TOKEN_EXCHANGE, "refresh_token"],
+                "grant_types": [TOKEN_EXCHANGE, "refresh_token", CIBA],
                 "scope": "read transact configure",
             },
             {
                 "client_id": "backend",
                 "jwks": {"keys": [CLIENT_KEYS["backend"].public_jwk()]},
                 "grant_types": ["client_credentials"],
-                "scope": "sessions:create",
+                "scope": "sessions:create approvals:decide",
             },
         ]
     }
