@@ -44,6 +44,7 @@ from _world import bearer, client_keys, orchestrator_client, seeded_bank, sessio
 
 import keys
 from orchestrator._bank._mcp import McpBank
+from orchestrator._bank._movement import Movement
 from orchestrator._bank._protocol import BankError
 from orchestrator._tokens._manager import TokenManager
 
@@ -93,9 +94,10 @@ async def measure(
                     if role == "get_balance":
                         await bank.get_balance()
                     else:
-                        await bank.make_payment(
-                            account["account_id"], payee["payee_id"], "0.01", str(uuid.uuid4())
-                        )
+                        key = str(uuid.uuid4())
+                        source, target = account["account_id"], payee["payee_id"]
+                        confirmed = Movement("payment", source, target, "0.01", "USD", key)
+                        await bank.make_payment(source, target, "0.01", key, confirmed=confirmed)
                 except BankError as exc:
                     failures[f"{role}: {exc.code}: {exc}"] += 1
                     continue

@@ -11,7 +11,7 @@ from issuer._oauth._clients import (
     ClientRegistry,
     ClientRegistryError,
 )
-from issuer._oauth._errors import OAuthError
+from issuer._oauth._errors import IssuerError, OAuthError
 from issuer._settings import IssuerSettings
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "Client",
     "ClientRegistry",
     "ClientRegistryError",
+    "IssuerError",
     "IssuerSettings",
     "IssuerStartupError",
     "OAuthError",

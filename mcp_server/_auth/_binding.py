@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from mcp_server._errors import McpServerError
+
 INSUFFICIENT_AUTHORIZATION_DETAILS = "insufficient_authorization_details"
 # tool -> (authorization details type, the member naming where the money goes)
 MOVEMENT_TOOLS: dict[str, tuple[str, str]] = {
@@ -25,7 +27,7 @@ _AMOUNT = re.compile(r"[0-9]{1,9}(?:\.[0-9]{1,2})?")
 _CURRENCY = re.compile(r"[A-Z]{3}")
 
 
-class BindingMismatch(Exception):
+class BindingMismatch(McpServerError):
     """The call is not the movement the token authorizes; `reason` goes to the audit log only."""
 
     code = INSUFFICIENT_AUTHORIZATION_DETAILS
@@ -35,7 +37,7 @@ class BindingMismatch(Exception):
         self.reason = reason
 
 
-class CurrencyUnavailable(Exception):
+class CurrencyUnavailable(McpServerError):
     """The bank cannot say which currency an account holds right now; the call is refused (fail closed)."""
 
     code = "bank_unavailable"

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mcp_server._auth._binding import Movement
+from mcp_server._errors import McpServerError
 
 # Key under which the auth middleware leaves the principal in the ASGI scope.
 SCOPE_KEY = "voicebank.principal"
@@ -14,7 +15,7 @@ SCOPE_KEY = "voicebank.principal"
 SPENT_KEY = "voicebank.jti_spent"
 
 
-class InvalidPrincipal(ValueError):
+class InvalidPrincipal(McpServerError):
     """Verified claims that still do not describe a caller (wrong types)."""
 
     code = "invalid_claim"

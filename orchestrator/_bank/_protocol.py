@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any, Protocol, runtime_checkable
 
 from orchestrator._bank._movement import Movement
+from orchestrator._errors import OrchestratorError
 
 __all__ = [
     "ApprovalDeclined",
@@ -32,7 +33,7 @@ __all__ = [
 ]
 
 
-class BankError(Exception):
+class BankError(OrchestratorError):
     """A bank call failed; `str(err)` is one plain sentence safe to speak to the user."""
 
     code: str = "bank_error"

@@ -22,6 +22,7 @@ from issuer import (
     key_store,
 )
 from keys import KeyMaterialError, KeyPair, KeyRingError, client_key_path, generate_key, write_private_file
+from orchestrator._errors import OrchestratorError
 
 # client id -> (grant types, scope): DESIGN.md "Clients".
 DEV_CLIENTS: dict[str, tuple[list[str], str]] = {
@@ -31,7 +32,7 @@ DEV_CLIENTS: dict[str, tuple[list[str], str]] = {
 }
 
 
-class DevInitError(Exception):
+class DevInitError(OrchestratorError):
     """dev-init could not finish; the message says what to do."""
 
     code = "dev_init"
