@@ -9,6 +9,9 @@ from contextlib import AsyncExitStack
 
 import httpx
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from issuer._audit import IssuerAudit
@@ -101,7 +104,11 @@ async def build_state(
     registry = load_registry(settings)
     redis: aioredis.Redis | None = None
     if settings.redis_url:
-        redis = aioredis.Redis.from_url(settings.redis_url)
+        # One retry on a dropped connection: a Redis restart leaves dead connections in the pool, and each
+        # would otherwise answer one request with 503. An outage still fails closed.
+        redis = aioredis.Redis.from_url(
+            settings.redis_url, retry=Retry(NoBackoff(), 1), retry_on_error=[RedisConnectionError]
+        )
         stack.push_async_callback(redis.aclose)
     http = httpx.AsyncClient(transport=http_transport, timeout=5.0)
     stack.push_async_callback(http.aclose)

@@ -11,6 +11,9 @@ from typing import Any
 
 import anyio.to_thread
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
@@ -56,7 +59,15 @@ def create_app(
     """
     owns_engine = engine is None
     bank_engine = engine if engine is not None else make_engine(settings.database_url)
-    redis_client = aioredis.Redis.from_url(settings.redis_url) if settings.redis_url else None
+    # One retry on a dropped connection: a Redis restart leaves dead connections in the pool, and each
+    # would otherwise answer one request with 503. An outage still fails closed.
+    redis_client = (
+        aioredis.Redis.from_url(
+            settings.redis_url, retry=Retry(NoBackoff(), 1), retry_on_error=[RedisConnectionError]
+        )
+        if settings.redis_url
+        else None
+    )
     if replay is None:
         replay = (
             RedisReplayCache(redis_client, prefix=JTI_PREFIX, clock=clock)

@@ -121,3 +121,21 @@ async def test_revoke_ends_the_family_on_every_store(h: Harness) -> None:
     response = await h.http.post("/revoke", data={"token": second["refresh_token"], **h.auth("orchestrator")})
     assert response.status_code == 200
     assert (await h.refresh(second["refresh_token"])).json()["error"] == "invalid_grant"
+
+
+async def test_regression_a_redis_restart_between_two_requests_is_not_a_503(
+    make_settings: Callable[..., IssuerSettings],
+    clock: FakeClock,
+    client_keys: dict[str, KeyPair],
+    redis_server: Any,
+) -> None:
+    # A request leaves an idle connection in the pool; Redis restarts; that connection is dead. It used to
+    # answer the next /token with 503; a dropped connection is now replaced once (an outage still fails
+    # closed). The test server keeps no data over a restart, so the second request needs none: a client
+    # assertion, whose jti goes to the replay cache in Redis.
+    settings = make_settings(redis_url=redis_server.url)
+    async with running(settings, clock, client_keys) as h:
+        await h.bearer("backend", "sessions:create")
+        redis_server.restart()
+        response = await h.token("backend", grant_type="client_credentials", scope="sessions:create")
+    assert response.status_code == 200, response.text

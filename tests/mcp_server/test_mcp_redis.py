@@ -100,6 +100,32 @@ async def test_replay_store_down_fails_closed(
     assert bank.get_balance("alice", "checking")["accounts"][0]["balance"] == "2450.13"
 
 
+async def test_regression_a_redis_restart_between_two_payments_is_not_a_503(
+    redis_settings: McpSettings,
+    redis_server: Any,
+    verifier: Verifier,
+    engine: Engine,
+    clock: FakeClock,
+    mint: Mint,
+    bank: Bank,
+    payment: dict[str, Any],
+) -> None:
+    # The first payment leaves an idle connection in the pool; Redis restarts; that connection is now dead.
+    # It used to answer the next payment with 503 (no retry on a dropped connection); a dead connection is
+    # replaced once instead, and an outage still fails closed (test above).
+    app = create_app(redis_settings, verifier=verifier, engine=engine, clock=clock)
+    second = payment | {"idempotency_key": "r-2"}
+    async with running(app), http_client(app) as http:
+        first = mint(scope="transact", bound=("make_payment", payment))
+        assert (await post(http, first, rpc("make_payment", payment))).status_code == 200
+        redis_server.restart()
+        token = mint(scope="transact", bound=("make_payment", second))
+        response = await post(http, token, rpc("make_payment", second))
+        assert response.status_code == 200, response.text
+        assert (await post(http, token, rpc("make_payment", second))).status_code == 401
+    assert bank.get_balance("alice", "checking")["accounts"][0]["balance"] == "2430.13"
+
+
 class JwksServer:
     """A stand-in issuer that only serves a JWKS (the real issuer is tested by the lead's suite)."""
 
