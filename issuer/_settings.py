@@ -41,6 +41,9 @@ class IssuerSettings(BaseSettings):
 
     approval_threshold: str = "500.00"
 
+    # Prometheus metrics on a loopback listener of their own (0: none); never on the public port.
+    issuer_metrics_port: int = Field(default=8002, ge=0, le=65535)
+
     rotation_tick: float = Field(default=30, gt=0)
     max_body_bytes: int = Field(default=16 * 1024, gt=0)
 

@@ -1,13 +1,12 @@
-"""The ASGI app: FastMCP at the resource path behind bearer auth, metadata, metrics and health."""
+"""The ASGI app: FastMCP at the resource path behind bearer auth, metadata and health."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any
 
 import anyio.to_thread
 import redis.asyncio as aioredis
@@ -28,11 +27,9 @@ from mcp_server._auth._binding import CurrencyUnavailable
 from mcp_server._auth._key_events import KeyDropper, KeyEventSubscriber
 from mcp_server._auth._metadata import WELL_KNOWN, ResourceMetadata, metadata_url, resource_path
 from mcp_server._auth._middleware import BearerAuthMiddleware, TokenVerifier
-from mcp_server._auth._principal import Principal
 from mcp_server._bank._db import create_schema, make_engine
 from mcp_server._bank._service import Bank
 from mcp_server._metrics import Metrics
-from mcp_server._no_auth import FixedPrincipalMiddleware
 from mcp_server._settings import McpSettings
 from mcp_server._tools import BankTools, build_mcp
 
@@ -50,13 +47,8 @@ def create_app(
     replay: ReplayCache | None = None,
     clock: Callable[[], float] = time.time,
     lifespan_hook: Hook | None = None,
-    no_auth_claims: Mapping[str, Any] | None = None,
 ) -> Starlette:
-    """Build the MCP server app; the verifier (and the JWKS cache key events act on) come from outside.
-
-    `no_auth_claims` is for benchmarks only: it replaces bearer auth by a fixed caller built from these
-    claims, to measure what auth costs on the same app.
-    """
+    """Build the MCP server app; the verifier (and the JWKS cache key events act on) come from outside."""
     owns_engine = engine is None
     bank_engine = engine if engine is not None else make_engine(settings.database_url)
     # One retry on a dropped connection: a Redis restart leaves dead connections in the pool, and each
@@ -112,28 +104,21 @@ def create_app(
         return JSONResponse({"status": "ok"})
 
     suffix = resource_path(settings.mcp_resource_url)
-    auth = (
-        Middleware(
-            BearerAuthMiddleware,
-            path=suffix,
-            verifier=verifier,
-            replay=replay,
-            resource_metadata_url=metadata_url(settings.mcp_resource_url),
-            audit=audit,
-            metrics=metrics,
-            currency_of=currency_of,
-            max_body_bytes=settings.mcp_max_body_bytes,
-        )
-        if no_auth_claims is None
-        else Middleware(
-            FixedPrincipalMiddleware, path=suffix, principal=Principal.from_claims(no_auth_claims)
-        )
+    auth = Middleware(
+        BearerAuthMiddleware,
+        path=suffix,
+        verifier=verifier,
+        replay=replay,
+        resource_metadata_url=metadata_url(settings.mcp_resource_url),
+        audit=audit,
+        metrics=metrics,
+        currency_of=currency_of,
+        max_body_bytes=settings.mcp_max_body_bytes,
     )
     app = Starlette(
         routes=[
             Route(WELL_KNOWN, metadata.endpoint, methods=["GET"]),
             Route(WELL_KNOWN + suffix, metadata.endpoint, methods=["GET"]),
-            Route("/metrics", metrics.endpoint, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
             Mount("/", app=mcp_app),
         ],

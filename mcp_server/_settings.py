@@ -25,6 +25,8 @@ class McpSettings(BaseSettings):
     redis_url: str | None = None
     mcp_payment_limit: str = "5000.00"
     mcp_max_body_bytes: int = Field(default=1_048_576, gt=0)
+    # Prometheus metrics on a loopback listener of their own (0: none); never on the public port.
+    mcp_metrics_port: int = Field(default=8003, ge=0, le=65535)
 
     @field_validator("mcp_payment_limit")
     @classmethod

@@ -5,23 +5,43 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import socket
 from collections.abc import Iterator, Sequence
 
 import uvicorn
 
 from issuer import IssuerSettings, create_app
+from orchestrator._errors import OrchestratorError
+
+
+class ServeError(OrchestratorError):
+    """A server stopped while starting (its port was taken, its lifespan failed); uvicorn logged why."""
+
+    code = "serve"
 
 
 class SharedLoopServer(uvicorn.Server):
-    """A uvicorn server that leaves signals to `serve_all`, so several can share one loop."""
+    """A uvicorn server that leaves signals to `serve_all`, so several can share one loop.
+
+    `sockets`, when given, are already bound and listening: the server takes them over.
+    """
+
+    def __init__(self, config: uvicorn.Config, sockets: list[socket.socket] | None = None) -> None:
+        super().__init__(config)
+        self.sockets = sockets
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
 
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().serve(sockets or self.sockets)
+
 
 def issuer_server(settings: IssuerSettings, *, host: str, port: int) -> uvicorn.Server:
-    config = uvicorn.Config(create_app(settings), host=host, port=port, log_level="info", lifespan="on")
+    config = uvicorn.Config(
+        create_app(settings), host=host, port=port, log_level="info", log_config=None, lifespan="on"
+    )
     return SharedLoopServer(config)
 
 
@@ -35,10 +55,21 @@ async def serve_all(servers: Sequence[uvicorn.Server]) -> None:
                 server.force_exit = True
             server.should_exit = True
 
+    async def serve(server: uvicorn.Server) -> None:
+        try:
+            await server.serve()
+        except SystemExit:  # uvicorn exits when it cannot bind or its lifespan fails, after logging why
+            stop()
+            raise ServeError("a server could not start; the log above says why") from None
+
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop)
     try:
-        await asyncio.gather(*(server.serve() for server in servers))
+        # Every server finishes its shutdown before a failure is raised.
+        outcomes = await asyncio.gather(*(serve(server) for server in servers), return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)

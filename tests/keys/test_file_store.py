@@ -239,3 +239,16 @@ async def test_store_repr_hides_the_passphrase(tmp_path: Path) -> None:
     await store.load(T0)
     assert PASS.decode() not in repr(store)
     assert "PASS" not in repr(store)
+
+
+async def test_regression_an_unusable_directory_is_key_store_unavailable(tmp_path: Path) -> None:
+    # Here a file is in the way; in production a directory without permissions or on a read-only disk:
+    # the store is unavailable (the issuer answers 503), never a raw OSError (a 500, a traceback).
+    blocked = tmp_path / "keys"
+    blocked.write_text("not a directory")
+    with pytest.raises(keys.KeyStoreUnavailable, match=f"^{blocked}: File exists$") as err:
+        await store_at(blocked).load(T0)
+    assert err.value.code == "key_store_unavailable"
+    assert isinstance(err.value, keys.KeyStoreError)
+    with pytest.raises(keys.KeyStoreUnavailable):
+        await store_at(blocked).current()

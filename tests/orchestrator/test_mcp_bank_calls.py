@@ -31,6 +31,7 @@ from orchestrator._bank._protocol import (
     ApprovalRequired,
     AuthorizationLost,
     Bank,
+    BankError,
     NotAuthorized,
     ServiceUnavailable,
     ToolRefused,
@@ -483,3 +484,13 @@ async def test_a_401_whose_forced_refresh_finds_the_family_revoked_loses_authori
     with pytest.raises(AuthorizationLost):
         await bank.list_loans()
     assert world.wire.sent[-1].status == 401
+
+
+async def test_regression_a_programming_error_is_not_reported_as_an_unreachable_bank(world: World) -> None:
+    """McpBank caught every Exception, so a bug in our own call (here: an argument that cannot be sent)
+    reached the caller as "I can't reach the bank"; only the client's transport and protocol errors may."""
+    bank, _ = await world.bank()
+    with pytest.raises(Exception) as caught:  # noqa: PT011 - the point is which kind it is not
+        await bank.get_balance(account_type=object())  # type: ignore[arg-type]
+    assert not isinstance(caught.value, BankError), repr(caught.value)
+    assert "loans" in await bank.list_loans()  # the bank itself is fine

@@ -13,6 +13,7 @@ import pytest
 
 from issuer import IssuerSettings
 from orchestrator._commands._dev_init import dev_init
+from orchestrator._commands._serve import SharedLoopServer
 from orchestrator._commands._up import UpOptions, _agent_process, _servers, service_urls
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,11 +46,42 @@ def test_urls_follow_the_listening_address_unless_the_environment_names_them() -
 def test_servers_built_per_part(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("ISSUER_URL", "MCP_RESOURCE_URL", "KEYS_STORE", "REDIS_URL", "VOICEBANK_MODE"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ISSUER_METRICS_PORT", "0")  # no metrics listeners here: see the test below
+    monkeypatch.setenv("MCP_METRICS_PORT", "0")
     dev_init(IssuerSettings(voicebank_state=tmp_path), out=lambda _: None)
-    both = _servers(UpOptions(state=tmp_path, issuer_port=9100, mcp_port=9101), {})
-    assert [s.config.port for s in both] == [9100, 9101]
-    only_mcp = _servers(UpOptions(state=tmp_path, only="mcp", mcp_port=9102), {})
-    assert [s.config.port for s in only_mcp] == [9102]
+    ports = [free_port(), free_port(), free_port()]
+    both = _servers(UpOptions(state=tmp_path, issuer_port=ports[0], mcp_port=ports[1]), {})
+    assert [s.config.port for s in both] == ports[:2]
+    only_mcp = _servers(UpOptions(state=tmp_path, only="mcp", mcp_port=ports[2]), {})
+    assert [s.config.port for s in only_mcp] == ports[2:]
+
+
+def test_metrics_listeners_are_on_loopback_whatever_the_public_address(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("ISSUER_URL", "MCP_RESOURCE_URL", "KEYS_STORE", "REDIS_URL", "VOICEBANK_MODE"):
+        monkeypatch.delenv(name, raising=False)
+    issuer_metrics, mcp_metrics = free_port(), free_port()
+    monkeypatch.setenv("ISSUER_METRICS_PORT", str(issuer_metrics))
+    monkeypatch.setenv("MCP_METRICS_PORT", str(mcp_metrics))
+    dev_init(IssuerSettings(voicebank_state=tmp_path), out=lambda _: None)
+    options = UpOptions(state=tmp_path, host="0.0.0.0", issuer_port=free_port(), mcp_port=free_port())  # noqa: S104
+    servers = _servers(options, {})
+    try:
+        assert [(s.config.host, s.config.port) for s in servers] == [
+            ("0.0.0.0", options.issuer_port),  # noqa: S104
+            ("127.0.0.1", issuer_metrics),
+            ("0.0.0.0", options.mcp_port),  # noqa: S104
+            ("127.0.0.1", mcp_metrics),
+        ]
+        bound = [
+            sock.getsockname() for s in servers if isinstance(s, SharedLoopServer) for sock in s.sockets or []
+        ]
+        assert bound == [("127.0.0.1", issuer_metrics), ("127.0.0.1", mcp_metrics)]
+    finally:
+        for server in servers:
+            for sock in getattr(server, "sockets", None) or []:
+                sock.close()
 
 
 def test_the_agent_is_not_started_without_its_configuration(
@@ -66,6 +98,7 @@ def test_the_agent_is_not_started_without_its_configuration(
 async def test_up_serves_both_parts_logs_to_a_file_and_stops_on_sigterm(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in AGENT_VARIABLES}
     env = {k: v for k, v in env.items() if not k.startswith(("MCP_", "ISSUER_"))}
+    env |= {"ISSUER_METRICS_PORT": str(free_port()), "MCP_METRICS_PORT": str(free_port())}
     state, log = tmp_path / "state", tmp_path / "up.log"
     await asyncio.to_thread(dev_init, IssuerSettings(voicebank_state=state), out=lambda _: None)
     issuer_port, mcp_port = free_port(), free_port()
@@ -98,4 +131,5 @@ async def test_up_serves_both_parts_logs_to_a_file_and_stops_on_sigterm(tmp_path
     assert b"Traceback" not in err
     text = log.read_text()
     assert '"reason":"no_token"' in text  # the audit line went to the file
+    assert log.stat().st_mode & 0o777 == 0o600
     assert "Shutting down" in text
