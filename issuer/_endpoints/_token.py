@@ -151,6 +151,8 @@ async def _refresh_token(state: IssuerState, client: Client, form: dict[str, str
     # Checked before spending, so a refused request does not cost the client its token.
     if own is not None and asked is not None and not asked <= parse_scope(own.scope):
         raise InvalidScope("the requested scope exceeds the refresh token's scope")
+    if own is not None and asked is None:
+        asked = _default_scope(own)
     detail = requested_detail(form, asked or frozenset())
     if detail is None:
         return await _plain_refresh(state, client, token, asked, resource)

@@ -232,3 +232,15 @@ async def test_metadata_names_the_types_and_the_ciba_endpoint(issuer: Harness) -
     assert meta["backchannel_token_delivery_modes_supported"] == ["poll"]
     assert "urn:openid:params:grant-type:ciba" in meta["grant_types_supported"]
     assert "approvals:decide" in meta["scopes_supported"]
+
+
+async def test_a_refresh_without_scope_of_a_transact_only_family_is_refused_before_spending(
+    issuer: Harness,
+) -> None:
+    # No exchange makes such a family (the exchange never issues transact); a store can still hold one.
+    state = issuer.app.state.issuer
+    token = await state.refresh.create(
+        client_id="orchestrator", sub="alice", sid="vb-only-transact", scope="transact", now=issuer.clock()
+    )
+    assert (await issuer.refresh(token)).json()["error"] == "invalid_request"
+    assert (await issuer.transact(token, payment())).status_code == 200  # the token was not spent
