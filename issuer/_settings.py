@@ -41,6 +41,7 @@ class IssuerSettings(BaseSettings):
 
     approval_threshold: str = "500.00"
 
+    dpop_nonce: Literal["off", "required"] = "off"
     # Prometheus metrics on a loopback listener of their own (0: none); never on the public port.
     issuer_metrics_port: int = Field(default=8002, ge=0, le=65535)
 

@@ -14,6 +14,7 @@ from issuer._oauth._approvals import ApprovalStore
 from issuer._oauth._bearer import BearerGuard
 from issuer._oauth._client_auth import ClientAuthenticator
 from issuer._oauth._clients import ClientRegistry
+from issuer._oauth._dpop import DPoPGate
 from issuer._oauth._refresh import RefreshStore
 from issuer._oauth._spending import SpendingLedger
 from issuer._settings import IssuerSettings
@@ -35,6 +36,7 @@ class IssuerState:
     replay: ReplayCache
     minter: Minter
     clients: ClientAuthenticator
+    dpop: DPoPGate
     bearer: BearerGuard
     grants: Verifier
     rotation: RotationLoop

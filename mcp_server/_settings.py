@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -25,6 +26,9 @@ class McpSettings(BaseSettings):
     redis_url: str | None = None
     mcp_payment_limit: str = "5000.00"
     mcp_max_body_bytes: int = Field(default=1_048_576, gt=0)
+    voicebank_mode: Literal["dev", "prod"] = "dev"
+    mcp_require_dpop: bool | None = None  # unset: required exactly when VOICEBANK_MODE=prod
+    dpop_nonce: Literal["off", "required"] = "off"
     # Prometheus metrics on a loopback listener of their own (0: none); never on the public port.
     mcp_metrics_port: int = Field(default=8003, ge=0, le=65535)
 
@@ -38,6 +42,11 @@ class McpSettings(BaseSettings):
         if cents <= 0:
             raise ValueError("MCP_PAYMENT_LIMIT must be a positive amount like 5000.00")
         return value
+
+    @property
+    def require_dpop(self) -> bool:
+        """Whether unbound (bearer) tokens are refused: `MCP_REQUIRE_DPOP`, by default in prod mode."""
+        return self.mcp_require_dpop if self.mcp_require_dpop is not None else self.voicebank_mode == "prod"
 
     @property
     def database_url(self) -> str:

@@ -12,6 +12,7 @@ import functools
 import re
 import secrets
 import unicodedata
+from collections.abc import Sequence
 from typing import Any
 
 from issuer._endpoints._sessions import SESSION_ID, USER_ID
@@ -20,6 +21,7 @@ from issuer._http._body import optional_param, required_param
 from issuer._oauth._approvals import APPROVAL_LIFETIME, POLL_INTERVAL, ApprovalRequest
 from issuer._oauth._authorization_details import parse_authorization_details
 from issuer._oauth._clients import GRANT_CIBA, Client
+from issuer._oauth._dpop import require_key
 from issuer._oauth._errors import (
     AccessDenied,
     AuthorizationPending,
@@ -39,8 +41,10 @@ from issuer._oauth._refresh import RefreshFamily
 from issuer._oauth._scope import parse_scope
 from issuer._signing._mint import Minted
 from issuer._state import IssuerState
+from keys import DPoPProof
 
 APPROVALS_SCOPE = "approvals:decide"
+BC_AUTHORIZE_PATH = "/bc-authorize"
 MAX_BINDING_MESSAGE = 80
 _AUTH_REQ_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _UNSUPPORTED_HINTS = ("login_hint_token", "id_token_hint", "user_code")
@@ -63,13 +67,20 @@ async def _live_family(state: IssuerState, sid: str, client_id: str) -> RefreshF
     return await state.refresh.session_family(sid, client_id, state.clock())
 
 
-async def bc_authorize(state: IssuerState, form: dict[str, str], authorization: str | None) -> dict[str, Any]:
+def backchannel_endpoint(state: IssuerState) -> str:
+    return state.settings.issuer_url.rstrip("/") + BC_AUTHORIZE_PATH
+
+
+async def bc_authorize(
+    state: IssuerState, form: dict[str, str], authorization: str | None, dpop: Sequence[str] = ()
+) -> dict[str, Any]:
     """`POST /bc-authorize`: open an approval request for one movement of a live session."""
     client = await state.clients.authenticate(form, authorization=authorization)
     audit = functools.partial(state.audit.record, "bc_authorize", client_id=client.client_id, scope=TRANSACT)
     try:
         if not client.may_use(GRANT_CIBA):
             raise UnauthorizedClient("this client is not registered for the CIBA grant")
+        proof = await state.dpop.proof(dpop, htu=backchannel_endpoint(state), client=client)
         if any(optional_param(form, hint) for hint in _UNSUPPORTED_HINTS):
             raise InvalidRequest("only login_hint (the session id) identifies the user here")
         if parse_scope(required_param(form, "scope")) != {TRANSACT} or TRANSACT not in client.scopes:
@@ -83,6 +94,7 @@ async def bc_authorize(state: IssuerState, form: dict[str, str], authorization: 
         family = await _live_family(state, sid, client.client_id)
         if family is None:
             raise UnknownUserId("login_hint must be the id of a live session of this client")
+        require_key(proof, family.jkt)  # a DPoP-bound session asks only with its own key
         audit = functools.partial(audit, sub=family.sub, family=family.family_id)
         now = state.clock()
         request = ApprovalRequest(
@@ -164,13 +176,28 @@ def _poll_refusal(outcome: str) -> OAuthError:
     return InvalidGrant("auth_req_id is unknown, spent or not this client's", reason=f"ciba_{outcome}")
 
 
-async def ciba_token(state: IssuerState, client: Client, form: dict[str, str]) -> Minted:
+async def _require_session_key(
+    state: IssuerState, client: Client, auth_req_id: str, proof: DPoPProof | None
+) -> None:
+    """A poll for a DPoP-bound session's request proves that session's key, before anything changes."""
+    request = await state.approvals.get(auth_req_id)
+    if request is None or request.client_id != client.client_id:
+        return  # the poll itself answers invalid_grant
+    family = await _live_family(state, request.sid, client.client_id)
+    if family is not None:
+        require_key(proof, family.jkt)
+
+
+async def ciba_token(
+    state: IssuerState, client: Client, form: dict[str, str], proof: DPoPProof | None = None
+) -> Minted:
     """The CIBA grant: the single-use `transact` token of an approved request, once."""
     audit = functools.partial(state.audit.record, "token.ciba", client_id=client.client_id, scope=TRANSACT)
     try:
         auth_req_id = required_param(form, "auth_req_id")
         if _AUTH_REQ_ID.fullmatch(auth_req_id) is None:
             raise InvalidGrant("auth_req_id is unknown", reason="ciba_malformed")
+        await _require_session_key(state, client, auth_req_id, proof)
         now = state.clock()
         outcome, request = await state.approvals.poll(auth_req_id, client_id=client.client_id, now=now)
         if outcome != "approved" or request is None:
@@ -191,6 +218,7 @@ async def ciba_token(state: IssuerState, client: Client, form: dict[str, str]) -
             lifetime=state.settings.transact_token_lifetime,
             sid=request.sid,
             authorization_details=request.detail.claim(),
+            jkt=None if proof is None else proof.jkt,
         )
     except OAuthError as exc:
         audit(outcome="refused", reason=exc.reason)

@@ -10,7 +10,7 @@ from issuer._oauth._authorization_details import TYPES as DETAIL_TYPES
 from issuer._oauth._clients import GRANT_CIBA
 from issuer._oauth._scope import ISSUER_SCOPES, RESOURCE_SCOPES
 from issuer._settings import IssuerSettings
-from keys import ALGORITHMS, KeyRing
+from keys import ALGORITHMS, DPOP_ALGORITHMS, KeyRing
 
 JWKS_PATH = "/.well-known/jwks.json"
 METADATA_PATH = "/.well-known/oauth-authorization-server"
@@ -53,4 +53,5 @@ def metadata(settings: IssuerSettings) -> dict[str, Any]:
         "authorization_details_types_supported": list(DETAIL_TYPES),
         "backchannel_authentication_endpoint": base + "/bc-authorize",
         "backchannel_token_delivery_modes_supported": ["poll"],
+        "dpop_signing_alg_values_supported": list(DPOP_ALGORITHMS),
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from typing import Any
 
 from issuer._endpoints._ciba import ciba_token
@@ -16,6 +17,7 @@ from issuer._oauth._clients import (
     GRANT_TOKEN_EXCHANGE,
     Client,
 )
+from issuer._oauth._dpop import require_key
 from issuer._oauth._errors import (
     InvalidGrant,
     InvalidRequest,
@@ -29,7 +31,7 @@ from issuer._oauth._refresh import RefreshFamily
 from issuer._oauth._scope import ISSUER_SCOPES, RESOURCE_SCOPES, format_scope, parse_scope
 from issuer._signing._mint import Minted
 from issuer._state import IssuerState
-from keys import CLOCK_LEEWAY, TokenError
+from keys import CLOCK_LEEWAY, DPoPProof, TokenError
 
 TOKEN_TYPE_JWT = "urn:ietf:params:oauth:token-type:jwt"  # noqa: S105
 TOKEN_TYPE_ACCESS = "urn:ietf:params:oauth:token-type:access_token"  # noqa: S105
@@ -51,17 +53,26 @@ def _resource(state: IssuerState, form: dict[str, str]) -> str:
     return resource
 
 
-def _answer(minted: Minted, scope: str, **extra: str) -> dict[str, Any]:
+def _jkt(proof: DPoPProof | None) -> str | None:
+    return None if proof is None else proof.jkt
+
+
+def _answer(minted: Minted, scope: str, jkt: str | None, **extra: str) -> dict[str, Any]:
     return {
         "access_token": minted.token,
-        "token_type": "Bearer",
+        "token_type": "Bearer" if jkt is None else "DPoP",
         "expires_in": minted.expires_in,
         "scope": scope,
         **extra,
     }
 
 
-async def _client_credentials(state: IssuerState, client: Client, form: dict[str, str]) -> dict[str, Any]:
+async def _client_credentials(
+    state: IssuerState, client: Client, form: dict[str, str], proof: DPoPProof | None
+) -> dict[str, Any]:
+    # Tokens for the issuer's own endpoints stay bearer tokens (RFC 9449 §5 lets the issuer say so with
+    # token_type Bearer): those endpoints take `Authorization: Bearer` only.
+    del proof
     allowed = client.scopes & ISSUER_SCOPES
     scopes = _requested_scope(form, allowed)
     if not scopes or not scopes <= allowed:
@@ -76,7 +87,7 @@ async def _client_credentials(state: IssuerState, client: Client, form: dict[str
         lifetime=state.settings.issuer_token_lifetime,
         act=False,
     )
-    return _answer(minted, scope)
+    return _answer(minted, scope, None)
 
 
 async def _session_grant(state: IssuerState, subject_token: str) -> dict[str, Any]:
@@ -89,7 +100,9 @@ async def _session_grant(state: IssuerState, subject_token: str) -> dict[str, An
         ) from None
 
 
-async def _token_exchange(state: IssuerState, client: Client, form: dict[str, str]) -> dict[str, Any]:
+async def _token_exchange(
+    state: IssuerState, client: Client, form: dict[str, str], proof: DPoPProof | None
+) -> dict[str, Any]:
     subject_token = required_param(form, "subject_token")
     if required_param(form, "subject_token_type") != TOKEN_TYPE_JWT:
         raise InvalidRequest(f"subject_token_type must be {TOKEN_TYPE_JWT}")
@@ -134,20 +147,31 @@ async def _token_exchange(state: IssuerState, client: Client, form: dict[str, st
         now=now,
         lifetime=state.settings.access_token_lifetime,
         sid=sid,
+        jkt=_jkt(proof),
     )
+    # The family is bound to the proof's key for its whole life (RFC 9449 §5).
     refresh = await state.refresh.create(
-        client_id=client.client_id, sub=grant["sub"], sid=sid, scope=format_scope(holdable), now=now
+        client_id=client.client_id,
+        sub=grant["sub"],
+        sid=sid,
+        scope=format_scope(holdable),
+        now=now,
+        jkt=_jkt(proof),
     )
-    return _answer(minted, scope, refresh_token=refresh, issued_token_type=TOKEN_TYPE_ACCESS)
+    return _answer(minted, scope, _jkt(proof), refresh_token=refresh, issued_token_type=TOKEN_TYPE_ACCESS)
 
 
-async def _refresh_token(state: IssuerState, client: Client, form: dict[str, str]) -> dict[str, Any]:
+async def _refresh_token(
+    state: IssuerState, client: Client, form: dict[str, str], proof: DPoPProof | None
+) -> dict[str, Any]:
     token = required_param(form, "refresh_token")
     resource = _resource(state, form)
     family = await state.refresh.peek(token)
+    own = family if family is not None and family.client_id == client.client_id else None
+    if own is not None:
+        require_key(proof, own.jkt)  # before spending: a wrong key changes nothing
     scope_param = optional_param(form, "scope")
     asked = parse_scope(scope_param) if scope_param is not None else None
-    own = family if family is not None and family.client_id == client.client_id else None
     # Checked before spending, so a refused request does not cost the client its token.
     if own is not None and asked is not None and not asked <= parse_scope(own.scope):
         raise InvalidScope("the requested scope exceeds the refresh token's scope")
@@ -155,8 +179,8 @@ async def _refresh_token(state: IssuerState, client: Client, form: dict[str, str
         asked = _default_scope(own)
     detail = requested_detail(form, asked or frozenset())
     if detail is None:
-        return await _plain_refresh(state, client, token, asked, resource)
-    return await _transact_refresh(state, client, token, own, detail, resource)
+        return await _plain_refresh(state, client, token, asked, resource, proof)
+    return await _transact_refresh(state, client, token, own, detail, resource, proof)
 
 
 def _default_scope(family: RefreshFamily) -> frozenset[str]:
@@ -168,10 +192,17 @@ def _default_scope(family: RefreshFamily) -> frozenset[str]:
 
 
 async def _plain_refresh(
-    state: IssuerState, client: Client, token: str, asked: frozenset[str] | None, resource: str
+    state: IssuerState,
+    client: Client,
+    token: str,
+    asked: frozenset[str] | None,
+    resource: str,
+    proof: DPoPProof | None,
 ) -> dict[str, Any]:
     now = state.clock()
-    family, next_token = await state.refresh.spend(token, client_id=client.client_id, now=now)
+    family, next_token = await state.refresh.spend(
+        token, client_id=client.client_id, now=now, jkt=_jkt(proof)
+    )
     requested = asked if asked is not None else _default_scope(family)
     if not requested <= parse_scope(family.scope):
         raise InvalidScope("the requested scope exceeds the refresh token's scope")
@@ -184,8 +215,9 @@ async def _plain_refresh(
         now=now,
         lifetime=state.settings.access_token_lifetime,
         sid=family.sid,
+        jkt=_jkt(proof),
     )
-    return _answer(minted, scope, refresh_token=next_token)
+    return _answer(minted, scope, _jkt(proof), refresh_token=next_token)
 
 
 async def _transact_refresh(
@@ -195,6 +227,7 @@ async def _transact_refresh(
     own: RefreshFamily | None,
     detail: AuthorizationDetail,
     resource: str,
+    proof: DPoPProof | None,
 ) -> dict[str, Any]:
     """A single-use token for exactly one movement, within the session's approval threshold."""
     audit = functools.partial(
@@ -205,13 +238,15 @@ async def _transact_refresh(
     try:
         if own is None:
             # Unknown, revoked or another client's token: spending it gives the usual answer and rules.
-            await state.refresh.spend(token, client_id=client.client_id, now=state.clock())
+            await state.refresh.spend(token, client_id=client.client_id, now=state.clock(), jkt=_jkt(proof))
             raise InvalidGrant("the refresh token is invalid, expired or revoked", reason="refresh_unknown")
         # Before spending: above the threshold the client keeps its refresh token and asks the user instead.
         await reserve(state, own, detail)
         try:
             now = state.clock()
-            family, next_token = await state.refresh.spend(token, client_id=client.client_id, now=now)
+            family, next_token = await state.refresh.spend(
+                token, client_id=client.client_id, now=now, jkt=_jkt(proof)
+            )
         except BaseException:
             await state.spending.release(own.sid, detail.cents)
             raise
@@ -227,13 +262,16 @@ async def _transact_refresh(
         lifetime=state.settings.transact_token_lifetime,
         sid=family.sid,
         authorization_details=detail.claim(),
+        jkt=_jkt(proof),
     )
     audit(outcome="ok", jti=minted.jti, kid=minted.kid, exp=minted.exp)
-    return _answer(minted, TRANSACT, refresh_token=next_token)
+    return _answer(minted, TRANSACT, _jkt(proof), refresh_token=next_token)
 
 
-async def _ciba(state: IssuerState, client: Client, form: dict[str, str]) -> dict[str, Any]:
-    return _answer(await ciba_token(state, client, form), TRANSACT)
+async def _ciba(
+    state: IssuerState, client: Client, form: dict[str, str], proof: DPoPProof | None
+) -> dict[str, Any]:
+    return _answer(await ciba_token(state, client, form, proof), TRANSACT, _jkt(proof))
 
 
 _GRANTS = {
@@ -245,9 +283,9 @@ _GRANTS = {
 
 
 async def token_response(
-    state: IssuerState, form: dict[str, str], authorization: str | None
+    state: IssuerState, form: dict[str, str], authorization: str | None, dpop: Sequence[str] = ()
 ) -> dict[str, Any]:
-    """The token response for a parsed `/token` form, or an OAuthError."""
+    """The token response for a parsed `/token` form and its `DPoP` header values, or an OAuthError."""
     grant_type = required_param(form, "grant_type")
     client = await state.clients.authenticate(form, authorization=authorization)
     handler = _GRANTS.get(grant_type or "")
@@ -255,6 +293,7 @@ async def token_response(
         raise UnsupportedGrantType("grant_type is not supported by this issuer")
     if not client.may_use(grant_type or ""):
         raise UnauthorizedClient("this client is not registered for this grant_type")
-    answer = await handler(state, client, form)
+    proof = await state.dpop.proof(dpop, htu=state.settings.token_endpoint, client=client)
+    answer = await handler(state, client, form, proof)
     state.metrics.tokens_issued.labels(grant_type=grant_type).inc()
     return answer

@@ -16,7 +16,13 @@ from starlette.responses import JSONResponse, Response
 
 from issuer._build import build_state
 from issuer._endpoints._admin import ADMIN_SCOPE, revoke_key, ring_view, rotate_keys
-from issuer._endpoints._ciba import APPROVALS_SCOPE, bc_authorize, decide_approval, list_approvals
+from issuer._endpoints._ciba import (
+    APPROVALS_SCOPE,
+    BC_AUTHORIZE_PATH,
+    bc_authorize,
+    decide_approval,
+    list_approvals,
+)
 from issuer._endpoints._discovery import JWKS_PATH, METADATA_PATH, etag_matches, jwks_document, metadata
 from issuer._endpoints._revoke import revoke_token
 from issuer._endpoints._sessions import create_session
@@ -104,9 +110,12 @@ def create_app(
 
     @app.post("/token")
     async def token(request: Request) -> JSONResponse:
+        state = _state(request)
         form = await read_form(request, limit)
-        answer = await token_response(_state(request), form, request.headers.get("authorization"))
-        return JSONResponse(answer, headers=NO_STORE)
+        answer = await token_response(
+            state, form, request.headers.get("authorization"), request.headers.getlist("dpop")
+        )
+        return JSONResponse(answer, headers={**NO_STORE, **await state.dpop.nonce_headers()})
 
     @app.post("/revoke")
     async def revoke(request: Request) -> Response:
@@ -121,11 +130,14 @@ def create_app(
         body = await read_json_object(request, limit)
         return JSONResponse(await create_session(state, body), status_code=201, headers=NO_STORE)
 
-    @app.post("/bc-authorize")
+    @app.post(BC_AUTHORIZE_PATH)
     async def backchannel_authorize(request: Request) -> JSONResponse:
+        state = _state(request)
         form = await read_form(request, limit)
-        answer = await bc_authorize(_state(request), form, request.headers.get("authorization"))
-        return JSONResponse(answer, headers=NO_STORE)
+        answer = await bc_authorize(
+            state, form, request.headers.get("authorization"), request.headers.getlist("dpop")
+        )
+        return JSONResponse(answer, headers={**NO_STORE, **await state.dpop.nonce_headers()})
 
     @app.get("/approvals")
     async def approvals(request: Request) -> JSONResponse:

@@ -14,9 +14,10 @@ from fastmcp.exceptions import McpError
 from orchestrator._bank._movement import Movement
 from orchestrator._bank._protocol import ApprovalRequired, NotAuthorized, ServiceUnavailable, ToolRefused
 from orchestrator._tokens._bearer import ToolBearer
+from orchestrator._tokens._dpop import CallKey
 from orchestrator._tokens._errors import InteractionRequired
 from orchestrator._tokens._issuer_client import BackchannelRequest
-from orchestrator._tokens._manager import TokenManager
+from orchestrator._tokens._manager import AccessToken, TokenManager
 from orchestrator._tokens._scopes import TOOL_SCOPES
 
 TRANSACT = "transact"
@@ -65,8 +66,10 @@ class McpBank:
         transport: httpx2.AsyncBaseTransport | None = None,
         timeout: float = 30.0,
         connect_timeout: float = 5.0,
+        dpop: CallKey | None = None,
     ) -> None:
         self._tokens = tokens
+        self._dpop = dpop  # the call's DPoP key: every request proves possession of it
         self._url = url
         self._pool = transport if transport is not None else httpx2.AsyncHTTPTransport()
         self._shared = _SharedPool(self._pool)
@@ -160,30 +163,30 @@ class McpBank:
         server refuses the call (`NotAuthorized`) and nothing moves.
         """
 
-        async def renew() -> str:
+        async def renew() -> AccessToken:
             try:
-                return await self._tokens.transact_token(confirmed)
+                return await self._tokens.transact_access(confirmed)
             except InteractionRequired:
                 raise ServiceUnavailable(_UNVERIFIED) from None
 
         try:
-            token = await self._tokens.transact_token(confirmed)
+            access = await self._tokens.transact_access(confirmed)
         except InteractionRequired:
             request = await self._tokens.request_approval(confirmed)
             log.info("%s waits for the user's approval in their banking app", tool)
             raise ApprovalRequired(_Approval(self, confirmed, request, tool, arguments)) from None
-        return await self._send(tool, ToolBearer(TRANSACT, token, renew), arguments)
+        return await self._send(tool, ToolBearer(TRANSACT, access, renew, self._dpop), arguments)
 
     async def _call(self, tool: str, **arguments: Any) -> dict[str, Any]:
         scope = TOOL_SCOPES[tool]
 
-        async def renew() -> str:
-            self._tokens.invalidate(scope, first)
-            return await self._tokens.get_token(scope)
+        async def renew() -> AccessToken:
+            self._tokens.invalidate(scope, first.token)
+            return await self._tokens.get_access(scope)
 
         # Issuer trouble raises its own typed error here, before any MCP traffic.
-        first = await self._tokens.get_token(scope)
-        return await self._send(tool, ToolBearer(scope, first, renew), arguments)
+        first = await self._tokens.get_access(scope)
+        return await self._send(tool, ToolBearer(scope, first, renew, self._dpop), arguments)
 
     async def _send(self, tool: str, bearer: ToolBearer, arguments: dict[str, Any]) -> dict[str, Any]:
         sent = {name: value for name, value in arguments.items() if value is not None}
@@ -214,9 +217,10 @@ class _Approval:
         self._arguments = arguments
 
     async def outcome(self) -> dict[str, Any]:
-        token = await self._bank._tokens.await_approval(self._request)
+        access = await self._bank._tokens.await_approval(self._request)
         # An approved token cannot be replaced without a new approval: no retry on 401.
-        return await self._bank._send(self._tool, ToolBearer(TRANSACT, token, None), self._arguments)
+        bearer = ToolBearer(TRANSACT, access, None, self._bank._dpop)
+        return await self._bank._send(self._tool, bearer, self._arguments)
 
 
 def _failure(tool: str, bearer: ToolBearer, exc: Exception) -> Exception:

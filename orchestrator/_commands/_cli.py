@@ -40,6 +40,13 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="only seed the bank (BANK_DB_URL); make no key (compose's init)",
     )
+    init.add_argument(
+        "--dpop-bound",
+        action="append",
+        default=[],
+        metavar="CLIENT",
+        help="register CLIENT with dpop_bound_access_tokens: true (repeatable; default: none)",
+    )
 
     serve = commands.add_parser(
         "up", help="serve the issuer and the MCP server (and the agent when configured)"
@@ -93,7 +100,12 @@ def _settings(args: argparse.Namespace, **overrides: Any) -> IssuerSettings:
 
 def _run(args: argparse.Namespace, transport: httpx.AsyncBaseTransport | None) -> None:
     if args.command == "dev-init":
-        dev_init(_settings(args), force=args.force, bank_only=args.bank_only)
+        dev_init(
+            _settings(args),
+            force=args.force,
+            bank_only=args.bank_only,
+            dpop_bound=frozenset(args.dpop_bound),
+        )
     elif args.command == "up":
         from orchestrator._commands._up import (  # the services' imports are heavy: load what runs
             UpOptions,

@@ -17,7 +17,7 @@ from orchestrator._tokens._issuer_client import BackchannelRequest, IssuerClient
 from orchestrator._tokens._retry import Sleep
 from orchestrator._tokens._scopes import SINGLE_USE_SCOPES
 
-__all__ = ["TokenManager"]
+__all__ = ["AccessToken", "TokenManager"]
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -29,10 +29,22 @@ def _monotonic() -> float:
 
 
 @dataclass(frozen=True)
-class _Cached:
+class AccessToken:
+    """An access token and the scheme it is presented with: `DPoP` when bound to the call's key."""
+
     token: str = field(repr=False)
+    scheme: str = "Bearer"
+
+
+@dataclass(frozen=True)
+class _Cached:
+    access: AccessToken
     refresh_at: float  # refresh ahead from here on
     expires_at: float  # never hand it out from here on
+
+    @property
+    def token(self) -> str:
+        return self.access.token
 
 
 class TokenManager:
@@ -94,6 +106,10 @@ class TokenManager:
 
     async def get_token(self, scope: str) -> str:
         """An access token for exactly `scope` (`read`, `configure`), cached and refreshed ahead."""
+        return (await self.get_access(scope)).token
+
+    async def get_access(self, scope: str) -> AccessToken:
+        """Like `get_token`, with the scheme the token is presented with."""
         if scope in SINGLE_USE_SCOPES:
             raise ValueError(f"a {scope} token is bound to one movement: use transact_token()")
         self._raise_if_lost()
@@ -105,19 +121,19 @@ class TokenManager:
             and now < cached.expires_at
             and (now < cached.refresh_at or self._lock.locked() or now < self._quiet_until)
         ):
-            return cached.token
+            return cached.access
         async with self._lock:
             self._raise_if_lost()
             cached = self._cache.get(scope)
             if cached is not None and self._clock() < cached.refresh_at:
-                return cached.token  # a caller ahead of us in the queue refreshed it
+                return cached.access  # a caller ahead of us in the queue refreshed it
             try:
-                return (await self._refresh(scope)).access_token
+                return _access(await self._refresh(scope))
             except ServiceUnavailable:
                 self._quiet_until = self._clock() + self._failure_cooldown
                 if cached is not None and self._clock() < cached.expires_at:
                     log.info("refresh of %s failed; serving the cached token until it expires", scope)
-                    return cached.token
+                    return cached.access
                 raise
 
     async def transact_token(self, movement: Movement) -> str:
@@ -126,11 +142,14 @@ class TokenManager:
         Raises `InteractionRequired` when the movement takes the session above its approval threshold
         (the refresh token is then unspent: the call goes on).
         """
+        return (await self.transact_access(movement)).token
+
+    async def transact_access(self, movement: Movement) -> AccessToken:
+        """Like `transact_token`, with the scheme the token is presented with."""
         self._raise_if_lost()
         async with self._lock:
             self._raise_if_lost()
-            response = await self._refresh("transact", movement.authorization_details())
-            return response.access_token
+            return _access(await self._refresh("transact", movement.authorization_details()))
 
     async def request_approval(self, movement: Movement) -> BackchannelRequest:
         """Ask the user to approve `movement` in their banking app (OpenID CIBA `/bc-authorize`)."""
@@ -143,7 +162,7 @@ class TokenManager:
             )
         )
 
-    async def await_approval(self, request: BackchannelRequest) -> str:
+    async def await_approval(self, request: BackchannelRequest) -> AccessToken:
         """The approved movement's `transact` token; `ApprovalDeclined`, `ApprovalExpired` otherwise.
 
         Polls at the issuer's interval without holding the lock, so the call's other tools go on.
@@ -153,7 +172,7 @@ class TokenManager:
                 self._issuer, request, sleep=self._sleep, clock=self._clock, check=self._raise_if_lost
             )
         )
-        return response.access_token
+        return _access(response)
 
     def invalidate(self, scope: str, token: str | None = None) -> None:
         """Forget the cached token of `scope` (the MCP server answered 401), unless already replaced."""
@@ -205,7 +224,7 @@ class TokenManager:
         # Timed from when the request left, from `expires_in`: our clock never meets the token's `exp`.
         lifetime = response.expires_in
         self._cache[scope] = _Cached(
-            response.access_token,
+            _access(response),
             refresh_at=sent + self._refresh_ratio * lifetime,
             expires_at=sent + lifetime - min(self._expiry_margin, lifetime / 4),
         )
@@ -220,3 +239,7 @@ class TokenManager:
     def _raise_if_lost(self) -> None:
         if self._lost is not None:
             raise self._lost.with_traceback(None)  # one stored error, no growing traceback
+
+
+def _access(response: TokenResponse) -> AccessToken:
+    return AccessToken(response.access_token, response.token_type)

@@ -78,9 +78,17 @@ async def test_an_approval_decided_through_the_backend_while_the_orchestrator_po
             pending = await bank.tokens.request_approval(bills)
             polling = asyncio.create_task(bank.tokens.await_approval(pending))
             await _decide(backend_http, stack, "approve")
-            token = await asyncio.wait_for(polling, timeout=30)
+            access = await asyncio.wait_for(polling, timeout=30)
             swapped = bills.arguments() | {"payee_id": other}
-            refused = await mcp_post(stack.mcp_urls[1], token, "make_payment", swapped)
+            # Proved with the call's own key: the one thing wrong with this request is the payee.
+            refused = await mcp_post(
+                stack.mcp_urls[1],
+                access.token,
+                "make_payment",
+                swapped,
+                dpop=bank.dpop,
+                resource=stack.resource,
+            )
             assert refused.status_code == 403
             assert 'error="insufficient_authorization_details"' in refused.headers["www-authenticate"]
             assert Decimal(stack.balance()) == before - Decimal("750.00")

@@ -25,6 +25,7 @@ from orchestrator._bank._movement import Movement
 from orchestrator._commands._demo._call import play_turn, script_confirmation, script_payment
 from orchestrator._commands._demo._scripted_llm import ScriptedLLM, call
 from orchestrator._commands._demo._timeline import Timeline
+from orchestrator._tokens._dpop import CallKey
 from orchestrator._tokens._manager import TokenManager
 
 __all__ = ["BankingApp", "PaymentsDemo"]
@@ -103,6 +104,7 @@ class PaymentsDemo:
     issuer_url: str
     resource_url: str
     app: BankingApp
+    call_key: CallKey | None = None
 
     async def balance(self) -> Decimal:
         accounts = (await self._read_balances())["accounts"]
@@ -217,7 +219,7 @@ class PaymentsDemo:
             waiter.cancel()
             t.step("The banking app saw no approval request", ok=False)
             return
-        token = await waiter
+        access = await waiter
         before = await self.balance()
         arguments = movement.arguments() | {"payee_id": _resolved(self.call_state, "payee", "Bob")}
         body = {
@@ -226,10 +228,16 @@ class PaymentsDemo:
             "method": "tools/call",
             "params": {"name": "make_payment", "arguments": arguments},
         }
-        headers = {**MCP_HEADERS, "mcp-method": "tools/call", "mcp-name": "make_payment"}
-        answer = await self.http.post(
-            self.resource_url, json=body, headers=headers | {"authorization": f"Bearer {token}"}
-        )
+        headers = {
+            **MCP_HEADERS,
+            "mcp-method": "tools/call",
+            "mcp-name": "make_payment",
+            "authorization": f"{access.scheme} {access.token}",
+        }
+        if access.scheme == "DPoP" and self.call_key is not None:
+            # The call's own key proves it: the one thing wrong with this request is the payee.
+            headers["dpop"] = self.call_key.proof("POST", self.resource_url, access_token=access.token)
+        answer = await self.http.post(self.resource_url, json=body, headers=headers)
         challenge = answer.headers.get("www-authenticate", "")
         t.check(
             answer.status_code == 403
