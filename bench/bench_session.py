@@ -42,10 +42,7 @@ from _world import bearer, client_keys, open_session, orchestrator_client, seede
 import keys
 from issuer import create_app as create_issuer
 from mcp_server import McpSettings, build_app_from_settings
-from orchestrator._bank._mcp import McpBank
-from orchestrator._bank._movement import Movement
-from orchestrator._bank._protocol import ApprovalRequired
-from orchestrator._tokens._manager import TokenManager
+from orchestrator import ApprovalRequired, McpBank, Movement, TokenManager
 
 ISSUER = "http://127.0.0.1:8000"
 RESOURCE = "http://127.0.0.1:8001/mcp"

@@ -212,6 +212,9 @@ def worker_closure(graph: dict[str, list[Edge]]) -> set[str]:
         if module in seen or module not in graph or module.split(".")[0] not in {"orchestrator", "keys"}:
             continue
         seen.add(module)
+        parent = module.rpartition(".")[0]
+        if parent:
+            todo.append(parent)  # importing a module runs its package's __init__ first
         for edge in graph[module]:
             for candidate in (edge.target, edge.target.rpartition(".")[0]):
                 if candidate in graph:

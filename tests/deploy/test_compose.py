@@ -22,8 +22,7 @@ from pydantic_settings import BaseSettings
 
 from issuer import IssuerSettings
 from mcp_server import McpSettings
-from orchestrator._call._settings import AgentSettings
-from orchestrator._call._wiring import ConnectionSettings
+from orchestrator import AgentSettings, ConnectionSettings
 from orchestrator._commands import main
 from orchestrator._commands._cli import _parser
 

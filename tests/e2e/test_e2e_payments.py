@@ -8,11 +8,9 @@ from typing import Any
 
 import httpx
 import pytest
-from e2e_support import Stack, bearer, issuer_client, mcp_post, new_call
 
-from orchestrator._bank._movement import Movement
-from orchestrator._bank._protocol import ApprovalDeclined, ApprovalRequired
-from orchestrator._call._wiring import CallBank, ConnectionSettings, open_bank
+from orchestrator import ApprovalDeclined, ApprovalRequired, CallBank, ConnectionSettings, Movement, open_bank
+from tests.support.e2e import Stack, bearer, issuer_client, mcp_post, new_call
 
 pytestmark = pytest.mark.e2e
 

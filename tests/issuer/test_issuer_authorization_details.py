@@ -10,7 +10,7 @@ import pytest
 from issuer._oauth._authorization_details import AuthorizationDetail, parse_authorization_details
 from issuer._oauth._errors import InvalidAuthorizationDetails
 from keys import StaticKeys, Verifier, VerifyPolicy
-from tests.issuer.issuer_harness import ISSUER, RESOURCE, Harness, payment, transfer
+from tests.support.issuer import ISSUER, RESOURCE, Harness, payment, transfer
 
 
 async def _claims(h: Harness, token: str) -> dict[str, Any]:

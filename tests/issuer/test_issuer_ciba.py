@@ -18,7 +18,8 @@ from issuer import IssuerSettings, create_app
 from issuer._oauth._approvals import GRACE, ApprovalRequest, MemoryApprovalStore
 from issuer._oauth._authorization_details import parse_authorization_details
 from keys import KeyPair, StaticKeys, Verifier, VerifyPolicy
-from tests.issuer.issuer_harness import ISSUER, RESOURCE, FakeClock, Harness, never, payment
+from tests.support.clock import FakeClock
+from tests.support.issuer import ISSUER, RESOURCE, Harness, never, payment
 
 
 class FrozenClock(FakeClock):

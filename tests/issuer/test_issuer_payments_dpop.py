@@ -8,15 +8,8 @@ import httpx
 import pytest
 
 from keys import KeyPair, StaticKeys, Verifier, VerifyPolicy, dpop_proof, generate_key, thumbprint
-from tests.issuer.issuer_harness import (
-    CIBA,
-    ISSUER,
-    RESOURCE,
-    TOKEN_ENDPOINT,
-    TOKEN_EXCHANGE,
-    Harness,
-    payment,
-)
+from tests.support.issuer import ISSUER, RESOURCE, TOKEN_ENDPOINT, Harness, payment
+from tests.support.registry import CIBA, TOKEN_EXCHANGE
 
 BC_AUTHORIZE = ISSUER + "/bc-authorize"
 

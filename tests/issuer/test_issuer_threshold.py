@@ -12,7 +12,8 @@ import redis.asyncio as aioredis
 from issuer import IssuerSettings
 from issuer._oauth._spending import MemorySpendingLedger, RedisSpendingLedger, SpendingLedger
 from keys import KeyPair
-from tests.issuer.issuer_harness import FakeClock, Harness, payment, running, transfer
+from tests.support.clock import FakeClock
+from tests.support.issuer import Harness, payment, running, transfer
 
 
 @pytest.fixture(params=["memory", "redis"])

@@ -8,12 +8,12 @@ from typing import Any
 
 import httpx2
 import pytest
-from mcp_support import Mint, movement, post, rpc
 from sqlalchemy import Engine, func, select
 
 from mcp_server import TOOL_SCOPES, Bank
 from mcp_server._auth._binding import MOVEMENT_TOOLS, BindingMismatch, Movement, check_call
 from mcp_server._bank._models import Movement as MovementRow
+from tests.support.mcp import Mint, movement, post, rpc
 
 METADATA = "http://127.0.0.1:8001/.well-known/oauth-protected-resource/mcp"
 REFUSED = f'Bearer error="insufficient_authorization_details", resource_metadata="{METADATA}"'

@@ -4,7 +4,6 @@ issuer and MCP server in-process with the caller's banking app played over the i
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -15,24 +14,27 @@ from typing import Any
 import httpx
 import httpx2
 import pytest
-from agent_fakes import MemoryBank, ScriptedLLM, call
-from issuer_support import CLIENT_KEYS, ISSUER, issuer_settings
 from livekit.agents import AgentSession
-from starlette.applications import Starlette
 
 import keys
 from issuer import create_app as create_issuer
 from keys import assertion_form
 from mcp_server import McpSettings, create_schema, make_engine, seed
 from mcp_server import create_app as create_mcp
-from orchestrator._agent._banking_agent import BankingAgent, CallState
+from orchestrator import (
+    BankingAgent,
+    CallerIdentity,
+    CallState,
+    IssuerClient,
+    McpBank,
+    Movement,
+    RetryPolicy,
+    TokenManager,
+)
 from orchestrator._agent._speech import NOT_CONFIRMED
-from orchestrator._bank._mcp import McpBank
-from orchestrator._bank._movement import Movement
-from orchestrator._call._identity import CallerIdentity
-from orchestrator._tokens._issuer_client import IssuerClient
-from orchestrator._tokens._manager import TokenManager
-from orchestrator._tokens._retry import RetryPolicy
+from tests.support.agent import MemoryBank, ScriptedLLM, call
+from tests.support.issuer import CLIENT_KEYS, ISSUER, issuer_with_clients
+from tests.support.lifespan import running
 
 GRANT = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl"
 RESOURCE = "http://127.0.0.1:8001/mcp"
@@ -177,25 +179,6 @@ async def _never(_: float) -> None:
     await asyncio.Event().wait()
 
 
-@contextlib.asynccontextmanager
-async def _lifespan(app: Starlette) -> AsyncIterator[None]:
-    """An app's lifespan in a task of its own (anyio scopes must exit in the task that entered them)."""
-    started, stop = asyncio.Event(), asyncio.Event()
-
-    async def run() -> None:
-        async with app.router.lifespan_context(app):
-            started.set()
-            await stop.wait()
-
-    task = asyncio.create_task(run())
-    await started.wait()
-    try:
-        yield
-    finally:
-        stop.set()
-        await task
-
-
 @dataclass
 class ApprovalCall:
     session: AgentSession[CallState]
@@ -246,7 +229,9 @@ async def approval_call(tmp_path: Path) -> AsyncIterator[ApprovalCall]:
     clock = Clock()
     (tmp_path / "issuer").mkdir()
     issuer_app = create_issuer(
-        issuer_settings(tmp_path / "issuer", RESOURCE), clock=clock, rotation_sleep=_never
+        issuer_with_clients(tmp_path / "issuer", CLIENT_KEYS, mcp_resource_url=RESOURCE),
+        clock=clock,
+        rotation_sleep=_never,
     )
     engine = make_engine(f"sqlite:///{tmp_path / 'bank.db'}")
     create_schema(engine)
@@ -269,7 +254,7 @@ async def approval_call(tmp_path: Path) -> AsyncIterator[ApprovalCall]:
             retry=RetryPolicy(attempts=2),
             clock=clock,
         )
-        async with _lifespan(mcp_app):
+        async with running(mcp_app):
             backend = ApprovalCall(None, ScriptedLLM(), None, None, issuer_http, clock, polls)  # type: ignore[arg-type]
             created = await issuer_http.post(
                 f"{ISSUER}/sessions", json={"user_id": "alice", "scope": "read transact configure"},

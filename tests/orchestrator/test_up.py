@@ -15,6 +15,7 @@ from issuer import IssuerSettings
 from orchestrator._commands._dev_init import dev_init
 from orchestrator._commands._serve import SharedLoopServer
 from orchestrator._commands._up import UpOptions, _agent_process, _servers, service_urls
+from tests.support.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 AGENT_VARIABLES = (
@@ -25,15 +26,6 @@ AGENT_VARIABLES = (
     "ORCHESTRATOR_LLM",
     "ORCHESTRATOR_TTS",
 )
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def test_urls_follow_the_listening_address_unless_the_environment_names_them() -> None:

@@ -7,11 +7,11 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from orchestrator._bank._movement import Movement
-from orchestrator._bank._protocol import (
+from orchestrator import (
     ApprovalRequired,
     AuthorizationLost,
     BankError,
+    Movement,
     ServiceUnavailable,
     ToolRefused,
 )
