@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from mcp_server._bank._db import sqlite_url
 from mcp_server._bank._errors import InvalidAmount
@@ -25,12 +25,26 @@ class McpSettings(BaseSettings):
     voicebank_state: Path = Path("./var")
     redis_url: str | None = None
     mcp_payment_limit: str = "5000.00"
-    mcp_max_body_bytes: int = Field(default=1_048_576, gt=0)
+    # A tools/call with every argument at its cap is about 1 KiB: 64 KiB leaves room for any MCP request and
+    # bounds the JSON parsing a client can ask for before its arguments are checked.
+    mcp_max_body_bytes: int = Field(default=64 * 1024, gt=0)
     voicebank_mode: Literal["dev", "prod"] = "dev"
     mcp_require_dpop: bool | None = None  # unset: required exactly when VOICEBANK_MODE=prod
     dpop_nonce: Literal["off", "required"] = "off"
     # Prometheus metrics on a loopback listener of their own (0: none); never on the public port.
     mcp_metrics_port: int = Field(default=8003, ge=0, le=65535)
+    # Browser origins allowed to call /mcp, comma-separated ("https://app.example.com"); none by default.
+    mcp_allowed_origins: Annotated[tuple[str, ...], NoDecode] = ()
+
+    @field_validator("mcp_allowed_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.replace(",", " ").split()
+        if isinstance(value, list | tuple):
+            # Browsers send an origin as scheme://host[:port], lower case, without a path.
+            return tuple(str(origin).strip().rstrip("/").lower() for origin in value)
+        return value
 
     @field_validator("mcp_payment_limit")
     @classmethod

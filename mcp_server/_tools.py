@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Callable
 from typing import Any
 
 import anyio.to_thread
+import mcp_types as mt
 from fastmcp import FastMCP
-from fastmcp.exceptions import ToolError
+from fastmcp.exceptions import NotFoundError, ToolError, ValidationError
 from fastmcp.server.dependencies import get_http_request
+from fastmcp.server.middleware import CallNext, Middleware, MiddlewareContext
+from fastmcp.tools import ToolResult
+from pydantic import ValidationError as PydanticValidationError
 
+from mcp_server._arguments import (
+    AccountTypeArg,
+    Amount,
+    ArgumentRefusal,
+    ChannelArg,
+    Id,
+    IdempotencyKey,
+    Limit,
+    Memo,
+)
 from mcp_server._audit import AuditLog
 from mcp_server._auth._binding import MOVEMENT_TOOLS, BindingMismatch, check_call
 from mcp_server._auth._principal import SCOPE_KEY, SPENT_KEY, Principal
@@ -20,9 +33,7 @@ from mcp_server._auth._scopes import TOOL_SCOPES, TRANSACT
 from mcp_server._bank._errors import BankError
 from mcp_server._bank._service import Bank
 from mcp_server._metrics import Metrics
-
-# Three base64url segments starting with a JSON header: a JWS in compact form.
-_JWT_LIKE = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+from mcp_server._token_scan import looks_like_token
 
 
 class _Refused(Exception):
@@ -70,10 +81,9 @@ class BankTools:
                     check_call(principal.movement, tool, movement)
                 except BindingMismatch as exc:
                     raise _Refused(exc.reason, "This is not the payment that was authorized.") from None
-            if any(t is not None and _JWT_LIKE.search(t) for t in texts):
-                raise _Refused("token_in_arguments", "Tokens are not accepted in tool arguments.")
             sub = principal.sub
-            result = await anyio.to_thread.run_sync(lambda: call(sub))
+            # Off the event loop, with the bank call: no check of client text ever holds up other users.
+            result = await anyio.to_thread.run_sync(lambda: _without_tokens(texts, lambda: call(sub)))
             outcome, reason = "ok", None
             return result
         except (BankError, _Refused) as exc:
@@ -81,11 +91,59 @@ class BankTools:
             # A refusal is a normal answer, not a server error: keep it out of the error log.
             raise ToolError(str(exc), log_level=logging.INFO) from None
         finally:
-            elapsed = time.perf_counter() - start
+            self._finish(tool, principal, outcome, reason, start)
+
+    def record_refusal(self, tool: str | None, reason: str, start: float) -> None:
+        """Record a call refused before its tool ran (arguments against the schema, an unknown tool)."""
+        try:
+            principal: Principal | None = _principal()
+        except _Refused:
+            principal = None
+        self._finish(tool, principal, "refused", reason, start)
+
+    def _finish(
+        self, tool: str | None, principal: Principal | None, outcome: str, reason: str | None, start: float
+    ) -> None:
+        elapsed = time.perf_counter() - start
+        if tool is not None:
             self._metrics.tool_latency.labels(tool, outcome).observe(elapsed)
-            self._audit.record(
-                principal=principal, tool=tool, outcome=outcome, reason=reason, latency_ms=elapsed * 1000
-            )
+        self._audit.record(
+            principal=principal, tool=tool, outcome=outcome, reason=reason, latency_ms=elapsed * 1000
+        )
+
+
+def _without_tokens(texts: tuple[str | None, ...], then: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    if any(t is not None and looks_like_token(t) for t in texts):
+        raise _Refused("token_in_arguments", "Tokens are not accepted in tool arguments.")
+    return then()
+
+
+class _ArgumentGate(Middleware):
+    """Answers arguments the input schema refuses (and unknown tools) with one sentence and an audit line."""
+
+    def __init__(self, tools: BankTools) -> None:
+        self._tools = tools
+
+    async def on_call_tool(
+        self,
+        context: MiddlewareContext[mt.CallToolRequestParams],
+        call_next: CallNext[mt.CallToolRequestParams, ToolResult],
+    ) -> ToolResult:
+        start = time.perf_counter()
+        name = context.message.name
+        try:
+            return await call_next(context)
+        except ValidationError as exc:
+            cause = exc.__cause__
+            if not isinstance(cause, PydanticValidationError):
+                raise
+            refusal = ArgumentRefusal.of(cause)
+            self._tools.record_refusal(name, refusal.reason, start)
+            raise ToolError(refusal.sentence, log_level=logging.INFO) from None
+        except NotFoundError:
+            # The name is client text of any length: the audit line says what happened, not what was sent.
+            self._tools.record_refusal(None, "unknown_tool", start)
+            raise
 
 
 def _principal() -> Principal:
@@ -97,16 +155,21 @@ def _principal() -> Principal:
 
 def build_mcp(tools: BankTools) -> FastMCP:
     """The FastMCP server with the seven banking tools."""
-    mcp = FastMCP("voicebank", mask_error_details=True, strict_input_validation=True)
+    mcp = FastMCP(
+        "voicebank",
+        mask_error_details=True,
+        strict_input_validation=True,
+        middleware=[_ArgumentGate(tools)],
+    )
     bank = tools.bank
 
     @mcp.tool
-    async def get_balance(account_type: str | None = None) -> dict[str, Any]:
+    async def get_balance(account_type: AccountTypeArg | None = None) -> dict[str, Any]:
         """Balances of the caller's accounts; account_type is checking, savings or credit."""
         return await tools.run("get_balance", lambda sub: bank.get_balance(sub, account_type), account_type)
 
     @mcp.tool
-    async def list_transactions(account_id: str | None = None, limit: int = 10) -> dict[str, Any]:
+    async def list_transactions(account_id: Id | None = None, limit: Limit = 10) -> dict[str, Any]:
         """The caller's recent transactions, newest first (limit 1 to 100)."""
         return await tools.run(
             "list_transactions", lambda sub: bank.list_transactions(sub, account_id, limit), account_id
@@ -124,7 +187,11 @@ def build_mcp(tools: BankTools) -> FastMCP:
 
     @mcp.tool
     async def make_payment(
-        from_account_id: str, payee_id: str, amount: str, idempotency_key: str, memo: str | None = None
+        from_account_id: Id,
+        payee_id: Id,
+        amount: Amount,
+        idempotency_key: IdempotencyKey,
+        memo: Memo | None = None,
     ) -> dict[str, Any]:
         """Pay a payee; amount is a decimal string like "12.50"; one payment per idempotency_key."""
         return await tools.run(
@@ -145,7 +212,7 @@ def build_mcp(tools: BankTools) -> FastMCP:
 
     @mcp.tool
     async def transfer_between_accounts(
-        from_account_id: str, to_account_id: str, amount: str, idempotency_key: str
+        from_account_id: Id, to_account_id: Id, amount: Amount, idempotency_key: IdempotencyKey
     ) -> dict[str, Any]:
         """Move money between two of the caller's accounts; one transfer per idempotency_key."""
         return await tools.run(
@@ -168,9 +235,9 @@ def build_mcp(tools: BankTools) -> FastMCP:
     @mcp.tool
     async def update_notification_settings(
         low_balance_alert: bool | None = None,
-        low_balance_threshold: str | None = None,
+        low_balance_threshold: Amount | None = None,
         large_payment_alert: bool | None = None,
-        channel: str | None = None,
+        channel: ChannelArg | None = None,
     ) -> dict[str, Any]:
         """Change alert settings; channel is sms, email or push; answers the resulting settings."""
         return await tools.run(

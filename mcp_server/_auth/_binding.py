@@ -4,7 +4,9 @@ The issuer binds each `transact` token to one movement (RFC 9396 `authorization_
 bound to what the user approved"). `make_payment` and `transfer_between_accounts` run only when the call's
 accounts, payee, amount (compared as a decimal, after the amount rule: `25`, `25.0` and `25.00` are equal,
 `25.001` is not an amount) and idempotency key equal the token's, and the source account's currency is the
-token's currency. Anything else is refused before the token's `jti` is spent.
+token's currency. Anything else is a `BindingMismatch`, a denial the middleware raises after the scope check
+and before the token's `jti` is spent (so the token stays usable for the movement it names); the tool checks
+once more with the arguments as FastMCP parsed them.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from mcp_server._auth._denials import Denial
+from mcp_server._bank._money import AMOUNT_PATTERN
 from mcp_server._errors import McpServerError
 
 INSUFFICIENT_AUTHORIZATION_DETAILS = "insufficient_authorization_details"
@@ -23,18 +27,21 @@ MOVEMENT_TOOLS: dict[str, tuple[str, str]] = {
     "transfer_between_accounts": ("transfer", "to_account_id"),
 }
 _TARGETS = dict(MOVEMENT_TOOLS.values())
-_AMOUNT = re.compile(r"[0-9]{1,9}(?:\.[0-9]{1,2})?")
+# The bank's one spelling of an amount (the tools' input schemas carry it too).
+_AMOUNT = re.compile(AMOUNT_PATTERN)
 _CURRENCY = re.compile(r"[A-Z]{3}")
 
 
-class BindingMismatch(McpServerError):
-    """The call is not the movement the token authorizes; `reason` goes to the audit log only."""
+class BindingMismatch(Denial):
+    """403 `insufficient_authorization_details`: the call is not the movement the token authorizes.
+
+    The challenge is in the client's scheme (`Bearer` or `DPoP`); `reason` goes to the audit log only.
+    """
 
     code = INSUFFICIENT_AUTHORIZATION_DETAILS
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+    status = 403
+    error = INSUFFICIENT_AUTHORIZATION_DETAILS
+    challenge = True
 
 
 class CurrencyUnavailable(McpServerError):

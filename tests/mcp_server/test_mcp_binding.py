@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 from typing import Any
 
 import httpx2
+import psycopg
 import pytest
 from sqlalchemy import Engine, func, select
 
-from mcp_server import TOOL_SCOPES, Bank
+from keys import Verifier
+from mcp_server import TOOL_SCOPES, Bank, McpSettings, create_app, create_schema, make_engine, seed
 from mcp_server._auth._binding import MOVEMENT_TOOLS, BindingMismatch, Movement, check_call
 from mcp_server._bank._models import Movement as MovementRow
-from tests.support.mcp import Mint, movement, post, rpc
+from tests.support.clock import FakeClock
+from tests.support.issuer import ISSUER, RESOURCE
+from tests.support.lifespan import running
+from tests.support.mcp import Mint, http_client, movement, post, rpc
 
 METADATA = "http://127.0.0.1:8001/.well-known/oauth-protected-resource/mcp"
 REFUSED = f'Bearer error="insufficient_authorization_details", resource_metadata="{METADATA}"'
@@ -238,3 +244,48 @@ def test_check_call_names_what_differs() -> None:
         assert refused.value.reason == reason
     with pytest.raises(BindingMismatch, match="details_other_type"):
         check_call(bound, "transfer_between_accounts", call)
+
+
+async def test_a_bank_that_cannot_tell_the_currency_is_an_outage_and_the_token_stays_usable(
+    tmp_path: Path, postgres_url: str, verifier: Verifier, clock: FakeClock, mint: Mint
+) -> None:
+    # The equality check asks the bank for the source account's currency before the jti is spent: while
+    # the database refuses connections that is a 503 to retry (issue 10), never a 403 or a spent token.
+    engine = make_engine(postgres_url)
+    create_schema(engine)
+    seed(engine, clock=clock)
+    bank = Bank(engine)
+    checking = next(a for a in bank.get_balance("alice")["accounts"] if a["type"] == "checking")
+    payee = bank.list_payees("alice")["payees"][0]["payee_id"]
+    payment = {
+        "from_account_id": checking["account_id"],
+        "payee_id": payee,
+        "amount": "25.00",
+        "idempotency_key": "outage-1",
+    }
+    database = postgres_url.rsplit("/", 1)[1]
+    admin = postgres_url.rsplit("/", 1)[0].replace("postgresql+psycopg", "postgresql") + "/postgres"
+    settings = McpSettings(mcp_issuer_url=ISSUER, mcp_resource_url=RESOURCE, voicebank_state=tmp_path)
+    app = create_app(settings, verifier=verifier, engine=engine, clock=clock)
+    token = mint(scope="transact", bound=("make_payment", payment))
+    try:
+        async with running(app), http_client(app) as http:
+            with psycopg.connect(admin, autocommit=True) as conn:
+                conn.execute(f"ALTER DATABASE {database} ALLOW_CONNECTIONS false")  # our hex name
+                conn.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (database,)
+                )
+            try:
+                response = await post(http, token, rpc("make_payment", payment))
+            finally:
+                with psycopg.connect(admin, autocommit=True) as conn:
+                    conn.execute(f"ALTER DATABASE {database} ALLOW_CONNECTIONS true")
+            assert response.status_code == 503, response.text
+            assert response.json() == {"error": "temporarily_unavailable"}
+            assert response.headers["retry-after"] == "2"
+            assert "www-authenticate" not in response.headers
+            paid = await post(http, token, rpc("make_payment", payment))
+            assert paid.status_code == 200, paid.text
+            assert paid.json()["result"]["structuredContent"]["status"] == "completed"
+    finally:
+        engine.dispose()
