@@ -9,9 +9,6 @@ from contextlib import AsyncExitStack
 
 import httpx
 import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from issuer._audit import IssuerAudit
@@ -47,6 +44,7 @@ from keys import (
     RotationPolicy,
     Verifier,
     VerifyPolicy,
+    redis_client,
 )
 
 DPOP_NONCE_PREFIX = "voicebank:dpop-nonce:issuer"
@@ -99,7 +97,7 @@ def preflight(settings: IssuerSettings) -> None:
 async def _load_ring(settings: IssuerSettings) -> None:
     redis = None
     if settings.keys_store == "redis" and settings.redis_url:
-        redis = aioredis.Redis.from_url(settings.redis_url)
+        redis = redis_client(settings.redis_url)
     try:
         await key_store(settings, redis).load(time.time())
     except KeyRingError as exc:
@@ -125,11 +123,8 @@ async def build_state(
     registry = load_registry(settings)
     redis: aioredis.Redis | None = None
     if settings.redis_url:
-        # One retry on a dropped connection: a Redis restart leaves dead connections in the pool, and each
-        # would otherwise answer one request with 503. An outage still fails closed.
-        redis = aioredis.Redis.from_url(
-            settings.redis_url, retry=Retry(NoBackoff(), 1), retry_on_error=[RedisConnectionError]
-        )
+        # Each command is resent after a dropped connection only when that is safe (`keys.idempotent`).
+        redis = redis_client(settings.redis_url)
         stack.push_async_callback(redis.aclose)
     http = httpx.AsyncClient(transport=http_transport, timeout=5.0)
     stack.push_async_callback(http.aclose)

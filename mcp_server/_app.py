@@ -9,10 +9,6 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import anyio.to_thread
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
@@ -29,6 +25,7 @@ from keys import (
     RedisNonces,
     RedisReplayCache,
     ReplayCache,
+    redis_client,
 )
 from mcp_server._audit import AuditLog
 from mcp_server._auth._binding import CurrencyUnavailable
@@ -68,27 +65,18 @@ def create_app(
     """
     owns_engine = engine is None
     bank_engine = engine if engine is not None else make_engine(settings.database_url)
-    # One retry on a dropped connection: a Redis restart leaves dead connections in the pool, and each
-    # would otherwise answer one request with 503. An outage still fails closed.
-    redis_client = (
-        aioredis.Redis.from_url(
-            settings.redis_url, retry=Retry(NoBackoff(), 1), retry_on_error=[RedisConnectionError]
-        )
-        if settings.redis_url
-        else None
-    )
+    # Each command is resent after a dropped connection only when that is safe (`keys.idempotent`).
+    redis = redis_client(settings.redis_url) if settings.redis_url else None
     if replay is None:
         replay = (
-            RedisReplayCache(redis_client, prefix=JTI_PREFIX, clock=clock)
-            if redis_client
+            RedisReplayCache(redis, prefix=JTI_PREFIX, clock=clock)
+            if redis
             else MemoryReplayCache(clock=clock)
         )
     nonces: NonceSource | None = None
     if settings.dpop_nonce == "required":
         nonces = (
-            RedisNonces(redis_client, prefix=DPOP_NONCE_PREFIX, clock=clock)
-            if redis_client
-            else MemoryNonces(clock=clock)
+            RedisNonces(redis, prefix=DPOP_NONCE_PREFIX, clock=clock) if redis else MemoryNonces(clock=clock)
         )
     # Proof jtis go to the same replay cache as transact jtis: every replica refuses a proof seen by another.
     dpop = ResourceDPoP(
@@ -106,14 +94,14 @@ def create_app(
         json_response=True,
         host_origin_protection=False,
     )
-    subscriber = KeyEventSubscriber(redis_client, key_cache) if redis_client and key_cache else None
+    subscriber = KeyEventSubscriber(redis, key_cache) if redis and key_cache else None
     metadata = ResourceMetadata(
         resource_url=settings.mcp_resource_url,
         issuer_url=settings.mcp_issuer_url,
         dpop_required=dpop.required,
         dpop_algorithms=dpop.algorithms,
     )
-    readiness = Readiness(keys_usable=keys_usable or _always, engine=bank_engine, redis=redis_client)
+    readiness = Readiness(keys_usable=keys_usable or _always, engine=bank_engine, redis=redis)
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -122,8 +110,8 @@ def create_app(
             if lifespan_hook is not None:
                 await stack.enter_async_context(lifespan_hook())
             await stack.enter_async_context(mcp_app.router.lifespan_context(mcp_app))
-            if redis_client is not None:
-                stack.push_async_callback(redis_client.aclose)
+            if redis is not None:
+                stack.push_async_callback(redis.aclose)
             if subscriber is not None:
                 task = asyncio.create_task(subscriber.run(), name="voicebank-key-events")
                 stack.push_async_callback(_cancel, task)

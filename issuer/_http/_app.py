@@ -33,6 +33,7 @@ from issuer._metrics import IssuerMetrics
 from issuer._settings import IssuerSettings
 from issuer._signing._rotation import Sleep
 from issuer._state import IssuerState
+from keys import idempotent
 
 SESSIONS_SCOPE = "sessions:create"
 
@@ -183,7 +184,7 @@ def create_app(
         state = _state(request)
         try:
             if state.redis is not None:
-                await state.redis.ping()
+                await idempotent(state.redis, state.redis.ping)
             await state.store.current()
             await state.refresh.ping()
         except Exception as exc:

@@ -1,4 +1,9 @@
-"""Approval requests on Redis, shared by issuer replicas: each transition is one Lua script."""
+"""Approval requests on Redis, shared by issuer replicas: each transition is one Lua script.
+
+A transition sent twice is not the same as once (a second decision is refused as already decided, a second
+poll of an approved request finds it issued), so each script is sent `keys.exactly_once`, on a connection
+proved alive just before; reads are resent after a dropped connection (`keys.idempotent`).
+"""
 
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ from issuer._oauth._approvals import (
     PollOutcome,
 )
 from issuer._oauth._authorization_details import AuthorizationDetail
+from keys import exactly_once, idempotent
 
 # KEYS[1] request hash, KEYS[2] the user's index (zset: auth_req_id by expiry).
 # ARGV: now, cap, ttl, expires_at, auth_req_id, then field/value pairs.
@@ -109,10 +115,11 @@ class RedisApprovalStore:
         for name, value in fields.items():
             args += [name, value]
         keys = [self._request_key(request.auth_req_id), self._user_key(request.user_id)]
-        return bool(await self._create(keys=keys, args=args))
+        return bool(await exactly_once(self._client, lambda c: self._create(keys=keys, args=args, client=c)))
 
     async def get(self, auth_req_id: str) -> ApprovalRequest | None:
-        raw = await self._client.hgetall(self._request_key(auth_req_id))
+        key = self._request_key(auth_req_id)
+        raw = await idempotent(self._client, lambda: self._client.hgetall(key))
         if not raw:
             return None
         data = {_text(k): _text(v) for k, v in raw.items()}
@@ -131,7 +138,8 @@ class RedisApprovalStore:
         )
 
     async def pending(self, user_id: str, *, now: float) -> list[ApprovalRequest]:
-        ids = await self._client.zrangebyscore(self._user_key(user_id), f"({now!r}", "+inf")
+        key = self._user_key(user_id)
+        ids = await idempotent(self._client, lambda: self._client.zrangebyscore(key, f"({now!r}", "+inf"))
         found = []
         for auth_req_id in ids:
             request = await self.get(_text(auth_req_id))
@@ -141,16 +149,19 @@ class RedisApprovalStore:
 
     async def decide(self, auth_req_id: str, *, approve: bool, now: float) -> DecideOutcome:
         state = "approved" if approve else "denied"
-        outcome = await self._decide(keys=[self._request_key(auth_req_id)], args=[repr(now), state])
+        keys = [self._request_key(auth_req_id)]
+        outcome = await exactly_once(
+            self._client, lambda c: self._decide(keys=keys, args=[repr(now), state], client=c)
+        )
         return cast(DecideOutcome, _text(outcome))
 
     async def poll(
         self, auth_req_id: str, *, client_id: str, now: float
     ) -> tuple[PollOutcome, ApprovalRequest | None]:
         key = self._request_key(auth_req_id)
-        outcome = cast(
-            PollOutcome, _text(await self._poll(keys=[key], args=[repr(now), client_id, SLOW_DOWN_STEP]))
-        )
+        args: list[str | int] = [repr(now), client_id, SLOW_DOWN_STEP]
+        answer = await exactly_once(self._client, lambda c: self._poll(keys=[key], args=args, client=c))
+        outcome = cast(PollOutcome, _text(answer))
         if outcome != "approved":
             return outcome, None
         request = await self.get(auth_req_id)

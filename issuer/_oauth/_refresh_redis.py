@@ -1,4 +1,10 @@
-"""The refresh-token store on Redis: one Lua script spends a token atomically across issuer replicas."""
+"""The refresh-token store on Redis: one Lua script spends a token atomically across issuer replicas.
+
+Every command here is safe to send twice, so each is resent once after a dropped connection
+(`keys.idempotent`): reads, writes of fixed values, and the spend script, which remembers the successor it
+made so that a second sending of the same rotation (its answer lost with the connection) is recognised as
+such, not as reuse. The successor is random per request, so nobody else's request can pass for it.
+"""
 
 from __future__ import annotations
 
@@ -17,18 +23,22 @@ from issuer._oauth._refresh import (
     reject,
     token_hash,
 )
+from keys import idempotent
 
 # KEYS[1] token key. ARGV: now, idle, absolute, next hash, client id, key prefix, ttl, proved DPoP key.
 # Keys are built from the stored family id, so this needs a single Redis (not a cluster).
 _SPEND = """
-local rt = redis.call('HMGET', KEYS[1], 'family', 'spent')
+local rt = redis.call('HMGET', KEYS[1], 'family', 'spent', 'next')
 if not rt[1] then return {'unknown'} end
 local fkey = ARGV[6] .. ':fam:' .. rt[1]
 local fam = redis.call('HMGET', fkey, 'client_id', 'created_at', 'last_used', 'revoked', 'jkt')
 if not fam[1] or fam[4] == '1' then return {'revoked'} end
 if fam[1] ~= ARGV[5] then redis.call('HSET', fkey, 'revoked', '1') return {'wrong_client'} end
 if fam[5] and fam[5] ~= '' and fam[5] ~= ARGV[8] then return {'wrong_key'} end
-if rt[2] == '1' then redis.call('HSET', fkey, 'revoked', '1') return {'reused'} end
+if rt[2] == '1' then
+  if rt[3] == ARGV[4] then return {'ok', rt[1]} end -- this very rotation, sent again: its first run counts
+  redis.call('HSET', fkey, 'revoked', '1') return {'reused'}
+end
 local now = tonumber(ARGV[1])
 if now - tonumber(fam[2]) > tonumber(ARGV[3]) then
   redis.call('HSET', fkey, 'revoked', '1') return {'expired_absolute'}
@@ -36,7 +46,7 @@ end
 if now - tonumber(fam[3]) > tonumber(ARGV[2]) then
   redis.call('HSET', fkey, 'revoked', '1') return {'expired_idle'}
 end
-redis.call('HSET', KEYS[1], 'spent', '1')
+redis.call('HSET', KEYS[1], 'spent', '1', 'next', ARGV[4])
 local nkey = ARGV[6] .. ':rt:' .. ARGV[4]
 redis.call('HSET', nkey, 'family', rt[1], 'spent', '0')
 redis.call('EXPIRE', nkey, tonumber(ARGV[7]))
@@ -87,18 +97,22 @@ class RedisRefreshStore:
             "revoked": "0",
             "jkt": jkt or "",
         }
-        async with self._client.pipeline(transaction=True) as pipe:
-            pipe.hset(self._family_key(family_id), mapping=fields)
-            pipe.expire(self._family_key(family_id), self._ttl)
-            pipe.hset(self._token_key(token), mapping={"family": family_id, "spent": "0"})
-            pipe.expire(self._token_key(token), self._ttl)
-            pipe.sadd(self._session_key(sid), family_id)
-            pipe.expire(self._session_key(sid), self._ttl)
-            await pipe.execute()
+
+        async def write() -> None:
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.hset(self._family_key(family_id), mapping=fields)
+                pipe.expire(self._family_key(family_id), self._ttl)
+                pipe.hset(self._token_key(token), mapping={"family": family_id, "spent": "0"})
+                pipe.expire(self._token_key(token), self._ttl)
+                pipe.sadd(self._session_key(sid), family_id)
+                pipe.expire(self._session_key(sid), self._ttl)
+                await pipe.execute()
+
+        await idempotent(self._client, write)
         return token
 
     async def _family(self, family_id: str) -> RefreshFamily | None:
-        raw = await self._client.hgetall(self._family_key(family_id))
+        raw = await idempotent(self._client, lambda: self._client.hgetall(self._family_key(family_id)))
         if not raw:
             return None
         data = {_text(k): _text(v) for k, v in raw.items()}
@@ -115,7 +129,9 @@ class RedisRefreshStore:
         )
 
     async def _family_id(self, token: str) -> str | None:
-        family_id = await self._client.hget(self._token_key(token), "family")
+        family_id = await idempotent(
+            self._client, lambda: self._client.hget(self._token_key(token), "family")
+        )
         return None if family_id is None else _text(family_id)
 
     async def peek(self, token: str) -> RefreshFamily | None:
@@ -139,7 +155,7 @@ class RedisRefreshStore:
             self._ttl,
             jkt or "",
         ]
-        result = await self._spend(keys=[self._token_key(token)], args=args)
+        result = await idempotent(self._client, lambda: self._spend(keys=[self._token_key(token)], args=args))
         outcome = _text(result[0])
         if outcome != "ok":
             raise reject(outcome)
@@ -154,11 +170,12 @@ class RedisRefreshStore:
             return None
         family = await self._family(family_id)
         if family is not None:
-            await self._client.hset(self._family_key(family_id), "revoked", "1")
+            key = self._family_key(family_id)
+            await idempotent(self._client, lambda: self._client.hset(key, "revoked", "1"))
         return family
 
     async def session_family(self, sid: str, client_id: str, now: float) -> RefreshFamily | None:
-        members = await self._client.smembers(self._session_key(sid))
+        members = await idempotent(self._client, lambda: self._client.smembers(self._session_key(sid)))
         for family_id in sorted(_text(m) for m in members):
             family = await self._family(family_id)
             if family is not None and family.client_id == client_id and is_live(family, self._lifetimes, now):
@@ -166,4 +183,4 @@ class RedisRefreshStore:
         return None
 
     async def ping(self) -> None:
-        await self._client.ping()
+        await idempotent(self._client, self._client.ping)

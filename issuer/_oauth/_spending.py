@@ -16,6 +16,8 @@ from typing import Protocol
 
 import redis.asyncio as aioredis
 
+from keys import exactly_once
+
 
 class SpendingLedger(Protocol):
     """Session totals; `reserve` is atomic: of concurrent reservations none takes the total over the limit."""
@@ -94,7 +96,11 @@ return 1
 
 
 class RedisSpendingLedger:
-    """Session totals shared by issuer replicas: one Lua script checks and adds atomically."""
+    """Session totals shared by issuer replicas: one Lua script checks and adds atomically.
+
+    Adding twice counts a payment twice, so each script is sent `keys.exactly_once` (on a connection proved
+    alive just before), never resent after a dropped connection.
+    """
 
     def __init__(
         self,
@@ -103,6 +109,7 @@ class RedisSpendingLedger:
         prefix: str = "voicebank:spent",
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self._client = client
         self._prefix = prefix
         self._clock = clock
         self._add = client.register_script(_ADD)
@@ -116,11 +123,17 @@ class RedisSpendingLedger:
         return max(1, math.ceil(expires_at - self._clock()))
 
     async def reserve(self, sid: str, cents: int, *, limit: int, expires_at: float) -> bool:
-        added = await self._add(keys=[self._key(sid)], args=[cents, limit, self._ttl(expires_at)])
+        args = [cents, limit, self._ttl(expires_at)]
+        added = await exactly_once(
+            self._client, lambda c: self._add(keys=[self._key(sid)], args=args, client=c)
+        )
         return bool(added)
 
     async def release(self, sid: str, cents: int) -> None:
-        await self._release(keys=[self._key(sid)], args=[cents])
+        await exactly_once(
+            self._client, lambda c: self._release(keys=[self._key(sid)], args=[cents], client=c)
+        )
 
     async def add(self, sid: str, cents: int, *, expires_at: float) -> None:
-        await self._add(keys=[self._key(sid)], args=[cents, -1, self._ttl(expires_at)])
+        args = [cents, -1, self._ttl(expires_at)]
+        await exactly_once(self._client, lambda c: self._add(keys=[self._key(sid)], args=args, client=c))
