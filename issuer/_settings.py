@@ -52,6 +52,8 @@ class IssuerSettings(BaseSettings):
     livekit_api_key: str | None = None
     livekit_api_secret: SecretStr | None = None
     livekit_agent_name: str = "voicebank-agent"
+    otel_exporter_otlp_endpoint: str | None = None
+    """OTLP/HTTP collector base URL; the issuer's spans are exported there when set."""
 
     @model_validator(mode="after")
     def _check(self) -> IssuerSettings:

@@ -42,8 +42,8 @@ class IssuerState:
     rotation: RotationLoop
     events: KeyEvents
     metrics: IssuerMetrics
+    audit: IssuerAudit
     http: httpx.AsyncClient
     redis: aioredis.Redis | None
     approvals: ApprovalStore
     spending: SpendingLedger
-    audit: IssuerAudit

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from typing import Any
 
+from issuer._audit import Decision
 from issuer._endpoints._ciba import ciba_token
 from issuer._endpoints._transact import TRANSACT, requested_detail, reserve
 from issuer._http._body import optional_param, required_param
@@ -23,7 +23,6 @@ from issuer._oauth._errors import (
     InvalidRequest,
     InvalidScope,
     InvalidTarget,
-    OAuthError,
     UnauthorizedClient,
     UnsupportedGrantType,
 )
@@ -36,6 +35,12 @@ from keys import CLOCK_LEEWAY, DPoPProof, TokenError
 TOKEN_TYPE_JWT = "urn:ietf:params:oauth:token-type:jwt"  # noqa: S105
 TOKEN_TYPE_ACCESS = "urn:ietf:params:oauth:token-type:access_token"  # noqa: S105
 DEFAULT_EXCHANGE_SCOPE = frozenset({"read"})
+_EVENTS = {
+    GRANT_CLIENT_CREDENTIALS: "token.client_credentials",
+    GRANT_TOKEN_EXCHANGE: "token.exchange",
+    GRANT_REFRESH: "token.refresh",
+    GRANT_CIBA: "token.ciba",
+}
 
 
 def _requested_scope(form: dict[str, str], default: frozenset[str]) -> frozenset[str]:
@@ -68,13 +73,18 @@ def _answer(minted: Minted, scope: str, jkt: str | None, **extra: str) -> dict[s
 
 
 async def _client_credentials(
-    state: IssuerState, client: Client, form: dict[str, str], proof: DPoPProof | None
+    state: IssuerState,
+    client: Client,
+    form: dict[str, str],
+    proof: DPoPProof | None,
+    decision: Decision,
 ) -> dict[str, Any]:
     # Tokens for the issuer's own endpoints stay bearer tokens (RFC 9449 §5 lets the issuer say so with
     # token_type Bearer): those endpoints take `Authorization: Bearer` only.
     del proof
     allowed = client.scopes & ISSUER_SCOPES
     scopes = _requested_scope(form, allowed)
+    decision.sub, decision.scope = client.client_id, format_scope(scopes)
     if not scopes or not scopes <= allowed:
         raise InvalidScope("client_credentials grants only issuer scopes this client is registered for")
     scope = format_scope(scopes)
@@ -87,6 +97,7 @@ async def _client_credentials(
         lifetime=state.settings.issuer_token_lifetime,
         act=False,
     )
+    decision.issued(minted)
     return _answer(minted, scope, None)
 
 
@@ -101,7 +112,11 @@ async def _session_grant(state: IssuerState, subject_token: str) -> dict[str, An
 
 
 async def _token_exchange(
-    state: IssuerState, client: Client, form: dict[str, str], proof: DPoPProof | None
+    state: IssuerState,
+    client: Client,
+    form: dict[str, str],
+    proof: DPoPProof | None,
+    decision: Decision,
 ) -> dict[str, Any]:
     subject_token = required_param(form, "subject_token")
     if required_param(form, "subject_token_type") != TOKEN_TYPE_JWT:
@@ -114,6 +129,8 @@ async def _token_exchange(
     resource = _resource(state, form)
     requested = _requested_scope(form, DEFAULT_EXCHANGE_SCOPE)
     grant = await _session_grant(state, subject_token)
+    decision.sub, decision.scope = grant.get("sub"), format_scope(requested)
+    decision.sid = grant.get("sid") if isinstance(grant.get("sid"), str) else None
     may_act = grant.get("may_act")
     if not isinstance(may_act, dict) or may_act.get("sub") != client.client_id:
         raise InvalidGrant(
@@ -158,11 +175,18 @@ async def _token_exchange(
         now=now,
         jkt=_jkt(proof),
     )
+    decision.issued(minted)
+    family = await state.refresh.peek(refresh)
+    decision.family = family.family_id if family is not None else None
     return _answer(minted, scope, _jkt(proof), refresh_token=refresh, issued_token_type=TOKEN_TYPE_ACCESS)
 
 
 async def _refresh_token(
-    state: IssuerState, client: Client, form: dict[str, str], proof: DPoPProof | None
+    state: IssuerState,
+    client: Client,
+    form: dict[str, str],
+    proof: DPoPProof | None,
+    decision: Decision,
 ) -> dict[str, Any]:
     token = required_param(form, "refresh_token")
     resource = _resource(state, form)
@@ -171,6 +195,10 @@ async def _refresh_token(
     if own is not None:
         require_key(proof, own.jkt)  # before spending: a wrong key changes nothing
     scope_param = optional_param(form, "scope")
+    decision.scope = scope_param
+    if family is not None:
+        # Known before spending, so a reuse (theft signal) is written with its family, user and session.
+        decision.family, decision.sub, decision.sid = family.family_id, family.sub, family.sid
     asked = parse_scope(scope_param) if scope_param is not None else None
     # Checked before spending, so a refused request does not cost the client its token.
     if own is not None and asked is not None and not asked <= parse_scope(own.scope):
@@ -179,8 +207,9 @@ async def _refresh_token(
         asked = _default_scope(own)
     detail = requested_detail(form, asked or frozenset())
     if detail is None:
-        return await _plain_refresh(state, client, token, asked, resource, proof)
-    return await _transact_refresh(state, client, token, own, detail, resource, proof)
+        return await _plain_refresh(state, client, token, asked, resource, proof, decision)
+    decision.event, decision.scope = "token.transact", TRANSACT
+    return await _transact_refresh(state, client, token, own, detail, resource, proof, decision)
 
 
 def _default_scope(family: RefreshFamily) -> frozenset[str]:
@@ -198,11 +227,13 @@ async def _plain_refresh(
     asked: frozenset[str] | None,
     resource: str,
     proof: DPoPProof | None,
+    decision: Decision,
 ) -> dict[str, Any]:
     now = state.clock()
     family, next_token = await state.refresh.spend(
         token, client_id=client.client_id, now=now, jkt=_jkt(proof)
     )
+    decision.family, decision.sub, decision.sid = family.family_id, family.sub, family.sid
     requested = asked if asked is not None else _default_scope(family)
     if not requested <= parse_scope(family.scope):
         raise InvalidScope("the requested scope exceeds the refresh token's scope")
@@ -217,6 +248,8 @@ async def _plain_refresh(
         sid=family.sid,
         jkt=_jkt(proof),
     )
+    decision.scope = scope
+    decision.issued(minted)
     return _answer(minted, scope, _jkt(proof), refresh_token=next_token)
 
 
@@ -228,30 +261,22 @@ async def _transact_refresh(
     detail: AuthorizationDetail,
     resource: str,
     proof: DPoPProof | None,
+    decision: Decision,
 ) -> dict[str, Any]:
     """A single-use token for exactly one movement, within the session's approval threshold."""
-    audit = functools.partial(
-        state.audit.record, "token.transact", client_id=client.client_id, scope=TRANSACT
-    )
-    if own is not None:
-        audit = functools.partial(audit, sub=own.sub, sid=own.sid, family=own.family_id)
+    if own is None:
+        # Unknown, revoked or another client's token: spending it gives the usual answer and rules.
+        await state.refresh.spend(token, client_id=client.client_id, now=state.clock(), jkt=_jkt(proof))
+        raise InvalidGrant("the refresh token is invalid, expired or revoked", reason="refresh_unknown")
+    # Before spending: above the threshold the client keeps its refresh token and asks the user instead.
+    await reserve(state, own, detail)
     try:
-        if own is None:
-            # Unknown, revoked or another client's token: spending it gives the usual answer and rules.
-            await state.refresh.spend(token, client_id=client.client_id, now=state.clock(), jkt=_jkt(proof))
-            raise InvalidGrant("the refresh token is invalid, expired or revoked", reason="refresh_unknown")
-        # Before spending: above the threshold the client keeps its refresh token and asks the user instead.
-        await reserve(state, own, detail)
-        try:
-            now = state.clock()
-            family, next_token = await state.refresh.spend(
-                token, client_id=client.client_id, now=now, jkt=_jkt(proof)
-            )
-        except BaseException:
-            await state.spending.release(own.sid, detail.cents)
-            raise
-    except OAuthError as exc:
-        audit(outcome="refused", reason=exc.reason)
+        now = state.clock()
+        family, next_token = await state.refresh.spend(
+            token, client_id=client.client_id, now=now, jkt=_jkt(proof)
+        )
+    except BaseException:
+        await state.spending.release(own.sid, detail.cents)
         raise
     minted = await state.minter.access_token(
         sub=family.sub,
@@ -264,14 +289,18 @@ async def _transact_refresh(
         authorization_details=detail.claim(),
         jkt=_jkt(proof),
     )
-    audit(outcome="ok", jti=minted.jti, kid=minted.kid, exp=minted.exp)
+    decision.issued(minted)
     return _answer(minted, TRANSACT, _jkt(proof), refresh_token=next_token)
 
 
 async def _ciba(
-    state: IssuerState, client: Client, form: dict[str, str], proof: DPoPProof | None
+    state: IssuerState,
+    client: Client,
+    form: dict[str, str],
+    proof: DPoPProof | None,
+    decision: Decision,
 ) -> dict[str, Any]:
-    return _answer(await ciba_token(state, client, form, proof), TRANSACT, _jkt(proof))
+    return _answer(await ciba_token(state, client, form, decision, proof), TRANSACT, _jkt(proof))
 
 
 _GRANTS = {
@@ -283,17 +312,24 @@ _GRANTS = {
 
 
 async def token_response(
-    state: IssuerState, form: dict[str, str], authorization: str | None, dpop: Sequence[str] = ()
+    state: IssuerState,
+    form: dict[str, str],
+    authorization: str | None,
+    decision: Decision,
+    dpop: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """The token response for a parsed `/token` form and its `DPoP` header values, or an OAuthError."""
+    """The token response for a parsed `/token` form and its `DPoP` header values, or an OAuthError;
+    `decision` learns what the request is about."""
     grant_type = required_param(form, "grant_type")
+    decision.event = _EVENTS.get(grant_type or "", decision.event)
     client = await state.clients.authenticate(form, authorization=authorization)
+    decision.client_id = client.client_id
     handler = _GRANTS.get(grant_type or "")
     if handler is None:
         raise UnsupportedGrantType("grant_type is not supported by this issuer")
     if not client.may_use(grant_type or ""):
         raise UnauthorizedClient("this client is not registered for this grant_type")
     proof = await state.dpop.proof(dpop, htu=state.settings.token_endpoint, client=client)
-    answer = await handler(state, client, form, proof)
+    answer = await handler(state, client, form, proof, decision)
     state.metrics.tokens_issued.labels(grant_type=grant_type).inc()
     return answer

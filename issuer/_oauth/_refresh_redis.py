@@ -1,9 +1,10 @@
 """The refresh-token store on Redis: one Lua script spends a token atomically across issuer replicas.
 
-Every command here is safe to send twice, so each is resent once after a dropped connection
-(`keys.idempotent`): reads, writes of fixed values, and the spend script, which remembers the successor it
-made so that a second sending of the same rotation (its answer lost with the connection) is recognised as
-such, not as reuse. The successor is random per request, so nobody else's request can pass for it.
+Commands safe to send twice are resent once after a dropped connection (`keys.idempotent`): reads, writes
+of fixed values, and the spend script, which remembers the successor it made so that a second sending of
+the same rotation (its answer lost with the connection) is recognised as such, not as reuse. The successor
+is random per request, so nobody else's request can pass for it. An operator's revocation of many
+families answers how many were live, which a second run would get wrong: it is sent `keys.exactly_once`.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from issuer._oauth._refresh import (
     RefreshLifetimes,
     is_live,
     new_refresh_token,
+    one_target,
     reject,
     token_hash,
 )
-from keys import idempotent
+from keys import exactly_once, idempotent
 
 # KEYS[1] token key. ARGV: now, idle, absolute, next hash, client id, key prefix, ttl, proved DPoP key.
 # Keys are built from the stored family id, so this needs a single Redis (not a cluster).
@@ -55,6 +57,27 @@ return {'ok', rt[1]}
 """
 
 
+# KEYS[1] an index set of family ids. ARGV: key prefix, now, idle, absolute. Revokes every family in it,
+# drops ids whose family expired, and answers how many families were live (unexpired) when revoked.
+_REVOKE_ALL = """
+local live = 0
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local fkey = ARGV[1] .. ':fam:' .. id
+  local fam = redis.call('HMGET', fkey, 'revoked', 'created_at', 'last_used')
+  if not fam[1] then
+    redis.call('SREM', KEYS[1], id)
+  elseif fam[1] ~= '1' then
+    redis.call('HSET', fkey, 'revoked', '1')
+    local now = tonumber(ARGV[2])
+    if now - tonumber(fam[3]) <= tonumber(ARGV[3]) and now - tonumber(fam[2]) <= tonumber(ARGV[4]) then
+      live = live + 1
+    end
+  end
+end
+return live
+"""
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -71,6 +94,7 @@ class RedisRefreshStore:
         # Keys outlive the absolute lifetime a little so reuse is still detected near its end.
         self._ttl = int(lifetimes.absolute + lifetimes.idle)
         self._spend = client.register_script(_SPEND)
+        self._revoke_all = client.register_script(_REVOKE_ALL)
 
     def _token_key(self, token: str) -> str:
         return f"{self._prefix}:rt:{token_hash(token)}"
@@ -78,9 +102,9 @@ class RedisRefreshStore:
     def _family_key(self, family_id: str) -> str:
         return f"{self._prefix}:fam:{family_id}"
 
-    def _session_key(self, sid: str) -> str:
-        # Hashed so a client-chosen session id cannot shape Redis keys.
-        return f"{self._prefix}:sid:{hashlib.sha256(sid.encode()).hexdigest()}"
+    def _index_key(self, kind: str, value: str) -> str:
+        # The families of one session, user or client; hashed so client-chosen ids cannot shape keys.
+        return f"{self._prefix}:{kind}:{hashlib.sha256(value.encode()).hexdigest()}"
 
     async def create(
         self, *, client_id: str, sub: str, sid: str, scope: str, now: float, jkt: str | None = None
@@ -104,8 +128,9 @@ class RedisRefreshStore:
                 pipe.expire(self._family_key(family_id), self._ttl)
                 pipe.hset(self._token_key(token), mapping={"family": family_id, "spent": "0"})
                 pipe.expire(self._token_key(token), self._ttl)
-                pipe.sadd(self._session_key(sid), family_id)
-                pipe.expire(self._session_key(sid), self._ttl)
+                for kind, value in (("sid", sid), ("sub", sub), ("client_id", client_id)):
+                    pipe.sadd(self._index_key(kind, value), family_id)
+                    pipe.expire(self._index_key(kind, value), self._ttl)
                 await pipe.execute()
 
         await idempotent(self._client, write)
@@ -175,12 +200,24 @@ class RedisRefreshStore:
         return family
 
     async def session_family(self, sid: str, client_id: str, now: float) -> RefreshFamily | None:
-        members = await idempotent(self._client, lambda: self._client.smembers(self._session_key(sid)))
+        key = self._index_key("sid", sid)
+        members = await idempotent(self._client, lambda: self._client.smembers(key))
         for family_id in sorted(_text(m) for m in members):
             family = await self._family(family_id)
             if family is not None and family.client_id == client_id and is_live(family, self._lifetimes, now):
                 return family
         return None
+
+    async def revoke_all(
+        self, *, now: float, sid: str | None = None, sub: str | None = None, client_id: str | None = None
+    ) -> int:
+        kind, value = one_target(sid, sub, client_id)
+        lifetimes = [repr(float(self._lifetimes.idle)), repr(float(self._lifetimes.absolute))]
+        args = [self._prefix, repr(now), *lifetimes]
+        keys = [self._index_key(kind, value)]
+        # Sent once: a second run would find the families revoked already and answer a wrong count.
+        revoked = await exactly_once(self._client, lambda c: self._revoke_all(keys=keys, args=args, client=c))
+        return int(revoked)
 
     async def ping(self) -> None:
         await idempotent(self._client, self._client.ping)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from keys import Algorithm, KeyStore, sign
@@ -14,11 +14,11 @@ SESSION_GRANT_TYP = "session-grant+jwt"
 
 @dataclass(frozen=True)
 class Minted:
-    token: str
+    token: str = field(repr=False)
     jti: str
     expires_in: int
-    kid: str = ""
-    exp: int = 0
+    kid: str
+    exp: int
 
 
 class Minter:
@@ -32,7 +32,8 @@ class Minter:
     async def _sign(self, claims: dict[str, Any], typ: str, lifetime: int) -> Minted:
         ring = await self._store.current()
         key = ring.signing_key(self._alg)
-        return Minted(sign(claims, key, typ=typ), claims["jti"], lifetime, key.kid, claims["exp"])
+        token = sign(claims, key, typ=typ)
+        return Minted(token, claims["jti"], lifetime, key.kid, claims["exp"])
 
     def _base(self, *, sub: str, aud: str, now: float, lifetime: int) -> dict[str, Any]:
         issued = int(now)

@@ -35,6 +35,8 @@ class AgentSettings(BaseSettings):
     llm: str | None = Field(default=None, validation_alias="ORCHESTRATOR_LLM")
     tts: str | None = Field(default=None, validation_alias="ORCHESTRATOR_TTS")
     redis_url: str | None = None
+    otel_exporter_otlp_endpoint: str | None = None
+    """OTLP/HTTP collector base URL; spans of each call are exported there when set."""
 
     def missing(self) -> list[str]:
         """The environment variables that must still be set before the worker can run."""

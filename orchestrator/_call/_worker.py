@@ -10,13 +10,15 @@ from pathlib import Path
 
 from livekit.agents import AgentServer, AgentSession, JobContext
 from livekit.agents.voice.room_io import RoomOptions
+from pydantic import ValidationError
 from redis.asyncio import Redis
 
 from orchestrator._agent._banking_agent import CallState
 from orchestrator._call._session_store import MemorySessionStore, RedisSessionStore, SessionStore
 from orchestrator._call._settings import AgentSettings, NotConfigured
 from orchestrator._call._voice_call import AgentWiring, VoiceCall
-from orchestrator._logs import adopt_library_loggers, configure_logging
+from orchestrator._logs import LogSettings, adopt_library_loggers, configure_logging
+from orchestrator._tracing import install_tracer_provider
 
 __all__ = ["build_server", "entrypoint", "main", "run_worker", "use_our_logging"]
 
@@ -32,6 +34,8 @@ def _session_store(settings: AgentSettings) -> tuple[SessionStore, Redis | None]
 
 async def entrypoint(ctx: JobContext, *, wiring: AgentWiring, settings: AgentSettings) -> None:
     """One job: connect, wait for the caller, identify them, record the session and run the agent."""
+    # Job processes start fresh: each sets its own global tracer provider once.
+    install_tracer_provider("voicebank-agent", settings.otel_exporter_otlp_endpoint)
     store, redis_client = _session_store(settings)
     call = VoiceCall(store=store, bank_factory=wiring.bank_factory, on_end=wiring.on_end)
 
@@ -84,7 +88,12 @@ def use_our_logging(server: AgentServer, handler: logging.Handler) -> None:
 
 
 def run_worker(
-    settings: AgentSettings, wiring: AgentWiring, *, log_level: str = "INFO", log_file: Path | None = None
+    settings: AgentSettings,
+    wiring: AgentWiring,
+    *,
+    log_level: str = "INFO",
+    log_file: Path | None = None,
+    formatter: logging.Formatter | None = None,
 ) -> None:
     """Run the worker until SIGINT/SIGTERM, with livekit-agents' own signal handling and drain."""
     # The public `cli.run_app` is deprecated and parses sys.argv itself; this is what
@@ -93,7 +102,7 @@ def run_worker(
     from livekit.agents.cli.cli import _run_worker
 
     server = build_server(settings, wiring)
-    use_our_logging(server, configure_logging(log_level, log_file=log_file))
+    use_our_logging(server, configure_logging(log_level, log_file=log_file, formatter=formatter))
     _run_worker(server, proto.CliArgs(log_level=log_level.upper(), log_format="json"))
 
 
@@ -119,5 +128,10 @@ def main(
     except NotConfigured as err:
         print(f"orchestrator: {err}", file=sys.stderr)
         return 2
-    run_worker(settings, wiring, log_level=log_level, log_file=log_file)
+    try:
+        formatter = LogSettings().formatter()
+    except ValidationError as err:
+        print(f"orchestrator: invalid setting LOG_FORMAT: {err.errors()[0]['msg']}", file=sys.stderr)
+        return 2
+    run_worker(settings, wiring, log_level=log_level, log_file=log_file, formatter=formatter)
     return 0

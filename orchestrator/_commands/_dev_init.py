@@ -36,7 +36,7 @@ from orchestrator._errors import OrchestratorError
 DEV_CLIENTS: dict[str, tuple[list[str], str]] = {
     "orchestrator": ([GRANT_TOKEN_EXCHANGE, GRANT_REFRESH, GRANT_CIBA], "read transact configure"),
     "backend": ([GRANT_CLIENT_CREDENTIALS], "sessions:create approvals:decide"),
-    "admin": ([GRANT_CLIENT_CREDENTIALS], "keys:admin"),
+    "admin": ([GRANT_CLIENT_CREDENTIALS], "keys:admin sessions:revoke"),
 }
 
 

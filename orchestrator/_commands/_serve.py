@@ -9,9 +9,11 @@ import socket
 from collections.abc import Iterator, Sequence
 
 import uvicorn
+from fastapi import FastAPI
 
-from issuer import IssuerSettings, create_app
+from issuer import IssuerSettings, create_app, reload_clients
 from orchestrator._errors import OrchestratorError
+from orchestrator._tracing import tracer_provider
 
 
 class ServeError(OrchestratorError):
@@ -39,15 +41,21 @@ class SharedLoopServer(uvicorn.Server):
 
 
 def issuer_server(settings: IssuerSettings, *, host: str, port: int) -> uvicorn.Server:
-    config = uvicorn.Config(
-        create_app(settings), host=host, port=port, log_level="info", log_config=None, lifespan="on"
-    )
+    tracing = tracer_provider("voicebank-issuer", settings.otel_exporter_otlp_endpoint)
+    app = create_app(settings, tracer_provider=tracing)
+    config = uvicorn.Config(app, host=host, port=port, log_level="info", log_config=None, lifespan="on")
     return SharedLoopServer(config)
 
 
 async def serve_all(servers: Sequence[uvicorn.Server]) -> None:
-    """Run servers together; SIGINT/SIGTERM stop them all (a second SIGINT forces)."""
+    """Run servers together; SIGINT/SIGTERM stop them all (a second SIGINT forces); SIGHUP makes every
+    issuer among them reload its clients file."""
     loop = asyncio.get_running_loop()
+
+    def hangup() -> None:
+        for server in servers:
+            if isinstance(server.config.app, FastAPI):
+                reload_clients(server.config.app)
 
     def stop() -> None:
         for server in servers:
@@ -64,6 +72,7 @@ async def serve_all(servers: Sequence[uvicorn.Server]) -> None:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop)
+    loop.add_signal_handler(signal.SIGHUP, hangup)
     try:
         # Every server finishes its shutdown before a failure is raised.
         outcomes = await asyncio.gather(*(serve(server) for server in servers), return_exceptions=True)
@@ -71,5 +80,5 @@ async def serve_all(servers: Sequence[uvicorn.Server]) -> None:
             if isinstance(outcome, BaseException):
                 raise outcome
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.remove_signal_handler(sig)

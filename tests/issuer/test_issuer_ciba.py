@@ -352,19 +352,28 @@ async def test_every_step_is_audited_without_a_token(
         token = (await a.poll(auth_req_id)).json()["access_token"]
         denied = await a.transact(session["refresh_token"], payment(amount="1.00"))
     lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "voicebank.audit"]
-    steps = [(line["event"], line["outcome"], line["reason"]) for line in lines]
+    steps = [(line["event"], line["client_id"], line["outcome"], line["reason"]) for line in lines]
+    # One line per request (the backend's own client_credentials bearers included), never two.
     assert steps == [
-        ("bc_authorize", "ok", None),
-        ("approvals.list", "ok", None),
-        ("token.ciba", "refused", "authorization_pending"),
-        ("approvals.decide", "approved", None),
-        ("token.ciba", "ok", None),
-        ("token.transact", "refused", "above_threshold"),
+        ("token.client_credentials", "backend", "ok", None),
+        ("sessions.create", "backend", "ok", None),
+        ("token.exchange", "orchestrator", "ok", None),
+        ("bc_authorize", "orchestrator", "ok", None),
+        ("token.client_credentials", "backend", "ok", None),
+        ("approvals.list", "backend", "ok", None),
+        ("token.ciba", "orchestrator", "refused", "authorization_pending"),
+        ("token.client_credentials", "backend", "ok", None),
+        ("approvals.decide", "backend", "ok", "approved"),
+        ("token.ciba", "orchestrator", "ok", None),
+        ("token.transact", "orchestrator", "refused", "above_threshold"),
     ]
     assert denied.json()["error"] == "interaction_required"
-    fields = {"time", "service", "event", "client_id", "sub", "sid", "scope", "jti", "kid", "exp", "family"}
-    assert all(fields | {"outcome", "reason", "trace_id"} == line.keys() for line in lines)
-    issued = lines[4]
+    fields = ["time", "service", "event", "client_id", "sub", "sid", "scope", "jti", "kid", "exp", "family"]
+    assert all([*fields, "outcome", "reason", "trace_id"] == list(line) for line in lines)
+    sid = lines[1]["sid"]
+    about = [(line["sub"], line["sid"], line["scope"]) for line in lines]
+    assert [about[i] for i in (3, 6, 8, 9, 10)] == [("alice", sid, "transact")] * 5  # each payment step
+    issued = lines[9]
     assert (issued["service"], issued["sub"], issued["client_id"], issued["scope"]) == (
         "issuer",
         "alice",

@@ -19,20 +19,6 @@ from tests.support.clock import FakeClock
 from tests.support.issuer import Harness, running
 
 
-@pytest.fixture(params=["memory", "redis"])
-async def h(
-    request: pytest.FixtureRequest,
-    make_settings: Callable[..., IssuerSettings],
-    clock: FakeClock,
-    client_keys: dict[str, KeyPair],
-) -> AsyncIterator[Harness]:
-    overrides: dict[str, Any] = {}
-    if request.param == "redis":
-        overrides["redis_url"] = request.getfixturevalue("redis_url")
-    async with running(make_settings(**overrides), clock, client_keys) as harness:
-        yield harness
-
-
 async def test_reuse_of_a_spent_token_revokes_the_family(h: Harness) -> None:
     first = await h.login()
     second = (await h.refresh(first["refresh_token"])).json()

@@ -16,7 +16,7 @@ ALL_SCOPES = "read transact configure"
 CLIENTS: Mapping[str, tuple[list[str], str]] = {
     "orchestrator": ([TOKEN_EXCHANGE, "refresh_token", CIBA], ALL_SCOPES),
     "backend": (["client_credentials"], "sessions:create approvals:decide"),
-    "admin": (["client_credentials"], "keys:admin"),
+    "admin": (["client_credentials"], "keys:admin sessions:revoke"),
     # A second agent-like client, to prove grants, refresh tokens and approvals are bound to their client.
     "other": ([TOKEN_EXCHANGE, "refresh_token", CIBA], "read transact"),
 }
