@@ -7,13 +7,15 @@ import hashlib
 import json
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql import Executable
 
+from mcp_server._bank import _reads as reads
 from mcp_server._bank._db import WRITE_OPTION
 from mcp_server._bank._errors import (
     AccountClosed,
@@ -31,7 +33,6 @@ from mcp_server._bank._models import (
     MEMO_MAX,
     Account,
     IdempotencyRecord,
-    Loan,
     Movement,
     NotificationSettings,
     Payee,
@@ -68,7 +69,7 @@ class Bank:
         payment_limit_cents: int = DEFAULT_PAYMENT_LIMIT_CENTS,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._read = sessionmaker(engine, expire_on_commit=False)
+        self._engine = engine
         self._write = sessionmaker(engine.execution_options(**{WRITE_OPTION: True}), expire_on_commit=False)
         self._limit = payment_limit_cents
         self._clock = clock
@@ -80,26 +81,23 @@ class Bank:
 
     def get_balance(self, user_id: str, account_type: str | None = None) -> dict[str, Any]:
         """The user's accounts, optionally of one type."""
-        query = (
-            select(Account).where(Account.user_id == user_id).order_by(Account.type, Account.account_number)
-        )
-        if account_type is not None:
-            if account_type not in ACCOUNT_TYPES:
-                raise InvalidArgument("The account type must be checking, savings or credit.")
-            query = query.where(Account.type == account_type)
-        with self._read() as session, session.begin():
-            accounts = session.scalars(query).all()
+        if account_type is None:
+            rows = self._rows(reads.BALANCES, user_id=user_id)
+        elif account_type in ACCOUNT_TYPES:
+            rows = self._rows(reads.BALANCES_OF_TYPE, user_id=user_id, account_type=account_type)
+        else:
+            raise InvalidArgument("The account type must be checking, savings or credit.")
         return {
             "accounts": [
                 {
-                    "account_id": a.id,
-                    "type": a.type,
-                    "account_number": a.account_number,
-                    "balance": format_cents(a.balance_cents),
-                    "currency": a.currency,
-                    "status": a.status,
+                    "account_id": account_id,
+                    "type": kind,
+                    "account_number": number,
+                    "balance": format_cents(cents),
+                    "currency": currency,
+                    "status": status,
                 }
-                for a in accounts
+                for account_id, kind, number, cents, currency, status in rows
             ]
         }
 
@@ -109,67 +107,66 @@ class Bank:
         """The user's transactions, newest first, on one account or all of them."""
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_TRANSACTIONS:
             raise InvalidArgument(f"The limit must be between 1 and {MAX_TRANSACTIONS}.")
-        query = (
-            select(Transaction)
-            .join(Account, Transaction.account_id == Account.id)
-            .where(Account.user_id == user_id)
-            .order_by(Transaction.posted_at.desc(), Transaction.seq.desc())
-            .limit(limit)
-        )
-        with self._read() as session, session.begin():
-            if account_id is not None:
-                self._own_account(session, user_id, account_id)
-                query = query.where(Transaction.account_id == account_id)
-            rows = session.scalars(query).all()
+        if account_id is None:
+            rows = self._rows(reads.TRANSACTIONS, user_id=user_id, limit=limit)
+        else:
+            rows = self._rows(reads.ACCOUNT_TRANSACTIONS, user_id=user_id, account_id=account_id, limit=limit)
+            if not rows:
+                raise AccountNotFound()
         return {
             "transactions": [
                 {
-                    "transaction_id": t.id,
-                    "account_id": t.account_id,
-                    "posted_at": _iso(t.posted_at),
-                    "amount": format_cents(t.amount_cents),
-                    "currency": t.currency,
-                    "description": t.description,
-                    "counterparty": t.counterparty,
+                    "transaction_id": transaction_id,
+                    "account_id": on_account,
+                    "posted_at": _iso(posted_at),
+                    "amount": format_cents(cents),
+                    "currency": currency,
+                    "description": description,
+                    "counterparty": counterparty,
                 }
-                for t in rows
+                for transaction_id, on_account, posted_at, cents, currency, description, counterparty in rows
+                # The one row of an account without transactions has only NULLs on the transaction side.
+                if transaction_id is not None
             ]
         }
 
     def list_loans(self, user_id: str) -> dict[str, Any]:
         """The user's loans."""
-        with self._read() as session, session.begin():
-            loans = session.scalars(select(Loan).where(Loan.user_id == user_id).order_by(Loan.id)).all()
         return {
             "loans": [
                 {
-                    "loan_id": loan.id,
-                    "type": loan.type,
-                    "balance": format_cents(loan.balance_cents),
-                    "currency": loan.currency,
-                    "rate": format_cents(loan.rate_bp),
-                    "next_payment_due": loan.next_payment_due.isoformat(),
-                    "next_payment_amount": format_cents(loan.next_payment_cents),
+                    "loan_id": loan_id,
+                    "type": kind,
+                    "balance": format_cents(cents),
+                    "currency": currency,
+                    "rate": format_cents(rate_bp),
+                    "next_payment_due": due.isoformat(),
+                    "next_payment_amount": format_cents(next_cents),
                 }
-                for loan in loans
+                for loan_id, kind, cents, currency, rate_bp, due, next_cents in self._rows(
+                    reads.LOANS, user_id=user_id
+                )
             ]
         }
 
     def list_payees(self, user_id: str) -> dict[str, Any]:
         """The user's payees."""
-        with self._read() as session, session.begin():
-            payees = session.scalars(select(Payee).where(Payee.user_id == user_id).order_by(Payee.name)).all()
         return {
-            "payees": [{"payee_id": p.id, "name": p.name, "account_number": p.account_number} for p in payees]
+            "payees": [
+                {"payee_id": payee_id, "name": name, "account_number": number}
+                for payee_id, name, number in self._rows(reads.PAYEES, user_id=user_id)
+            ]
         }
 
     def account_currency(self, user_id: str, account_id: str) -> str | None:
         """The currency of one of the user's accounts, or None when the user has no such account."""
-        with self._read() as session, session.begin():
-            currency = session.scalar(
-                select(Account.currency).where(Account.id == account_id, Account.user_id == user_id)
-            )
-        return currency
+        rows = self._rows(reads.ACCOUNT_CURRENCY, user_id=user_id, account_id=account_id)
+        return str(rows[0][0]) if rows else None
+
+    def _rows(self, statement: Executable, **params: Any) -> Sequence[Any]:
+        """The rows of one read statement, in a read transaction of its own."""
+        with self._engine.begin() as connection:
+            return connection.execute(statement, params).all()
 
     # -- money movements ----------------------------------------------------------------------
 

@@ -110,6 +110,31 @@ def test_transactions_are_newest_first_and_limited(bank: Bank) -> None:
     assert all(r["account_id"] != account(bank, "bob", "checking")["account_id"] for r in everything)
 
 
+def test_an_own_account_without_transactions_lists_none_and_an_unknown_one_is_not_found(bank: Bank) -> None:
+    # One query answers both: the account is the outer side of the join, so an account of the user's
+    # with no transactions still answers a row, of NULLs, which must not become a transaction.
+    closed = account(bank, "alice", "savings", status="closed")["account_id"]
+    assert bank.list_transactions("alice", closed, limit=5) == {"transactions": []}
+    with pytest.raises(AccountNotFound):
+        bank.list_transactions("alice", "acc_nope", limit=5)
+
+
+def test_one_accounts_transactions_stop_at_the_limit_and_stay_on_that_account(bank: Bank) -> None:
+    checking = account(bank, "alice", "checking")["account_id"]
+    everything = bank.list_transactions("alice", checking, limit=100)["transactions"]
+    assert 1 < len(everything) < 8
+    assert {r["account_id"] for r in everything} == {checking}
+    assert bank.list_transactions("alice", checking, limit=1)["transactions"] == everything[:1]
+
+
+def test_account_currency_only_of_the_users_own_account(bank: Bank) -> None:
+    alices = account(bank, "alice", "checking")["account_id"]
+    bobs = account(bank, "bob", "checking")["account_id"]
+    assert bank.account_currency("alice", alices) == "USD"
+    assert bank.account_currency("alice", bobs) is None
+    assert bank.account_currency("alice", "acc_nope") is None
+
+
 @pytest.mark.parametrize("limit", [0, 101, -1])
 def test_transaction_limit_out_of_range_is_refused(bank: Bank, limit: int) -> None:
     with pytest.raises(InvalidArgument, match="between 1 and 100"):
