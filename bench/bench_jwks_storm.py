@@ -101,7 +101,7 @@ async def slice_run(
                 await verifier.verify_async(tokens.new())
             except keys.UnknownKey:
                 counts["unknown_kid"] += 1
-            except keys.TokenError as exc:  # anything else would be a finding: count it by code
+            except (keys.TokenError, keys.KeysUnavailable) as exc:  # anything else would be a finding
                 counts[exc.code] = counts.get(exc.code, 0) + 1
             await asyncio.sleep(0)
 

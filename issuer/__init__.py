@@ -10,7 +10,7 @@ from issuer._oauth._clients import (
     ClientRegistry,
     ClientRegistryError,
 )
-from issuer._oauth._errors import OAuthError
+from issuer._oauth._errors import IssuerError, OAuthError
 from issuer._settings import IssuerSettings
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "Client",
     "ClientRegistry",
     "ClientRegistryError",
+    "IssuerError",
     "IssuerSettings",
     "IssuerStartupError",
     "OAuthError",

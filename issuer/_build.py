@@ -15,19 +15,30 @@ from issuer._metrics import IssuerMetrics
 from issuer._oauth._bearer import BearerGuard
 from issuer._oauth._client_auth import ClientAuthenticator
 from issuer._oauth._clients import ClientRegistry, ClientRegistryError
+from issuer._oauth._errors import IssuerError
 from issuer._oauth._refresh import MemoryRefreshStore, RefreshLifetimes, RefreshStore
 from issuer._oauth._refresh_redis import RedisRefreshStore
-from issuer._oauth._replay import MemoryReplayCache, RedisReplayCache, ReplayCache
 from issuer._settings import IssuerSettings
 from issuer._signing._key_events import KeyEvents
 from issuer._signing._mint import SESSION_GRANT_TYP, Minter
 from issuer._signing._ring_keys import RingKeys
 from issuer._signing._rotation import RotationLoop, Sleep
 from issuer._state import IssuerState
-from keys import FileKeyStore, KeyRingError, KeyStore, RedisKeyStore, RotationPolicy, Verifier, VerifyPolicy
+from keys import (
+    FileKeyStore,
+    KeyRingError,
+    KeyStore,
+    MemoryReplayCache,
+    RedisKeyStore,
+    RedisReplayCache,
+    ReplayCache,
+    RotationPolicy,
+    Verifier,
+    VerifyPolicy,
+)
 
 
-class IssuerStartupError(Exception):
+class IssuerStartupError(IssuerError):
     """The issuer cannot start with these settings; the message says why in one line."""
 
     code = "startup"
@@ -40,7 +51,9 @@ def rotation_policy(settings: IssuerSettings) -> RotationPolicy:
         settings.session_grant_lifetime,
         settings.issuer_token_lifetime,
     )
-    return RotationPolicy(period=settings.keys_rotation_period, max_token_lifetime=longest)
+    return RotationPolicy(
+        period=settings.keys_rotation_period, jwks_max_age=settings.jwks_max_age, max_token_lifetime=longest
+    )
 
 
 def key_store(
@@ -100,7 +113,7 @@ async def build_state(
     replay: ReplayCache
     if redis is not None:
         refresh = RedisRefreshStore(redis, lifetimes)
-        replay = RedisReplayCache(redis, clock=clock)
+        replay = RedisReplayCache(redis, prefix="voicebank:replay", clock=clock)
     else:
         refresh = MemoryRefreshStore(lifetimes)
         replay = MemoryReplayCache(clock=clock)

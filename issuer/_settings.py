@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from keys import Algorithm
+from keys import DEFAULT_JWKS_MAX_AGE, Algorithm
 
 
 class IssuerSettings(BaseSettings):
@@ -23,10 +23,13 @@ class IssuerSettings(BaseSettings):
     keys_store: Literal["file", "redis"] = "file"
     keys_passphrase: SecretStr | None = None
     keys_rotation_period: float = Field(default=86400, gt=0)
+    # The JWKS Cache-Control max-age, and the rotation timing that must agree with it: one setting.
+    jwks_max_age: int = Field(default=DEFAULT_JWKS_MAX_AGE, gt=0, le=86400)
     issuer_signing_alg: Algorithm = "ES256"
     issuer_clients_file: Path | None = None
     redis_url: str | None = None
-    agent_client_id: str = "orchestrator"
+    # The client that may act for the user (`may_act` of a session grant); the agent reads the same name.
+    orchestrator_client_id: str = "orchestrator"
 
     access_token_lifetime: int = Field(default=300, gt=0, le=3600)
     transact_token_lifetime: int = Field(default=60, gt=0, le=3600)

@@ -13,13 +13,12 @@ from issuer._oauth._bearer import BearerGuard
 from issuer._oauth._client_auth import ClientAuthenticator
 from issuer._oauth._clients import ClientRegistry
 from issuer._oauth._refresh import RefreshStore
-from issuer._oauth._replay import ReplayCache
 from issuer._settings import IssuerSettings
 from issuer._signing._key_events import KeyEvents
 from issuer._signing._mint import Minter
 from issuer._signing._ring_keys import RingKeys
 from issuer._signing._rotation import RotationLoop
-from keys import KeyStore, Verifier
+from keys import KeyStore, ReplayCache, Verifier
 
 
 @dataclass

@@ -10,11 +10,13 @@ from keys._errors import (
     ForbiddenHeader,
     InvalidClaim,
     KeyMaterialError,
+    KeysError,
     KeysUnavailable,
     LifetimeTooLong,
     MalformedToken,
     MissingClaim,
     NotYetValid,
+    ReplayUnavailable,
     TokenError,
     TokenTooLarge,
     UnknownKey,
@@ -25,6 +27,9 @@ from keys._errors import (
 )
 from keys._jose._header import unverified_header
 from keys._jose._sign import sign
+from keys._replay._cache import ReplayCache
+from keys._replay._memory import MemoryReplayCache
+from keys._replay._redis import RedisReplayCache
 from keys._ring._errors import (
     CorruptKeyRing,
     KeyRingError,
@@ -36,12 +41,13 @@ from keys._ring._errors import (
     UnknownKeyId,
     WrongPassphrase,
 )
-from keys._ring._events import KEY_EVENTS_CHANNEL, key_events
+from keys._ring._events import KEY_EVENTS_CHANNEL, KeyEvent, key_events
 from keys._ring._file_store import FileKeyStore
 from keys._ring._keyring import KeyRecord, KeyRing, KeyState
 from keys._ring._redis_store import RedisKeyStore
 from keys._ring._rotation_policy import RotationPolicy
 from keys._ring._store import KeyStore
+from keys._timing import CLOCK_LEEWAY, DEFAULT_JWKS_MAX_AGE
 from keys._verify._jwks_cache import JWKSCache
 from keys._verify._policy import VerifyPolicy
 from keys._verify._static_keys import StaticKeys
@@ -50,6 +56,8 @@ from keys._verify._verifier import KeySource, Verifier
 __all__ = [
     "ALGORITHMS",
     "ASSERTION_TYP",
+    "CLOCK_LEEWAY",
+    "DEFAULT_JWKS_MAX_AGE",
     "JWT_BEARER",
     "KEY_EVENTS_CHANNEL",
     "Algorithm",
@@ -60,6 +68,7 @@ __all__ = [
     "ForbiddenHeader",
     "InvalidClaim",
     "JWKSCache",
+    "KeyEvent",
     "KeyMaterialError",
     "KeyPair",
     "KeyRecord",
@@ -69,13 +78,18 @@ __all__ = [
     "KeyState",
     "KeyStore",
     "KeyStoreError",
+    "KeysError",
     "KeysUnavailable",
     "LifetimeTooLong",
     "MalformedToken",
+    "MemoryReplayCache",
     "MissingClaim",
     "NoSigningKey",
     "NotYetValid",
     "RedisKeyStore",
+    "RedisReplayCache",
+    "ReplayCache",
+    "ReplayUnavailable",
     "RevocationRefused",
     "RotationPolicy",
     "RotationRefused",

@@ -1,35 +1,45 @@
-"""Typed token errors with stable codes.
+"""Every error `keys` raises, under one root, each with a stable code.
 
-    TokenError                  root: "reject this token"
-    ├── MalformedToken          malformed
-    ├── TokenTooLarge           too_large
-    ├── ForbiddenHeader         forbidden_header
-    ├── UnsupportedAlgorithm    unsupported_alg
-    ├── WrongTokenType          wrong_typ
-    ├── UnknownKey              unknown_kid
-    ├── BadSignature            bad_signature
-    ├── MissingClaim            missing_claim
-    ├── InvalidClaim            invalid_claim
-    ├── WrongIssuer             wrong_iss
-    ├── WrongAudience           wrong_aud
-    ├── Expired                 expired
-    ├── NotYetValid             not_yet_valid
-    ├── LifetimeTooLong         lifetime_too_long
-    └── KeysUnavailable         jwks_unavailable
+    KeysError                   keys_error          root
+    ├── TokenError              invalid_token       "reject this token"
+    │   ├── MalformedToken      malformed
+    │   ├── TokenTooLarge       too_large
+    │   ├── ForbiddenHeader     forbidden_header
+    │   ├── UnsupportedAlgorithm unsupported_alg
+    │   ├── WrongTokenType      wrong_typ
+    │   ├── UnknownKey          unknown_kid
+    │   ├── BadSignature        bad_signature
+    │   ├── MissingClaim        missing_claim
+    │   ├── InvalidClaim        invalid_claim
+    │   ├── WrongIssuer         wrong_iss
+    │   ├── WrongAudience       wrong_aud
+    │   ├── Expired             expired
+    │   ├── NotYetValid         not_yet_valid
+    │   └── LifetimeTooLong     lifetime_too_long
+    ├── KeysUnavailable         jwks_unavailable    no usable issuer keys now: an outage, not a bad token
+    ├── ReplayUnavailable       replay_store_unavailable  a replay cache cannot tell: refuse (fail closed)
+    ├── KeyMaterialError        invalid_key
+    └── KeyRingError            keyring_error       (the key ring and its stores: `keys/_ring/_errors.py`)
 
-Messages describe the rule that failed, never the token itself.
+Messages describe the rule that failed, never the token or key material itself.
 """
 
 from __future__ import annotations
 
 
-class TokenError(Exception):
-    """A token was rejected; `code` is stable, the message is for logs only."""
+class KeysError(Exception):
+    """Root of every error raised by `keys`; `code` is stable, the message is for logs only."""
 
-    code = "invalid_token"
+    code = "keys_error"
 
     def __init__(self, message: str | None = None) -> None:
         super().__init__(message or self.code)
+
+
+class TokenError(KeysError):
+    """A token was rejected; `code` is stable, the message is for logs only."""
+
+    code = "invalid_token"
 
 
 class MalformedToken(TokenError):
@@ -88,11 +98,19 @@ class LifetimeTooLong(TokenError):
     code = "lifetime_too_long"
 
 
-class KeysUnavailable(TokenError):
+class KeysUnavailable(KeysError):
+    """The key source cannot answer now (the issuer's JWKS is not fetched yet, or stale past its limit)."""
+
     code = "jwks_unavailable"
 
 
-class KeyMaterialError(Exception):
+class ReplayUnavailable(KeysError):
+    """A replay cache cannot tell whether an identifier was used (Redis down, memory full): refuse it."""
+
+    code = "replay_store_unavailable"
+
+
+class KeyMaterialError(KeysError):
     """A key could not be generated, loaded or imported; never carries key bytes."""
 
     code = "invalid_key"

@@ -1,9 +1,8 @@
 """Banking MCP server: tools over a real database behind strict bearer-token auth."""
 
 from mcp_server._app import create_app
-from mcp_server._auth._key_events import KeyDropper, KeyEventSubscriber, parse_key_event
+from mcp_server._auth._key_events import KeyDropper, KeyEventSubscriber
 from mcp_server._auth._middleware import TokenVerifier
-from mcp_server._auth._replay import MemoryReplayStore, RedisReplayStore, ReplayStore, ReplayStoreUnavailable
 from mcp_server._auth._scopes import TOOL_SCOPES
 from mcp_server._bank._db import create_schema, make_engine
 from mcp_server._bank._errors import (
@@ -20,6 +19,7 @@ from mcp_server._bank._errors import (
 )
 from mcp_server._bank._seed import seed, seed_bank
 from mcp_server._bank._service import Bank
+from mcp_server._errors import McpServerError
 from mcp_server._production import access_token_policy, build_app_from_settings, serve
 from mcp_server._settings import McpSettings
 
@@ -35,13 +35,10 @@ __all__ = [
     "InvalidArgument",
     "KeyDropper",
     "KeyEventSubscriber",
+    "McpServerError",
     "McpSettings",
-    "MemoryReplayStore",
     "OverLimit",
     "PayeeNotFound",
-    "RedisReplayStore",
-    "ReplayStore",
-    "ReplayStoreUnavailable",
     "SameAccount",
     "TokenVerifier",
     "access_token_policy",
@@ -49,7 +46,6 @@ __all__ = [
     "create_app",
     "create_schema",
     "make_engine",
-    "parse_key_event",
     "seed",
     "seed_bank",
     "serve",

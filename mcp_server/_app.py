@@ -17,12 +17,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 
+from keys import MemoryReplayCache, RedisReplayCache, ReplayCache
 from mcp_server._audit import AuditLog
 from mcp_server._auth._key_events import KeyDropper, KeyEventSubscriber
 from mcp_server._auth._metadata import WELL_KNOWN, ResourceMetadata, metadata_url, resource_path
 from mcp_server._auth._middleware import BearerAuthMiddleware, TokenVerifier
 from mcp_server._auth._principal import Principal
-from mcp_server._auth._replay import MemoryReplayStore, RedisReplayStore, ReplayStore
 from mcp_server._bank._db import create_schema, make_engine
 from mcp_server._bank._service import Bank
 from mcp_server._metrics import Metrics
@@ -31,6 +31,8 @@ from mcp_server._settings import McpSettings
 from mcp_server._tools import BankTools, build_mcp
 
 Hook = Callable[[], AbstractAsyncContextManager[None]]
+# Spent transact `jti`s in Redis, shared by every MCP replica.
+JTI_PREFIX = "voicebank:mcp:jti"
 
 
 def create_app(
@@ -39,7 +41,7 @@ def create_app(
     verifier: TokenVerifier,
     key_cache: KeyDropper | None = None,
     engine: Engine | None = None,
-    replay: ReplayStore | None = None,
+    replay: ReplayCache | None = None,
     clock: Callable[[], float] = time.time,
     lifespan_hook: Hook | None = None,
     no_auth_claims: Mapping[str, Any] | None = None,
@@ -54,7 +56,9 @@ def create_app(
     redis_client = aioredis.Redis.from_url(settings.redis_url) if settings.redis_url else None
     if replay is None:
         replay = (
-            RedisReplayStore(redis_client, clock=clock) if redis_client else MemoryReplayStore(clock=clock)
+            RedisReplayCache(redis_client, prefix=JTI_PREFIX, clock=clock)
+            if redis_client
+            else MemoryReplayCache(clock=clock)
         )
     audit = AuditLog(clock=clock)
     metrics = Metrics()

@@ -41,7 +41,7 @@ async def rotate_keys(state: IssuerState, body: dict[str, Any], actor: str) -> d
         raise Conflict(str(exc), code=exc.code) from None
     for event in await state.events.changed(before, ring):
         state.metrics.rotations.inc()
-        log.info("admin rotation by %s: %s %s", actor, event["type"], event["kid"])
+        log.info("admin rotation by %s: %s %s", actor, event.type, event.kid)
     return ring_view(ring)
 
 
@@ -54,7 +54,7 @@ async def revoke_key(state: IssuerState, kid: str, actor: str) -> dict[str, Any]
     except RevocationRefused as exc:
         raise Conflict(str(exc), code=exc.code) from None
     for event in await state.events.changed(before, ring):
-        if event["type"] == "revoked":
+        if event.type == "revoked":
             state.metrics.revocations.inc()
-        log.warning("admin revocation by %s: %s %s", actor, event["type"], event["kid"])
+        log.warning("admin revocation by %s: %s %s", actor, event.type, event.kid)
     return ring_view(ring)

@@ -41,7 +41,7 @@ async def create_session(state: IssuerState, body: dict[str, Any]) -> dict[str, 
         sub=user_id,
         sid=sid,
         scope=format_scope(scopes),
-        actor=settings.agent_client_id,
+        actor=settings.orchestrator_client_id,
         now=state.clock(),
         lifetime=settings.session_grant_lifetime,
     )

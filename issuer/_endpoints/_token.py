@@ -17,7 +17,7 @@ from issuer._oauth._errors import (
 from issuer._oauth._scope import ISSUER_SCOPES, RESOURCE_SCOPES, format_scope, parse_scope
 from issuer._signing._mint import Minted
 from issuer._state import IssuerState
-from keys import TokenError
+from keys import CLOCK_LEEWAY, TokenError
 
 TOKEN_TYPE_JWT = "urn:ietf:params:oauth:token-type:jwt"  # noqa: S105
 TOKEN_TYPE_ACCESS = "urn:ietf:params:oauth:token-type:access_token"  # noqa: S105
@@ -110,7 +110,7 @@ async def _token_exchange(state: IssuerState, client: Client, form: dict[str, st
     if not requested <= holdable:
         raise InvalidScope("the requested scope exceeds the session grant or the client's registration")
     # Checked last so a request refused above does not burn the grant.
-    if not await state.replay.first_use(f"grant:{grant['jti']}", float(grant["exp"]) + 60):
+    if not await state.replay.first_use(f"grant:{grant['jti']}", float(grant["exp"]) + CLOCK_LEEWAY):
         raise InvalidGrant("the session grant was already exchanged", reason="grant_replayed")
     now = state.clock()
     scope = format_scope(requested)

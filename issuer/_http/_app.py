@@ -27,7 +27,6 @@ from issuer._signing._rotation import Sleep
 from issuer._state import IssuerState
 
 SESSIONS_SCOPE = "sessions:create"
-JWKS_CACHE_CONTROL = "public, max-age=300"
 
 
 def issuer_state(app: FastAPI) -> IssuerState:
@@ -70,11 +69,13 @@ def create_app(
     )
     install_error_handlers(app)
     limit = settings.max_body_bytes
+    # The same max-age the rotation timing assumes (`rotation_policy`): a next key is published twice as long.
+    jwks_cache_control = f"public, max-age={settings.jwks_max_age}"
 
     @app.get(JWKS_PATH)
     async def jwks(request: Request) -> Response:
         body, etag = jwks_document(await _state(request).store.current())
-        headers = {"Cache-Control": JWKS_CACHE_CONTROL, "ETag": etag}
+        headers = {"Cache-Control": jwks_cache_control, "ETag": etag}
         if etag_matches(request.headers.get("if-none-match"), etag):
             return Response(status_code=304, headers=headers)
         return Response(body, media_type="application/json", headers=headers)

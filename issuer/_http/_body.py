@@ -8,7 +8,7 @@ from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 
-from issuer._oauth._errors import BodyTooLarge, InvalidRequest
+from issuer._oauth._errors import InvalidRequest
 
 FORM = "application/x-www-form-urlencoded"
 JSON = "application/json"
@@ -22,13 +22,13 @@ async def read_body(request: Request, limit: int) -> bytes:
     """The raw body, refusing more than `limit` bytes without reading past the limit."""
     declared = request.headers.get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > limit):
-        raise BodyTooLarge(f"the request body is larger than {limit} bytes")
+        raise InvalidRequest(f"the request body is larger than {limit} bytes", status=413)
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise BodyTooLarge(f"the request body is larger than {limit} bytes")
+            raise InvalidRequest(f"the request body is larger than {limit} bytes", status=413)
         chunks.append(chunk)
     return b"".join(chunks)
 

@@ -21,7 +21,7 @@ from issuer._oauth._errors import (
     OAuthError,
     TemporarilyUnavailable,
 )
-from keys import KeyStoreError
+from keys import KeyStoreError, ReplayUnavailable
 
 REALM = "voicebank-issuer"
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -66,10 +66,10 @@ def _as_oauth(exc: Exception) -> OAuthError:
     if isinstance(exc, HTTPException):
         if exc.status_code == 404:
             return NotFound("no such endpoint", reason="no_route")
-        error = InvalidRequest("this method is not allowed here", reason=f"http_{exc.status_code}")
-        error.status = exc.status_code
-        return error
-    if isinstance(exc, RedisError | KeyStoreError):
+        return InvalidRequest(
+            "this method is not allowed here", reason=f"http_{exc.status_code}", status=exc.status_code
+        )
+    if isinstance(exc, RedisError | KeyStoreError | ReplayUnavailable):
         return TemporarilyUnavailable(
             "the issuer's store is unavailable; retry later", reason=type(exc).__name__
         )
@@ -89,5 +89,5 @@ async def _handle(request: Request, exc: Exception) -> Response:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    for kind in (OAuthError, HTTPException, RedisError, KeyStoreError):
+    for kind in (OAuthError, HTTPException, RedisError, KeyStoreError, ReplayUnavailable):
         app.add_exception_handler(kind, _handle)

@@ -16,12 +16,14 @@ import httpx
 
 from issuer._oauth._clients import Client, ClientRegistry
 from issuer._oauth._errors import InvalidClient
-from issuer._oauth._replay import ReplayCache
 from keys import (
     ASSERTION_TYP,
+    CLOCK_LEEWAY,
     JWT_BEARER,
     JWKSCache,
     KeySource,
+    KeysUnavailable,
+    ReplayCache,
     StaticKeys,
     TokenError,
     Verifier,
@@ -73,7 +75,7 @@ class ClientAuthenticator:
         replay: ReplayCache,
         http: httpx.AsyncClient,
         clock: Callable[[], float] = time.time,
-        leeway: int = 60,
+        leeway: int = CLOCK_LEEWAY,
     ) -> None:
         self._replay = replay
         self._clock = clock
@@ -135,7 +137,7 @@ class ClientAuthenticator:
                 return await entry.endpoint.verify_async(assertion)
             except WrongAudience:
                 return await entry.issuer.verify_async(assertion)
-        except TokenError as exc:
+        except (TokenError, KeysUnavailable) as exc:
             raise _refuse(f"assertion_{exc.code}") from None
 
     async def authenticate(self, form: Mapping[str, str], *, authorization: str | None = None) -> Client:

@@ -11,7 +11,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from issuer._oauth._errors import InvalidScope
+from issuer._oauth._errors import InvalidScope, IssuerError
 from issuer._oauth._scope import ISSUER_SCOPES, RESOURCE_SCOPES, parse_scope
 from keys import KeyMaterialError, VerifyKey
 
@@ -21,7 +21,7 @@ GRANT_CLIENT_CREDENTIALS = "client_credentials"
 GrantType = Literal["urn:ietf:params:oauth:grant-type:token-exchange", "refresh_token", "client_credentials"]
 
 
-class ClientRegistryError(Exception):
+class ClientRegistryError(IssuerError):
     """The clients file is missing or invalid; the message names the file and the problem."""
 
     code = "invalid_client_registry"

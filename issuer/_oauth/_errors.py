@@ -1,20 +1,23 @@
-"""OAuth errors a client can cause, each with its RFC error code and HTTP status.
+"""The issuer's errors under one root; OAuth errors carry their RFC error code and HTTP status.
 
-    OAuthError                  root; rendered in one place (`_http.oauth_error_response`)
-    ├── InvalidRequest          invalid_request            400
-    │   └── BodyTooLarge        invalid_request            413
-    ├── InvalidClient           invalid_client             401 + WWW-Authenticate
-    ├── InvalidGrant            invalid_grant              400
-    ├── UnauthorizedClient      unauthorized_client        400
-    ├── UnsupportedGrantType    unsupported_grant_type     400
-    ├── InvalidScope            invalid_scope              400
-    ├── InvalidTarget           invalid_target             400 (RFC 8693)
-    ├── UnsupportedTokenType    unsupported_token_type     400 (RFC 7009 / 8693)
-    ├── InvalidToken            invalid_token              401 (RFC 6750 bearer)
-    ├── InsufficientScope       insufficient_scope         403 (RFC 6750 bearer)
-    ├── NotFound                not_found                  404
-    ├── Conflict                conflict (or the key ring's code) 409
-    └── TemporarilyUnavailable  temporarily_unavailable    503
+    IssuerError                 issuer_error
+    ├── IssuerStartupError      startup                    (`_build.py`: one line, before serving)
+    ├── ClientRegistryError     invalid_client_registry    (`_oauth/_clients.py`)
+    └── OAuthError              oauth_error                a client's error, rendered in one place
+        │                                                  (`_http/_handlers.oauth_error_response`)
+        ├── InvalidRequest      invalid_request            400 (413 for a body over the size cap)
+        ├── InvalidClient       invalid_client             401 + WWW-Authenticate
+        ├── InvalidGrant        invalid_grant              400
+        ├── UnauthorizedClient  unauthorized_client        400
+        ├── UnsupportedGrantType unsupported_grant_type    400
+        ├── InvalidScope        invalid_scope              400
+        ├── InvalidTarget       invalid_target             400 (RFC 8693)
+        ├── UnsupportedTokenType unsupported_token_type    400 (RFC 7009 / 8693)
+        ├── InvalidToken        invalid_token              401 (RFC 6750 bearer)
+        ├── InsufficientScope   insufficient_scope         403 (RFC 6750 bearer)
+        ├── NotFound            not_found                  404
+        ├── Conflict            conflict (or the key ring's code) 409
+        └── TemporarilyUnavailable temporarily_unavailable 503
 
 A wrong content type is a 400 invalid_request (RFC 6749 §5.2: "otherwise malformed"), on every endpoint.
 Descriptions are safe to show a client: they never contain a token or key material.
@@ -23,27 +26,38 @@ Descriptions are safe to show a client: they never contain a token or key materi
 from __future__ import annotations
 
 
-class OAuthError(Exception):
+class IssuerError(Exception):
+    """Root of every error the issuer raises; `code` is stable."""
+
+    code = "issuer_error"
+
+
+class OAuthError(IssuerError):
     """An error answered to the client as `{"error": code, "error_description": description}`."""
 
-    code = "invalid_request"
+    code = "oauth_error"
     status = 400
 
-    def __init__(self, description: str, *, reason: str | None = None, code: str | None = None) -> None:
+    def __init__(
+        self,
+        description: str,
+        *,
+        reason: str | None = None,
+        code: str | None = None,
+        status: int | None = None,
+    ) -> None:
         super().__init__(description)
         self.description = description
         if code is not None:
             self.code = code
+        if status is not None:
+            self.status = status
         # The precise internal cause for logs and metrics, never sent to the client.
         self.reason = reason or self.code
 
 
 class InvalidRequest(OAuthError):
     code = "invalid_request"
-
-
-class BodyTooLarge(InvalidRequest):
-    status = 413
 
 
 class InvalidClient(OAuthError):

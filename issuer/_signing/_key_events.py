@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import logging
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from keys import KEY_EVENTS_CHANNEL, KeyRing, key_events
+from keys import KEY_EVENTS_CHANNEL, KeyEvent, KeyRing, key_events
 
 log = logging.getLogger("issuer.key_events")
 
@@ -20,15 +19,15 @@ class KeyEvents:
         # Without Redis there is no channel; with a Redis key store its commit already published.
         self._client = None if store_publishes else client
 
-    async def changed(self, old: KeyRing, new: KeyRing) -> list[dict[str, str]]:
+    async def changed(self, old: KeyRing, new: KeyRing) -> list[KeyEvent]:
         """The events between two rings, published when this issuer is the one to tell."""
         events = key_events(old, new)
         if self._client is None:
             return events
         for event in events:
             try:
-                await self._client.publish(KEY_EVENTS_CHANNEL, json.dumps(event))
+                await self._client.publish(KEY_EVENTS_CHANNEL, event.encode())
             except RedisError as exc:
                 # Verifiers still drop the key at their next JWKS refresh; the change itself is stored.
-                log.warning("could not publish key event %s: %s", event["type"], type(exc).__name__)
+                log.warning("could not publish key event %s: %s", event.type, type(exc).__name__)
         return events

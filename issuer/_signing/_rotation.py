@@ -41,9 +41,9 @@ class RotationLoop:
         if ring is None:
             return None
         for event in await self._events.changed(before, ring):
-            if event["type"] == "rotated":
+            if event.type == "rotated":
                 self._metrics.rotations.inc()
-            log.info("scheduled rotation: %s %s", event["type"], event["kid"])
+            log.info("scheduled rotation: %s %s", event.type, event.kid)
         return ring
 
     async def run(self) -> None:

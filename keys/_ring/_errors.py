@@ -1,7 +1,7 @@
 """Typed errors of the key ring and its stores, with stable codes.
 
-    KeyRingError                root
-    ├── UnknownKeyId            unknown_kid
+    KeyRingError                keyring_error   (a `keys.KeysError`)
+    ├── UnknownKeyId            unknown_key_id
     ├── NoSigningKey            no_signing_key
     ├── RotationRefused         next_key_too_young
     ├── RevocationRefused       no_next_key
@@ -15,18 +15,17 @@ Messages name kids, algorithms, files and rules; never key material.
 
 from __future__ import annotations
 
+from keys._errors import KeysError
 
-class KeyRingError(Exception):
+
+class KeyRingError(KeysError):
     """A key-ring operation was refused; `code` is stable, the message is safe to show an admin."""
 
     code = "keyring_error"
 
-    def __init__(self, message: str | None = None) -> None:
-        super().__init__(message or self.code)
-
 
 class UnknownKeyId(KeyRingError, LookupError):
-    code = "unknown_kid"
+    code = "unknown_key_id"
 
 
 class NoSigningKey(KeyRingError, LookupError):

@@ -8,7 +8,6 @@ lock (SET NX PX, released by compare-and-delete) so exactly one replica generate
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
 import time
 from collections.abc import Callable, Sequence
@@ -166,7 +165,7 @@ class RedisKeyStore:
                         pipe.hdel(self._pems_key, *dead)
                     pipe.incr(self._version_key)
                     for event in events:
-                        pipe.publish(self._channel, json.dumps(event))
+                        pipe.publish(self._channel, event.encode())
                     results = await pipe.execute()
             except WatchError:
                 continue

@@ -5,14 +5,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from keys._timing import CLOCK_LEEWAY, DEFAULT_JWKS_MAX_AGE
+
 
 @dataclass(frozen=True)
 class RotationPolicy:
     """How often keys rotate and how long they are published before and after they sign."""
 
     period: float = 86400
-    jwks_max_age: int = 300
-    leeway: int = 60
+    jwks_max_age: int = DEFAULT_JWKS_MAX_AGE
+    leeway: int = CLOCK_LEEWAY
     max_token_lifetime: int = 600
 
     def __post_init__(self) -> None:

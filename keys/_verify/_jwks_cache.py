@@ -13,12 +13,13 @@ import httpx
 
 from keys._algorithms._verify_key import VerifyKey
 from keys._clock import wall_clock
-from keys._errors import KeyMaterialError, KeysUnavailable
+from keys._errors import KeyMaterialError, KeysError, KeysUnavailable
+from keys._timing import DEFAULT_JWKS_MAX_AGE
 
 logger = logging.getLogger(__name__)
 
 
-class _BadAnswer(Exception):
+class _BadAnswer(KeysError):
     """The issuer answered, but not with a usable JWKS (the message names why, never the body)."""
 
 
@@ -63,7 +64,7 @@ class JWKSCache:
         clock: Callable[[], float] = wall_clock,
         min_max_age: int = 30,
         max_max_age: int = 3600,
-        default_max_age: int = 300,
+        default_max_age: int = DEFAULT_JWKS_MAX_AGE,
         refetch_interval: float = 5.0,
         refresh_ahead: float = 0.8,
         stale_limit: float = 3600,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from keys._timing import CLOCK_LEEWAY
+
 # iss, aud, exp and iat are always required; `required` names the claims a deployment adds.
 ALWAYS_REQUIRED = frozenset({"iss", "aud", "exp", "iat"})
 DEFAULT_REQUIRED = frozenset({"sub", "jti"})
@@ -25,7 +27,7 @@ class VerifyPolicy:
     audience: str
     typ: str = "at+jwt"
     required: frozenset[str] = DEFAULT_REQUIRED
-    leeway: int = 60
+    leeway: int = CLOCK_LEEWAY
     max_lifetime: int = 3600
     max_size: int = 8192
     # RFC 7523 client assertions need not carry `typ`; when this is set a missing one is accepted,

@@ -57,7 +57,11 @@ def _date(claims: dict[str, Any], name: str) -> float:
 
 
 class Verifier:
-    """Verifies compact JWS tokens against a key source and a policy; every rejection is a TokenError."""
+    """Verifies compact JWS tokens against a key source and a policy.
+
+    Every rejection is a `TokenError`; `verify_async` raises `KeysUnavailable` when the key source cannot
+    answer at all (an outage, not a bad token).
+    """
 
     def __init__(
         self, keys: KeySource, policy: VerifyPolicy, *, clock: Callable[[], float] = wall_clock

@@ -1,24 +1,23 @@
 """Key events over Redis pub/sub: a key revoked at the issuer is dropped from the JWKS cache at once.
 
-Channel `keys.KEY_EVENTS_CHANNEL` ("voicebank:key-events"); a revocation is JSON
-`{"type": "revoked", "kid": "<kid>"}`. A rotation `{"type": "rotated", "kid": "<new active kid>"}` whose
-kid the cache does not hold yet makes it refetch the JWKS at once: a forced rotation (or the revocation
-of the active key) may promote a key published after this replica's last fetch, and the unknown-kid
-refetch is rate-limited, so without this the new key's tokens could be refused for seconds.
+Channel `keys.KEY_EVENTS_CHANNEL` ("voicebank:key-events"), messages `keys.KeyEvent`. A revocation drops
+its kid at once. A rotation whose new active kid the cache does not hold yet makes it refetch the JWKS at
+once: a forced rotation (or the revocation of the active key) may promote a key published after this
+replica's last fetch, and the unknown-kid refetch is rate-limited, so without this the new key's tokens
+could be refused for seconds.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections import deque
-from typing import Any, Protocol
+from typing import Protocol
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from keys import KEY_EVENTS_CHANNEL, KeysUnavailable
+from keys import KEY_EVENTS_CHANNEL, KeyEvent, KeysUnavailable
 
 _log = logging.getLogger("voicebank.mcp.key_events")
 
@@ -38,28 +37,6 @@ class KeyDropper(Protocol):
     async def refresh(self) -> None:
         """Fetch the JWKS now (not rate-limited); raise KeysUnavailable if that fails."""
         ...
-
-
-def _parse(data: bytes | str, kind: str) -> str | None:
-    try:
-        event: Any = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    if isinstance(event, dict) and event.get("type") == kind:
-        kid = event.get("kid")
-        if isinstance(kid, str) and 0 < len(kid) <= 256:
-            return kid
-    return None
-
-
-def parse_key_event(data: bytes | str) -> str | None:
-    """The kid of a revocation event, or None for anything else."""
-    return _parse(data, "revoked")
-
-
-def parse_rotation_event(data: bytes | str) -> str | None:
-    """The new active kid of a rotation event, or None for anything else."""
-    return _parse(data, "rotated")
 
 
 class KeyEventSubscriber:
@@ -107,11 +84,13 @@ class KeyEventSubscriber:
                 if message["type"] == "subscribe":
                     self.subscribed.set()
                 elif message["type"] == "message":
-                    kid = parse_key_event(message["data"])
-                    if kid is not None:
-                        await self._drop(kid)
-                    elif (new := parse_rotation_event(message["data"])) is not None:
-                        self._learn(new)
+                    event = KeyEvent.decode(message["data"])
+                    if event is None:
+                        continue  # not a key event: nothing to act on
+                    if event.type == "revoked":
+                        await self._drop(event.kid)
+                    else:
+                        self._learn(event.kid)
 
     async def _drop(self, kid: str) -> None:
         self._keys.drop(kid)

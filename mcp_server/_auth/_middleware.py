@@ -10,10 +10,9 @@ from typing import Any, Protocol
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from keys import TokenError
+from keys import CLOCK_LEEWAY, KeysUnavailable, ReplayCache, ReplayUnavailable, TokenError
 from mcp_server._audit import AuditLog
 from mcp_server._auth._principal import SCOPE_KEY, SPENT_KEY, InvalidPrincipal, Principal
-from mcp_server._auth._replay import ReplayStore, ReplayStoreUnavailable
 from mcp_server._auth._scopes import TOOL_SCOPES, TRANSACT
 from mcp_server._metrics import Metrics
 
@@ -43,7 +42,7 @@ class BearerAuthMiddleware:
         *,
         path: str,
         verifier: TokenVerifier,
-        replay: ReplayStore,
+        replay: ReplayCache,
         resource_metadata_url: str,
         audit: AuditLog,
         metrics: Metrics,
@@ -98,7 +97,7 @@ class BearerAuthMiddleware:
     async def _authenticate(self, token: str) -> tuple[Principal | None, _Denial | None]:
         try:
             principal = Principal.from_claims(await self._verifier.verify_async(token))
-        except (TokenError, InvalidPrincipal) as exc:
+        except (TokenError, KeysUnavailable, InvalidPrincipal) as exc:
             code = getattr(exc, "code", "invalid_token")
             self._metrics.verifications.labels("rejected", code).inc()
             return None, self._invalid_token(code)
@@ -133,8 +132,9 @@ class BearerAuthMiddleware:
         tool = tools[0] if tools else None
         if spends:
             try:
-                first = await self._replay.spend(principal.jti, principal.exp)
-            except ReplayStoreUnavailable as exc:
+                # Remembered while the verifier could still accept the token: until exp plus the leeway.
+                first = await self._replay.first_use(principal.jti, principal.exp + CLOCK_LEEWAY)
+            except ReplayUnavailable as exc:
                 return tool, False, _Denial(503, "", "temporarily_unavailable", exc.code)
             if not first:
                 self._metrics.verifications.labels("rejected", "replayed").inc()

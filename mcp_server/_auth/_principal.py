@@ -6,13 +6,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from mcp_server._errors import McpServerError
+
 # Key under which the auth middleware leaves the principal in the ASGI scope.
 SCOPE_KEY = "voicebank.principal"
 # Set in the ASGI scope once the request's transact token has been spent.
 SPENT_KEY = "voicebank.jti_spent"
 
 
-class InvalidPrincipal(ValueError):
+class InvalidPrincipal(McpServerError):
     """Verified claims that still do not describe a caller (wrong types)."""
 
     code = "invalid_claim"

@@ -1,4 +1,4 @@
-"""Which scope each MCP tool needs."""
+"""Which scope each MCP tool needs: the owner of the tool -> scope table (the orchestrator keeps a copy)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Banking errors: each carries a stable code and a sentence safe to speak to the user.
 
-BankError
+BankError (an `McpServerError`)
  ├── InvalidArgument      "invalid_argument"
  ├── InvalidAmount        "invalid_amount"
  ├── OverLimit            "over_limit"
@@ -14,8 +14,10 @@ BankError
 
 from __future__ import annotations
 
+from mcp_server._errors import McpServerError
 
-class BankError(Exception):
+
+class BankError(McpServerError):
     """A refused banking request; `str(err)` is one plain sentence for the user."""
 
     code = "bank_error"

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from orchestrator._errors import OrchestratorError
+
 __all__ = ["ID_FIELDS", "RefTable", "UnknownRef"]
 
 ID_FIELDS: Mapping[str, str] = {
@@ -24,8 +26,10 @@ ID_FIELDS: Mapping[str, str] = {
 """Result fields that hold a bank id, and the kind of reference each becomes."""
 
 
-class UnknownRef(LookupError):
+class UnknownRef(OrchestratorError, LookupError):
     """The LLM passed a reference this call never handed out."""
+
+    code = "unknown_ref"
 
 
 class RefTable:

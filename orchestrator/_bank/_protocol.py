@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol, runtime_checkable
 
+from orchestrator._errors import OrchestratorError
+
 __all__ = [
     "AuthorizationLost",
     "Bank",
@@ -21,7 +23,7 @@ __all__ = [
 ]
 
 
-class BankError(Exception):
+class BankError(OrchestratorError):
     """A bank call failed; `str(err)` is one plain sentence safe to speak to the user."""
 
     code: str = "bank_error"

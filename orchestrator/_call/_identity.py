@@ -7,6 +7,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from orchestrator._errors import OrchestratorError
+
 __all__ = ["CallerIdentity", "IdentityRefused", "parse_identity"]
 
 MAX_METADATA_BYTES = 16 * 1024
@@ -17,8 +19,10 @@ _GRANT = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 _PRINTABLE = re.compile(r"[^\x00-\x1f\x7f]+")
 
 
-class IdentityRefused(Exception):
-    """The metadata does not identify a caller; `code` says why, and the message never holds a grant."""
+class IdentityRefused(OrchestratorError):
+    """The metadata names no caller; each instance's `code` says why, and the message never holds a grant."""
+
+    code = "identity_refused"
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)

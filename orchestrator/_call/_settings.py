@@ -5,10 +5,12 @@ from __future__ import annotations
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from orchestrator._errors import OrchestratorError
+
 __all__ = ["AgentSettings", "NotConfigured"]
 
 
-class NotConfigured(Exception):
+class NotConfigured(OrchestratorError):
     """The worker cannot start: the message names every missing environment variable."""
 
     code = "not_configured"

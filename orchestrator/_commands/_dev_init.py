@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from issuer import GRANT_CLIENT_CREDENTIALS, GRANT_REFRESH, GRANT_TOKEN_EXCHANGE, IssuerSettings, key_store
 from keys import KeyMaterialError, KeyPair, KeyRingError, client_key_path, generate_key, write_private_file
+from orchestrator._errors import OrchestratorError
 
 # client id -> (grant types, scope): DESIGN.md "Clients".
 DEV_CLIENTS: dict[str, tuple[list[str], str]] = {
@@ -24,7 +25,7 @@ DEV_CLIENTS: dict[str, tuple[list[str], str]] = {
 }
 
 
-class DevInitError(Exception):
+class DevInitError(OrchestratorError):
     """dev-init could not finish; the message says what to do."""
 
     code = "dev_init"

@@ -11,12 +11,13 @@ from typing import Any
 import httpx
 
 from keys import KeyMaterialError, assertion_form, client_key_path, load_client_key
+from orchestrator._errors import OrchestratorError
 
 ADMIN_CLIENT = "admin"
 _COLUMNS = ("kid", "alg", "state", "created_at", "activated_at", "retiring_at", "revoked_at")
 
 
-class AdminCommandError(Exception):
+class AdminCommandError(OrchestratorError):
     """A `voicebank keys` command failed; the message is one line for the terminal."""
 
     code = "admin_command"

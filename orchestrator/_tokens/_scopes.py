@@ -1,4 +1,8 @@
-"""Which issuer scope each MCP banking tool needs, and which scopes are single-use."""
+"""Which issuer scope each MCP banking tool needs, and which scopes are single-use.
+
+The MCP server owns this table (`mcp_server.TOOL_SCOPES`); the agent's runtime may import only `keys`, so it
+keeps this copy, which `tests/test_contracts.py` pins equal to the owner's.
+"""
 
 from __future__ import annotations
 

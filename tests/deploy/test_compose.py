@@ -163,6 +163,14 @@ def test_services_agree(compose: dict[str, Any]) -> None:
         assert {e[key] for e in [*issuers, env["agent"]]} == {env["agent"][key]}
     assert urlsplit(env["agent"]["LIVEKIT_URL"]).hostname == "livekit"
     assert env["agent"]["ORCHESTRATOR_CLIENT_KEY"].startswith(env["agent"]["VOICEBANK_STATE"])
+    # The issuer names the actor of every session grant; the agent must authenticate as that client.
+    assert {e["ORCHESTRATOR_CLIENT_ID"] for e in [*issuers, env["agent"]]} == {"orchestrator"}
+
+
+def test_one_setting_name_per_fact() -> None:
+    # The issuer and the agent read the orchestrator's client id under one name.
+    assert "ORCHESTRATOR_CLIENT_ID" in READS["issuer"] & READS["agent"]
+    assert "AGENT_CLIENT_ID" not in set().union(*READS.values())
 
 
 def test_urls_name_the_aliases_and_ports_the_services_listen_on(compose: dict[str, Any]) -> None:

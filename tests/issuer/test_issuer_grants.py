@@ -140,7 +140,7 @@ async def test_sessions_with_livekit_returns_a_participant_token(
         livekit_url="ws://127.0.0.1:7880",
         livekit_api_key="devkey",
         livekit_api_secret="s" * 32,
-        agent_client_id="orchestrator",
+        orchestrator_client_id="orchestrator",
     )
     async with running(settings, clock, client_keys) as h:
         bearer = await h.bearer("backend", "sessions:create")

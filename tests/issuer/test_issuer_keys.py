@@ -8,6 +8,7 @@ from collections.abc import Callable
 from contextlib import AsyncExitStack
 from typing import Any
 
+import pytest
 import redis.asyncio as aioredis
 
 from issuer import IssuerSettings, issuer_state
@@ -158,3 +159,26 @@ async def test_two_replicas_on_one_redis_rotate_once(
         refresh = (await a.login())["refresh_token"]
         assert (await b.refresh(refresh)).status_code == 200
         assert (await a.refresh(refresh)).json()["error"] == "invalid_grant"
+
+
+async def test_jwks_max_age_is_one_setting_for_the_header_and_the_rotation_timing(
+    make_settings: Callable[..., IssuerSettings],
+    clock: FakeClock,
+    client_keys: dict[str, KeyPair],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("JWKS_MAX_AGE", "120")
+    settings = make_settings()
+    assert settings.jwks_max_age == 120
+    async with running(settings, clock, client_keys) as h:
+        jwks = await h.http.get("/.well-known/jwks.json")
+        assert jwks.headers["cache-control"] == "public, max-age=120"
+        headers = await admin_headers(h)
+        # A next key signs only once published for twice the max-age the JWKS announces.
+        clock.advance(2 * 120 - 1)
+        refused = await h.http.post("/admin/keys/rotate", headers=headers)
+        assert refused.status_code == 409
+        assert refused.json()["error"] == "next_key_too_young"
+        clock.advance(2)
+        rotated = await h.http.post("/admin/keys/rotate", headers=headers)
+        assert rotated.status_code == 200, rotated.text

@@ -11,6 +11,7 @@ def test_public_names() -> None:
         "GRANT_CLIENT_CREDENTIALS",
         "GRANT_REFRESH",
         "GRANT_TOKEN_EXCHANGE",
+        "IssuerError",
         "IssuerSettings",
         "IssuerStartupError",
         "OAuthError",

@@ -9,6 +9,7 @@ import pytest
 import keys
 from keys import (
     CorruptKeyRing,
+    KeyEvent,
     KeyRing,
     KeyState,
     NoSigningKey,
@@ -198,7 +199,7 @@ def test_revoke_unknown_kid_is_a_typed_error() -> None:
     ring = KeyRing.bootstrap(["ES256"], T0)
     with pytest.raises(UnknownKeyId) as err:
         ring.revoke("no-such-kid", T0)
-    assert err.value.code == "unknown_kid"
+    assert err.value.code == "unknown_key_id"  # distinct from the verifier's UnknownKey (unknown_kid)
     assert isinstance(err.value, LookupError)
 
 
@@ -233,14 +234,12 @@ def test_ensure_algs_adds_a_new_algorithm() -> None:
 def test_key_events_name_revoked_and_new_active_kids() -> None:
     ring = KeyRing.bootstrap(["ES256"], T0)
     rotated = ring.rotate(T0 + 600, POLICY)
-    assert keys.key_events(ring, rotated) == [{"type": "rotated", "kid": rotated.signing_key().kid}]
+    assert keys.key_events(ring, rotated) == [KeyEvent("rotated", rotated.signing_key().kid)]
     retiring = kid_in(rotated, "ES256", KeyState.RETIRING)[0]
-    assert keys.key_events(rotated, rotated.revoke(retiring, T0 + 700)) == [
-        {"type": "revoked", "kid": retiring}
-    ]
+    assert keys.key_events(rotated, rotated.revoke(retiring, T0 + 700)) == [KeyEvent("revoked", retiring)]
     emergency = rotated.revoke(rotated.signing_key().kid, T0 + 700)
     assert keys.key_events(rotated, emergency) == [
-        {"type": "revoked", "kid": rotated.signing_key().kid},
-        {"type": "rotated", "kid": emergency.signing_key().kid},
+        KeyEvent("revoked", rotated.signing_key().kid),
+        KeyEvent("rotated", emergency.signing_key().kid),
     ]
     assert keys.KEY_EVENTS_CHANNEL == "voicebank:key-events"

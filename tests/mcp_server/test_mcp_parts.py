@@ -12,7 +12,8 @@ from mcp_support import FakeClock, Mint, mcp_client, post, rpc
 from sqlalchemy import Engine, func, select
 from starlette.applications import Starlette
 
-from mcp_server import Bank, McpSettings, MemoryReplayStore, ReplayStoreUnavailable, parse_key_event
+from keys import CLOCK_LEEWAY
+from mcp_server import Bank, McpSettings
 from mcp_server._bank._models import Movement
 
 
@@ -36,43 +37,22 @@ def test_a_bad_payment_limit_is_refused(limit: str) -> None:
         McpSettings(mcp_payment_limit=limit)
 
 
-async def test_memory_replay_store_remembers_until_expiry_plus_leeway(clock: FakeClock) -> None:
-    store = MemoryReplayStore(clock=clock, leeway=60)
-    exp = clock() + 60
-    assert await store.spend("a", exp) is True
-    assert await store.spend("a", exp) is False
-    clock.advance(119)
-    assert await store.spend("a", exp) is False
-    clock.advance(2)
-    assert await store.spend("a", exp) is True
+async def test_a_spent_jti_is_remembered_while_the_leeway_still_accepts_its_token(
+    http: httpx2.AsyncClient, mint: Mint, clock: FakeClock, bank: Bank
+) -> None:
+    def balance() -> str:
+        return str(bank.get_balance("alice", "checking")["accounts"][0]["balance"])
 
-
-async def test_memory_replay_store_refuses_when_full_of_live_ids(clock: FakeClock) -> None:
-    store = MemoryReplayStore(clock=clock, max_entries=2)
-    await store.spend("a", clock() + 60)
-    await store.spend("b", clock() + 60)
-    with pytest.raises(ReplayStoreUnavailable):
-        await store.spend("c", clock() + 60)
-    clock.advance(200)
-    assert await store.spend("c", clock() + 60) is True
-
-
-@pytest.mark.parametrize(
-    ("message", "kid"),
-    [
-        (b'{"type": "revoked", "kid": "abc"}', "abc"),
-        ('{"type": "revoked", "kid": "abc"}', "abc"),
-        (b'{"type": "rotated", "kid": "abc"}', None),
-        (b'{"type": "revoked"}', None),
-        (b'{"type": "revoked", "kid": 7}', None),
-        (b'{"type": "revoked", "kid": ""}', None),
-        (b"[1, 2]", None),
-        (b"not json", None),
-        (b"\xff\xfe", None),
-    ],
-)
-def test_parse_key_event(message: bytes | str, kid: str | None) -> None:
-    assert parse_key_event(message) == kid
+    checking = bank.get_balance("alice", "checking")["accounts"][0]["account_id"]
+    payee = bank.list_payees("alice")["payees"][0]["payee_id"]
+    payment = {"from_account_id": checking, "payee_id": payee, "amount": "1.00", "idempotency_key": "p-1"}
+    token = mint(scope="transact")  # exp = now + 60
+    assert (await post(http, token, rpc("make_payment", payment))).status_code == 200
+    paid_once = balance()
+    clock.advance(60 + CLOCK_LEEWAY - 1)  # past exp, but the verifier's leeway still accepts the token
+    again = await post(http, token, rpc("make_payment", payment | {"idempotency_key": "p-2"}))
+    assert again.status_code == 401
+    assert balance() == paid_once
 
 
 async def test_healthz_and_metrics_need_no_token(http: httpx2.AsyncClient) -> None:

@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from keys import KEY_EVENTS_CHANNEL, KeyPair, Verifier
-from mcp_server import Bank, McpSettings, RedisReplayStore, build_app_from_settings, create_app
+from mcp_server import Bank, McpSettings, build_app_from_settings, create_app
 
 
 @pytest.fixture
@@ -35,15 +35,23 @@ def payment(bank: Bank) -> dict[str, Any]:
     return {"from_account_id": checking, "payee_id": payee, "amount": "10.00", "idempotency_key": "r-1"}
 
 
-async def test_redis_replay_store_spends_once(redis_url: str, clock: FakeClock) -> None:
+async def test_a_spent_jti_stays_in_redis_for_the_token_lifetime_plus_the_leeway(
+    redis_settings: McpSettings,
+    redis_url: str,
+    verifier: Verifier,
+    engine: Engine,
+    clock: FakeClock,
+    mint: Mint,
+    payment: dict[str, Any],
+) -> None:
+    app = create_app(redis_settings, verifier=verifier, engine=engine, clock=clock)
+    async with running(app), http_client(app) as http:
+        assert (await post(http, mint(scope="transact"), rpc("make_payment", payment))).status_code == 200
     client = aioredis.Redis.from_url(redis_url)
     try:
-        store = RedisReplayStore(client, clock=clock)
-        assert await store.spend("jti-1", clock() + 60) is True
-        assert await store.spend("jti-1", clock() + 60) is False
-        assert await store.spend("jti-2", clock() + 60) is True
-        ttl = await client.ttl("voicebank:mcp:jti:jti-1")
-        assert 60 < ttl <= 120  # the token's lifetime plus the verifier's leeway
+        spent = [key async for key in client.scan_iter("voicebank:mcp:jti:*")]
+        assert len(spent) == 1
+        assert 60 < await client.ttl(spent[0]) <= 120  # the token's lifetime plus the verifier's leeway
     finally:
         await client.aclose()
 

@@ -11,14 +11,18 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from orchestrator._errors import OrchestratorError
+
 __all__ = ["ServiceProcess", "StackError", "free_port", "running_stack"]
 
 READY_LINE = b"Uvicorn running on"
 START_TIMEOUT = 30.0
 
 
-class StackError(Exception):
+class StackError(OrchestratorError):
     """A demo process could not start; the message names it and where its log is."""
+
+    code = "demo_stack"
 
 
 def free_port(preferred: int) -> int:

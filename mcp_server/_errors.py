@@ -1,0 +1,16 @@
+"""The root of the MCP server's errors.
+
+    McpServerError              mcp_server_error
+    ├── InvalidPrincipal        invalid_claim       verified claims that do not describe a caller (`_auth`)
+    └── BankError               bank_error          a refused banking request (`_bank/_errors.py`)
+
+Replay-cache and key outages are `keys` errors (`keys.ReplayUnavailable`, `keys.KeysUnavailable`).
+"""
+
+from __future__ import annotations
+
+
+class McpServerError(Exception):
+    """Root of every error the MCP server raises; `code` is stable."""
+
+    code = "mcp_server_error"
