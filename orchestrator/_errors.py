@@ -6,7 +6,8 @@ OrchestratorError           orchestrator_error
 ├── IdentityRefused         identity_refused    the participant metadata names no caller (`_call`)
 ├── NotConfigured           not_configured      the worker cannot start (`_call/_settings.py`)
 ├── UnknownRef              unknown_ref         the LLM named a reference this call never gave (`_agent`)
-└── the command layer's: DevInitError dev_init, AdminCommandError admin_command, StackError demo_stack
+└── the command layer's: DevInitError dev_init, AdminCommandError admin_command, StackError demo_stack,
+    UpError up
 """
 
 from __future__ import annotations

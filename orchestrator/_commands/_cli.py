@@ -9,14 +9,17 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from pydantic import ValidationError
 
 from issuer import IssuerSettings, IssuerStartupError
 from keys import ALGORITHMS
-from orchestrator._commands._dev_init import DevInitError, dev_init
-from orchestrator._commands._keys_admin import AdminCommandError, keys_command
+from orchestrator._commands._dev_init import dev_init
+from orchestrator._commands._keys_admin import keys_command
+from orchestrator._commands._token import TOKEN_SCOPES, TokenSettings, mint_token
+from orchestrator._errors import OrchestratorError
 
 DEFAULT_ISSUER = "http://127.0.0.1:8000"
 
@@ -24,6 +27,14 @@ DEFAULT_ISSUER = "http://127.0.0.1:8000"
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> Any:  # argparse's usage errors: one line, exit 2
         self.exit(2, f"voicebank: {message}\n")
+
+
+def _http_url(value: str) -> str:
+    """An http(s) URL with a host, as the services' URLs must be."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise argparse.ArgumentTypeError(f"not an http(s) URL: {value!r}")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -42,6 +53,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--issuer-port", "--port", dest="issuer_port", type=int, default=8000)
     serve.add_argument("--mcp-port", type=int, default=8001)
     serve.add_argument("--only", choices=("issuer", "mcp", "agent"), help="serve one part only")
+    serve.add_argument(
+        "--issuer-url",
+        type=_http_url,
+        metavar="URL",
+        help="the issuer's URL (default $MCP_ISSUER_URL or $ISSUER_URL; required with --only mcp)",
+    )
     serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     serve.add_argument("--log-file", type=Path, help="write logs (and the audit log) to this file")
 
@@ -63,6 +80,14 @@ def _parser() -> argparse.ArgumentParser:
     rotate.add_argument("--force", action="store_true", help="rotate even if the next key is too young")
     revoke = actions.add_parser("revoke", help="remove a key from the JWKS at once", parents=[where])
     revoke.add_argument("kid")
+
+    token = commands.add_parser(
+        "token", help="print an access token for trying a generic MCP client (development mode only)"
+    )
+    token.add_argument("--user", required=True, help="the user the token acts for (alice, bob)")
+    token.add_argument("--scope", required=True, choices=TOKEN_SCOPES, help="the one scope of the token")
+    token.add_argument("--issuer", help=f"issuer URL (default $ISSUER_URL or {DEFAULT_ISSUER})")
+    token.add_argument("--state", type=Path, help="state directory with the dev-init clients' keys")
 
     demo = commands.add_parser("demo", help="run a scripted banking call against the real services")
     demo.add_argument(
@@ -101,10 +126,28 @@ def _run(args: argparse.Namespace, transport: httpx.AsyncBaseTransport | None) -
             only=args.only,
             log_level=args.log_level,
             log_file=args.log_file,
+            issuer_url=args.issuer_url,
         )
         status = up(options)
         if status:
             raise SystemExit(status)
+    elif args.command == "token":
+        overrides = {"voicebank_state": args.state} if args.state is not None else {}
+        issued = asyncio.run(
+            mint_token(
+                TokenSettings(**overrides),
+                user=args.user,
+                scope=args.scope,
+                issuer_url=args.issuer,
+                transport=transport,
+            )
+        )
+        print(issued.access_token)
+        print(
+            f"voicebank token: {issued.scope} token for {issued.user} (session {issued.session_id}), "
+            f"expires in {issued.expires_in:.0f} s; send it as `Authorization: Bearer <token>`",
+            file=sys.stderr,
+        )
     elif args.command == "keys":
         settings = _settings(args)
         issuer_url = getattr(args, "issuer", None) or settings.issuer_url
@@ -155,7 +198,7 @@ def main(argv: Sequence[str] | None = None, *, transport: httpx.AsyncBaseTranspo
         where = ".".join(str(p) for p in first["loc"]).upper() or "settings"
         print(f"voicebank: invalid setting {where}: {first['msg']}", file=sys.stderr)
         return 1
-    except (IssuerStartupError, DevInitError, AdminCommandError) as exc:
+    except (IssuerStartupError, OrchestratorError) as exc:  # each says what to do in one line
         print(f"voicebank: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import socket
 from collections.abc import Iterator, Sequence
 
 import uvicorn
@@ -15,9 +16,18 @@ from issuer import IssuerSettings, create_app
 class SharedLoopServer(uvicorn.Server):
     """A uvicorn server that leaves signals to `serve_all`, so several can share one loop."""
 
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.listening = asyncio.Event()
+        """Set once the lifespan has started and the socket accepts connections."""
+
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        self.listening.set()
 
 
 def issuer_server(settings: IssuerSettings, *, host: str, port: int) -> uvicorn.Server:
@@ -25,8 +35,21 @@ def issuer_server(settings: IssuerSettings, *, host: str, port: int) -> uvicorn.
     return SharedLoopServer(config)
 
 
+async def _started(server: uvicorn.Server, serving: asyncio.Task[None]) -> None:
+    """Return once `server` listens, or once it stopped trying."""
+    if not isinstance(server, SharedLoopServer):
+        return
+    listening = asyncio.create_task(server.listening.wait())
+    await asyncio.wait({serving, listening}, return_when=asyncio.FIRST_COMPLETED)
+    listening.cancel()
+
+
 async def serve_all(servers: Sequence[uvicorn.Server]) -> None:
-    """Run servers together; SIGINT/SIGTERM stop them all (a second SIGINT forces)."""
+    """Run servers together; SIGINT/SIGTERM stop them all (a second SIGINT forces).
+
+    They start in order, each once the one before listens: the MCP server's first JWKS fetch from the
+    issuer next to it then finds the issuer up.
+    """
     loop = asyncio.get_running_loop()
 
     def stop() -> None:
@@ -37,8 +60,15 @@ async def serve_all(servers: Sequence[uvicorn.Server]) -> None:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop)
+    serving: list[asyncio.Task[None]] = []
     try:
-        await asyncio.gather(*(server.serve() for server in servers))
+        for server in servers:
+            serving.append(asyncio.create_task(server.serve()))
+            await _started(server, serving[-1])
+            if serving[-1].done():  # it could not start: start no other
+                stop()
+                break
+        await asyncio.gather(*serving)
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)

@@ -17,8 +17,9 @@ import uvicorn
 from issuer import IssuerSettings, preflight
 from orchestrator._call._settings import AgentSettings
 from orchestrator._commands._serve import SharedLoopServer, issuer_server, serve_all
+from orchestrator._errors import OrchestratorError
 
-__all__ = ["Service", "UpOptions", "service_urls", "up"]
+__all__ = ["Service", "UpError", "UpOptions", "mcp_issuer_url", "service_urls", "up"]
 
 Service = Literal["issuer", "mcp", "agent"]
 
@@ -34,6 +35,14 @@ class UpOptions:
     only: Service | None = None
     log_level: str = "info"
     log_file: Path | None = None
+    issuer_url: str | None = None
+    """`--issuer-url`: the issuer's URL, outranking `ISSUER_URL` and `MCP_ISSUER_URL`."""
+
+
+class UpError(OrchestratorError):
+    """`up` cannot serve what it was asked to; the message is one line for the terminal."""
+
+    code = "up"
 
 
 def _public_host(host: str) -> str:
@@ -44,9 +53,31 @@ def _public_host(host: str) -> str:
 def service_urls(options: UpOptions, env: Mapping[str, str]) -> tuple[str, str]:
     """The issuer URL and the MCP resource URL: the environment's, else where this process listens."""
     host = _public_host(options.host)
-    issuer_url = env.get("ISSUER_URL") or f"http://{host}:{options.issuer_port}"
+    issuer_url = options.issuer_url or env.get("ISSUER_URL") or f"http://{host}:{options.issuer_port}"
     resource_url = env.get("MCP_RESOURCE_URL") or f"http://{host}:{options.mcp_port}/mcp"
     return issuer_url, resource_url
+
+
+def mcp_issuer_url(options: UpOptions, env: Mapping[str, str]) -> str:
+    """The issuer the MCP server trusts: `--issuer-url`, `MCP_ISSUER_URL`, `ISSUER_URL`, or the one here.
+
+    Served alone, the MCP server has no issuer of its own to default to: guessing the local default port
+    would trust whatever answers there.
+    """
+    named = options.issuer_url or env.get("MCP_ISSUER_URL") or env.get("ISSUER_URL")
+    if named:
+        return named
+    if options.only == "mcp":
+        raise UpError("--only mcp needs the issuer's URL: pass --issuer-url URL (or set MCP_ISSUER_URL)")
+    return service_urls(options, env)[0]
+
+
+def _where(name: str, url: str, host: str, port: int) -> str:
+    """Where a part listens, and its URL when that is somewhere else (a proxy, a load balancer)."""
+    listening = f"http://{_public_host(host)}:{port}"
+    if url.startswith(listening + "/") or url == listening:
+        return f"voicebank up: {name} at {url}"
+    return f"voicebank up: {name} listening on {host}:{port}, reached as {url}"
 
 
 def _state(options: UpOptions) -> dict[str, Any]:
@@ -60,12 +91,12 @@ def _servers(options: UpOptions, env: Mapping[str, str]) -> list[uvicorn.Server]
         settings = IssuerSettings(issuer_url=issuer_url, mcp_resource_url=resource_url, **_state(options))
         preflight(settings)
         servers.append(issuer_server(settings, host=options.host, port=options.issuer_port))
-        print(f"voicebank up: issuer at {issuer_url}", file=sys.stderr)
+        print(_where("issuer", issuer_url, options.host, options.issuer_port), file=sys.stderr)
     if options.only in (None, "mcp"):
         from mcp_server import McpSettings, build_app_from_settings  # FastMCP loads only when served
 
         mcp = McpSettings(
-            mcp_issuer_url=env.get("MCP_ISSUER_URL") or issuer_url,
+            mcp_issuer_url=mcp_issuer_url(options, env),
             mcp_resource_url=resource_url,
             **_state(options),
         )
@@ -74,7 +105,7 @@ def _servers(options: UpOptions, env: Mapping[str, str]) -> list[uvicorn.Server]
             app, host=options.host, port=options.mcp_port, log_level=options.log_level, lifespan="on"
         )
         servers.append(SharedLoopServer(config))
-        print(f"voicebank up: MCP server at {resource_url}", file=sys.stderr)
+        print(_where("MCP server", resource_url, options.host, options.mcp_port), file=sys.stderr)
     return servers
 
 
