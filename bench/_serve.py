@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import uvicorn
+from _no_auth import without_auth  # bench/ is on sys.path: this runs as a script or from a bench
 from fastapi.responses import JSONResponse
 from starlette.applications import Starlette
 
@@ -107,7 +108,7 @@ def mcp_app(
     )
     if auth == "off":
         claims = {**BENCH_CLAIMS, "aud": resource}
-        return create_mcp(settings, verifier=PassThroughVerifier(), no_auth_claims=claims)
+        return without_auth(create_mcp(settings, verifier=PassThroughVerifier()), resource, claims)
     if auth == "passthrough":
         return create_mcp(settings, verifier=PassThroughVerifier())
     client = None

@@ -1,6 +1,7 @@
 """All key and JOSE code of voicebank: keys, key ring and stores, JWKS, signing and the strict verifier."""
 
-from keys._algorithms._keypair import ALGORITHMS, Algorithm, KeyPair, generate_key, thumbprint
+from keys._algorithms._base import ALGORITHMS, Algorithm
+from keys._algorithms._keypair import KeyPair, generate_key, thumbprint
 from keys._algorithms._verify_key import VerifyKey
 from keys._client._assertion import ASSERTION_TYP, JWT_BEARER, assertion_form, client_assertion
 from keys._client._key_file import client_key_path, load_client_key, write_private_file
@@ -51,7 +52,7 @@ from keys._timing import CLOCK_LEEWAY, DEFAULT_JWKS_MAX_AGE
 from keys._verify._jwks_cache import JWKSCache
 from keys._verify._policy import VerifyPolicy
 from keys._verify._static_keys import StaticKeys
-from keys._verify._verifier import KeySource, Verifier
+from keys._verify._verifier import KeySource, TokenHeader, Verifier
 
 __all__ = [
     "ALGORITHMS",
@@ -96,6 +97,7 @@ __all__ = [
     "StaticKeys",
     "StoreConflict",
     "TokenError",
+    "TokenHeader",
     "TokenTooLarge",
     "UnknownKey",
     "UnknownKeyId",

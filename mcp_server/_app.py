@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any
 
 import redis.asyncio as aioredis
 from sqlalchemy import Engine
@@ -22,11 +21,9 @@ from mcp_server._audit import AuditLog
 from mcp_server._auth._key_events import KeyDropper, KeyEventSubscriber
 from mcp_server._auth._metadata import WELL_KNOWN, ResourceMetadata, metadata_url, resource_path
 from mcp_server._auth._middleware import BearerAuthMiddleware, TokenVerifier
-from mcp_server._auth._principal import Principal
 from mcp_server._bank._db import create_schema, make_engine
 from mcp_server._bank._service import Bank
 from mcp_server._metrics import Metrics
-from mcp_server._no_auth import FixedPrincipalMiddleware
 from mcp_server._settings import McpSettings
 from mcp_server._tools import BankTools, build_mcp
 
@@ -44,13 +41,8 @@ def create_app(
     replay: ReplayCache | None = None,
     clock: Callable[[], float] = time.time,
     lifespan_hook: Hook | None = None,
-    no_auth_claims: Mapping[str, Any] | None = None,
 ) -> Starlette:
-    """Build the MCP server app; the verifier (and the JWKS cache key events act on) come from outside.
-
-    `no_auth_claims` is for benchmarks only: it replaces bearer auth by a fixed caller built from these
-    claims, to measure what auth costs on the same app.
-    """
+    """Build the MCP server app; the verifier (and the JWKS cache key events act on) come from outside."""
     owns_engine = engine is None
     bank_engine = engine if engine is not None else make_engine(settings.database_url)
     redis_client = aioredis.Redis.from_url(settings.redis_url) if settings.redis_url else None
@@ -92,21 +84,15 @@ def create_app(
         return JSONResponse({"status": "ok"})
 
     suffix = resource_path(settings.mcp_resource_url)
-    auth = (
-        Middleware(
-            BearerAuthMiddleware,
-            path=suffix,
-            verifier=verifier,
-            replay=replay,
-            resource_metadata_url=metadata_url(settings.mcp_resource_url),
-            audit=audit,
-            metrics=metrics,
-            max_body_bytes=settings.mcp_max_body_bytes,
-        )
-        if no_auth_claims is None
-        else Middleware(
-            FixedPrincipalMiddleware, path=suffix, principal=Principal.from_claims(no_auth_claims)
-        )
+    auth = Middleware(
+        BearerAuthMiddleware,
+        path=suffix,
+        verifier=verifier,
+        replay=replay,
+        resource_metadata_url=metadata_url(settings.mcp_resource_url),
+        audit=audit,
+        metrics=metrics,
+        max_body_bytes=settings.mcp_max_body_bytes,
     )
     app = Starlette(
         routes=[

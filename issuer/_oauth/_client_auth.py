@@ -27,29 +27,12 @@ from keys import (
     StaticKeys,
     TokenError,
     Verifier,
-    VerifyKey,
     VerifyPolicy,
     WrongAudience,
 )
 
 MAX_ASSERTION_LIFETIME = 300
 MAX_ASSERTION_SIZE = 4096
-
-
-class _KidFound(Exception):
-    def __init__(self, kid: str) -> None:
-        super().__init__("kid found")
-        self.kid = kid
-
-
-class _KidProbe:
-    """A key source that stops verification as soon as the header passed and names its kid."""
-
-    def get(self, kid: str) -> VerifyKey | None:
-        raise _KidFound(kid)
-
-    async def fetch_unknown(self, kid: str) -> VerifyKey | None:
-        raise _KidFound(kid)
 
 
 @dataclass(frozen=True)
@@ -80,10 +63,13 @@ class ClientAuthenticator:
         self._replay = replay
         self._clock = clock
         self._leeway = leeway
-        # The probe checks every header rule (alg, typ, forbidden headers) before the kid is looked at.
-        self._probe = Verifier(
-            _KidProbe(),
-            VerifyPolicy("probe", "probe", typ=ASSERTION_TYP, typ_optional=True, max_size=MAX_ASSERTION_SIZE),
+        # Every header rule (size, alg, typ, forbidden headers) is checked before the kid is looked at; the
+        # header policy is the same for every client, and this verifier never looks up a key.
+        self._headers = Verifier(
+            StaticKeys.from_keys([]),
+            VerifyPolicy(
+                issuer, token_endpoint, typ=ASSERTION_TYP, typ_optional=True, max_size=MAX_ASSERTION_SIZE
+            ),
         )
         self._by_kid: dict[str, str] = {}
         self._clients: dict[str, _ClientVerifiers] = {}
@@ -115,12 +101,9 @@ class ClientAuthenticator:
 
     def _kid(self, assertion: str) -> str:
         try:
-            self._probe.verify(assertion)
-        except _KidFound as found:
-            return found.kid
+            return self._headers.check_header(assertion).kid
         except TokenError as exc:
             raise _refuse(f"assertion_{exc.code}") from None
-        raise _refuse("assertion_unexpected")  # the probe never returns a key
 
     def _find(self, kid: str, claimed: str | None) -> _ClientVerifiers:
         client_id = self._by_kid.get(kid, claimed)

@@ -8,27 +8,14 @@ from functools import lru_cache
 from typing import Any
 
 import orjson
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from keys._algorithms._keypair import KeyPair
 from keys._jose._b64 import b64url_encode
 
-_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
-_PKCS1V15 = padding.PKCS1v15()
-_SHA256 = hashes.SHA256()
-
 
 def signature_bytes(key: KeyPair, signing_input: bytes) -> bytes:
-    """The raw JWS signature: r||s for ES256, PKCS#1 v1.5 for RS256, Ed25519 as is."""
-    private_key = key.private_key
-    if isinstance(private_key, ec.EllipticCurvePrivateKey):
-        r, s = decode_dss_signature(private_key.sign(signing_input, _ECDSA_SHA256))
-        return r.to_bytes(32, "big") + s.to_bytes(32, "big")
-    if isinstance(private_key, rsa.RSAPrivateKey):
-        return private_key.sign(signing_input, _PKCS1V15, _SHA256)
-    return private_key.sign(signing_input)
+    """The raw JWS signature (RFC 7518 §3): r||s for ES256, PKCS#1 v1.5 for RS256, Ed25519 as is."""
+    return key.sign(signing_input)
 
 
 @lru_cache(maxsize=64)
@@ -44,4 +31,4 @@ def sign(claims: Mapping[str, Any], key: KeyPair, *, typ: str) -> str:
         raise ValueError("claims must not hold NaN or infinity")
     payload = b64url_encode(orjson.dumps(claims))
     signing_input = f"{_header_segment(key.alg, key.kid, typ)}.{payload}"
-    return f"{signing_input}.{b64url_encode(signature_bytes(key, signing_input.encode('ascii')))}"
+    return f"{signing_input}.{b64url_encode(key.sign(signing_input.encode('ascii')))}"

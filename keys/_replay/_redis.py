@@ -7,6 +7,7 @@ import math
 from collections.abc import Callable
 
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from keys._clock import wall_clock
@@ -25,10 +26,16 @@ class RedisReplayCache:
 
     async def first_use(self, key: str, expires_at: float) -> bool:
         # Hashed, so that identifiers a client chose cannot shape Redis keys or their length.
-        digest = hashlib.sha256(key.encode()).hexdigest()
+        name = f"{self._prefix}:{hashlib.sha256(key.encode()).hexdigest()}"
         ttl = max(1, math.ceil(expires_at - self._clock()))
         try:
-            stored = await self._client.set(f"{self._prefix}:{digest}", b"1", nx=True, ex=ttl)
+            try:
+                stored = await self._client.set(name, b"1", nx=True, ex=ttl)
+            except RedisConnectionError:
+                # After a Redis restart a pooled connection is stale and its first command fails (redis-py
+                # does not retry by default). One retry on a fresh connection is safe here: had the first
+                # SET reached Redis, the retry finds the key and refuses - closed, never open.
+                stored = await self._client.set(name, b"1", nx=True, ex=ttl)
         except RedisError as exc:
             raise ReplayUnavailable(f"Redis cannot answer ({type(exc).__name__})") from None
         return bool(stored)

@@ -8,7 +8,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from keys._algorithms._keypair import ALGORITHMS, KeyPair
+from keys._algorithms._base import ALGORITHMS
+from keys._algorithms._keypair import KeyPair
 from keys._errors import KeyMaterialError
 from keys._ring._errors import CorruptKeyRing, WrongPassphrase
 from keys._ring._keyring import KeyRecord, KeyRing, KeyState

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from keys._algorithms._keypair import Algorithm
+from keys._algorithms._base import Algorithm
 from keys._ring._document import build_ring, decode_records, encode_ring
 from keys._ring._errors import CorruptKeyRing
 from keys._ring._keyring import KeyRing

@@ -8,7 +8,8 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any, Literal
 
-from keys._algorithms._keypair import ALGORITHMS, Algorithm, KeyPair, generate_key
+from keys._algorithms._base import ALGORITHMS, Algorithm
+from keys._algorithms._keypair import KeyPair, generate_key
 from keys._ring._errors import (
     CorruptKeyRing,
     NoSigningKey,

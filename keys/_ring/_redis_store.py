@@ -18,7 +18,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import WatchError
 
-from keys._algorithms._keypair import Algorithm, KeyPair
+from keys._algorithms._base import Algorithm
+from keys._algorithms._keypair import KeyPair
 from keys._ring._document import build_ring, decode_records, encode_ring
 from keys._ring._errors import StoreConflict
 from keys._ring._events import KEY_EVENTS_CHANNEL, key_events

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from keys._algorithms._keypair import Algorithm
+from keys._algorithms._base import Algorithm
 from keys._ring._keyring import KeyRing
 
 

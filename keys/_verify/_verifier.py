@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
-from keys._algorithms._keypair import ALGORITHMS
+from keys._algorithms._base import ALGORITHMS
 from keys._algorithms._verify_key import VerifyKey
 from keys._clock import wall_clock
 from keys._errors import (
@@ -35,6 +35,13 @@ _VERIFIED_CACHE_SIZE = 4096
 _HEADER_CACHE_SIZE = 256
 _STRING_CLAIMS = ("iss", "sub", "jti", "client_id", "scope", "sid")
 _ALG_SET = frozenset(ALGORITHMS)
+
+
+class TokenHeader(NamedTuple):
+    """A protected header that passed every header rule of a policy; nothing about it is verified yet."""
+
+    alg: str
+    kid: str
 
 
 class KeySource(Protocol):
@@ -70,7 +77,7 @@ class Verifier:
         self._policy = policy
         self._clock = clock
         # Header segment -> (alg, kid) for headers that already passed every header rule.
-        self._headers: dict[str, tuple[str, str]] = {}
+        self._headers: dict[str, TokenHeader] = {}
         # Token -> (the key that verified it, its claims). A client reuses one access token for minutes, so
         # the signature is checked once per token; the dates are checked on every use, and a hit counts only
         # while the source still holds that very key (a dropped or revoked kid ends it).
@@ -79,6 +86,16 @@ class Verifier:
     @property
     def policy(self) -> VerifyPolicy:
         return self._policy
+
+    def check_header(self, token: str) -> TokenHeader:
+        """The `alg` and `kid` of a token whose header passes every header rule of the policy.
+
+        The size cap, the compact form, forbidden members, the algorithm allowlist, `typ` and `kid` are
+        checked; the signature and the claims are not, so the kid may only choose where to look for a key
+        (a client registry finding the client that claims to have signed), never be trusted.
+        """
+        parts = self._split(token)
+        return self._headers.get(parts[0]) or self._parse_header(parts[0])
 
     def verify(self, token: str) -> dict[str, Any]:
         """The claims of a valid token signed by a key the source already knows."""
@@ -115,7 +132,7 @@ class Verifier:
             raise MalformedToken("token is not a compact JWS")
         return parts
 
-    def _parse_header(self, header_seg: str) -> tuple[str, str]:
+    def _parse_header(self, header_seg: str) -> TokenHeader:
         header = json_object(b64url_decode(header_seg), strict=True)
         forbidden = FORBIDDEN_HEADERS & header.keys()
         if forbidden:
@@ -136,8 +153,8 @@ class Verifier:
         if len(self._headers) >= _HEADER_CACHE_SIZE:
             # Clearing (not evicting one) keeps the cache bounded and safe without a lock.
             self._headers.clear()
-        self._headers[header_seg] = (alg, kid)
-        return alg, kid
+        checked = self._headers[header_seg] = TokenHeader(alg, kid)
+        return checked
 
     def _finish(self, token: str, parts: list[str], alg: str, key: VerifyKey) -> dict[str, Any]:
         if alg != key.alg:

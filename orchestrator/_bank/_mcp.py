@@ -9,6 +9,7 @@ import httpx2
 import mcp_types
 from fastmcp import Client
 from fastmcp.client.transports import StreamableHttpTransport
+from fastmcp.exceptions import McpError
 
 from orchestrator._bank._protocol import ServiceUnavailable, ToolRefused
 from orchestrator._tokens._bearer import ToolBearer
@@ -23,6 +24,11 @@ _UNREACHABLE = "I can't reach the bank right now. Please try again in a moment."
 _UNVERIFIED = "The bank could not verify this session right now. Please try again in a moment."
 _FORBIDDEN = "This call is not allowed to do that."
 _UNREADABLE = "The bank gave an answer I could not read."
+# How FastMCP's client reports a call that did not complete: the protocol's McpError (an HTTP error status,
+# a closed connection), a transport error, a timeout, or the RuntimeError it raises for a session that
+# failed to connect or died (wrapping the transport's error). Anything else is a bug in our code and
+# propagates instead of being reported to the caller as "cannot reach the bank".
+_CALL_FAILED = (McpError, httpx2.HTTPError, TimeoutError, RuntimeError)
 
 
 class _SharedPool(httpx2.AsyncBaseTransport):
@@ -145,7 +151,7 @@ class McpBank:
         try:
             async with Client(transport, mode="legacy") as client:
                 result = await client.call_tool_mcp(tool, sent)
-        except Exception as exc:  # every failure below the call becomes a typed error
+        except _CALL_FAILED as exc:
             raise _failure(tool, bearer, exc) from None
         return _outcome(tool, result)
 

@@ -11,6 +11,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from keys import MemoryReplayCache, RedisReplayCache, ReplayCache, ReplayUnavailable
+from tests.conftest import RedisServer
 
 T0 = 1_700_000_000.0
 
@@ -120,5 +121,21 @@ async def test_redis_down_fails_closed(clock: Clock) -> None:
         cache = RedisReplayCache(client, prefix="test:replay", clock=clock)
         with pytest.raises(ReplayUnavailable, match="ConnectionError"):
             await cache.first_use("a", T0 + 60)
+    finally:
+        await client.aclose()
+
+
+async def test_regression_a_redis_restart_costs_no_spurious_refusal(
+    redis_url: str, redis_server: RedisServer, clock: Clock
+) -> None:
+    """A pooled connection is stale after Redis restarts and its first command fails (redis-py 8 does not
+    retry): the MCP server answered the first payment after a restart 503, at random per connection."""
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        cache = RedisReplayCache(client, prefix="test:replay", clock=clock)
+        assert await cache.first_use("before", T0 + 60) is True
+        redis_server.restart()
+        assert await cache.first_use("after", T0 + 60) is True
+        assert await cache.first_use("after", T0 + 60) is False
     finally:
         await client.aclose()

@@ -26,7 +26,7 @@ from mcp_server import create_schema, make_engine, seed
 from mcp_server._app import create_app as create_mcp
 from mcp_server._settings import McpSettings
 from orchestrator._bank._mcp import McpBank
-from orchestrator._bank._protocol import AuthorizationLost, Bank, ServiceUnavailable, ToolRefused
+from orchestrator._bank._protocol import AuthorizationLost, Bank, BankError, ServiceUnavailable, ToolRefused
 from orchestrator._tokens._issuer_client import IssuerClient
 from orchestrator._tokens._manager import TokenManager
 from orchestrator._tokens._retry import RetryPolicy
@@ -429,3 +429,13 @@ async def test_a_401_whose_forced_refresh_finds_the_family_revoked_loses_authori
     with pytest.raises(AuthorizationLost):
         await bank.list_loans()
     assert world.wire.sent[-1].status == 401
+
+
+async def test_regression_a_programming_error_is_not_reported_as_an_unreachable_bank(world: World) -> None:
+    """McpBank caught every Exception, so a bug in our own call (here: an argument that cannot be sent)
+    reached the caller as "I can't reach the bank"; only the client's transport and protocol errors may."""
+    bank, _ = await world.bank()
+    with pytest.raises(Exception) as caught:  # noqa: PT011 - the point is which kind it is not
+        await bank.get_balance(account_type=object())  # type: ignore[arg-type]
+    assert not isinstance(caught.value, BankError), repr(caught.value)
+    assert "loans" in await bank.list_loans()  # the bank itself is fine

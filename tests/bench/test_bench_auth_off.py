@@ -1,19 +1,27 @@
-"""`mcp_server.create_app(no_auth_claims=...)`: the benchmarks' auth-off switch, off by default."""
+"""The benchmarks' auth-off MCP server: the production app, its bearer auth swapped by bench/_no_auth.py."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx2
+import pytest
 from starlette.applications import Starlette
 
 from keys import StaticKeys, Verifier, generate_key
 from mcp_server import McpSettings, access_token_policy, create_app, create_schema, make_engine, seed
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+if str(BENCH) not in sys.path:
+    sys.path.insert(0, str(BENCH))
+
+from _no_auth import without_auth  # noqa: E402 - bench/ is not a package
 
 RESOURCE = "http://127.0.0.1:8001/mcp"
 CLAIMS = {"sub": "alice", "client_id": "orchestrator", "scope": "read", "jti": "bench", "exp": 4_000_000_000}
@@ -26,13 +34,15 @@ META = {
 
 
 @asynccontextmanager
-async def served(tmp_path: Path, **kwargs: Any) -> AsyncIterator[httpx2.AsyncClient]:
+async def served(tmp_path: Path, claims: dict[str, Any] | None = None) -> AsyncIterator[httpx2.AsyncClient]:
     engine = make_engine(f"sqlite:///{tmp_path / 'bank.db'}")
     create_schema(engine)
     seed(engine)
     settings = McpSettings(mcp_resource_url=RESOURCE, voicebank_state=tmp_path, redis_url=None)
     verifier = Verifier(StaticKeys({"keys": [generate_key().public_jwk()]}), access_token_policy(settings))
-    app: Starlette = create_app(settings, verifier=verifier, engine=engine, **kwargs)
+    app: Starlette = create_app(settings, verifier=verifier, engine=engine)
+    if claims is not None:
+        app = without_auth(app, RESOURCE, claims)
     started, stop = asyncio.Event(), asyncio.Event()
 
     async def lifespan() -> None:  # anyio scopes must exit in the task that entered them
@@ -64,15 +74,15 @@ async def call(http: httpx2.AsyncClient, tool: str, arguments: dict[str, Any]) -
     )
 
 
-async def test_without_the_switch_a_call_without_a_token_is_refused(tmp_path: Path) -> None:
+async def test_the_production_app_refuses_a_call_without_a_token(tmp_path: Path) -> None:
     async with served(tmp_path) as http:
         response = await call(http, "get_balance", {})
     assert response.status_code == 401
     assert response.headers["www-authenticate"].startswith("Bearer ")
 
 
-async def test_with_the_switch_every_call_runs_as_the_fixed_caller(tmp_path: Path) -> None:
-    async with served(tmp_path, no_auth_claims=CLAIMS) as http:
+async def test_with_auth_off_every_call_runs_as_the_fixed_caller(tmp_path: Path) -> None:
+    async with served(tmp_path, CLAIMS) as http:
         response = await call(http, "get_balance", {})
     assert response.status_code == 200
     result = response.json()["result"]
@@ -82,10 +92,10 @@ async def test_with_the_switch_every_call_runs_as_the_fixed_caller(tmp_path: Pat
     assert "4321" not in numbers  # never bob's
 
 
-async def test_the_switch_never_lets_money_move(tmp_path: Path) -> None:
+async def test_auth_off_never_lets_money_move(tmp_path: Path) -> None:
     """No transact jti was spent, so the tools' second lock refuses payments even with the scope."""
     claims = CLAIMS | {"scope": "read transact"}
-    async with served(tmp_path, no_auth_claims=claims) as http:
+    async with served(tmp_path, claims) as http:
         accounts = (await call(http, "get_balance", {})).json()["result"]["structuredContent"]["accounts"]
         payees = (await call(http, "list_payees", {})).json()["result"]["structuredContent"]["payees"]
         arguments = {
@@ -98,3 +108,15 @@ async def test_the_switch_never_lets_money_move(tmp_path: Path) -> None:
     result = response.json()["result"]
     assert result["isError"] is True
     assert "not allowed" in json.dumps(result["content"])
+
+
+def test_only_an_app_with_its_bearer_auth_can_be_swapped(tmp_path: Path) -> None:
+    settings = McpSettings(mcp_resource_url=RESOURCE, voicebank_state=tmp_path, redis_url=None)
+    verifier = Verifier(StaticKeys({"keys": [generate_key().public_jwk()]}), access_token_policy(settings))
+    engine = make_engine(f"sqlite:///{tmp_path / 'bank.db'}")
+    try:
+        app = without_auth(create_app(settings, verifier=verifier, engine=engine), RESOURCE, CLAIMS)
+        with pytest.raises(RuntimeError, match="bearer-auth"):
+            without_auth(app, RESOURCE, CLAIMS)  # already swapped: nothing to replace
+    finally:
+        engine.dispose()
