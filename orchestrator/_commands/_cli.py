@@ -81,6 +81,12 @@ def _parser() -> argparse.ArgumentParser:
     revoke = actions.add_parser("revoke", help="remove a key from the JWKS at once", parents=[where])
     revoke.add_argument("kid")
 
+    doctor = commands.add_parser(
+        "doctor",
+        help="check this configuration: URLs, JWKS, clients, keys, Redis, database, file modes",
+    )
+    doctor.add_argument("--state", type=Path, help="state directory (default $VOICEBANK_STATE or ./var)")
+
     token = commands.add_parser(
         "token", help="print an access token for trying a generic MCP client (development mode only)"
     )
@@ -176,6 +182,18 @@ def _bench(args: argparse.Namespace) -> int:
     return subprocess.run(argv, cwd=script.parents[1], check=False).returncode  # noqa: S603 - our own script
 
 
+def _doctor(args: argparse.Namespace, transport: httpx.AsyncBaseTransport | None) -> int:
+    """Print one line per check; the exit status is 1 when one failed."""
+    from orchestrator._commands._doctor._run import (  # FastMCP's settings load only for this command
+        DoctorSettings,
+        doctor,
+    )
+
+    lines, status = asyncio.run(doctor(DoctorSettings.from_environment(args.state), transport=transport))
+    print(lines)
+    return status
+
+
 def main(argv: Sequence[str] | None = None, *, transport: httpx.AsyncBaseTransport | None = None) -> int:
     """Entry point of the `voicebank` console script; the exit status."""
     args = _parser().parse_args(argv)
@@ -192,6 +210,8 @@ def main(argv: Sequence[str] | None = None, *, transport: httpx.AsyncBaseTranspo
             return run_demo(options)
         if args.command == "bench":
             return _bench(args)
+        if args.command == "doctor":
+            return _doctor(args, transport)
         _run(args, transport)
     except ValidationError as exc:
         first = exc.errors()[0]

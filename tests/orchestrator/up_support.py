@@ -31,7 +31,7 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 
 def voicebank(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120, umask: int = -1
 ) -> subprocess.CompletedProcess[str]:
     """Run one `voicebank` command to its end, as the console script runs it."""
     return subprocess.run(
@@ -42,14 +42,16 @@ def voicebank(
         text=True,
         timeout=timeout,
         check=False,
+        umask=umask,
     )
 
 
 class UpProcess:
     """`voicebank up ARGS` as a child process; `start()` returns once each server it runs is listening."""
 
-    def __init__(self, *args: str, servers: int, env: dict[str, str] | None = None) -> None:
+    def __init__(self, *args: str, servers: int, env: dict[str, str] | None = None, umask: int = -1) -> None:
         self.args = args
+        self.umask = umask
         self.servers = servers
         self.env = clean_env() if env is None else env
         self.lines: list[str] = []
@@ -75,6 +77,7 @@ class UpProcess:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
+            umask=self.umask,
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
