@@ -15,16 +15,26 @@ from mcp_server._bank._money import parse_cents
 class McpSettings(BaseSettings):
     """Environment of the MCP server (`MCP_ISSUER_URL`, `MCP_RESOURCE_URL`, `BANK_DB_URL`, ...)."""
 
-    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(use_attribute_docstrings=True, extra="ignore", frozen=True)
 
     mcp_issuer_url: str = "http://127.0.0.1:8000"
+    """The issuer the MCP server trusts: tokens must carry exactly this `iss`. `voicebank up` defaults it
+    to `ISSUER_URL`."""
     mcp_resource_url: str = "http://127.0.0.1:8001/mcp"
+    """This server's resource URL: every token must carry it in `aud`."""
     mcp_jwks_url: str | None = None
+    """Where to fetch the issuer's public keys; unset: `$MCP_ISSUER_URL/.well-known/jwks.json`."""
     bank_db_url: str | None = None
+    """The bank database, any SQLAlchemy URL (PostgreSQL: `postgresql+psycopg://...`); unset: SQLite at
+    `$VOICEBANK_STATE/bank.db`."""
     voicebank_state: Path = Path("./var")
+    """The state directory (the default SQLite bank lives there)."""
     redis_url: str | None = None
+    """Redis for the single-use `jti` cache and key events; unset: in-process memory, one replica only."""
     mcp_payment_limit: str = "5000.00"
+    """The largest single payment or transfer, a decimal amount."""
     mcp_max_body_bytes: int = Field(default=1_048_576, gt=0)
+    """The largest request body the MCP server reads, in bytes."""
 
     @field_validator("mcp_payment_limit")
     @classmethod

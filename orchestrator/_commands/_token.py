@@ -39,12 +39,18 @@ class TokenCommandError(OrchestratorError):
 class TokenSettings(BaseSettings):
     """What `voicebank token` reads: the mode, the issuer, the state directory with the clients' keys."""
 
-    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(
+        use_attribute_docstrings=True, case_sensitive=False, extra="ignore", frozen=True
+    )
 
     voicebank_mode: Literal["dev", "prod"] = "dev"
+    """`voicebank token` runs only in `dev` mode."""
     issuer_url: str = "http://127.0.0.1:8000"
+    """The issuer to get the token from (`--issuer` wins)."""
     voicebank_state: Path = Path("./var")
+    """The state directory with the dev clients' keys (`--state` wins)."""
     orchestrator_client_id: str = "orchestrator"
+    """The client that exchanges the session grant."""
 
 
 @dataclass(frozen=True)

@@ -77,7 +77,7 @@ class IssuerLink(httpx.AsyncBaseTransport):
 
 
 def client_registry(keys: dict[str, KeyPair]) -> dict[str, Any]:
-    """The three clients of DESIGN.md, each with its own public key."""
+    """The three clients of docs/architecture.md, each with its own public key."""
 
     def entry(client_id: str, grants: list[str], scope: str) -> dict[str, Any]:
         jwks = {"keys": [keys[client_id].public_jwk()]}
