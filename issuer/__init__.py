@@ -1,7 +1,7 @@
 """The voicebank token issuer: `create_app(settings)` and the helpers its clients use."""
 
 from issuer._build import IssuerStartupError, key_store, preflight
-from issuer._http._app import create_app, issuer_state
+from issuer._http._app import create_app, issuer_state, metrics_app
 from issuer._oauth._clients import (
     GRANT_CLIENT_CREDENTIALS,
     GRANT_REFRESH,
@@ -27,5 +27,6 @@ __all__ = [
     "create_app",
     "issuer_state",
     "key_store",
+    "metrics_app",
     "preflight",
 ]

@@ -79,11 +79,24 @@ def load_registry(settings: IssuerSettings) -> ClientRegistry:
 def preflight(settings: IssuerSettings) -> None:
     """Fail before serving, with one line, on what the lifespan would fail on."""
     load_registry(settings)
-    if settings.keys_store == "file":
-        try:
-            asyncio.run(key_store(settings, None).load(time.time()))
-        except KeyRingError as exc:
-            raise IssuerStartupError(f"cannot load the issuer key ring: {exc}") from None
+    asyncio.run(_load_ring(settings))
+
+
+async def _load_ring(settings: IssuerSettings) -> None:
+    redis = None
+    if settings.keys_store == "redis" and settings.redis_url:
+        redis = aioredis.Redis.from_url(settings.redis_url)
+    try:
+        await key_store(settings, redis).load(time.time())
+    except KeyRingError as exc:
+        raise IssuerStartupError(f"cannot load the issuer key ring: {exc}") from None
+    except RedisError as exc:
+        raise IssuerStartupError(
+            f"cannot reach Redis at REDIS_URL ({type(exc).__name__}): KEYS_STORE=redis keeps the keys there"
+        ) from None
+    finally:
+        if redis is not None:
+            await redis.aclose()
 
 
 async def build_state(
@@ -92,6 +105,7 @@ async def build_state(
     *,
     clock: Callable[[], float],
     rotation_sleep: Sleep,
+    metrics: IssuerMetrics,
     http_transport: httpx.AsyncBaseTransport | None = None,
 ) -> IssuerState:
     registry = load_registry(settings)
@@ -119,7 +133,6 @@ async def build_state(
         replay = MemoryReplayCache(clock=clock)
     ring_keys = RingKeys(store)
     await ring_keys.sync()
-    metrics = IssuerMetrics()
     events = KeyEvents(redis, store_publishes=isinstance(store, RedisKeyStore))
     issuer = settings.issuer_url
     grant_policy = VerifyPolicy(

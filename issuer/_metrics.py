@@ -1,10 +1,14 @@
-"""Prometheus metrics of one issuer app, on its own registry."""
+"""Prometheus metrics of one issuer app, on its own registry, served apart from the public port."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 
 def _registry() -> CollectorRegistry:
@@ -29,3 +33,11 @@ class IssuerMetrics:
         self.revocations = Counter(
             "issuer_key_revocations", "Keys revoked through this replica", registry=self.registry
         )
+
+    def app(self) -> Starlette:
+        """An app answering `GET /metrics` in the Prometheus text format, and nothing else."""
+
+        async def endpoint(_request: Request) -> Response:
+            return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+
+        return Starlette(routes=[Route("/metrics", endpoint, methods=["GET"])])

@@ -62,6 +62,9 @@ class IssuerSettings(BaseSettings):
     issuer_token_lifetime: int = Field(default=300, gt=0, le=3600)
     """Seconds a bearer for the issuer's own endpoints (client credentials) lives."""
 
+    issuer_metrics_port: int = Field(default=8002, ge=0, le=65535)
+    """Prometheus metrics on a loopback listener of their own (0: none); never on the public port."""
+
     rotation_tick: float = Field(default=30, gt=0)
     """Seconds between the rotation loop's checks whether a rotation is due."""
     max_body_bytes: int = Field(default=16 * 1024, gt=0)

@@ -1,4 +1,4 @@
-"""The ASGI app: FastMCP at the resource path behind bearer auth, metadata, metrics and health."""
+"""The ASGI app: FastMCP at the resource path behind bearer auth, metadata and health."""
 
 from __future__ import annotations
 
@@ -98,7 +98,6 @@ def create_app(
         routes=[
             Route(WELL_KNOWN, metadata.endpoint, methods=["GET"]),
             Route(WELL_KNOWN + suffix, metadata.endpoint, methods=["GET"]),
-            Route("/metrics", metrics.endpoint, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
             Mount("/", app=mcp_app),
         ],

@@ -1,11 +1,13 @@
-"""Prometheus metrics of one app, in its own registry."""
+"""Prometheus metrics of one app, in its own registry, served apart from the public port."""
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route
 
 
 class Metrics:
@@ -30,3 +32,13 @@ class Metrics:
     async def endpoint(self, _request: Request) -> Response:
         """`GET /metrics` in the Prometheus text format."""
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+
+    def app(self) -> Starlette:
+        """An app answering `GET /metrics`, and nothing else."""
+        return Starlette(routes=[Route("/metrics", self.endpoint, methods=["GET"])])
+
+
+def metrics_app(app: Starlette) -> Starlette:
+    """`GET /metrics` of the MCP app `app`, for a loopback listener of its own (never the public port)."""
+    metrics: Metrics = app.state.metrics
+    return metrics.app()

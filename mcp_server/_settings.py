@@ -35,6 +35,8 @@ class McpSettings(BaseSettings):
     """The largest single payment or transfer, a decimal amount."""
     mcp_max_body_bytes: int = Field(default=1_048_576, gt=0)
     """The largest request body the MCP server reads, in bytes."""
+    mcp_metrics_port: int = Field(default=8003, ge=0, le=65535)
+    """Prometheus metrics on a loopback listener of their own (0: none); never on the public port."""
 
     @field_validator("mcp_payment_limit")
     @classmethod

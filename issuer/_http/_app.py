@@ -1,4 +1,4 @@
-"""The issuer FastAPI app: discovery, JWKS, `/token`, `/sessions`, `/revoke`, admin keys, health, metrics."""
+"""The issuer FastAPI app: discovery, JWKS, `/token`, `/sessions`, `/revoke`, admin keys, health."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -22,6 +22,7 @@ from issuer._endpoints._sessions import create_session
 from issuer._endpoints._token import token_response
 from issuer._http._body import read_body, read_form, read_json_object
 from issuer._http._handlers import NO_STORE, install_error_handlers
+from issuer._metrics import IssuerMetrics
 from issuer._settings import IssuerSettings
 from issuer._signing._rotation import Sleep
 from issuer._state import IssuerState
@@ -35,6 +36,12 @@ def issuer_state(app: FastAPI) -> IssuerState:
     return state
 
 
+def metrics_app(app: FastAPI) -> Starlette:
+    """`GET /metrics` of `app`, for a loopback listener of its own (never the public port)."""
+    metrics: IssuerMetrics = app.state.metrics
+    return metrics.app()
+
+
 def _state(request: Request) -> IssuerState:
     return issuer_state(request.app)
 
@@ -46,13 +53,22 @@ def create_app(
     rotation_sleep: Sleep = asyncio.sleep,
     http_transport: httpx.AsyncBaseTransport | None = None,
 ) -> FastAPI:
-    """A fresh issuer app; its key store, stores and clients are made in the lifespan."""
+    """A fresh issuer app; its key store, stores and clients are made in the lifespan.
+
+    Its metrics are not served here: `metrics_app(app)` serves them on a listener of their own.
+    """
+    metrics = IssuerMetrics()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
             state = await build_state(
-                settings, stack, clock=clock, rotation_sleep=rotation_sleep, http_transport=http_transport
+                settings,
+                stack,
+                clock=clock,
+                rotation_sleep=rotation_sleep,
+                metrics=metrics,
+                http_transport=http_transport,
             )
             app.state.issuer = state
             rotation = asyncio.create_task(state.rotation.run(), name="issuer-key-rotation")
@@ -67,6 +83,7 @@ def create_app(
     app = FastAPI(
         title="voicebank issuer", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
     )
+    app.state.metrics = metrics
     install_error_handlers(app)
     limit = settings.max_body_bytes
     # The same max-age the rotation timing assumes (`rotation_policy`): a next key is published twice as long.
@@ -139,9 +156,5 @@ def create_app(
             # Readiness reports any store failure as "not ready" instead of failing the probe.
             return JSONResponse({"status": "unavailable", "reason": type(exc).__name__}, status_code=503)
         return JSONResponse({"status": "ready"})
-
-    @app.get("/metrics")
-    async def metrics(request: Request) -> Response:
-        return Response(generate_latest(_state(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app

@@ -21,8 +21,14 @@ def _media_type(request: Request) -> str:
 async def read_body(request: Request, limit: int) -> bytes:
     """The raw body, refusing more than `limit` bytes without reading past the limit."""
     declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > limit):
-        raise InvalidRequest(f"the request body is larger than {limit} bytes", status=413)
+    if declared is not None:
+        # ASCII digits only (str.isdigit also takes "²", which int() refuses), and no longer than the
+        # limit's own digits before int() runs: int() refuses a number of more than 4,300 digits.
+        if not (declared.isascii() and declared.isdigit()):
+            raise InvalidRequest("the Content-Length header is malformed")
+        digits = declared.lstrip("0") or "0"
+        if len(digits) > len(str(limit)) or int(digits) > limit:
+            raise InvalidRequest(f"the request body is larger than {limit} bytes", status=413)
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
@@ -45,11 +51,16 @@ async def read_form(request: Request, limit: int) -> dict[str, str]:
     form: dict[str, str] = {}
     for name, value in pairs:
         if name in form:
-            raise InvalidRequest(f"parameter {name!r} is repeated")
+            raise InvalidRequest(f"parameter {_shown(name)} is repeated")
         if "\x00" in value:
-            raise InvalidRequest(f"parameter {name!r} is malformed")
+            raise InvalidRequest(f"parameter {_shown(name)} is malformed")
         form[name] = value
     return form
+
+
+def _shown(name: str) -> str:
+    """A client's parameter name as an error message may quote it: bounded."""
+    return repr(name if len(name) <= 64 else name[:64] + "...")
 
 
 async def read_json_object(request: Request, limit: int, *, optional: bool = False) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections import deque
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -65,25 +66,38 @@ class RefreshStore(Protocol):
 
 
 class MemoryRefreshStore:
-    """Refresh families in process memory (one issuer process, `REDIS_URL` unset)."""
+    """Refresh families in process memory (one issuer process, `REDIS_URL` unset).
+
+    Families are forgotten past their absolute lifetime, oldest first: `_created` keeps them in the order
+    they were made, so each creation pops only what died (no scan of every family on every request).
+    """
 
     def __init__(self, lifetimes: RefreshLifetimes) -> None:
         self._lifetimes = lifetimes
         self._tokens: dict[str, tuple[str, bool]] = {}  # hash -> (family id, spent)
         self._families: dict[str, RefreshFamily] = {}
+        self._family_tokens: dict[str, list[str]] = {}  # family id -> the hashes of its tokens
+        self._created: deque[tuple[float, str]] = deque()  # (created_at, family id), oldest first
 
     def _prune(self, now: float) -> None:
-        dead = {f for f, fam in self._families.items() if now - fam.created_at > self._lifetimes.absolute}
-        if dead:
-            self._families = {f: fam for f, fam in self._families.items() if f not in dead}
-            self._tokens = {h: v for h, v in self._tokens.items() if v[0] not in dead}
+        while self._created and now - self._created[0][0] > self._lifetimes.absolute:
+            _, family_id = self._created.popleft()
+            self._families.pop(family_id, None)
+            for digest in self._family_tokens.pop(family_id, ()):
+                self._tokens.pop(digest, None)
+
+    def _remember(self, digest: str, family_id: str, *, spent: bool) -> None:
+        self._tokens[digest] = (family_id, spent)
+        self._family_tokens[family_id].append(digest)
 
     async def create(self, *, client_id: str, sub: str, sid: str, scope: str, now: float) -> str:
         self._prune(now)
         family_id = secrets.token_urlsafe(16)
         self._families[family_id] = RefreshFamily(family_id, client_id, sub, sid, scope, now, now)
+        self._family_tokens[family_id] = []
+        self._created.append((now, family_id))
         token = new_refresh_token()
-        self._tokens[token_hash(token)] = (family_id, False)
+        self._remember(token_hash(token), family_id, spent=False)
         return token
 
     async def peek(self, token: str) -> RefreshFamily | None:
@@ -122,7 +136,7 @@ class MemoryRefreshStore:
             raise reject("expired_idle")
         self._tokens[digest] = (family_id, True)
         next_token = new_refresh_token()
-        self._tokens[token_hash(next_token)] = (family_id, False)
+        self._remember(token_hash(next_token), family_id, spent=False)
         family = replace(family, last_used=now)
         self._families[family_id] = family
         return family, next_token

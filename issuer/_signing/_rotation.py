@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 
 from issuer._metrics import IssuerMetrics
 from issuer._signing._key_events import KeyEvents
-from keys import KeyRing, KeyStore
+from keys import KeyRing, KeyStore, KeyStoreError
 
 log = logging.getLogger("issuer.rotation")
 Sleep = Callable[[float], Awaitable[None]]
@@ -53,6 +53,11 @@ class RotationLoop:
                 await self.tick()
             except asyncio.CancelledError:
                 raise
+            except KeyStoreError as exc:
+                # An outage of the store (a read-only directory, Redis down): one line, not a traceback.
+                log.warning(
+                    "scheduled key rotation failed (%s: %s); retrying at the next tick", exc.code, exc
+                )
             except Exception:
                 # A store outage must not end the schedule: the next tick tries again.
                 log.exception("scheduled key rotation failed; retrying at the next tick")

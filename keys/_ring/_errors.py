@@ -8,7 +8,8 @@
     └── KeyStoreError           key_store
         ├── CorruptKeyRing      corrupt_keyring
         ├── WrongPassphrase     wrong_passphrase
-        └── StoreConflict       store_conflict
+        ├── StoreConflict       store_conflict
+        └── KeyStoreUnavailable key_store_unavailable (the store cannot be read or written now)
 
 Messages name kids, algorithms, files and rules; never key material.
 """
@@ -54,3 +55,7 @@ class WrongPassphrase(KeyStoreError):
 
 class StoreConflict(KeyStoreError):
     code = "store_conflict"
+
+
+class KeyStoreUnavailable(KeyStoreError):
+    code = "key_store_unavailable"

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from keys._algorithms._base import Algorithm
 from keys._ring._document import build_ring, decode_records, encode_ring
-from keys._ring._errors import CorruptKeyRing
+from keys._ring._errors import CorruptKeyRing, KeyStoreUnavailable
 from keys._ring._keyring import KeyRing
 from keys._ring._rotation_policy import RotationPolicy
 
@@ -78,7 +78,10 @@ class FileKeyStore:
 
     async def peek(self) -> KeyRing | None:
         """The stored ring as it is, or None when there is none; nothing is created, cleaned or cached."""
-        return await asyncio.to_thread(self._stored)
+        try:
+            return await asyncio.to_thread(self._stored)
+        except OSError as exc:
+            raise KeyStoreUnavailable(f"{self.directory}: {exc.strerror or type(exc).__name__}") from None
 
     async def current(self) -> KeyRing:
         """The cached ring; reread only when `keyring.json` was replaced (by this or another process)."""
@@ -104,7 +107,12 @@ class FileKeyStore:
 
     async def _transact(self, change: Change, now: float) -> tuple[KeyRing, bool]:
         async with self._mutex:
-            return await asyncio.to_thread(self._transact_sync, change, now)
+            try:
+                return await asyncio.to_thread(self._transact_sync, change, now)
+            except OSError as exc:
+                # A directory that cannot be read or written (permissions, a read-only or full disk)
+                # is an outage of the store, not a bug: one line naming the directory and the cause.
+                raise KeyStoreUnavailable(f"{self.directory}: {exc.strerror or type(exc).__name__}") from None
 
     # -- the locked read-modify-write, run in a worker thread ---------------------------------------
 
@@ -134,7 +142,7 @@ class FileKeyStore:
     def _stat(self) -> tuple[int, int, int] | None:
         try:
             st = os.stat(self._ring_path)
-        except FileNotFoundError:
+        except OSError:  # gone or unreadable: the next load says which
             return None
         return st.st_ino, st.st_mtime_ns, st.st_size
 

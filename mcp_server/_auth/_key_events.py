@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import redis.asyncio as aioredis
@@ -49,13 +50,18 @@ class KeyEventSubscriber:
         *,
         channel: str = KEY_EVENTS_CHANNEL,
         retry_delay: float = 1.0,
+        max_retry_delay: float = 30.0,
         fetch_attempts: int = 30,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._client = client
         self._keys = keys
         self._channel = channel
         self._retry_delay = retry_delay
+        self._max_retry_delay = max_retry_delay
         self._fetch_attempts = max(1, fetch_attempts)
+        self._sleep = sleep
+        self._failures = 0  # consecutive failed attempts to (re)subscribe
         self.subscribed = asyncio.Event()
         self.dropped: deque[str] = deque(maxlen=1000)
         self.learned: deque[str] = deque(maxlen=1000)
@@ -63,15 +69,19 @@ class KeyEventSubscriber:
         self._fetches: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
-        """Listen until cancelled."""
+        """Listen until cancelled; while Redis is down, retry with exponential backoff (capped)."""
         try:
             while True:
                 try:
                     await self._listen()
                 except (RedisError, OSError) as exc:
                     self.subscribed.clear()
-                    _log.warning("key events: redis error (%s); resubscribing", type(exc).__name__)
-                    await asyncio.sleep(self._retry_delay)
+                    self._failures += 1
+                    delay = min(self._retry_delay * 2 ** min(self._failures - 1, 32), self._max_retry_delay)
+                    _log.warning(
+                        "key events: redis error (%s); subscribing again in %g s", type(exc).__name__, delay
+                    )
+                    await self._sleep(delay)
         finally:
             for task in self._fetches:
                 task.cancel()
@@ -82,6 +92,9 @@ class KeyEventSubscriber:
             await pubsub.subscribe(self._channel)
             async for message in pubsub.listen():
                 if message["type"] == "subscribe":
+                    if self._failures:
+                        _log.warning("key events: subscribed again after %d failed attempts", self._failures)
+                        self._failures = 0
                     self.subscribed.set()
                 elif message["type"] == "message":
                     event = KeyEvent.decode(message["data"])
@@ -118,7 +131,7 @@ class KeyEventSubscriber:
                 _log.warning("key events: JWKS refetch for rotated kid %s failed (try %d)", kid, attempt)
                 if attempt == self._fetch_attempts:
                     return
-                await asyncio.sleep(self._retry_delay)
+                await self._sleep(self._retry_delay)
         _log.info("key events: fetched the JWKS for rotated kid %s", kid)
         async with self._changed:
             self.learned.append(kid)

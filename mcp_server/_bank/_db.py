@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +22,24 @@ def make_engine(url: str) -> Engine:
     if parsed.get_backend_name() != "sqlite":
         return create_engine(url, pool_pre_ping=True)
     if parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        _private_database(Path(parsed.database))
     engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
     _install_sqlite_locking(engine)
     return engine
+
+
+def _private_database(path: Path) -> None:
+    """The database file exists with mode 0600 before SQLite opens it, in a 0700 directory if we make one.
+
+    SQLite gives the `-wal` and `-shm` files it creates the mode of the database file, so the ledger and
+    its journal are never readable by other users; files left looser by an older version are tightened.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    for name in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with contextlib.suppress(FileNotFoundError, PermissionError):
+            if name.stat().st_mode & 0o077:
+                name.chmod(0o600)
 
 
 def _install_sqlite_locking(engine: Engine) -> None:

@@ -7,6 +7,7 @@ import functools
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from livekit import rtc
 from livekit.agents import AgentServer, AgentSession, CloseEvent, JobContext
@@ -17,8 +18,17 @@ from orchestrator._agent._banking_agent import CallState
 from orchestrator._call._session_store import MemorySessionStore, RedisSessionStore, SessionStore
 from orchestrator._call._settings import AgentSettings, NotConfigured
 from orchestrator._call._voice_call import AgentWiring, VoiceCall
+from orchestrator._logs import adopt_library_loggers, configure_logging
 
-__all__ = ["SessionFactory", "build_server", "entrypoint", "inference_session", "main", "run_worker"]
+__all__ = [
+    "SessionFactory",
+    "build_server",
+    "entrypoint",
+    "inference_session",
+    "main",
+    "run_worker",
+    "use_our_logging",
+]
 
 log = logging.getLogger(__name__)
 
@@ -125,17 +135,34 @@ def build_server(settings: AgentSettings, wiring: AgentWiring) -> AgentServer:
     return server
 
 
-def run_worker(settings: AgentSettings, wiring: AgentWiring, *, log_level: str = "INFO") -> None:
+def use_our_logging(server: AgentServer, handler: logging.Handler) -> None:
+    """Once the worker runs, `handler` (our formatter) is the only one: livekit-agents installs its own
+    console handler on the root logger before it starts, and the job processes' records come back
+    through the root logger."""
+    server.on("worker_started", functools.partial(adopt_library_loggers, handler))
+
+
+def run_worker(
+    settings: AgentSettings, wiring: AgentWiring, *, log_level: str = "INFO", log_file: Path | None = None
+) -> None:
     """Run the worker until SIGINT/SIGTERM, with livekit-agents' own signal handling and drain."""
     # The public `cli.run_app` is deprecated and parses sys.argv itself; this is what
     # `python -m livekit.agents start` runs.
     from livekit.agents.cli import proto
     from livekit.agents.cli.cli import _run_worker
 
-    _run_worker(build_server(settings, wiring), proto.CliArgs(log_level=log_level, log_format="colored"))
+    server = build_server(settings, wiring)
+    use_our_logging(server, configure_logging(log_level, log_file=log_file))
+    _run_worker(server, proto.CliArgs(log_level=log_level.upper(), log_format="json"))
 
 
-def main(argv: Sequence[str] | None = None, *, wiring: AgentWiring | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    wiring: AgentWiring | None = None,
+    log_level: str = "INFO",
+    log_file: Path | None = None,
+) -> int:
     """Entry point of `python -m orchestrator`; exit status 2 with a clear message when not configured."""
     del argv  # no options yet: everything comes from the environment
     settings = AgentSettings()
@@ -151,5 +178,5 @@ def main(argv: Sequence[str] | None = None, *, wiring: AgentWiring | None = None
     except NotConfigured as err:
         print(f"orchestrator: {err}", file=sys.stderr)
         return 2
-    run_worker(settings, wiring)
+    run_worker(settings, wiring, log_level=log_level, log_file=log_file)
     return 0

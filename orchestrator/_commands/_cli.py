@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -43,7 +44,13 @@ def _parser() -> argparse.ArgumentParser:
 
     init = commands.add_parser("dev-init", help="create a development state directory")
     init.add_argument("--state", type=Path, help="state directory (default $VOICEBANK_STATE or ./var)")
-    init.add_argument("--force", action="store_true", help="replace existing keys")
+    part = init.add_mutually_exclusive_group()
+    part.add_argument("--force", action="store_true", help="replace existing keys")
+    part.add_argument(
+        "--bank-only",
+        action="store_true",
+        help="only seed the bank (BANK_DB_URL); make no key (compose's init)",
+    )
 
     serve = commands.add_parser(
         "up", help="serve the issuer and the MCP server (and the agent when configured)"
@@ -117,7 +124,7 @@ def _settings(args: argparse.Namespace, **overrides: Any) -> IssuerSettings:
 
 def _run(args: argparse.Namespace, transport: httpx.AsyncBaseTransport | None) -> None:
     if args.command == "dev-init":
-        dev_init(_settings(args), force=args.force)
+        dev_init(_settings(args), force=args.force, bank_only=args.bank_only)
     elif args.command == "up":
         from orchestrator._commands._up import (  # the services' imports are heavy: load what runs
             UpOptions,
@@ -196,6 +203,15 @@ def _doctor(args: argparse.Namespace, transport: httpx.AsyncBaseTransport | None
 
 def main(argv: Sequence[str] | None = None, *, transport: httpx.AsyncBaseTransport | None = None) -> int:
     """Entry point of the `voicebank` console script; the exit status."""
+    # Whatever the command writes (state, logs, SQLite's journals, its children's files) is its owner's only.
+    previous = os.umask(0o077)
+    try:
+        return _main(argv, transport)
+    finally:
+        os.umask(previous)
+
+
+def _main(argv: Sequence[str] | None, transport: httpx.AsyncBaseTransport | None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "demo":

@@ -14,7 +14,15 @@ from typing import Any
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from issuer import GRANT_CLIENT_CREDENTIALS, GRANT_REFRESH, GRANT_TOKEN_EXCHANGE, IssuerSettings, key_store
-from keys import KeyMaterialError, KeyPair, KeyRingError, client_key_path, generate_key, write_private_file
+from keys import (
+    KeyMaterialError,
+    KeyPair,
+    KeyRingError,
+    KeyStoreUnavailable,
+    client_key_path,
+    generate_key,
+    write_private_file,
+)
 from orchestrator._errors import OrchestratorError
 
 # client id -> (grant types, scope): docs/architecture.md "Clients".
@@ -79,9 +87,7 @@ def _write_registry(path: Path, keys: dict[str, KeyPair], out: Callable[[str], N
         {"client_id": cid, "jwks": {"keys": [keys[cid].public_jwk()]}, "grant_types": grants, "scope": scope}
         for cid, (grants, scope) in DEV_CLIENTS.items()
     ]
-    temp = path.with_name(f".{path.name}.tmp")
-    temp.write_text(json.dumps({"clients": clients + others}, indent=2) + "\n")
-    temp.replace(path)
+    write_private_file(path, (json.dumps({"clients": clients + others}, indent=2) + "\n").encode())
     out(f"clients: registered {', '.join(DEV_CLIENTS)} in {path}")
 
 
@@ -99,22 +105,49 @@ def dev_init(
     settings: IssuerSettings,
     *,
     force: bool = False,
+    bank_only: bool = False,
     bank_db_url: str | None = None,
     out: Callable[[str], None] = print,
     clock: Callable[[], float] = time.time,
 ) -> None:
-    """Create (or complete) a development state directory; existing keys are kept unless `force`."""
+    """Create (or complete) a development state directory; existing keys are kept unless `force`.
+
+    The directory is 0700 and every file written in it 0600 (keys, clients, passphrase, the bank).
+    `bank_only` seeds the bank and makes no key: a deployment whose keys are made outside it.
+    """
     state = settings.voicebank_state
     try:
         state.mkdir(parents=True, exist_ok=True, mode=0o700)
+        state.chmod(0o700)  # an existing directory too: it holds private keys
     except OSError as exc:
         raise DevInitError(f"cannot create the state directory {state}: {exc.strerror}") from None
+    try:
+        if bank_only:
+            _seed(settings, bank_db_url, out)
+        else:
+            _fill(settings, force=force, bank_db_url=bank_db_url, out=out, clock=clock)
+    except OSError as exc:
+        where = f" {exc.filename}" if exc.filename else ""
+        raise DevInitError(f"cannot use{where}: {exc.strerror or type(exc).__name__}") from None
+
+
+def _fill(
+    settings: IssuerSettings,
+    *,
+    force: bool,
+    bank_db_url: str | None,
+    out: Callable[[str], None],
+    clock: Callable[[], float],
+) -> None:
+    state = settings.voicebank_state
     if force and settings.keys_store == "file" and settings.keys_dir.exists():
         shutil.rmtree(settings.keys_dir)
     _passphrase(settings, force, out)
     if settings.keys_store == "file":
         try:
             ring = asyncio.run(key_store(settings, None, clock).load(clock()))
+        except KeyStoreUnavailable as exc:  # permissions or the disk: --force would not help
+            raise DevInitError(f"cannot open the issuer key ring: {exc}") from None
         except KeyRingError as exc:
             raise DevInitError(f"cannot open the issuer key ring: {exc} (rerun with --force)") from None
         active = ", ".join(f"{alg} {ring.signing_key(alg).kid}" for alg in ring.algs)

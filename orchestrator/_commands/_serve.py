@@ -11,13 +11,24 @@ from collections.abc import Iterator, Sequence
 import uvicorn
 
 from issuer import IssuerSettings, create_app
+from orchestrator._errors import OrchestratorError
+
+
+class ServeError(OrchestratorError):
+    """A server stopped while starting (its port was taken, its lifespan failed); uvicorn logged why."""
+
+    code = "serve"
 
 
 class SharedLoopServer(uvicorn.Server):
-    """A uvicorn server that leaves signals to `serve_all`, so several can share one loop."""
+    """A uvicorn server that leaves signals to `serve_all`, so several can share one loop.
 
-    def __init__(self, config: uvicorn.Config) -> None:
+    `sockets`, when given, are already bound and listening: the server takes them over.
+    """
+
+    def __init__(self, config: uvicorn.Config, sockets: list[socket.socket] | None = None) -> None:
         super().__init__(config)
+        self.sockets = sockets
         self.listening = asyncio.Event()
         """Set once the lifespan has started and the socket accepts connections."""
 
@@ -25,13 +36,18 @@ class SharedLoopServer(uvicorn.Server):
     def capture_signals(self) -> Iterator[None]:
         yield
 
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().serve(sockets or self.sockets)
+
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=sockets)
         self.listening.set()
 
 
 def issuer_server(settings: IssuerSettings, *, host: str, port: int) -> uvicorn.Server:
-    config = uvicorn.Config(create_app(settings), host=host, port=port, log_level="info", lifespan="on")
+    config = uvicorn.Config(
+        create_app(settings), host=host, port=port, log_level="info", log_config=None, lifespan="on"
+    )
     return SharedLoopServer(config)
 
 
@@ -58,17 +74,28 @@ async def serve_all(servers: Sequence[uvicorn.Server]) -> None:
                 server.force_exit = True
             server.should_exit = True
 
+    async def serve(server: uvicorn.Server) -> None:
+        try:
+            await server.serve()
+        except SystemExit:  # uvicorn exits when it cannot bind or its lifespan fails, after logging why
+            stop()
+            raise ServeError("a server could not start; the log above says why") from None
+
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop)
     serving: list[asyncio.Task[None]] = []
     try:
         for server in servers:
-            serving.append(asyncio.create_task(server.serve()))
+            serving.append(asyncio.create_task(serve(server)))
             await _started(server, serving[-1])
             if serving[-1].done():  # it could not start: start no other
                 stop()
                 break
-        await asyncio.gather(*serving)
+        # Every server finishes its shutdown before a failure is raised.
+        outcomes = await asyncio.gather(*serving, return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -13,13 +13,24 @@ from pathlib import Path
 from typing import Any, Literal
 
 import uvicorn
+from starlette.applications import Starlette
 
-from issuer import IssuerSettings, preflight
+from issuer import IssuerSettings, create_app, metrics_app, preflight
 from orchestrator._call._settings import AgentSettings
-from orchestrator._commands._serve import SharedLoopServer, issuer_server, serve_all
+from orchestrator._commands._serve import ServeError, SharedLoopServer, serve_all
 from orchestrator._errors import OrchestratorError
+from orchestrator._logs import configure_logging
 
-__all__ = ["Service", "UpError", "UpOptions", "mcp_issuer_url", "service_urls", "up"]
+__all__ = [
+    "METRICS_HOST",
+    "Service",
+    "UpError",
+    "UpOptions",
+    "listening_socket",
+    "mcp_issuer_url",
+    "service_urls",
+    "up",
+]
 
 Service = Literal["issuer", "mcp", "agent"]
 
@@ -84,28 +95,109 @@ def _state(options: UpOptions) -> dict[str, Any]:
     return {"voicebank_state": options.state} if options.state is not None else {}
 
 
-def _servers(options: UpOptions, env: Mapping[str, str]) -> list[uvicorn.Server]:
+METRICS_HOST = "127.0.0.1"  # metrics name internal refusal reasons: they never leave the machine
+
+
+def listening_socket(host: str, port: int, what: str) -> socket.socket:
+    """A socket bound and listening on host:port, or UpError naming the address and the reason."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family)
+    except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise UpError(f"cannot listen on {host}:{port} for the {what}: {reason}") from None
+
+
+@dataclass
+class _Part:
+    """One service to serve: its app on the public port, its metrics on a loopback port (0: none)."""
+
+    name: str
+    url: str
+    app: Starlette
+    port: int
+    metrics: Starlette
+    metrics_port: int
+
+
+def _config(
+    app: Starlette, host: str, port: int, log_level: str, lifespan: Literal["on", "off"]
+) -> uvicorn.Config:
+    # log_config=None: uvicorn installs no handlers; `configure_logging` gives every logger our formatter.
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        log_config=None,
+        lifespan=lifespan,
+    )
+
+
+def _parts(options: UpOptions, env: Mapping[str, str]) -> list[_Part]:
     issuer_url, resource_url = service_urls(options, env)
-    servers: list[uvicorn.Server] = []
+    parts: list[_Part] = []
     if options.only in (None, "issuer"):
         settings = IssuerSettings(issuer_url=issuer_url, mcp_resource_url=resource_url, **_state(options))
         preflight(settings)
-        servers.append(issuer_server(settings, host=options.host, port=options.issuer_port))
-        print(_where("issuer", issuer_url, options.host, options.issuer_port), file=sys.stderr)
+        app = create_app(settings)
+        parts.append(
+            _Part(
+                "issuer", issuer_url, app, options.issuer_port, metrics_app(app), settings.issuer_metrics_port
+            )
+        )
     if options.only in (None, "mcp"):
         from mcp_server import McpSettings, build_app_from_settings  # FastMCP loads only when served
+        from mcp_server import metrics_app as mcp_metrics_app
 
         mcp = McpSettings(
             mcp_issuer_url=mcp_issuer_url(options, env),
             mcp_resource_url=resource_url,
             **_state(options),
         )
-        app = build_app_from_settings(mcp)
-        config = uvicorn.Config(
-            app, host=options.host, port=options.mcp_port, log_level=options.log_level, lifespan="on"
+        server = build_app_from_settings(mcp)
+        parts.append(
+            _Part(
+                "MCP server",
+                resource_url,
+                server,
+                options.mcp_port,
+                mcp_metrics_app(server),
+                mcp.mcp_metrics_port,
+            )
         )
-        servers.append(SharedLoopServer(config))
-        print(_where("MCP server", resource_url, options.host, options.mcp_port), file=sys.stderr)
+    return parts
+
+
+def _servers(options: UpOptions, env: Mapping[str, str]) -> list[uvicorn.Server]:
+    """Every listener `options` asks for; UpError, before anything is served, when one cannot listen."""
+    parts = _parts(options, env)
+    for part in parts:
+        # uvicorn binds the public port itself (and says so: the line callers wait for); this checks first.
+        listening_socket(options.host, part.port, part.name).close()
+    metrics_sockets: list[socket.socket] = []
+    try:
+        for part in parts:
+            if part.metrics_port:
+                metrics_sockets.append(
+                    listening_socket(METRICS_HOST, part.metrics_port, f"{part.name} metrics")
+                )
+    except UpError:
+        for sock in metrics_sockets:
+            sock.close()
+        raise
+    servers: list[uvicorn.Server] = []
+    bound = iter(metrics_sockets)
+    for part in parts:
+        servers.append(SharedLoopServer(_config(part.app, options.host, part.port, options.log_level, "on")))
+        print(_where(part.name, part.url, options.host, part.port), file=sys.stderr)
+        if part.metrics_port:
+            config = _config(part.metrics, METRICS_HOST, part.metrics_port, options.log_level, "off")
+            servers.append(SharedLoopServer(config, sockets=[next(bound)]))
+            print(
+                f"voicebank up: {part.name} metrics at http://{METRICS_HOST}:{part.metrics_port}/metrics",
+                file=sys.stderr,
+            )
     return servers
 
 
@@ -125,36 +217,26 @@ def _agent_process(options: UpOptions, env: Mapping[str, str]) -> subprocess.Pop
     return subprocess.Popen([sys.executable, "-m", "orchestrator"], env=child_env)
 
 
-def _configure_logging(options: UpOptions) -> None:
-    fmt = "%(asctime)s %(levelname)s %(name)s %(message)s"
-    if options.log_file is None:
-        logging.basicConfig(level=options.log_level.upper(), format=fmt)
-        return
-    logging.basicConfig(level=options.log_level.upper(), format=fmt, filename=options.log_file)
-
-
-def _uvicorn_logs_to_root() -> None:
-    # uvicorn gives its loggers console handlers of their own; with --log-file everything goes to the file.
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
-        logger = logging.getLogger(name)
-        logger.handlers.clear()
-        logger.propagate = True
-
-
 def up(options: UpOptions, env: Mapping[str, str] | None = None) -> int:
     """Serve until SIGINT/SIGTERM; the exit status."""
     env = dict(os.environ if env is None else env)
-    _configure_logging(options)
     if options.only == "agent":
         from orchestrator._call._worker import main as worker_main
 
-        return worker_main([])
-    servers = _servers(options, env)
-    if options.log_file is not None:
-        _uvicorn_logs_to_root()
+        return worker_main([], log_level=options.log_level, log_file=options.log_file)
+    try:
+        servers = _servers(options, env)
+    except UpError as exc:
+        print(f"voicebank: {exc}", file=sys.stderr)
+        return 1
+    # After the servers are built: fastmcp installs its own console handlers when it is imported.
+    configure_logging(options.log_level, log_file=options.log_file)
     agent = _agent_process(options, env) if options.only is None else None
     try:
         asyncio.run(serve_all(servers))
+    except ServeError as exc:
+        print(f"voicebank: {exc}", file=sys.stderr)
+        return 1
     finally:
         if agent is not None:
             agent.terminate()

@@ -24,6 +24,7 @@ from issuer import IssuerSettings
 from mcp_server import McpSettings
 from orchestrator._call._settings import AgentSettings
 from orchestrator._call._wiring import ConnectionSettings
+from orchestrator._commands import main
 from orchestrator._commands._cli import _parser
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -204,3 +205,70 @@ def test_dockerfile_installs_every_package_from_the_lock_file() -> None:
     assert argv[0] == "voicebank"
     _parser().parse_args(argv[1:])
     assert "USER voicebank" in dockerfile  # not root
+
+
+def _mounted_files(resolved: dict[str, Any], service: dict[str, Any]) -> dict[str, str]:
+    """What a service can read from outside its image: host file or volume -> where it appears inside."""
+    mounted: dict[str, str] = {}
+    for kind, default_dir in (("secrets", "/run/secrets/"), ("configs", "/")):
+        for entry in service.get(kind, []):
+            source, target = (
+                (entry, entry) if isinstance(entry, str) else (entry["source"], entry.get("target"))
+            )
+            inside = target if str(target).startswith("/") else default_dir + str(target or source)
+            mounted[resolved[kind][source]["file"]] = inside
+    for volume in service.get("volumes", []):
+        source, _, inside = (
+            volume if isinstance(volume, str) else f"{volume['source']}:{volume['target']}"
+        ).partition(":")
+        mounted[f"volume {source}"] = inside
+    return mounted
+
+
+def test_regression_each_service_reads_only_the_secrets_it_needs() -> None:
+    # One volume with every client's private key, the admin key included, was mounted into both MCP
+    # replicas and the agent: a compromised MCP container could mint keys:admin tokens (issue 10).
+    resolved = yaml.safe_load(interpolate((ROOT / "compose.yaml").read_text(), HOST_ENV))
+    services = resolved["services"]
+    readers: dict[str, set[str]] = {}
+    for name, service in services.items():
+        for source in _mounted_files(resolved, service):
+            readers.setdefault(source, set()).add(name)
+    deploy = "./deploy"
+    assert readers == {
+        f"{deploy}/clients/orchestrator.pem": {"agent"},  # the agent's own key, nobody else's
+        f"{deploy}/clients.json": {"issuer-1", "issuer-2"},  # public keys only
+        "volume redis": {"redis"},
+        "volume postgres": {"postgres"},
+    }
+    for name in ("mcp-1", "mcp-2", "init"):
+        assert _mounted_files(resolved, services[name]) == {}, f"{name} gets files it does not need"
+    everything = json.dumps(resolved)
+    for never in ("admin.pem", "backend.pem", f"{deploy}/passphrase", f"{deploy}/keys"):
+        assert never not in everything, f"{never} reaches the cluster"
+    # The services read their files where compose puts them.
+    agent = services["agent"]
+    assert (
+        _mounted_files(resolved, agent)[f"{deploy}/clients/orchestrator.pem"]
+        == (agent["environment"]["ORCHESTRATOR_CLIENT_KEY"])
+    )
+    for name in ("issuer-1", "issuer-2"):
+        issuer = services[name]
+        assert (
+            _mounted_files(resolved, issuer)[f"{deploy}/clients.json"]
+            == (issuer["environment"]["ISSUER_CLIENTS_FILE"])
+        )
+    assert services["init"]["command"] == ["voicebank", "dev-init", "--bank-only"]
+
+
+def test_the_init_command_seeds_the_bank_and_makes_no_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("BANK_DB_URL", raising=False)
+    state = tmp_path / "state"
+    assert main(["dev-init", "--bank-only", "--state", str(state)]) == 0
+    assert "bank: seeded" in capsys.readouterr().out
+    assert sorted(p.name for p in state.iterdir()) == ["bank.db"]
+    with pytest.raises(SystemExit) as exit_:
+        main(["dev-init", "--bank-only", "--force", "--state", str(state)])
+    assert exit_.value.code == 2

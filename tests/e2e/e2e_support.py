@@ -339,7 +339,7 @@ def start_stack(root: Path) -> Stack:
         Child(
             f"issuer{i}",
             _up("issuer", state, port, layout.mcp_ports[0]),
-            issuer_env,
+            issuer_env | {"ISSUER_METRICS_PORT": str(free_port())},
             logs / f"issuer{i}.log",
             LISTENING,
         )
@@ -355,6 +355,7 @@ def start_stack(root: Path) -> Stack:
                 # Each MCP replica fetches keys from its own issuer replica; `iss` stays the shared URL.
                 "MCP_JWKS_URL": f"{issuer_urls[i]}/.well-known/jwks.json",
                 "BANK_DB_URL": bank_db_url,
+                "MCP_METRICS_PORT": str(free_port()),
             },
             logs / f"mcp{i}.log",
             LISTENING,

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
-from issuer import IssuerSettings, create_app
+from issuer import IssuerSettings, create_app, metrics_app
 from keys import KeyPair, assertion_form
 
 ISSUER = "http://127.0.0.1:8000"
@@ -122,6 +122,14 @@ class Harness:
         self, refresh_token: str, client_id: str = "orchestrator", **params: str
     ) -> httpx.Response:
         return await self.token(client_id, grant_type="refresh_token", refresh_token=refresh_token, **params)
+
+    async def metrics(self) -> str:
+        """What the metrics listener serves (`metrics_app`: never the public port)."""
+        transport = httpx.ASGITransport(app=metrics_app(self.app))
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8002") as http:
+            response = await http.get("/metrics")
+        assert response.status_code == 200
+        return response.text
 
     async def login(self, scope: str = "read") -> dict[str, Any]:
         """A session exchanged by the orchestrator: the token response with its refresh token."""

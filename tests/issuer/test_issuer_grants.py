@@ -193,11 +193,21 @@ async def test_jwks_is_cacheable_with_a_strong_etag(issuer: Harness) -> None:
     assert other.status_code == 200
 
 
+async def test_regression_metrics_are_not_on_the_public_port(issuer: Harness) -> None:
+    # They list internal refusal reasons (an oracle for an attacker): only the loopback listener has them.
+    await issuer.http.post("/token", data={"grant_type": "client_credentials"})  # refused: a reason counted
+    for method in ("GET", "POST"):
+        response = await issuer.http.request(method, "/metrics")
+        assert response.status_code == 404
+        assert "issuer_errors" not in response.text
+    assert 'issuer_errors_total{code="invalid_client",reason="no_client_auth"} 1.0' in await issuer.metrics()
+
+
 async def test_health_ready_metrics(issuer: Harness) -> None:
     assert (await issuer.http.get("/healthz")).json() == {"status": "ok"}
     assert (await issuer.http.get("/readyz")).json() == {"status": "ready"}
     await issuer.login()
-    metrics = (await issuer.http.get("/metrics")).text
+    metrics = await issuer.metrics()
     assert (
         'issuer_tokens_issued_total{grant_type="urn:ietf:params:oauth:grant-type:token-exchange"} 1.0'
         in metrics

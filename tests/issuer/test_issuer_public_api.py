@@ -18,5 +18,6 @@ def test_public_names() -> None:
         "create_app",
         "issuer_state",
         "key_store",
+        "metrics_app",
         "preflight",
     ]

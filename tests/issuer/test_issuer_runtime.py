@@ -16,7 +16,10 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from issuer import IssuerSettings
-from keys import KeyPair, StaticKeys, Verifier, VerifyPolicy
+from issuer._metrics import IssuerMetrics
+from issuer._signing._key_events import KeyEvents
+from issuer._signing._rotation import RotationLoop
+from keys import FileKeyStore, KeyPair, RotationPolicy, StaticKeys, Verifier, VerifyPolicy
 from orchestrator._commands._serve import issuer_server, serve_all
 from tests.conftest import RedisServer, free_port
 from tests.issuer.issuer_harness import ISSUER, RESOURCE, TOKEN_EXCHANGE, FakeClock, registry_data, running
@@ -104,3 +107,30 @@ async def test_redis_outage_is_503_never_500(
         finally:
             redis_server.start()
         assert (await h.http.get("/readyz")).status_code == 200
+
+
+async def test_a_key_store_outage_in_the_schedule_is_one_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocked = tmp_path / "keys"
+    blocked.write_text("not a directory")  # the store cannot be read: every tick fails
+    ticks = 0
+
+    async def sleep(_: float) -> None:
+        nonlocal ticks
+        ticks += 1
+        if ticks == 3:
+            raise asyncio.CancelledError
+
+    store = FileKeyStore(blocked, passphrase=None, policy=RotationPolicy(period=60, max_token_lifetime=60))
+    metrics = IssuerMetrics()
+    loop = RotationLoop(
+        store, clock=lambda: 0.0, interval=30, events=KeyEvents(None, store_publishes=False), metrics=metrics,
+        sleep=sleep,
+    )  # fmt: skip
+    with pytest.raises(asyncio.CancelledError):
+        await loop.run()
+    failures = [r for r in caplog.records if r.name == "issuer.rotation"]
+    assert [r.levelname for r in failures] == ["WARNING", "WARNING"]
+    assert all(r.exc_info is None for r in failures)
+    assert "key_store_unavailable" in failures[0].getMessage()

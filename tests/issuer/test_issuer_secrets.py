@@ -41,7 +41,7 @@ async def test_no_secrets_in_logs_or_responses(
         headers = {"Authorization": f"Bearer {await h.bearer('admin', 'keys:admin')}"}
         bodies.append((await h.http.get("/admin/keys", headers=headers)).text)
         bodies.append((await h.http.get("/.well-known/jwks.json")).text)
-        bodies.append((await h.http.get("/metrics")).text)
+        bodies.append(await h.metrics())
         bodies.append((await h.http.post("/admin/keys/rotate", headers=headers, json={"force": True})).text)
         bodies.append((await h.http.post("/admin/keys/rotate", headers=headers)).text)  # 409
         kid = ring.signing_key().kid

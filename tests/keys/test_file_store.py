@@ -255,3 +255,16 @@ async def test_peek_reads_the_stored_ring_and_changes_nothing(tmp_path: Path) ->
     assert {path.name: path.stat().st_mtime_ns for path in directory.iterdir()} == before  # no cleanup either
     with pytest.raises(WrongPassphrase, match="wrong passphrase"):
         await store_at(directory, passphrase=b"not it").peek()
+
+
+async def test_regression_an_unusable_directory_is_key_store_unavailable(tmp_path: Path) -> None:
+    # Here a file is in the way; in production a directory without permissions or on a read-only disk:
+    # the store is unavailable (the issuer answers 503), never a raw OSError (a 500, a traceback).
+    blocked = tmp_path / "keys"
+    blocked.write_text("not a directory")
+    with pytest.raises(keys.KeyStoreUnavailable, match=f"^{blocked}: File exists$") as err:
+        await store_at(blocked).load(T0)
+    assert err.value.code == "key_store_unavailable"
+    assert isinstance(err.value, keys.KeyStoreError)
+    with pytest.raises(keys.KeyStoreUnavailable):
+        await store_at(blocked).current()

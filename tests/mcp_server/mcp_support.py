@@ -12,6 +12,8 @@ from fastmcp import Client
 from fastmcp.client.transports import StreamableHttpTransport
 from starlette.applications import Starlette
 
+from mcp_server import metrics_app
+
 ISSUER = "http://127.0.0.1:8000"
 RESOURCE = "http://127.0.0.1:8001/mcp"
 BASE = "http://127.0.0.1:8001"
@@ -80,6 +82,12 @@ def mcp_client(app: Starlette, token: str) -> Client[StreamableHttpTransport]:
 def http_client(app: Starlette) -> httpx2.AsyncClient:
     """A raw HTTP client to the app, for status codes and headers."""
     return httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url=BASE)
+
+
+async def scrape(app: Starlette) -> httpx2.Response:
+    """`GET /metrics` from the app's own metrics listener app (not the public one)."""
+    async with http_client(metrics_app(app)) as metrics:
+        return await metrics.get("/metrics")
 
 
 def rpc(tool: str, arguments: dict[str, Any]) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from typing import Any
 import httpx2
 import pytest
 from mcp.shared.exceptions import MCPError
-from mcp_support import ISSUER, METADATA, RESOURCE, FakeClock, Mint, mcp_client, post, rpc
+from mcp_support import ISSUER, METADATA, RESOURCE, FakeClock, Mint, mcp_client, post, rpc, scrape
 from sqlalchemy import Engine, func, select
 from starlette.applications import Starlette
 
@@ -303,12 +303,12 @@ async def test_audit_lines_carry_the_decision_and_never_the_token(
 
 
 async def test_metrics_count_verifications_by_reason(
-    http: httpx2.AsyncClient, mint: Mint, clock: FakeClock
+    app: Starlette, http: httpx2.AsyncClient, mint: Mint, clock: FakeClock
 ) -> None:
     now = int(clock())
     await post(http, mint(iat=now - 400, nbf=now - 400, exp=now - 120), rpc("list_payees", {}))
     await post(http, mint(), rpc("list_payees", {}))
-    text = (await http.get("/metrics")).text
+    text = (await scrape(app)).text
     assert 'voicebank_mcp_token_verifications_total{outcome="rejected",reason="expired"} 1.0' in text
     assert 'voicebank_mcp_token_verifications_total{outcome="ok",reason="ok"} 1.0' in text
     assert 'voicebank_mcp_tool_latency_seconds_count{outcome="ok",tool="list_payees"} 1.0' in text

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx2
 import pytest
-from mcp_support import FakeClock, Mint, mcp_client, post, rpc
+from mcp_support import FakeClock, Mint, mcp_client, post, rpc, scrape
 from sqlalchemy import Engine, func, select
 from starlette.applications import Starlette
 
@@ -55,9 +55,22 @@ async def test_a_spent_jti_is_remembered_while_the_leeway_still_accepts_its_toke
     assert balance() == paid_once
 
 
-async def test_healthz_and_metrics_need_no_token(http: httpx2.AsyncClient) -> None:
+async def test_healthz_and_metrics_need_no_token(app: Starlette, http: httpx2.AsyncClient) -> None:
     assert (await http.get("/healthz")).json() == {"status": "ok"}
-    assert (await http.get("/metrics")).status_code == 200
+    assert (await scrape(app)).status_code == 200
+
+
+async def test_regression_metrics_are_not_on_the_public_port(
+    app: Starlette, http: httpx2.AsyncClient
+) -> None:
+    # They list internal refusal reasons (an oracle for an attacker): only the loopback listener has them.
+    for method in ("GET", "POST"):
+        response = await http.request(method, "/metrics")
+        assert response.status_code == 404
+        assert b"voicebank_mcp" not in response.content
+    scraped = await scrape(app)
+    assert scraped.headers["content-type"].startswith("text/plain")
+    assert "voicebank_mcp_token_verifications" in scraped.text
 
 
 async def test_an_oversized_body_is_413(app: Starlette, http: httpx2.AsyncClient, mint: Mint) -> None:

@@ -15,8 +15,6 @@ from up_support import UpProcess, clean_env, free_port, voicebank
 from keys import generate_key, write_private_file
 from orchestrator._commands import main
 
-# The operator's umask for the state directory: everything in it is the owner's alone.
-OWNER_ONLY = 0o077
 CHECKS = [
     "ISSUER_URL",
     "jwks",
@@ -52,11 +50,9 @@ class Served:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     served = Served(tmp_path_factory.mktemp("doctor") / "state")
-    assert voicebank("dev-init", "--state", str(served.state), umask=OWNER_ONLY).returncode == 0
+    assert voicebank("dev-init", "--state", str(served.state)).returncode == 0
     ports = ["--issuer-port", str(served.issuer_port), "--mcp-port", str(served.mcp_port)]
-    up = UpProcess(
-        "--state", str(served.state), *ports, servers=2, env=clean_env(**served.env()), umask=OWNER_ONLY
-    ).start()
+    up = UpProcess("--state", str(served.state), *ports, servers=2, env=clean_env(**served.env())).start()
     try:
         yield served
     finally:

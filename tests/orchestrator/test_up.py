@@ -14,6 +14,7 @@ import pytest
 from issuer import IssuerSettings
 from orchestrator._commands import main
 from orchestrator._commands._dev_init import dev_init
+from orchestrator._commands._serve import SharedLoopServer
 from orchestrator._commands._up import (
     UpError,
     UpOptions,
@@ -95,30 +96,63 @@ def test_up_says_where_each_part_listens_when_its_url_is_elsewhere(
 ) -> None:
     for name in ("KEYS_STORE", "REDIS_URL", "VOICEBANK_MODE"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ISSUER_METRICS_PORT", "0")
+    monkeypatch.setenv("MCP_METRICS_PORT", "0")
     dev_init(IssuerSettings(voicebank_state=tmp_path), out=lambda _: None)
+    issuer, mcp = free_port(), free_port()
     env = {"ISSUER_URL": "https://issuer.example", "MCP_RESOURCE_URL": "https://mcp.example/mcp"}
-    _servers(UpOptions(state=tmp_path, issuer_port=9100, mcp_port=9101), env)
+    _servers(UpOptions(state=tmp_path, issuer_port=issuer, mcp_port=mcp), env)
     assert capsys.readouterr().err.splitlines() == [
-        "voicebank up: issuer listening on 127.0.0.1:9100, reached as https://issuer.example",
-        "voicebank up: MCP server listening on 127.0.0.1:9101, reached as https://mcp.example/mcp",
+        f"voicebank up: issuer listening on 127.0.0.1:{issuer}, reached as https://issuer.example",
+        f"voicebank up: MCP server listening on 127.0.0.1:{mcp}, reached as https://mcp.example/mcp",
     ]
-    _servers(UpOptions(state=tmp_path, host="0.0.0.0", issuer_port=9100, mcp_port=9101), {})  # noqa: S104
+    _servers(UpOptions(state=tmp_path, host="0.0.0.0", issuer_port=issuer, mcp_port=mcp), {})  # noqa: S104
     assert capsys.readouterr().err.splitlines() == [
-        "voicebank up: issuer at http://127.0.0.1:9100",
-        "voicebank up: MCP server at http://127.0.0.1:9101/mcp",
+        f"voicebank up: issuer at http://127.0.0.1:{issuer}",
+        f"voicebank up: MCP server at http://127.0.0.1:{mcp}/mcp",
     ]
 
 
 def test_servers_built_per_part(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("ISSUER_URL", "MCP_RESOURCE_URL", "KEYS_STORE", "REDIS_URL", "VOICEBANK_MODE"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ISSUER_METRICS_PORT", "0")  # no metrics listeners here: see the test below
+    monkeypatch.setenv("MCP_METRICS_PORT", "0")
     dev_init(IssuerSettings(voicebank_state=tmp_path), out=lambda _: None)
-    both = _servers(UpOptions(state=tmp_path, issuer_port=9100, mcp_port=9101), {})
-    assert [s.config.port for s in both] == [9100, 9101]
-    only_mcp = _servers(
-        UpOptions(state=tmp_path, only="mcp", mcp_port=9102, issuer_url="http://127.0.0.1:9100"), {}
-    )
-    assert [s.config.port for s in only_mcp] == [9102]
+    ports = [free_port(), free_port(), free_port()]
+    both = _servers(UpOptions(state=tmp_path, issuer_port=ports[0], mcp_port=ports[1]), {})
+    assert [s.config.port for s in both] == ports[:2]
+    issuer = f"http://127.0.0.1:{ports[0]}"
+    only_mcp = _servers(UpOptions(state=tmp_path, only="mcp", mcp_port=ports[2], issuer_url=issuer), {})
+    assert [s.config.port for s in only_mcp] == ports[2:]
+
+
+def test_metrics_listeners_are_on_loopback_whatever_the_public_address(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("ISSUER_URL", "MCP_RESOURCE_URL", "KEYS_STORE", "REDIS_URL", "VOICEBANK_MODE"):
+        monkeypatch.delenv(name, raising=False)
+    issuer_metrics, mcp_metrics = free_port(), free_port()
+    monkeypatch.setenv("ISSUER_METRICS_PORT", str(issuer_metrics))
+    monkeypatch.setenv("MCP_METRICS_PORT", str(mcp_metrics))
+    dev_init(IssuerSettings(voicebank_state=tmp_path), out=lambda _: None)
+    options = UpOptions(state=tmp_path, host="0.0.0.0", issuer_port=free_port(), mcp_port=free_port())  # noqa: S104
+    servers = _servers(options, {})
+    try:
+        assert [(s.config.host, s.config.port) for s in servers] == [
+            ("0.0.0.0", options.issuer_port),  # noqa: S104
+            ("127.0.0.1", issuer_metrics),
+            ("0.0.0.0", options.mcp_port),  # noqa: S104
+            ("127.0.0.1", mcp_metrics),
+        ]
+        bound = [
+            sock.getsockname() for s in servers if isinstance(s, SharedLoopServer) for sock in s.sockets or []
+        ]
+        assert bound == [("127.0.0.1", issuer_metrics), ("127.0.0.1", mcp_metrics)]
+    finally:
+        for server in servers:
+            for sock in getattr(server, "sockets", None) or []:
+                sock.close()
 
 
 def test_the_agent_is_not_started_without_its_configuration(
@@ -135,6 +169,7 @@ def test_the_agent_is_not_started_without_its_configuration(
 async def test_up_serves_both_parts_logs_to_a_file_and_stops_on_sigterm(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in AGENT_VARIABLES}
     env = {k: v for k, v in env.items() if not k.startswith(("MCP_", "ISSUER_"))}
+    env |= {"ISSUER_METRICS_PORT": str(free_port()), "MCP_METRICS_PORT": str(free_port())}
     state, log = tmp_path / "state", tmp_path / "up.log"
     await asyncio.to_thread(dev_init, IssuerSettings(voicebank_state=state), out=lambda _: None)
     issuer_port, mcp_port = free_port(), free_port()
@@ -167,4 +202,5 @@ async def test_up_serves_both_parts_logs_to_a_file_and_stops_on_sigterm(tmp_path
     assert b"Traceback" not in err
     text = log.read_text()
     assert '"reason":"no_token"' in text  # the audit line went to the file
+    assert log.stat().st_mode & 0o777 == 0o600
     assert "Shutting down" in text

@@ -25,13 +25,16 @@ def free_port() -> int:
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    """This process's environment without any voicebank setting, plus `extra`."""
+    """This process's environment without any voicebank setting, plus `extra`.
+
+    No metrics listeners: their fixed default ports would collide between the tests' processes.
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith(_FOREIGN)}
-    return env | extra
+    return env | {"ISSUER_METRICS_PORT": "0", "MCP_METRICS_PORT": "0"} | extra
 
 
 def voicebank(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 120, umask: int = -1
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
     """Run one `voicebank` command to its end, as the console script runs it."""
     return subprocess.run(
@@ -42,16 +45,14 @@ def voicebank(
         text=True,
         timeout=timeout,
         check=False,
-        umask=umask,
     )
 
 
 class UpProcess:
     """`voicebank up ARGS` as a child process; `start()` returns once each server it runs is listening."""
 
-    def __init__(self, *args: str, servers: int, env: dict[str, str] | None = None, umask: int = -1) -> None:
+    def __init__(self, *args: str, servers: int, env: dict[str, str] | None = None) -> None:
         self.args = args
-        self.umask = umask
         self.servers = servers
         self.env = clean_env() if env is None else env
         self.lines: list[str] = []
@@ -77,7 +78,6 @@ class UpProcess:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
-            umask=self.umask,
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()

@@ -48,6 +48,7 @@ from orchestrator._commands._demo._scripted_llm import ScriptedLLM, call
 from orchestrator._commands._demo._stack import StackError, free_port, running_stack
 from orchestrator._commands._demo._timeline import Timeline
 from orchestrator._commands._dev_init import DevInitError, dev_init
+from orchestrator._logs import logging_configured
 from orchestrator._tokens._issuer_client import IssuerClient, TokenResponse
 from orchestrator._tokens._manager import TokenManager
 
@@ -423,15 +424,11 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> int:
         console.print("[yellow]voicebank demo: interrupted[/yellow]")
         return 130
     timeline = Timeline(console)
-    # The services' and the agent's own log lines go to a file, so the timeline stays readable.
-    logging.basicConfig(
-        filename=state / "demo.log",
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
     failed = True
     try:
-        asyncio.run(_run(options, state, timeline))
+        # The services' and the agent's own log lines go to a file, so the timeline stays readable.
+        with logging_configured(logging.INFO, log_file=state / "demo.log"):
+            asyncio.run(_run(options, state, timeline))
         failed = bool(timeline.failures)
     except StackError as exc:
         console.print(f"[red]voicebank demo: {exc}[/red]")

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator._errors import OrchestratorError
+from orchestrator._logs import private_opener
 
 __all__ = ["ServiceProcess", "StackError", "free_port", "running_stack"]
 
@@ -60,7 +61,7 @@ class ServiceProcess:
 
 
 async def _copy(stream: asyncio.StreamReader, log: Path) -> None:
-    with log.open("ab") as out:
+    with open(log, "ab", opener=private_opener) as out:  # noqa: ASYNC230 - a local log file
         while line := await stream.readline():
             out.write(line)
             out.flush()
@@ -88,7 +89,7 @@ async def start_service(name: str, args: list[str], env: Mapping[str, str], log_
         raise StackError(f"the {name} has no output stream")
     try:
         async with asyncio.timeout(START_TIMEOUT):
-            with log_path.open("wb") as out:
+            with open(log_path, "wb", opener=private_opener) as out:  # noqa: ASYNC230 - a local log
                 while line := await stderr.readline():
                     out.write(line)
                     if READY_LINE in line:
@@ -119,6 +120,9 @@ async def running_stack(
         "ISSUER_URL": issuer_url,
         "MCP_ISSUER_URL": issuer_url,
         "MCP_RESOURCE_URL": resource_url,
+        # Metrics listeners on loopback ports of their own, any free ones: the demo does not show them.
+        "ISSUER_METRICS_PORT": str(free_port(0)),
+        "MCP_METRICS_PORT": str(free_port(0)),
     }
     common = ["--state", str(state), "--host", "127.0.0.1"]
     services: list[ServiceProcess] = []

@@ -1,0 +1,194 @@
+"""The one log format of every voicebank process: client text escaped, no colours, no query strings.
+
+Every handler of the root logger gets `TextFormatter`; libraries that bring handlers of their own
+(fastmcp's rich console, uvicorn's coloured one, livekit-agents') are made to propagate to it instead.
+A log line therefore never carries a raw control character from a client (a path like `/%00%1b[2J`,
+a tool argument, a header), and an access-log line never carries a query string (a token sent as
+`?access_token=...` stays out of the log).
+
+A structured variant slots in as another `TextFormatter` subclass that renders `fields(record)`
+differently; `configure_logging(formatter=...)` installs it the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+__all__ = [
+    "ACCESS_LOGGER",
+    "StripQueryString",
+    "TextFormatter",
+    "adopt_library_loggers",
+    "configure_logging",
+    "escape",
+    "logging_configured",
+    "open_private_log",
+    "private_opener",
+]
+
+ACCESS_LOGGER = "uvicorn.access"
+_SHORT = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_CONTINUATION = "\n  "
+
+
+def _escape_char(char: str) -> str:
+    if char in _SHORT:
+        return _SHORT[char]
+    code = ord(char)
+    if code > 0xFFFF:  # as a UTF-16 surrogate pair, the form JSON strings use
+        code -= 0x10000
+        return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+    return f"\\u{code:04x}"
+
+
+def escape(text: str) -> str:
+    """`text` with every non-printable character (controls, format characters, lone surrogates,
+    separators other than the space) written as a JSON-style escape: one pass, linear in its length.
+
+    The escapes are valid inside a JSON string, so an audit line that is JSON stays JSON.
+    """
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else _escape_char(char) for char in text)
+
+
+class TextFormatter(logging.Formatter):
+    """`time level logger message`, the message escaped; a traceback follows on indented lines.
+
+    Only the first line of a record starts at column 0, so no client text can forge a record.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    def fields(self, record: logging.LogRecord) -> dict[str, str]:
+        """The record's fields, unescaped: what a renderer turns into one entry."""
+        fields = {
+            "time": self.formatTime(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            fields["exception"] = record.exc_text
+            # A record forwarded from another process (livekit-agents' job processes) may carry its
+            # traceback in the message too: keep one copy.
+            fields["message"] = fields["message"].removesuffix(record.exc_text).rstrip("\n")
+        if record.stack_info:
+            fields["stack"] = self.formatStack(record.stack_info)
+        return fields
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields = self.fields(record)
+        line = f"{fields['time']} {fields['level']} {fields['logger']} {escape(fields['message'])}"
+        for name in ("exception", "stack"):
+            if name in fields:
+                lines = fields[name].split("\n")
+                line += _CONTINUATION + _CONTINUATION.join(escape(part) for part in lines)
+        return line
+
+
+class StripQueryString(logging.Filter):
+    """Cuts the query string off the request target of uvicorn's access-log records."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # uvicorn logs (client, method, path?query, http version, status) as arguments; any argument
+        # holding a "?" is the request target, and a query string may hold a token.
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                arg.split("?", 1)[0] if isinstance(arg, str) and "?" in arg else arg for arg in record.args
+            )
+        return True
+
+
+def private_opener(path: str, flags: int) -> int:
+    """An `open(..., opener=)` that creates the file with mode 0600, or tightens it to 0600."""
+    fd = os.open(path, flags, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def open_private_log(path: Path) -> IO[str]:
+    """`path` opened for appending at mode 0600: logs name users and clients."""
+    return open(path, "a", encoding="utf-8", errors="backslashreplace", opener=private_opener)
+
+
+class _LogFileHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A handler on a private log file, which it closes with itself."""
+
+    def close(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            self.flush()
+            self.stream.close()
+        super().close()
+
+
+def adopt_library_loggers(handler: logging.Handler) -> None:
+    """Make `handler` the only one: every logger that brought its own handlers propagates to root."""
+    root = logging.getLogger()
+    for other in root.handlers[:]:
+        if other is not handler:
+            root.removeHandler(other)
+            if isinstance(other, _LogFileHandler):
+                other.close()
+    for logger in list(logging.Logger.manager.loggerDict.values()):
+        if isinstance(logger, logging.Logger) and logger.handlers:
+            for other in logger.handlers[:]:
+                logger.removeHandler(other)
+            logger.propagate = True
+    if handler not in root.handlers:
+        root.addHandler(handler)
+    access = logging.getLogger(ACCESS_LOGGER)
+    if not any(isinstance(f, StripQueryString) for f in access.filters):
+        access.addFilter(StripQueryString())
+
+
+def configure_logging(
+    level: str | int, *, log_file: Path | None = None, formatter: logging.Formatter | None = None
+) -> logging.Handler:
+    """One handler on the root logger (stderr, or `log_file` at mode 0600) with our formatter."""
+    handler: logging.Handler
+    if log_file is not None:
+        handler = _LogFileHandler(open_private_log(log_file))
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter or TextFormatter())
+    logging.getLogger().setLevel(level.upper() if isinstance(level, str) else level)
+    adopt_library_loggers(handler)
+    return handler
+
+
+@contextlib.contextmanager
+def logging_configured(level: str | int, *, log_file: Path | None = None) -> Iterator[logging.Handler]:
+    """`configure_logging` for the length of a block (the demo, tests); the previous set-up comes back."""
+    root = logging.getLogger()
+    saved_level, saved_root = root.level, root.handlers[:]
+    saved = {
+        logger: (logger.handlers[:], logger.propagate)
+        for logger in list(logging.Logger.manager.loggerDict.values())
+        if isinstance(logger, logging.Logger) and logger.handlers
+    }
+    handler = configure_logging(level, log_file=log_file)
+    try:
+        yield handler
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+        root.setLevel(saved_level)
+        for other in saved_root:
+            root.addHandler(other)
+        for logger, (handlers, propagate) in saved.items():
+            logger.handlers[:] = handlers
+            logger.propagate = propagate
