@@ -7,7 +7,7 @@ import json
 import statistics
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -85,15 +85,25 @@ def report(
     """Print ops/s and the median per-round ratio to raw; write bench/results/<benchmark>.json."""
     width = max(len(name) for per_alg in samples.values() for name in per_alg)
     result: dict[str, Any] = {"benchmark": benchmark, "rounds": rounds, "results": {}}
-    print(f"{'alg':6} {'implementation':{width}} {'ops/s':>10} {'ratio':>7} {'target':>7}")
+    head = f"{'alg':6} {'implementation':{width}} {'ops/s':>10} {'ratio':>7}"
+    print(f"{head} {'rounds min..max':>13} {'target':>7}")
     for alg, per_alg in samples.items():
         raw = per_alg[RAW]
         rows = {}
         for name, values in per_alg.items():
-            ratio = statistics.median(v / r for v, r in zip(values, raw, strict=True))
-            rows[name] = {"ops_per_s": round(statistics.median(values)), "ratio_to_raw": round(ratio, 3)}
+            ratios = [v / r for v, r in zip(values, raw, strict=True)]
+            ratio = statistics.median(ratios)
+            rows[name] = {
+                "ops_per_s": round(statistics.median(values)),
+                "ratio_to_raw": round(ratio, 3),
+                # Per round: how far a noisy machine spread the figures around the medians.
+                "ops_per_s_min_max": [round(min(values)), round(max(values))],
+                "ratio_to_raw_min_max": [round(min(ratios), 3), round(max(ratios), 3)],
+            }
             target = f"{targets[alg]:.2f}" if name == ours and alg in targets else ""
-            print(f"{alg:6} {name:{width}} {statistics.median(values):10.0f} {ratio:7.3f} {target:>7}")
+            spread = f"{min(ratios):.3f}..{max(ratios):.3f}"
+            line = f"{alg:6} {name:{width}} {statistics.median(values):10.0f} {ratio:7.3f}"
+            print(f"{line} {spread:>13} {target:>7}")
         entry: dict[str, Any] = {"implementations": rows}
         if alg in targets:
             entry |= {"target": targets[alg], "meets_target": rows[ours]["ratio_to_raw"] >= targets[alg]}
@@ -110,6 +120,7 @@ def run_benchmark(
     *,
     ours: str,
     targets: Mapping[str, float],
+    algorithms: Sequence[keys.Algorithm] = keys.ALGORITHMS,
 ) -> None:
     """The command line of a micro-benchmark: every algorithm, interleaved rounds, the report."""
     parser = argparse.ArgumentParser(description=description)
@@ -117,6 +128,6 @@ def run_benchmark(
     parser.add_argument("--seconds", type=float, default=0.3, help="time per implementation per round")
     args = parser.parse_args()
     warnings.simplefilter("ignore", SecurityWarning)  # joserfc 1.8 marks "EdDSA" deprecated (RFC 9864)
-    impls = {alg: implementations(alg) for alg in keys.ALGORITHMS}
-    samples = {alg: measure(impls[alg], args.rounds, args.seconds) for alg in keys.ALGORITHMS}
+    impls = {alg: implementations(alg) for alg in algorithms}
+    samples = {alg: measure(impls[alg], args.rounds, args.seconds) for alg in algorithms}
     report(benchmark, samples, ours=ours, targets=targets, rounds=args.rounds)

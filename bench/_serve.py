@@ -2,6 +2,7 @@
 
 python bench/_serve.py issuer --state DIR --port P [--resource URL] [--access-lifetime S]
 python bench/_serve.py mcp --port P --db FILE --auth full|passthrough|off (--jwks-file F | --issuer URL)
+    [--dpop]
 """
 
 from __future__ import annotations
@@ -98,6 +99,7 @@ def mcp_app(
     issuer: str | None,
     refetch: float | None = None,
     redis_url: str | None = None,
+    dpop: bool = False,
 ) -> Starlette:
     resource = f"http://127.0.0.1:{port}/mcp"
     settings = McpSettings(
@@ -105,6 +107,7 @@ def mcp_app(
         mcp_resource_url=resource,
         bank_db_url=f"sqlite:///{db}",
         redis_url=redis_url,
+        mcp_require_dpop=dpop,
     )
     if auth == "off":
         claims = {**BENCH_CLAIMS, "aud": resource}
@@ -154,6 +157,7 @@ def parser() -> argparse.ArgumentParser:
         "--refetch-interval", type=float, help="diagnosis: JWKSCache unknown-kid refetch interval"
     )
     parser.add_argument("--redis", help="Redis URL: the issuer's key store and the MCP server's key events")
+    parser.add_argument("--dpop", action="store_true", help="MCP: MCP_REQUIRE_DPOP=true (bearer refused)")
     return parser
 
 
@@ -164,7 +168,14 @@ def server(argv: list[str]) -> uvicorn.Server:
         app = issuer_app(args.state, args.port, args.resource, args.access_lifetime, args.redis)
     else:
         app = mcp_app(
-            args.port, args.db, args.auth, args.jwks_file, args.issuer, args.refetch_interval, args.redis
+            args.port,
+            args.db,
+            args.auth,
+            args.jwks_file,
+            args.issuer,
+            args.refetch_interval,
+            args.redis,
+            args.dpop,
         )
     config = uvicorn.Config(
         app, host="127.0.0.1", port=args.port, lifespan="on", log_level="warning", access_log=False

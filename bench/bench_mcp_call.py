@@ -1,12 +1,14 @@
 """MCP `get_balance` over loopback HTTP: the same server with auth on, with a pass-through verifier, and off.
 
 Run: .venv/bin/python bench/bench_mcp_call.py [--quick] [--seconds N] [--rounds R]
-Three MCP server processes (auth `full` = production wiring with keys.JWKSCache and keys.Verifier,
-`passthrough` = the auth middleware with a verifier that accepts anything, `off` = no auth middleware)
-are driven in interleaved rounds by the real FastMCP client (one session per client) and by raw JSON-RPC
-`tools/call` over one reused httpx pool, sequentially and with 16 concurrent clients. Ratios are medians of
-per-round ratios. Target (issue 7): auth adds <= 10 % to median latency and takes <= 10 % of throughput.
-Writes bench/results/mcp_call.json.
+Four MCP server processes (auth `full` = production wiring with keys.JWKSCache and keys.Verifier, called
+with a bearer token; `dpop` = the same wiring with MCP_REQUIRE_DPOP, called with a DPoP-bound token and a
+fresh proof per request, signed by the client as the orchestrator does; `passthrough` = the auth middleware
+with a verifier that accepts anything; `off` = no auth middleware) are driven in interleaved rounds by the
+real FastMCP client (one session per client) and by raw JSON-RPC `tools/call` over one reused httpx pool,
+sequentially and with 16 concurrent clients. Ratios are medians of per-round ratios (per-round min and max
+in the JSON). Target (issues 7 and 14): auth, bearer or DPoP, adds <= 10 % to median latency and takes
+<= 10 % of throughput. Writes bench/results/mcp_call.json.
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Generator, Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
+import httpx2
 from fastmcp import Client
 from fastmcp.client.transports import StreamableHttpTransport
 
@@ -44,7 +47,7 @@ from _world import seeded_bank
 
 import keys
 
-VARIANTS = ("off", "passthrough", "full")
+VARIANTS = ("off", "passthrough", "full", "dpop")
 CLIENTS = ("mcp", "raw")
 CONCURRENCY = 16
 TARGET_LATENCY = 1.10  # auth adds at most 10 % to median latency
@@ -73,10 +76,27 @@ RPC_HEADERS = {
 Call = Callable[[], Awaitable[None]]
 
 
-def access_token(key: keys.KeyPair, resource: str) -> str:
+def access_token(key: keys.KeyPair, resource: str, jkt: str | None = None) -> str:
     now = int(time.time())
     claims = {**BENCH_CLAIMS, "aud": resource, "iat": now, "nbf": now, "exp": now + 3000}
+    if jkt is not None:
+        claims["cnf"] = {"jkt": jkt}
     return keys.sign(claims, key, typ="at+jwt")
+
+
+class DPoPAuth(httpx2.Auth):
+    """`Authorization: DPoP` and a fresh proof per request, signed by the call's key (as the agent does)."""
+
+    def __init__(self, key: keys.KeyPair, token: str) -> None:
+        self._key = key
+        self._token = token
+
+    def auth_flow(self, request: httpx2.Request) -> Generator[httpx2.Request, httpx2.Response, None]:
+        request.headers["Authorization"] = f"DPoP {self._token}"
+        request.headers["DPoP"] = keys.dpop_proof(
+            self._key, htm=request.method, htu=str(request.url), now=time.time(), access_token=self._token
+        )
+        yield request
 
 
 async def sequential(call: Call, seconds: float) -> list[float]:
@@ -117,11 +137,17 @@ def mcp_call(client: Client[StreamableHttpTransport]) -> Call:
     return call
 
 
-def raw_call(http: httpx.AsyncClient, url: str, token: str) -> Call:
-    headers = RPC_HEADERS | {"authorization": f"Bearer {token}"}
+def raw_call(http: httpx.AsyncClient, url: str, token: str, dpop: keys.KeyPair | None = None) -> Call:
+    headers = RPC_HEADERS | {"authorization": f"{'DPoP' if dpop else 'Bearer'} {token}"}
+
+    def proved() -> dict[str, str]:
+        if dpop is None:
+            return headers
+        proof = keys.dpop_proof(dpop, htm="POST", htu=url, now=time.time(), access_token=token)
+        return headers | {"dpop": proof}
 
     async def call() -> None:
-        response = await http.post(url, content=RPC_BODY, headers=headers)
+        response = await http.post(url, content=RPC_BODY, headers=proved())
         if response.status_code != 200 or b'"accounts"' not in response.content:
             raise RuntimeError(f"tools/call answered HTTP {response.status_code}")
 
@@ -131,6 +157,7 @@ def raw_call(http: httpx.AsyncClient, url: str, token: str) -> Call:
 async def measure(
     urls: dict[str, str],
     tokens: dict[str, str],
+    dpop: keys.KeyPair,
     rounds: int,
     slice_s: float,
     concurrency: int,
@@ -146,17 +173,22 @@ async def measure(
         for variant in VARIANTS:
             sessions = []
             for _ in range(concurrency):
-                transport = StreamableHttpTransport(urls[variant], auth=tokens[variant])
+                auth: httpx2.Auth | str = tokens[variant]
+                if variant == "dpop":
+                    auth = DPoPAuth(dpop, tokens[variant])
+                transport = StreamableHttpTransport(urls[variant], auth=auth)
                 sessions.append(await stack.enter_async_context(Client(transport)))
             calls["mcp"][variant] = [mcp_call(s) for s in sessions]
             limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
             http = await stack.enter_async_context(httpx.AsyncClient(limits=limits, timeout=30))
-            calls["raw"][variant] = [raw_call(http, urls[variant], tokens[variant])] * concurrency
+            key = dpop if variant == "dpop" else None
+            calls["raw"][variant] = [raw_call(http, urls[variant], tokens[variant], key)] * concurrency
             for client in CLIENTS:  # warm up: connections open, code paths hot
                 await concurrent(calls[client][variant], min(0.2, slice_s))
         for index in range(rounds):
             for client in CLIENTS:
-                order = VARIANTS[index % 3 :] + VARIANTS[: index % 3]
+                turn = index % len(VARIANTS)
+                order = VARIANTS[turn:] + VARIANTS[:turn]
                 for variant in order:
                     cpu_before = cpu[variant]()
                     seq = await sequential(calls[client][variant][0], slice_s)
@@ -172,11 +204,31 @@ async def measure(
     return samples
 
 
+def ratios_to(
+    got: dict[str, list[Any]], base: dict[str, list[Any]], *, spread: bool = False
+) -> dict[str, Any]:
+    """Per-round ratios of `got` to `base`: their medians, or (`spread`) their minimum and maximum."""
+
+    def one(a: str, b: str) -> Any:
+        if not spread:
+            return round(median_ratio(got[a], base[b]), 4)
+        ratios = [x / y for x, y in zip(got[a], base[b], strict=True) if y > 0]
+        return [round(min(ratios), 4), round(max(ratios), 4)] if ratios else None
+
+    return {
+        "sequential_median_latency": one("seq_med", "seq_med"),
+        "concurrent_median_latency": one("conc_med", "conc_med"),
+        "concurrent_throughput": one("thr", "thr"),
+        "server_cpu_per_call": one("cpu", "cpu"),
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(__doc__, seconds=60, quick_seconds=1.2, argv=argv)
     rounds = 1 if args.quick else 10
     slice_s = args.seconds / (rounds * len(CLIENTS) * len(VARIANTS) * 2)
     key = keys.generate_key("ES256")
+    call_key = keys.generate_key("ES256")  # the client's DPoP key, as one voice call's
     with tempfile.TemporaryDirectory(prefix="bench-mcp-") as tmp:
         state = Path(tmp)
         jwks = state / "jwks.json"
@@ -185,22 +237,25 @@ def main(argv: Sequence[str] | None = None) -> None:
             v: ServerProcess(
                 "mcp",
                 "--auth",
-                v,
+                "full" if v == "dpop" else v,
                 "--db",
                 str(seeded_bank(state / f"{v}.db")),
                 "--jwks-file",
                 str(jwks),
+                *(["--dpop"] if v == "dpop" else []),
                 inline=args.quick,
             )
             for v in VARIANTS
         }
         with running(*servers.values()):
             urls = {v: f"{s.base}/mcp" for v, s in servers.items()}
-            tokens = {v: access_token(key, url) for v, url in urls.items()}
+            tokens = {
+                v: access_token(key, url, call_key.kid if v == "dpop" else None) for v, url in urls.items()
+            }
             # --quick keeps the smoke run short: 4 clients stand in for 16.
             concurrency = 4 if args.quick else CONCURRENCY
             cpu = {v: s.cpu_seconds for v, s in servers.items()}
-            samples = asyncio.run(measure(urls, tokens, rounds, slice_s, concurrency, cpu))
+            samples = asyncio.run(measure(urls, tokens, call_key, rounds, slice_s, concurrency, cpu))
 
     report = Report("mcp_call", args)
     rows = []
@@ -213,14 +268,15 @@ def main(argv: Sequence[str] | None = None) -> None:
             figures[variant] = {
                 "sequential": seq,
                 "concurrent": conc | {"throughput_per_s": round(statistics.median(got["thr"]), 1)},
-                "ratio_to_off": {
-                    "sequential_median_latency": round(median_ratio(got["seq_med"], off["seq_med"]), 4),
-                    "concurrent_median_latency": round(median_ratio(got["conc_med"], off["conc_med"]), 4),
-                    "concurrent_throughput": round(median_ratio(got["thr"], off["thr"]), 4),
-                    "server_cpu_per_call": round(median_ratio(got["cpu"], off["cpu"]), 4),
-                },
+                "ratio_to_off": ratios_to(got, off),
+                "ratio_to_off_rounds_min_max": ratios_to(got, off, spread=True),
                 "server_cpu_ms_per_call": round(statistics.median(got["cpu"]) * 1000, 3),
             }
+            if variant == "dpop":
+                # DPoP against bearer auth on the same wiring: what the proof itself costs.
+                bearer = samples[client]["full"]
+                figures[variant]["ratio_to_bearer"] = ratios_to(got, bearer)
+                figures[variant]["ratio_to_bearer_rounds_min_max"] = ratios_to(got, bearer, spread=True)
             ratios = figures[variant]["ratio_to_off"]
             rows.append(
                 (
@@ -238,28 +294,29 @@ def main(argv: Sequence[str] | None = None) -> None:
                 )
             )
         report.figures[client] = figures
-        full = figures["full"]["ratio_to_off"]
         label = "FastMCP client" if client == "mcp" else "raw JSON-RPC"
-        report.checks += [
-            Check(
-                f"{label}: seq median latency, auth/off",
-                full["sequential_median_latency"],
-                TARGET_LATENCY,
-                "<=",
-            ),
-            Check(
-                f"{label}: 16 conc median latency, auth/off",
-                full["concurrent_median_latency"],
-                TARGET_LATENCY,
-                "<=",
-            ),
-            Check(
-                f"{label}: 16 conc throughput, auth/off",
-                full["concurrent_throughput"],
-                TARGET_THROUGHPUT,
-                ">=",
-            ),
-        ]
+        for variant, name in (("full", "auth"), ("dpop", "DPoP auth")):
+            got_ratios = figures[variant]["ratio_to_off"]
+            report.checks += [
+                Check(
+                    f"{label}: seq median latency, {name}/off",
+                    got_ratios["sequential_median_latency"],
+                    TARGET_LATENCY,
+                    "<=",
+                ),
+                Check(
+                    f"{label}: 16 conc median latency, {name}/off",
+                    got_ratios["concurrent_median_latency"],
+                    TARGET_LATENCY,
+                    "<=",
+                ),
+                Check(
+                    f"{label}: 16 conc throughput, {name}/off",
+                    got_ratios["concurrent_throughput"],
+                    TARGET_THROUGHPUT,
+                    ">=",
+                ),
+            ]
     report.figures["rounds"] = rounds
     report.figures["concurrency"] = 4 if args.quick else CONCURRENCY
     report.figures["slice_seconds"] = round(slice_s, 3)

@@ -2,7 +2,9 @@
 
 Run: .venv/bin/python bench/bench_verify.py [--rounds N] [--seconds S]
 Rounds interleave every implementation, so a noisy machine slows them all alike; the ratio reported is the
-median of per-round ratios. Writes bench/results/verify.json.
+median of per-round ratios. Writes bench/results/verify.json. Then the same for DPoP proofs (RFC 9449):
+keys.DPoPVerifier on the proofs a call sends with an access token, against the raw signature check of those
+proofs; writes bench/results/verify_dpop.json.
 """
 
 from __future__ import annotations
@@ -109,9 +111,74 @@ def implementations(alg: keys.Algorithm) -> dict[str, Callable[[], Any]]:
     return impls
 
 
+RESOURCE = AUDIENCE
+# A call's proofs share one key; more distinct proofs than laps would let nothing repeat within a lap.
+DISTINCT_PROOFS = 2000
+DPOP_TARGETS = {"ES256": 0.85, "EdDSA": 0.85}
+DPOP_OURS = "keys.DPoPVerifier.check"
+
+
+def _finished(coroutine: Any) -> Any:
+    """The result of a coroutine that never suspends (the memory replay cache never does)."""
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return done.value
+    raise RuntimeError("the coroutine suspended")
+
+
+def dpop_implementations(alg: keys.Algorithm) -> dict[str, Callable[[], Any]]:
+    """A resource server's proof check: every rule, with `ath` of the token and the token's `cnf.jkt`."""
+    pair = keys.generate_key(alg)
+    token = keys.sign({**access_claims(), "cnf": {"jkt": pair.kid}}, pair, typ="at+jwt")
+    proofs = [
+        keys.dpop_proof(pair, htm="POST", htu=RESOURCE, now=NOW, access_token=token)
+        for _ in range(DISTINCT_PROOFS)
+    ]
+    public_key = pair.public_key()
+    assert isinstance(public_key, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey)
+
+    def fresh_verifier() -> keys.DPoPVerifier:
+        return keys.DPoPVerifier(keys.MemoryReplayCache(clock=lambda: NOW), clock=lambda: NOW)
+
+    checker = fresh_verifier()
+    next_check = itertools.cycle(proofs).__next__
+    spending = [fresh_verifier(), 0]  # the verifier of this lap over the proofs, and the next proof's index
+
+    def verify() -> None:
+        # The full check with the jti spent in a memory replay cache; each lap over the proofs starts with a
+        # new cache (a new verifier), as a lap would otherwise replay every proof.
+        verifier, index = spending
+        assert isinstance(verifier, keys.DPoPVerifier)
+        assert isinstance(index, int)
+        spending[1] = (index + 1) % DISTINCT_PROOFS
+        if spending[1] == 0:
+            spending[0] = fresh_verifier()
+        _finished(verifier.verify(proofs[index], htm="POST", htu=RESOURCE, access_token=token, jkt=pair.kid))
+
+    impls: dict[str, Callable[[], Any]] = {
+        "raw cryptography": raw_verifier(itertools.cycle(proofs).__next__, public_key, alg),
+        DPOP_OURS: lambda: checker.check(
+            next_check(), htm="POST", htu=RESOURCE, access_token=token, jkt=pair.kid
+        ),
+        "keys.DPoPVerifier.verify (memory replay)": verify,
+    }
+    for run in impls.values():
+        run()  # every implementation accepts the proof before it is timed
+    return impls
+
+
 def main() -> None:
     ours = "keys.Verifier (StaticKeys)"
     run_benchmark("verify", __doc__.splitlines()[0], implementations, ours=ours, targets=TARGETS)
+    run_benchmark(
+        "verify_dpop",
+        "DPoP proof check",
+        dpop_implementations,
+        ours=DPOP_OURS,
+        targets=DPOP_TARGETS,
+        algorithms=keys.DPOP_ALGORITHMS,
+    )
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from issuer._metrics import IssuerMetrics
 from issuer._oauth._bearer import BearerGuard
 from issuer._oauth._client_auth import ClientAuthenticator
 from issuer._oauth._clients import ClientRegistry, ClientRegistryError
+from issuer._oauth._dpop import DPoPGate
 from issuer._oauth._errors import IssuerError
 from issuer._oauth._refresh import MemoryRefreshStore, RefreshLifetimes, RefreshStore
 from issuer._oauth._refresh_redis import RedisRefreshStore
@@ -25,17 +26,23 @@ from issuer._signing._ring_keys import RingKeys
 from issuer._signing._rotation import RotationLoop, Sleep
 from issuer._state import IssuerState
 from keys import (
+    DPoPVerifier,
     FileKeyStore,
     KeyRingError,
     KeyStore,
+    MemoryNonces,
     MemoryReplayCache,
+    NonceSource,
     RedisKeyStore,
+    RedisNonces,
     RedisReplayCache,
     ReplayCache,
     RotationPolicy,
     Verifier,
     VerifyPolicy,
 )
+
+DPOP_NONCE_PREFIX = "voicebank:dpop-nonce:issuer"
 
 
 class IssuerStartupError(IssuerError):
@@ -131,6 +138,14 @@ async def build_state(
     else:
         refresh = MemoryRefreshStore(lifetimes)
         replay = MemoryReplayCache(clock=clock)
+    nonces: NonceSource | None = None
+    if settings.dpop_nonce == "required":
+        nonces = (
+            RedisNonces(redis, prefix=DPOP_NONCE_PREFIX, clock=clock)
+            if redis is not None
+            else MemoryNonces(clock=clock)
+        )
+    dpop = DPoPGate(DPoPVerifier(replay, nonces=nonces, clock=clock, prefix="dpop:issuer"), nonces)
     ring_keys = RingKeys(store)
     await ring_keys.sync()
     events = KeyEvents(redis, store_publishes=isinstance(store, RedisKeyStore))
@@ -159,6 +174,7 @@ async def build_state(
             http=http,
             clock=clock,
         ),
+        dpop=dpop,
         bearer=BearerGuard(
             ring_keys, issuer=issuer, max_lifetime=settings.issuer_token_lifetime, clock=clock
         ),

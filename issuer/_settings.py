@@ -62,6 +62,9 @@ class IssuerSettings(BaseSettings):
     issuer_token_lifetime: int = Field(default=300, gt=0, le=3600)
     """Seconds a bearer for the issuer's own endpoints (client credentials) lives."""
 
+    dpop_nonce: Literal["off", "required"] = "off"
+    """`required`: a `/token` or `/bc-authorize` request without the current DPoP nonce gets 400
+    `use_dpop_nonce` and a `DPoP-Nonce` header (RFC 9449 §8)."""
     issuer_metrics_port: int = Field(default=8002, ge=0, le=65535)
     """Prometheus metrics on a loopback listener of their own (0: none); never on the public port."""
 

@@ -12,6 +12,7 @@ from issuer._metrics import IssuerMetrics
 from issuer._oauth._bearer import BearerGuard
 from issuer._oauth._client_auth import ClientAuthenticator
 from issuer._oauth._clients import ClientRegistry
+from issuer._oauth._dpop import DPoPGate
 from issuer._oauth._refresh import RefreshStore
 from issuer._settings import IssuerSettings
 from issuer._signing._key_events import KeyEvents
@@ -32,6 +33,7 @@ class IssuerState:
     replay: ReplayCache
     minter: Minter
     clients: ClientAuthenticator
+    dpop: DPoPGate
     bearer: BearerGuard
     grants: Verifier
     rotation: RotationLoop

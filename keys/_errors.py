@@ -15,7 +15,13 @@
     │   ├── WrongAudience       wrong_aud
     │   ├── Expired             expired
     │   ├── NotYetValid         not_yet_valid
-    │   └── LifetimeTooLong     lifetime_too_long
+    │   ├── LifetimeTooLong     lifetime_too_long
+    │   ├── WrongMethod         wrong_htm           a DPoP proof names another HTTP method
+    │   ├── WrongUri            wrong_htu           a DPoP proof names another URI (or one with a query)
+    │   ├── WrongTokenHash      wrong_ath           a DPoP proof's `ath` is not the presented token's hash
+    │   ├── WrongProofKey       wrong_jkt           a DPoP proof is signed by another key than the bound one
+    │   ├── ProofReplayed       proof_replayed      a DPoP proof's `jti` was seen before
+    │   └── UseDPoPNonce        use_dpop_nonce      a DPoP proof lacks the receiver's current nonce
     ├── KeysUnavailable         jwks_unavailable    no usable issuer keys now: an outage, not a bad token
     ├── ReplayUnavailable       replay_store_unavailable  a replay cache cannot tell: refuse (fail closed)
     ├── KeyMaterialError        invalid_key
@@ -96,6 +102,32 @@ class NotYetValid(TokenError):
 
 class LifetimeTooLong(TokenError):
     code = "lifetime_too_long"
+
+
+class WrongMethod(TokenError):
+    code = "wrong_htm"
+
+
+class WrongUri(TokenError):
+    code = "wrong_htu"
+
+
+class WrongTokenHash(TokenError):
+    code = "wrong_ath"
+
+
+class WrongProofKey(TokenError):
+    code = "wrong_jkt"
+
+
+class ProofReplayed(TokenError):
+    code = "proof_replayed"
+
+
+class UseDPoPNonce(TokenError):
+    """The receiver demands a nonce (RFC 9449 §8, §9): answer `use_dpop_nonce` with a fresh `DPoP-Nonce`."""
+
+    code = "use_dpop_nonce"
 
 
 class KeysUnavailable(KeysError):

@@ -21,7 +21,7 @@ from mcp_server._bank._seed import seed, seed_bank
 from mcp_server._bank._service import Bank
 from mcp_server._errors import McpServerError
 from mcp_server._metrics import metrics_app
-from mcp_server._production import access_token_policy, build_app_from_settings, serve
+from mcp_server._production import access_token_policy, build_app_from_settings
 from mcp_server._settings import McpSettings
 
 __all__ = [
@@ -50,5 +50,4 @@ __all__ = [
     "metrics_app",
     "seed",
     "seed_bank",
-    "serve",
 ]

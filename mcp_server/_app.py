@@ -16,8 +16,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 
-from keys import MemoryReplayCache, RedisReplayCache, ReplayCache
+from keys import (
+    DPoPVerifier,
+    MemoryNonces,
+    MemoryReplayCache,
+    NonceSource,
+    RedisNonces,
+    RedisReplayCache,
+    ReplayCache,
+)
 from mcp_server._audit import AuditLog
+from mcp_server._auth._dpop import ResourceDPoP
 from mcp_server._auth._key_events import KeyDropper, KeyEventSubscriber
 from mcp_server._auth._metadata import WELL_KNOWN, ResourceMetadata, metadata_url, resource_path
 from mcp_server._auth._middleware import BearerAuthMiddleware, TokenVerifier
@@ -30,6 +39,8 @@ from mcp_server._tools import BankTools, build_mcp
 Hook = Callable[[], AbstractAsyncContextManager[None]]
 # Spent transact `jti`s in Redis, shared by every MCP replica.
 JTI_PREFIX = "voicebank:mcp:jti"
+# The MCP servers' DPoP nonces in Redis, one per time window, shared by every replica.
+DPOP_NONCE_PREFIX = "voicebank:dpop-nonce:mcp"
 
 
 def create_app(
@@ -52,6 +63,20 @@ def create_app(
             if redis_client
             else MemoryReplayCache(clock=clock)
         )
+    nonces: NonceSource | None = None
+    if settings.dpop_nonce == "required":
+        nonces = (
+            RedisNonces(redis_client, prefix=DPOP_NONCE_PREFIX, clock=clock)
+            if redis_client
+            else MemoryNonces(clock=clock)
+        )
+    # Proof jtis go to the same replay cache as transact jtis: every replica refuses a proof seen by another.
+    dpop = ResourceDPoP(
+        DPoPVerifier(replay, nonces=nonces, clock=clock, prefix="dpop:mcp"),
+        resource_url=settings.mcp_resource_url,
+        required=settings.require_dpop,
+        nonces=nonces,
+    )
     audit = AuditLog(clock=clock)
     metrics = Metrics()
     bank = Bank(bank_engine, payment_limit_cents=settings.payment_limit_cents, clock=clock)
@@ -62,7 +87,12 @@ def create_app(
         host_origin_protection=False,
     )
     subscriber = KeyEventSubscriber(redis_client, key_cache) if redis_client and key_cache else None
-    metadata = ResourceMetadata(resource_url=settings.mcp_resource_url, issuer_url=settings.mcp_issuer_url)
+    metadata = ResourceMetadata(
+        resource_url=settings.mcp_resource_url,
+        issuer_url=settings.mcp_issuer_url,
+        dpop_required=dpop.required,
+        dpop_algorithms=dpop.algorithms,
+    )
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -92,6 +122,7 @@ def create_app(
         resource_metadata_url=metadata_url(settings.mcp_resource_url),
         audit=audit,
         metrics=metrics,
+        dpop=dpop,
         max_body_bytes=settings.mcp_max_body_bytes,
     )
     app = Starlette(

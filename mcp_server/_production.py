@@ -1,4 +1,4 @@
-"""The production wiring: keys from the issuer's JWKS, served by uvicorn."""
+"""The production wiring: keys from the issuer's JWKS (`voicebank up` serves it, with our logging)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import httpx
-import uvicorn
 from sqlalchemy import Engine
 from starlette.applications import Starlette
 
@@ -65,9 +64,3 @@ def build_app_from_settings(
     return create_app(
         settings, verifier=verifier, key_cache=cache, engine=engine, clock=clock, lifespan_hook=jwks
     )
-
-
-def serve(settings: McpSettings, host: str = "127.0.0.1", port: int = 8001) -> None:
-    """Run the production app with uvicorn until interrupted."""
-    config = uvicorn.Config(build_app_from_settings(settings), host=host, port=port, lifespan="on")
-    uvicorn.Server(config).run()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -35,6 +36,14 @@ class McpSettings(BaseSettings):
     """The largest single payment or transfer, a decimal amount."""
     mcp_max_body_bytes: int = Field(default=1_048_576, gt=0)
     """The largest request body the MCP server reads, in bytes."""
+    voicebank_mode: Literal["dev", "prod"] = "dev"
+    """`prod` makes DPoP-bound tokens the default requirement (`MCP_REQUIRE_DPOP`)."""
+    mcp_require_dpop: bool | None = None
+    """`true`: tokens without a DPoP binding are refused; unset: required exactly when
+    `VOICEBANK_MODE=prod`."""
+    dpop_nonce: Literal["off", "required"] = "off"
+    """`required`: a DPoP proof without the server's current nonce gets 401 `use_dpop_nonce` with a
+    `DPoP-Nonce` header (RFC 9449 §9)."""
     mcp_metrics_port: int = Field(default=8003, ge=0, le=65535)
     """Prometheus metrics on a loopback listener of their own (0: none); never on the public port."""
 
@@ -48,6 +57,11 @@ class McpSettings(BaseSettings):
         if cents <= 0:
             raise ValueError("MCP_PAYMENT_LIMIT must be a positive amount like 5000.00")
         return value
+
+    @property
+    def require_dpop(self) -> bool:
+        """Whether unbound (bearer) tokens are refused: `MCP_REQUIRE_DPOP`, by default in prod mode."""
+        return self.mcp_require_dpop if self.mcp_require_dpop is not None else self.voicebank_mode == "prod"
 
     @property
     def database_url(self) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 
 from issuer._oauth._scope import ISSUER_SCOPES, RESOURCE_SCOPES
 from issuer._settings import IssuerSettings
-from keys import ALGORITHMS, KeyRing
+from keys import ALGORITHMS, DPOP_ALGORITHMS, KeyRing
 
 JWKS_PATH = "/.well-known/jwks.json"
 METADATA_PATH = "/.well-known/oauth-authorization-server"
@@ -47,4 +47,5 @@ def metadata(settings: IssuerSettings) -> dict[str, Any]:
         "token_endpoint_auth_signing_alg_values_supported": algs,
         "revocation_endpoint_auth_methods_supported": ["private_key_jwt"],
         "revocation_endpoint_auth_signing_alg_values_supported": algs,
+        "dpop_signing_alg_values_supported": list(DPOP_ALGORITHMS),
     }

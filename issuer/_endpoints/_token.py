@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from issuer._http._body import optional_param, required_param
 from issuer._oauth._clients import GRANT_CLIENT_CREDENTIALS, GRANT_REFRESH, GRANT_TOKEN_EXCHANGE, Client
+from issuer._oauth._dpop import require_key
 from issuer._oauth._errors import (
     InvalidGrant,
     InvalidRequest,
@@ -17,7 +19,7 @@ from issuer._oauth._errors import (
 from issuer._oauth._scope import ISSUER_SCOPES, RESOURCE_SCOPES, format_scope, parse_scope
 from issuer._signing._mint import Minted
 from issuer._state import IssuerState
-from keys import CLOCK_LEEWAY, TokenError
+from keys import CLOCK_LEEWAY, DPoPProof, TokenError
 
 TOKEN_TYPE_JWT = "urn:ietf:params:oauth:token-type:jwt"  # noqa: S105
 TOKEN_TYPE_ACCESS = "urn:ietf:params:oauth:token-type:access_token"  # noqa: S105
@@ -44,17 +46,26 @@ def _lifetime(state: IssuerState, scopes: frozenset[str]) -> int:
     return settings.transact_token_lifetime if "transact" in scopes else settings.access_token_lifetime
 
 
-def _answer(minted: Minted, scope: str, **extra: str) -> dict[str, Any]:
+def _jkt(proof: DPoPProof | None) -> str | None:
+    return None if proof is None else proof.jkt
+
+
+def _answer(minted: Minted, scope: str, jkt: str | None, **extra: str) -> dict[str, Any]:
     return {
         "access_token": minted.token,
-        "token_type": "Bearer",
+        "token_type": "Bearer" if jkt is None else "DPoP",
         "expires_in": minted.expires_in,
         "scope": scope,
         **extra,
     }
 
 
-async def _client_credentials(state: IssuerState, client: Client, form: dict[str, str]) -> dict[str, Any]:
+async def _client_credentials(
+    state: IssuerState, client: Client, form: dict[str, str], proof: DPoPProof | None
+) -> dict[str, Any]:
+    # Tokens for the issuer's own endpoints stay bearer tokens (RFC 9449 §5 lets the issuer say so with
+    # token_type Bearer): those endpoints take `Authorization: Bearer` only.
+    del proof
     allowed = client.scopes & ISSUER_SCOPES
     scopes = _requested_scope(form, allowed)
     if not scopes or not scopes <= allowed:
@@ -69,7 +80,7 @@ async def _client_credentials(state: IssuerState, client: Client, form: dict[str
         lifetime=state.settings.issuer_token_lifetime,
         act=False,
     )
-    return _answer(minted, scope)
+    return _answer(minted, scope, None)
 
 
 async def _session_grant(state: IssuerState, subject_token: str) -> dict[str, Any]:
@@ -82,7 +93,9 @@ async def _session_grant(state: IssuerState, subject_token: str) -> dict[str, An
         ) from None
 
 
-async def _token_exchange(state: IssuerState, client: Client, form: dict[str, str]) -> dict[str, Any]:
+async def _token_exchange(
+    state: IssuerState, client: Client, form: dict[str, str], proof: DPoPProof | None
+) -> dict[str, Any]:
     subject_token = required_param(form, "subject_token")
     if required_param(form, "subject_token_type") != TOKEN_TYPE_JWT:
         raise InvalidRequest(f"subject_token_type must be {TOKEN_TYPE_JWT}")
@@ -122,17 +135,28 @@ async def _token_exchange(state: IssuerState, client: Client, form: dict[str, st
         now=now,
         lifetime=_lifetime(state, requested),
         sid=sid,
+        jkt=_jkt(proof),
     )
+    # The family is bound to the proof's key for its whole life (RFC 9449 §5).
     refresh = await state.refresh.create(
-        client_id=client.client_id, sub=grant["sub"], sid=sid, scope=format_scope(holdable), now=now
+        client_id=client.client_id,
+        sub=grant["sub"],
+        sid=sid,
+        scope=format_scope(holdable),
+        now=now,
+        jkt=_jkt(proof),
     )
-    return _answer(minted, scope, refresh_token=refresh, issued_token_type=TOKEN_TYPE_ACCESS)
+    return _answer(minted, scope, _jkt(proof), refresh_token=refresh, issued_token_type=TOKEN_TYPE_ACCESS)
 
 
-async def _refresh_token(state: IssuerState, client: Client, form: dict[str, str]) -> dict[str, Any]:
+async def _refresh_token(
+    state: IssuerState, client: Client, form: dict[str, str], proof: DPoPProof | None
+) -> dict[str, Any]:
     token = required_param(form, "refresh_token")
     resource = _resource(state, form)
     family = await state.refresh.peek(token)
+    if family is not None and family.client_id == client.client_id:
+        require_key(proof, family.jkt)  # before spending: a wrong key changes nothing
     scope_param = optional_param(form, "scope")
     # Checked before spending, so asking for too much does not cost the client its token.
     if (
@@ -143,7 +167,9 @@ async def _refresh_token(state: IssuerState, client: Client, form: dict[str, str
     ):
         raise InvalidScope("the requested scope exceeds the refresh token's scope")
     now = state.clock()
-    family, next_token = await state.refresh.spend(token, client_id=client.client_id, now=now)
+    family, next_token = await state.refresh.spend(
+        token, client_id=client.client_id, now=now, jkt=_jkt(proof)
+    )
     requested = parse_scope(scope_param) if scope_param is not None else parse_scope(family.scope)
     if not requested <= parse_scope(family.scope):
         raise InvalidScope("the requested scope exceeds the refresh token's scope")
@@ -156,8 +182,9 @@ async def _refresh_token(state: IssuerState, client: Client, form: dict[str, str
         now=now,
         lifetime=_lifetime(state, requested),
         sid=family.sid,
+        jkt=_jkt(proof),
     )
-    return _answer(minted, scope, refresh_token=next_token)
+    return _answer(minted, scope, _jkt(proof), refresh_token=next_token)
 
 
 _GRANTS = {
@@ -168,9 +195,9 @@ _GRANTS = {
 
 
 async def token_response(
-    state: IssuerState, form: dict[str, str], authorization: str | None
+    state: IssuerState, form: dict[str, str], authorization: str | None, dpop: Sequence[str] = ()
 ) -> dict[str, Any]:
-    """The token response for a parsed `/token` form, or an OAuthError."""
+    """The token response for a parsed `/token` form and its `DPoP` header values, or an OAuthError."""
     grant_type = required_param(form, "grant_type")
     client = await state.clients.authenticate(form, authorization=authorization)
     handler = _GRANTS.get(grant_type or "")
@@ -178,6 +205,7 @@ async def token_response(
         raise UnsupportedGrantType("grant_type is not supported by this issuer")
     if not client.may_use(grant_type or ""):
         raise UnauthorizedClient("this client is not registered for this grant_type")
-    answer = await handler(state, client, form)
+    proof = await state.dpop.proof(dpop, htu=state.settings.token_endpoint, client=client)
+    answer = await handler(state, client, form, proof)
     state.metrics.tokens_issued.labels(grant_type=grant_type).inc()
     return answer

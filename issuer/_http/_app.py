@@ -103,9 +103,12 @@ def create_app(
 
     @app.post("/token")
     async def token(request: Request) -> JSONResponse:
+        state = _state(request)
         form = await read_form(request, limit)
-        answer = await token_response(_state(request), form, request.headers.get("authorization"))
-        return JSONResponse(answer, headers=NO_STORE)
+        answer = await token_response(
+            state, form, request.headers.get("authorization"), request.headers.getlist("dpop")
+        )
+        return JSONResponse(answer, headers={**NO_STORE, **await state.dpop.nonce_headers()})
 
     @app.post("/revoke")
     async def revoke(request: Request) -> Response:

@@ -20,6 +20,7 @@ from issuer._oauth._errors import (
     NotFound,
     OAuthError,
     TemporarilyUnavailable,
+    UseDPoPNonce,
 )
 from keys import KeyStoreError, ReplayUnavailable
 
@@ -50,6 +51,8 @@ def oauth_error_response(exc: OAuthError) -> JSONResponse:
     challenge = _challenge(exc)
     if challenge is not None:
         headers["WWW-Authenticate"] = challenge
+    if isinstance(exc, UseDPoPNonce):
+        headers["DPoP-Nonce"] = exc.nonce  # RFC 9449 §8
     return JSONResponse(
         {"error": exc.code, "error_description": exc.description}, exc.status, headers=headers
     )

@@ -42,6 +42,9 @@ class BearerGuard:
             claims = await self._verifier.verify_async(token)
         except TokenError as exc:
             raise InvalidToken("the bearer token is invalid", reason=f"bearer_{exc.code}") from None
+        if "cnf" in claims:
+            # A sender-constrained token is never a bearer token (RFC 9449 §7.2).
+            raise InvalidToken("the bearer token is invalid", reason="bearer_dpop_bound")
         try:
             granted = parse_scope(claims["scope"])
         except InvalidScope:

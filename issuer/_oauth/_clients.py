@@ -35,6 +35,7 @@ class _ClientModel(BaseModel):
     jwks_uri: str | None = Field(default=None, pattern=r"^https?://")
     grant_types: list[GrantType] = Field(min_length=1)
     scope: str = Field(min_length=1)
+    dpop_bound_access_tokens: bool = False
 
     @model_validator(mode="after")
     def _one_key_source(self) -> _ClientModel:
@@ -58,6 +59,8 @@ class Client:
     scopes: frozenset[str]
     jwks: Mapping[str, Any] | None
     jwks_uri: str | None
+    # RFC 9449 §5.2: the client always proves possession of a DPoP key, so every token it gets is bound.
+    dpop_bound_access_tokens: bool = False
 
     def may_use(self, grant_type: str) -> bool:
         return grant_type in self.grant_types
@@ -86,7 +89,14 @@ def _client(model: _ClientModel) -> Client:
         raise ClientRegistryError(f"client {model.client_id!r}: unknown scopes {sorted(unknown)}")
     if model.jwks is not None:
         _check_jwks(model.client_id, model.jwks)
-    return Client(model.client_id, frozenset(model.grant_types), scopes, model.jwks, model.jwks_uri)
+    return Client(
+        model.client_id,
+        frozenset(model.grant_types),
+        scopes,
+        model.jwks,
+        model.jwks_uri,
+        model.dpop_bound_access_tokens,
+    )
 
 
 class ClientRegistry:

@@ -15,6 +15,8 @@
         ├── UnsupportedTokenType unsupported_token_type    400 (RFC 7009 / 8693)
         ├── InvalidToken        invalid_token              401 (RFC 6750 bearer)
         ├── InsufficientScope   insufficient_scope         403 (RFC 6750 bearer)
+        ├── InvalidDPoPProof    invalid_dpop_proof         400 (RFC 9449 §5)
+        ├── UseDPoPNonce        use_dpop_nonce             400 + DPoP-Nonce (RFC 9449 §8)
         ├── NotFound            not_found                  404
         ├── Conflict            conflict (or the key ring's code) 409
         └── TemporarilyUnavailable temporarily_unavailable 503
@@ -101,6 +103,20 @@ class InsufficientScope(OAuthError):
     def __init__(self, description: str, *, scope: str, reason: str | None = None) -> None:
         super().__init__(description, reason=reason)
         self.scope = scope
+
+
+class InvalidDPoPProof(OAuthError):
+    code = "invalid_dpop_proof"
+
+
+class UseDPoPNonce(OAuthError):
+    """The request needs a proof with the issuer's current nonce, which the answer carries."""
+
+    code = "use_dpop_nonce"
+
+    def __init__(self, description: str, *, nonce: str, reason: str | None = None) -> None:
+        super().__init__(description, reason=reason)
+        self.nonce = nonce
 
 
 class NotFound(OAuthError):

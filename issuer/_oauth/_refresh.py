@@ -8,7 +8,7 @@ from collections import deque
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-from issuer._oauth._errors import InvalidGrant
+from issuer._oauth._errors import InvalidDPoPProof, InvalidGrant
 
 
 def new_refresh_token() -> str:
@@ -38,24 +38,41 @@ class RefreshFamily:
     created_at: float
     last_used: float
     revoked: bool = False
+    jkt: str | None = None  # the DPoP key every request of the family must prove (RFC 9449 §5)
 
 
-def reject(reason: str) -> InvalidGrant:
+# A spend by another key than the family's changes nothing: a thief without the key cannot end the family.
+WRONG_KEY = "wrong_key"
+
+
+def reject(reason: str) -> InvalidGrant | InvalidDPoPProof:
     """The one client-facing answer for every refusal: the reason only goes to logs and metrics."""
+    if reason == WRONG_KEY:
+        return InvalidDPoPProof(
+            "the DPoP proof is not signed by the key this refresh token is bound to",
+            reason="dpop_family_wrong_key",
+        )
     return InvalidGrant("the refresh token is invalid, expired or revoked", reason=f"refresh_{reason}")
 
 
 class RefreshStore(Protocol):
     """Refresh-token families; `spend` is atomic: of concurrent spends of one token exactly one wins."""
 
-    async def create(self, *, client_id: str, sub: str, sid: str, scope: str, now: float) -> str: ...
+    async def create(
+        self, *, client_id: str, sub: str, sid: str, scope: str, now: float, jkt: str | None = None
+    ) -> str: ...
 
     async def peek(self, token: str) -> RefreshFamily | None:
         """The live family of a token (spent or not), or None; never changes state."""
         ...
 
-    async def spend(self, token: str, *, client_id: str, now: float) -> tuple[RefreshFamily, str]:
-        """Spend the token and return its family and the next token; raise InvalidGrant otherwise."""
+    async def spend(
+        self, token: str, *, client_id: str, now: float, jkt: str | None = None
+    ) -> tuple[RefreshFamily, str]:
+        """Spend the token and return its family and the next token; raise InvalidGrant otherwise.
+
+        `jkt` is the key the request proved; a family bound to another key is refused, unchanged.
+        """
         ...
 
     async def revoke(self, token: str) -> RefreshFamily | None:
@@ -90,10 +107,12 @@ class MemoryRefreshStore:
         self._tokens[digest] = (family_id, spent)
         self._family_tokens[family_id].append(digest)
 
-    async def create(self, *, client_id: str, sub: str, sid: str, scope: str, now: float) -> str:
+    async def create(
+        self, *, client_id: str, sub: str, sid: str, scope: str, now: float, jkt: str | None = None
+    ) -> str:
         self._prune(now)
         family_id = secrets.token_urlsafe(16)
-        self._families[family_id] = RefreshFamily(family_id, client_id, sub, sid, scope, now, now)
+        self._families[family_id] = RefreshFamily(family_id, client_id, sub, sid, scope, now, now, jkt=jkt)
         self._family_tokens[family_id] = []
         self._created.append((now, family_id))
         token = new_refresh_token()
@@ -112,7 +131,9 @@ class MemoryRefreshStore:
         if family is not None:
             self._families[family_id] = replace(family, revoked=True)
 
-    async def spend(self, token: str, *, client_id: str, now: float) -> tuple[RefreshFamily, str]:
+    async def spend(
+        self, token: str, *, client_id: str, now: float, jkt: str | None = None
+    ) -> tuple[RefreshFamily, str]:
         # No await below: the whole check-and-spend runs without yielding, so it is atomic.
         digest = token_hash(token)
         entry = self._tokens.get(digest)
@@ -125,6 +146,8 @@ class MemoryRefreshStore:
         if family.client_id != client_id:
             self._revoke_family(family_id)
             raise reject("wrong_client")
+        if family.jkt is not None and family.jkt != jkt:
+            raise reject(WRONG_KEY)
         if spent:
             self._revoke_family(family_id)
             raise reject("reused")

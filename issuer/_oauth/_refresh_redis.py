@@ -10,15 +10,16 @@ from redis.typing import EncodableT, FieldT
 
 from issuer._oauth._refresh import RefreshFamily, RefreshLifetimes, new_refresh_token, reject, token_hash
 
-# KEYS[1] token key. ARGV: now, idle, absolute, next hash, client id, key prefix, ttl.
+# KEYS[1] token key. ARGV: now, idle, absolute, next hash, client id, key prefix, ttl, proved DPoP key.
 # Keys are built from the stored family id, so this needs a single Redis (not a cluster).
 _SPEND = """
 local rt = redis.call('HMGET', KEYS[1], 'family', 'spent')
 if not rt[1] then return {'unknown'} end
 local fkey = ARGV[6] .. ':fam:' .. rt[1]
-local fam = redis.call('HMGET', fkey, 'client_id', 'created_at', 'last_used', 'revoked')
+local fam = redis.call('HMGET', fkey, 'client_id', 'created_at', 'last_used', 'revoked', 'jkt')
 if not fam[1] or fam[4] == '1' then return {'revoked'} end
 if fam[1] ~= ARGV[5] then redis.call('HSET', fkey, 'revoked', '1') return {'wrong_client'} end
+if fam[5] and fam[5] ~= '' and fam[5] ~= ARGV[8] then return {'wrong_key'} end
 if rt[2] == '1' then redis.call('HSET', fkey, 'revoked', '1') return {'reused'} end
 local now = tonumber(ARGV[1])
 if now - tonumber(fam[2]) > tonumber(ARGV[3]) then
@@ -59,7 +60,9 @@ class RedisRefreshStore:
     def _family_key(self, family_id: str) -> str:
         return f"{self._prefix}:fam:{family_id}"
 
-    async def create(self, *, client_id: str, sub: str, sid: str, scope: str, now: float) -> str:
+    async def create(
+        self, *, client_id: str, sub: str, sid: str, scope: str, now: float, jkt: str | None = None
+    ) -> str:
         family_id = secrets.token_urlsafe(16)
         token = new_refresh_token()
         fields: dict[FieldT, EncodableT] = {
@@ -70,6 +73,7 @@ class RedisRefreshStore:
             "created_at": repr(now),
             "last_used": repr(now),
             "revoked": "0",
+            "jkt": jkt or "",
         }
         async with self._client.pipeline(transaction=True) as pipe:
             pipe.hset(self._family_key(family_id), mapping=fields)
@@ -93,6 +97,7 @@ class RedisRefreshStore:
             created_at=float(data["created_at"]),
             last_used=float(data["last_used"]),
             revoked=data["revoked"] == "1",
+            jkt=data.get("jkt") or None,
         )
 
     async def _family_id(self, token: str) -> str | None:
@@ -106,7 +111,9 @@ class RedisRefreshStore:
         family = await self._family(family_id)
         return None if family is None or family.revoked else family
 
-    async def spend(self, token: str, *, client_id: str, now: float) -> tuple[RefreshFamily, str]:
+    async def spend(
+        self, token: str, *, client_id: str, now: float, jkt: str | None = None
+    ) -> tuple[RefreshFamily, str]:
         next_token = new_refresh_token()
         args: list[str | int] = [
             repr(now),
@@ -116,6 +123,7 @@ class RedisRefreshStore:
             client_id,
             self._prefix,
             self._ttl,
+            jkt or "",
         ]
         result = await self._spend(keys=[self._token_key(token)], args=args)
         outcome = _text(result[0])

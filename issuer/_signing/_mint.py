@@ -53,14 +53,20 @@ class Minter:
         lifetime: int,
         sid: str | None = None,
         act: bool = True,
+        jkt: str | None = None,
     ) -> Minted:
-        """An RFC 9068 access token; `act` names the client acting for `sub` (RFC 8693 delegation)."""
+        """An RFC 9068 access token; `act` names the client acting for `sub` (RFC 8693 delegation).
+
+        `jkt` binds it to a DPoP key (RFC 9449 §6.1: `cnf.jkt`, that key's RFC 7638 thumbprint).
+        """
         claims = self._base(sub=sub, aud=audience, now=now, lifetime=lifetime)
         claims.update(nbf=claims["iat"], client_id=client_id, scope=scope)
         if sid is not None:
             claims["sid"] = sid
         if act:
             claims["act"] = {"sub": client_id}
+        if jkt is not None:
+            claims["cnf"] = {"jkt": jkt}
         return Minted(await self._sign(claims, ACCESS_TOKEN_TYP), claims["jti"], lifetime)
 
     async def session_grant(

@@ -27,13 +27,18 @@ def metadata_url(resource_url: str) -> str:
 class ResourceMetadata:
     """Serves the metadata document."""
 
-    def __init__(self, *, resource_url: str, issuer_url: str) -> None:
+    def __init__(
+        self, *, resource_url: str, issuer_url: str, dpop_required: bool, dpop_algorithms: list[str]
+    ) -> None:
         self.document: dict[str, Any] = {
             "resource": resource_url,
             "authorization_servers": [issuer_url],
             "scopes_supported": list(SUPPORTED_SCOPES),
             "bearer_methods_supported": ["header"],
             "resource_name": "voicebank banking tools",
+            # RFC 9728 §2 / SEP-1932: whether only DPoP-bound tokens are taken, and the proof algorithms.
+            "dpop_bound_access_tokens_required": dpop_required,
+            "dpop_signing_alg_values_supported": dpop_algorithms,
         }
 
     async def endpoint(self, _request: Request) -> JSONResponse:

@@ -1,4 +1,8 @@
-"""Bearer-token auth in front of FastMCP: 401 for a bad token, 403 per tool scope, single-use transact jti."""
+"""Token auth in front of FastMCP: 401 for a bad token or proof, 403 per tool scope, single-use transact jti.
+
+Credentials are `Authorization: Bearer <token>` or `Authorization: DPoP <token>` with a `DPoP` proof
+(`_dpop.py` holds the DPoP rules). Challenges name the scheme the client used, DPoP ones with `algs`.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keys import CLOCK_LEEWAY, KeysUnavailable, ReplayCache, ReplayUnavailable, TokenError
 from mcp_server._audit import AuditLog
+from mcp_server._auth._dpop import (
+    BEARER,
+    DPOP,
+    DPoPRefusal,
+    NonceRequired,
+    ProofStoreDown,
+    ResourceDPoP,
+    WrongScheme,
+)
 from mcp_server._auth._principal import SCOPE_KEY, SPENT_KEY, InvalidPrincipal, Principal
 from mcp_server._auth._scopes import TOOL_SCOPES, TRANSACT
 from mcp_server._metrics import Metrics
@@ -31,6 +44,7 @@ class _Denial:
     challenge: str
     error: str | None
     reason: str
+    headers: tuple[tuple[bytes, bytes], ...] = ()
 
 
 class BearerAuthMiddleware:
@@ -46,9 +60,11 @@ class BearerAuthMiddleware:
         resource_metadata_url: str,
         audit: AuditLog,
         metrics: Metrics,
+        dpop: ResourceDPoP,
         max_body_bytes: int = 1_048_576,
     ) -> None:
         self._app = app
+        self._dpop = dpop
         self._paths = {path.rstrip("/") or "/", path.rstrip("/") + "/"}
         self._verifier = verifier
         self._replay = replay
@@ -69,43 +85,77 @@ class BearerAuthMiddleware:
             self._record(principal, tool, "denied", denial.reason, start)
             return
         scope[SCOPE_KEY] = principal
-        await self._app(scope, _replaying(body, receive), send)
+        nonce = await self._dpop.nonce()
+        await self._app(scope, _replaying(body, receive), send if nonce is None else _with_nonce(send, nonce))
 
     async def _decide(
         self, scope: Scope, receive: Receive
     ) -> tuple[Principal | None, str | None, bytes, _Denial | None]:
         """Who calls, which tool, the request body, and whether to refuse."""
-        token = _bearer_token(scope)
-        if token is None:
+        credentials = _credentials(scope)
+        if credentials is None:
             self._metrics.verifications.labels("rejected", "no_token").inc()
-            return (
-                None,
-                None,
-                b"",
-                _Denial(401, f'Bearer resource_metadata="{self._metadata}"', None, "no_token"),
-            )
-        principal, denial = await self._authenticate(token)
+            scheme = DPOP if self._dpop.required else BEARER
+            return None, None, b"", _Denial(401, self._challenge(scheme), None, "no_token")
+        principal, denial = await self._authenticate(*credentials, scope)
         if principal is None:
             return None, None, b"", denial
         body, too_large = await _read_body(receive, self._max_body)
         if too_large:
             return principal, None, b"", _Denial(413, "", "invalid_request", "body_too_large")
-        tool, spent, denial = await self._authorize(principal, body, scope["headers"])
+        tool, spent, denial = await self._authorize(principal, body, scope["headers"], credentials[0])
         scope[SPENT_KEY] = spent
         return principal, tool, body, denial
 
-    async def _authenticate(self, token: str) -> tuple[Principal | None, _Denial | None]:
+    async def _authenticate(
+        self, scheme: str, token: str, scope: Scope
+    ) -> tuple[Principal | None, _Denial | None]:
         try:
-            principal = Principal.from_claims(await self._verifier.verify_async(token))
+            claims = await self._verifier.verify_async(token)
+            principal = Principal.from_claims(claims)
         except (TokenError, KeysUnavailable, InvalidPrincipal) as exc:
             code = getattr(exc, "code", "invalid_token")
             self._metrics.verifications.labels("rejected", code).inc()
-            return None, self._invalid_token(code)
+            return None, self._invalid_token(code, scheme)
+        proofs = [value.decode("latin-1") for key, value in scope["headers"] if key == b"dpop"]
+        try:
+            await self._dpop.check(
+                scheme=scheme,
+                token=token,
+                claims=claims,
+                method=scope["method"],
+                path=scope["path"],
+                proofs=proofs,
+            )
+        except DPoPRefusal as refusal:
+            self._metrics.verifications.labels("rejected", refusal.reason).inc()
+            return None, self._refused(refusal, scheme)
         self._metrics.verifications.labels("ok", "ok").inc()
         return principal, None
 
+    def _challenge(self, scheme: str, error: str | None = None, *extra: str) -> str:
+        """An RFC 6750 / RFC 9449 §7.1 challenge; DPoP ones name the proof algorithms."""
+        params = [f'error="{error}"'] if error else []
+        params += extra
+        if scheme == DPOP:
+            params.append(self._dpop.algs_param)
+        params.append(f'resource_metadata="{self._metadata}"')
+        return f"{scheme} " + ", ".join(params)
+
+    def _refused(self, refusal: DPoPRefusal, scheme: str) -> _Denial:
+        if isinstance(refusal, ProofStoreDown):
+            return _Denial(503, "", "temporarily_unavailable", refusal.reason)
+        if isinstance(refusal, WrongScheme):
+            # A bound token sent as Bearer, or DPoP demanded: tell the client to use DPoP.
+            wanted = BEARER if refusal.reason == "dpop_unbound_token" else DPOP
+            return self._invalid_token(refusal.reason, wanted)
+        headers: tuple[tuple[bytes, bytes], ...] = ()
+        if isinstance(refusal, NonceRequired):
+            headers = ((b"dpop-nonce", refusal.nonce.encode("ascii")),)
+        return _Denial(401, self._challenge(DPOP, refusal.error), refusal.error, refusal.reason, headers)
+
     async def _authorize(
-        self, principal: Principal, body: bytes, scope_headers: list[tuple[bytes, bytes]]
+        self, principal: Principal, body: bytes, scope_headers: list[tuple[bytes, bytes]], scheme: str
     ) -> tuple[str | None, bool, _Denial | None]:
         """400 for an unreadable body, 403 for a tool outside the token's scopes; spend a transact jti."""
         try:
@@ -123,10 +173,7 @@ class BearerAuthMiddleware:
             if needed is None:
                 continue  # FastMCP answers an unknown tool itself.
             if needed not in principal.scopes:
-                challenge = (
-                    f'Bearer error="insufficient_scope", scope="{needed}", '
-                    f'resource_metadata="{self._metadata}"'
-                )
+                challenge = self._challenge(scheme, "insufficient_scope", f'scope="{needed}"')
                 return name, False, _Denial(403, challenge, "insufficient_scope", "insufficient_scope")
             spends = spends or needed == TRANSACT
         tool = tools[0] if tools else None
@@ -138,16 +185,15 @@ class BearerAuthMiddleware:
                 return tool, False, _Denial(503, "", "temporarily_unavailable", exc.code)
             if not first:
                 self._metrics.verifications.labels("rejected", "replayed").inc()
-                return tool, False, self._invalid_token("replayed")
+                return tool, False, self._invalid_token("replayed", scheme)
         return tool, spends, None
 
-    def _invalid_token(self, reason: str) -> _Denial:
-        challenge = f'Bearer error="invalid_token", resource_metadata="{self._metadata}"'
-        return _Denial(401, challenge, "invalid_token", reason)
+    def _invalid_token(self, reason: str, scheme: str = BEARER) -> _Denial:
+        return _Denial(401, self._challenge(scheme, "invalid_token"), "invalid_token", reason)
 
     async def _deny(self, send: Send, denial: _Denial) -> None:
         body = {"error": denial.error or "unauthorized"}
-        await _respond(send, denial.status, denial.challenge or None, body)
+        await _respond(send, denial.status, denial.challenge or None, body, denial.headers)
 
     def _record(
         self, principal: Principal | None, tool: str | None, outcome: str, reason: str, start: float
@@ -158,16 +204,31 @@ class BearerAuthMiddleware:
         )
 
 
-def _bearer_token(scope: Scope) -> str | None:
-    """The bearer token of the one Authorization header, or None (absent, repeated, other scheme)."""
+_SCHEMES = {"bearer": BEARER, "dpop": DPOP}
+
+
+def _credentials(scope: Scope) -> tuple[str, str] | None:
+    """The scheme and token of the one Authorization header, or None (absent, repeated, other scheme)."""
     values = [v for k, v in scope["headers"] if k == b"authorization"]
     if len(values) != 1:
         return None
     scheme, _, rest = values[0].decode("latin-1").partition(" ")
     token = rest.strip()
-    if scheme.lower() != "bearer" or not token:
+    known = _SCHEMES.get(scheme.lower())
+    if known is None or not token:
         return None
-    return str(token)
+    return known, str(token)
+
+
+def _with_nonce(send: Send, nonce: str) -> Send:
+    """Every answer carries the current nonce, so a client talking once per window is never challenged."""
+
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), (b"dpop-nonce", nonce.encode())]}
+        await send(message)
+
+    return sending
 
 
 async def _read_body(receive: Receive, limit: int) -> tuple[bytes, bool]:
@@ -231,7 +292,13 @@ def _called_tools(body: bytes) -> list[str]:
     return names
 
 
-async def _respond(send: Send, status: int, challenge: str | None, body: Mapping[str, str]) -> None:
+async def _respond(
+    send: Send,
+    status: int,
+    challenge: str | None,
+    body: Mapping[str, str],
+    extra: tuple[tuple[bytes, bytes], ...] = (),
+) -> None:
     payload = json.dumps(body).encode()
     headers = [
         (b"content-type", b"application/json"),
@@ -240,5 +307,6 @@ async def _respond(send: Send, status: int, challenge: str | None, body: Mapping
     ]
     if challenge:
         headers.append((b"www-authenticate", challenge.encode("latin-1")))
+    headers.extend(extra)
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})

@@ -13,6 +13,7 @@ from fastmcp.exceptions import McpError
 
 from orchestrator._bank._protocol import ServiceUnavailable, ToolRefused
 from orchestrator._tokens._bearer import ToolBearer
+from orchestrator._tokens._dpop import CallKey
 from orchestrator._tokens._manager import TokenManager
 from orchestrator._tokens._scopes import TOOL_SCOPES
 
@@ -60,8 +61,10 @@ class McpBank:
         transport: httpx2.AsyncBaseTransport | None = None,
         timeout: float = 30.0,
         connect_timeout: float = 5.0,
+        dpop: CallKey | None = None,
     ) -> None:
         self._tokens = tokens
+        self._dpop = dpop  # the call's DPoP key: every request proves possession of it
         self._url = url
         self._pool = transport if transport is not None else httpx2.AsyncHTTPTransport()
         self._shared = _SharedPool(self._pool)
@@ -145,7 +148,7 @@ class McpBank:
     async def _call(self, tool: str, **arguments: Any) -> dict[str, Any]:
         scope = TOOL_SCOPES[tool]
         # Issuer trouble raises its own typed error here, before any MCP traffic.
-        bearer = ToolBearer(self._tokens, scope, await self._tokens.get_token(scope))
+        bearer = ToolBearer(self._tokens, scope, await self._tokens.get_access(scope), self._dpop)
         sent = {name: value for name, value in arguments.items() if value is not None}
         transport = StreamableHttpTransport(self._url, auth=bearer, httpx_client_factory=self._http_client)
         try:

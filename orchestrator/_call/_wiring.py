@@ -6,6 +6,7 @@ import functools
 from pathlib import Path
 
 import httpx
+import httpx2
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from keys import KeyMaterialError, KeyPair, load_client_key
@@ -14,6 +15,7 @@ from orchestrator._bank._protocol import Bank
 from orchestrator._call._identity import CallerIdentity
 from orchestrator._call._settings import NotConfigured
 from orchestrator._call._voice_call import AgentWiring
+from orchestrator._tokens._dpop import CallKey
 from orchestrator._tokens._issuer_client import IssuerClient
 from orchestrator._tokens._manager import TokenManager
 
@@ -63,9 +65,17 @@ def load_orchestrator_key(settings: ConnectionSettings) -> KeyPair:
 class CallBank(McpBank):
     """An `McpBank` that owns the call's token manager and issuer connection, and ends them together."""
 
-    def __init__(self, tokens: TokenManager, mcp_url: str, issuer_http: httpx.AsyncClient) -> None:
-        super().__init__(tokens, mcp_url)
+    def __init__(
+        self,
+        tokens: TokenManager,
+        mcp_url: str,
+        issuer_http: httpx.AsyncClient,
+        dpop: CallKey | None = None,
+        mcp_transport: httpx2.AsyncBaseTransport | None = None,
+    ) -> None:
+        super().__init__(tokens, mcp_url, dpop=dpop, transport=mcp_transport)
         self.tokens = tokens
+        self.dpop = dpop
         self._issuer_http = issuer_http
 
     async def end(self) -> bool:
@@ -77,12 +87,21 @@ class CallBank(McpBank):
             await self._issuer_http.aclose()
 
 
-async def open_bank(settings: ConnectionSettings, identity: CallerIdentity) -> Bank:
-    """Exchange the caller's session grant and return the bank of this call."""
+async def open_bank(
+    settings: ConnectionSettings,
+    identity: CallerIdentity,
+    *,
+    issuer_transport: httpx.AsyncBaseTransport | None = None,
+    mcp_transport: httpx2.AsyncBaseTransport | None = None,
+) -> Bank:
+    """Exchange the caller's session grant and return the bank of this call (the transports: httpx's)."""
     key = load_orchestrator_key(settings)
-    http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0))
+    # A fresh DPoP key for this call only, in memory: every issuer and MCP request proves possession of it,
+    # so a token lifted from the call is useless elsewhere. It ends with the call.
+    dpop = CallKey()
+    http = httpx.AsyncClient(transport=issuer_transport, timeout=httpx.Timeout(10.0, connect=5.0))
     client = IssuerClient(
-        http, issuer=settings.issuer_url, client_id=settings.orchestrator_client_id, key=key
+        http, issuer=settings.issuer_url, client_id=settings.orchestrator_client_id, key=key, dpop=dpop
     )
     tokens = TokenManager(client)
     try:
@@ -90,7 +109,7 @@ async def open_bank(settings: ConnectionSettings, identity: CallerIdentity) -> B
     except BaseException:
         await http.aclose()
         raise
-    return CallBank(tokens, settings.mcp_url, http)
+    return CallBank(tokens, settings.mcp_url, http, dpop, mcp_transport)
 
 
 async def close_bank(identity: CallerIdentity, bank: Bank) -> None:

@@ -51,6 +51,13 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="only seed the bank (BANK_DB_URL); make no key (compose's init)",
     )
+    init.add_argument(
+        "--dpop-bound",
+        action="append",
+        default=[],
+        metavar="CLIENT",
+        help="register CLIENT with dpop_bound_access_tokens: true (repeatable; default: none)",
+    )
 
     serve = commands.add_parser(
         "up", help="serve the issuer and the MCP server (and the agent when configured)"
@@ -122,9 +129,15 @@ def _settings(args: argparse.Namespace, **overrides: Any) -> IssuerSettings:
     return IssuerSettings(**overrides)
 
 
-def _run(args: argparse.Namespace, transport: httpx.AsyncBaseTransport | None) -> None:
+def _run(args: argparse.Namespace, transport: httpx.AsyncBaseTransport | None) -> int:
+    """Run one of the simple commands; the exit status."""
     if args.command == "dev-init":
-        dev_init(_settings(args), force=args.force, bank_only=args.bank_only)
+        dev_init(
+            _settings(args),
+            force=args.force,
+            bank_only=args.bank_only,
+            dpop_bound=frozenset(args.dpop_bound),
+        )
     elif args.command == "up":
         from orchestrator._commands._up import (  # the services' imports are heavy: load what runs
             UpOptions,
@@ -141,9 +154,7 @@ def _run(args: argparse.Namespace, transport: httpx.AsyncBaseTransport | None) -
             log_file=args.log_file,
             issuer_url=args.issuer_url,
         )
-        status = up(options)
-        if status:
-            raise SystemExit(status)
+        return up(options)
     elif args.command == "token":
         overrides = {"voicebank_state": args.state} if args.state is not None else {}
         issued = asyncio.run(
@@ -176,6 +187,7 @@ def _run(args: argparse.Namespace, transport: httpx.AsyncBaseTransport | None) -
             )
         )
         print(table)
+    return 0
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -228,7 +240,7 @@ def _main(argv: Sequence[str] | None, transport: httpx.AsyncBaseTransport | None
             return _bench(args)
         if args.command == "doctor":
             return _doctor(args, transport)
-        _run(args, transport)
+        return _run(args, transport)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]).upper() or "settings"
@@ -239,4 +251,3 @@ def _main(argv: Sequence[str] | None, transport: httpx.AsyncBaseTransport | None
         return 1
     except KeyboardInterrupt:
         return 130
-    return 0

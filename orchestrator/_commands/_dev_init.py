@@ -75,7 +75,9 @@ def _client_key(state: Path, client_id: str, force: bool, out: Callable[[str], N
     return key
 
 
-def _write_registry(path: Path, keys: dict[str, KeyPair], out: Callable[[str], None]) -> None:
+def _write_registry(
+    path: Path, keys: dict[str, KeyPair], dpop_bound: frozenset[str], out: Callable[[str], None]
+) -> None:
     others: list[dict[str, Any]] = []
     if path.is_file():
         try:
@@ -83,12 +85,20 @@ def _write_registry(path: Path, keys: dict[str, KeyPair], out: Callable[[str], N
             others = [c for c in existing.get("clients", []) if c.get("client_id") not in DEV_CLIENTS]
         except (ValueError, AttributeError):
             others = []  # an unreadable registry is replaced: the dev clients are what matters here
+    # Unbound by default, so that a generic MCP client can be tried with a bearer token in development.
     clients = [
-        {"client_id": cid, "jwks": {"keys": [keys[cid].public_jwk()]}, "grant_types": grants, "scope": scope}
+        {
+            "client_id": cid,
+            "jwks": {"keys": [keys[cid].public_jwk()]},
+            "grant_types": grants,
+            "scope": scope,
+            "dpop_bound_access_tokens": cid in dpop_bound,
+        }
         for cid, (grants, scope) in DEV_CLIENTS.items()
     ]
     write_private_file(path, (json.dumps({"clients": clients + others}, indent=2) + "\n").encode())
-    out(f"clients: registered {', '.join(DEV_CLIENTS)} in {path}")
+    bound = f" ({', '.join(sorted(dpop_bound))} DPoP-bound)" if dpop_bound else ""
+    out(f"clients: registered {', '.join(DEV_CLIENTS)} in {path}{bound}")
 
 
 def _seed(settings: IssuerSettings, bank_db_url: str | None, out: Callable[[str], None]) -> None:
@@ -105,6 +115,7 @@ def dev_init(
     settings: IssuerSettings,
     *,
     force: bool = False,
+    dpop_bound: frozenset[str] = frozenset(),
     bank_only: bool = False,
     bank_db_url: str | None = None,
     out: Callable[[str], None] = print,
@@ -114,7 +125,11 @@ def dev_init(
 
     The directory is 0700 and every file written in it 0600 (keys, clients, passphrase, the bank).
     `bank_only` seeds the bank and makes no key: a deployment whose keys are made outside it.
+    `dpop_bound` names the clients registered with `dpop_bound_access_tokens: true` (compose.yaml: the agent).
     """
+    unknown = dpop_bound - DEV_CLIENTS.keys()
+    if unknown:
+        raise DevInitError(f"unknown client {min(unknown)!r}: dev-init registers {', '.join(DEV_CLIENTS)}")
     state = settings.voicebank_state
     try:
         state.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -125,7 +140,7 @@ def dev_init(
         if bank_only:
             _seed(settings, bank_db_url, out)
         else:
-            _fill(settings, force=force, bank_db_url=bank_db_url, out=out, clock=clock)
+            _fill(settings, force=force, dpop_bound=dpop_bound, bank_db_url=bank_db_url, out=out, clock=clock)
     except OSError as exc:
         where = f" {exc.filename}" if exc.filename else ""
         raise DevInitError(f"cannot use{where}: {exc.strerror or type(exc).__name__}") from None
@@ -135,6 +150,7 @@ def _fill(
     settings: IssuerSettings,
     *,
     force: bool,
+    dpop_bound: frozenset[str],
     bank_db_url: str | None,
     out: Callable[[str], None],
     clock: Callable[[], float],
@@ -155,5 +171,5 @@ def _fill(
     else:
         out("issuer keys: KEYS_STORE=redis; the issuer creates its ring in Redis on first start")
     keys = {cid: _client_key(state, cid, force, out) for cid in DEV_CLIENTS}
-    _write_registry(settings.clients_file, keys, out)
+    _write_registry(settings.clients_file, keys, dpop_bound, out)
     _seed(settings, bank_db_url, out)

@@ -172,6 +172,12 @@ def _parts(options: UpOptions, env: Mapping[str, str]) -> list[_Part]:
 def _servers(options: UpOptions, env: Mapping[str, str]) -> list[uvicorn.Server]:
     """Every listener `options` asks for; UpError, before anything is served, when one cannot listen."""
     parts = _parts(options, env)
+    wanted = [(p.name, p.port) for p in parts] + [(f"{p.name} metrics", p.metrics_port) for p in parts]
+    seen: dict[int, str] = {}
+    for name, port in wanted:
+        if port and port in seen:
+            raise UpError(f"port {port} is asked for twice: for the {seen[port]} and for the {name}")
+        seen[port] = name
     for part in parts:
         # uvicorn binds the public port itself (and says so: the line callers wait for); this checks first.
         listening_socket(options.host, part.port, part.name).close()

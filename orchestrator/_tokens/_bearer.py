@@ -1,4 +1,4 @@
-"""The bearer of one MCP tool call: its scope's token on every request, one forced refresh on 401."""
+"""The credentials of one MCP tool call: its scope's token on every request, one forced refresh on 401."""
 
 from __future__ import annotations
 
@@ -7,42 +7,71 @@ from collections.abc import AsyncGenerator
 import httpx2
 
 from orchestrator._bank._protocol import BankError
-from orchestrator._tokens._manager import TokenManager
+from orchestrator._tokens._dpop import CallKey, nonce_challenge
+from orchestrator._tokens._manager import AccessToken, TokenManager
 
 
 class ToolBearer(httpx2.Auth):
-    """`Authorization: Bearer` for one tool call's MCP session (FastMCP's client speaks httpx2).
+    """`Authorization: DPoP` with a fresh proof (or `Bearer`) for one tool call's MCP session.
 
-    The token is fetched before the session opens, so issuer failures surface as typed errors
-    rather than as MCP transport noise. On the first 401 the token is invalidated, a new one is
-    fetched and the same request is resent once: same body, so a payment keeps its idempotency
-    key. What happened is recorded here because the MCP SDK turns any HTTP error status into an
-    opaque JSON-RPC error.
+    FastMCP's client speaks httpx2. The token is fetched before the session opens, so issuer failures
+    surface as typed errors rather than as MCP transport noise. A bound token goes out as
+    `Authorization: DPoP <token>` with a `DPoP` proof of this very request (`htm`, `htu`, `ath`) signed by
+    the call's key; a `use_dpop_nonce` challenge is answered once with the server's nonce. On the first
+    other 401 the token is invalidated, a new one is fetched and the same request is resent once: same
+    body, so a payment keeps its idempotency key. What happened is recorded here because the MCP SDK turns
+    any HTTP error status into an opaque JSON-RPC error.
     """
 
-    def __init__(self, tokens: TokenManager, scope: str, token: str) -> None:
+    def __init__(
+        self, tokens: TokenManager, scope: str, access: AccessToken, dpop: CallKey | None = None
+    ) -> None:
         self._tokens = tokens
         self.scope = scope
-        self._token = token
+        self._access = access
+        self._dpop = dpop
         self.retried = False
         self.status: int | None = None  # the last HTTP error status the MCP server answered
         self.error: BankError | None = None  # the token manager's error during the forced refresh
 
+    def _authorize(self, request: httpx2.Request) -> None:
+        access = self._access
+        request.headers["Authorization"] = f"{access.scheme} {access.token}"
+        if access.scheme == "DPoP" and self._dpop is not None:
+            url = str(request.url)
+            request.headers["DPoP"] = self._dpop.proof(request.method, url, access_token=access.token)
+        else:
+            request.headers.pop("DPoP", None)
+
+    def _challenged(self, request: httpx2.Request, response: httpx2.Response) -> bool:
+        """Learn the nonce an answer carries; True when the answer asks for a proof with it."""
+        if self._dpop is None or not self._dpop.learn_nonce(str(request.url), response.headers):
+            return False
+        return nonce_challenge(response.status_code, response.headers, None)
+
     async def async_auth_flow(
         self, request: httpx2.Request
     ) -> AsyncGenerator[httpx2.Request, httpx2.Response]:
-        request.headers["Authorization"] = f"Bearer {self._token}"
+        self._authorize(request)
         response = yield request
+        nonce_answered = False
+        if self._challenged(request, response):
+            nonce_answered = True
+            self._authorize(request)
+            response = yield request
         if response.status_code == 401 and not self.retried:
             self.retried = True
-            self._tokens.invalidate(self.scope, self._token)
+            self._tokens.invalidate(self.scope, self._access.token)
             try:
-                self._token = await self._tokens.get_token(self.scope)
+                self._access = await self._tokens.get_access(self.scope)
             except BankError as exc:
                 self.error = exc
                 self.status = 401
                 return
-            request.headers["Authorization"] = f"Bearer {self._token}"
+            self._authorize(request)
             response = yield request
+            if self._challenged(request, response) and not nonce_answered:
+                self._authorize(request)
+                response = yield request
         if response.status_code in (401, 403):
             self.status = response.status_code

@@ -9,6 +9,10 @@ whole family. Those two are therefore retried only when the request provably did
 rotated); a read timeout, a broken connection mid-request or a proxy's 502/504 raise `IssuerUnavailable`
 at once. The token manager then keeps the old refresh token: if the issuer did rotate, the next refresh
 is a reuse and the session ends with `GrantRevoked` - a rare, loud, safe failure rather than a silent one.
+
+DPoP: with the call's key, every `/token` request carries a fresh proof, and the tokens come back bound to
+that key (`token_type` DPoP). A `use_dpop_nonce` answer is retried once, at once, with the issuer's nonce:
+the issuer refused before acting, so nothing was spent.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import httpx
 
 import keys
 from keys import JWT_BEARER, client_assertion
+from orchestrator._tokens._dpop import CallKey, nonce_challenge
 from orchestrator._tokens._errors import GrantRevoked, IssuerRefused, IssuerUnavailable, ScopeNotGranted
 from orchestrator._tokens._retry import IN_DOUBT_STATUSES, NOT_SENT_ERRORS, RetryPolicy, Sleep
 
@@ -43,6 +48,7 @@ class TokenResponse:
     expires_in: float
     scope: str
     refresh_token: str | None = field(default=None, repr=False)
+    token_type: str = "Bearer"  # noqa: S105 - "DPoP" when bound to the call's key
 
 
 def _wall_clock() -> float:
@@ -63,6 +69,7 @@ class IssuerClient:
         retry: RetryPolicy | None = None,
         sleep: Sleep = asyncio.sleep,
         clock: Callable[[], float] = _wall_clock,
+        dpop: CallKey | None = None,
     ) -> None:
         self._http = http
         self._issuer = issuer.rstrip("/")
@@ -72,6 +79,7 @@ class IssuerClient:
         self._retry = retry or RetryPolicy()
         self._sleep = sleep
         self._clock = clock
+        self._dpop = dpop
 
     async def exchange(self, session_grant: str, scope: str = "read") -> TokenResponse:
         """RFC 8693: trade the session grant for an access token of `scope` and a refresh token."""
@@ -97,10 +105,10 @@ class IssuerClient:
         if response.status_code != 200:
             raise _refusal(response, scope="")
 
-    async def _post(self, path: str, form: Mapping[str, str], *, idempotent: bool) -> httpx.Response:
-        url = f"{self._issuer}{path}"
-        attempts = max(1, self._retry.attempts)
-        for attempt in range(1, attempts + 1):
+    async def _send(self, url: str, form: Mapping[str, str]) -> httpx.Response:
+        """One request: a fresh assertion, a fresh proof on `/token`, one retry on a nonce challenge."""
+        proves = self._dpop is not None and url == self._token_endpoint
+        for _ in range(2):
             data = {
                 **form,
                 "client_assertion_type": JWT_BEARER,
@@ -108,8 +116,20 @@ class IssuerClient:
                     self._client_id, self._key, self._token_endpoint, self._clock()
                 ),
             }
+            headers = {"DPoP": self._dpop.proof("POST", url)} if self._dpop is not None and proves else {}
+            response = await self._http.post(url, data=data, headers=headers, timeout=self._retry.timeout)
+            if self._dpop is None or not self._dpop.learn_nonce(url, response.headers):
+                return response
+            if not nonce_challenge(response.status_code, response.headers, _error_code(response)):
+                return response
+        return response
+
+    async def _post(self, path: str, form: Mapping[str, str], *, idempotent: bool) -> httpx.Response:
+        url = f"{self._issuer}{path}"
+        attempts = max(1, self._retry.attempts)
+        for attempt in range(1, attempts + 1):
             try:
-                response = await self._http.post(url, data=data, timeout=self._retry.timeout)
+                response = await self._send(url, form)
             except NOT_SENT_ERRORS as exc:
                 retriable, reason = True, type(exc).__name__
             except httpx.TransportError as exc:
@@ -125,18 +145,17 @@ class IssuerClient:
             await self._sleep(self._retry.backoff(attempt))
         raise IssuerUnavailable
 
-    @staticmethod
-    def _token_response(response: httpx.Response, scope: str) -> TokenResponse:
+    def _token_response(self, response: httpx.Response, scope: str) -> TokenResponse:
         if response.status_code != 200:
             raise _refusal(response, scope)
-        parsed = _parse_success(_json_object(response), scope)
+        parsed = _parse_success(_json_object(response), scope, dpop=self._dpop is not None)
         if parsed is None:
             log.error("issuer /token answered 200 with a malformed body")
             raise IssuerUnavailable
         return parsed
 
 
-def _parse_success(body: Mapping[str, Any], scope: str) -> TokenResponse | None:
+def _parse_success(body: Mapping[str, Any], scope: str, *, dpop: bool) -> TokenResponse | None:
     access_token = body.get("access_token")
     expires_in = body.get("expires_in")
     token_type = body.get("token_type")
@@ -144,13 +163,16 @@ def _parse_success(body: Mapping[str, Any], scope: str) -> TokenResponse | None:
     granted = body.get("scope", scope)
     if not (isinstance(access_token, str) and access_token and isinstance(granted, str)):
         return None
-    if not (isinstance(token_type, str) and token_type.lower() == "bearer"):
+    # A bound token only when we proved a key; the issuer may answer Bearer to a proof (RFC 9449 §5).
+    kinds = ("bearer", "dpop") if dpop else ("bearer",)
+    if not (isinstance(token_type, str) and token_type.lower() in kinds):
         return None
     if isinstance(expires_in, bool) or not isinstance(expires_in, int | float) or not 0 < expires_in < 86400:
         return None
     if refresh_token is not None and not (isinstance(refresh_token, str) and refresh_token):
         return None
-    return TokenResponse(access_token, float(expires_in), granted, refresh_token)
+    scheme = "DPoP" if token_type.lower() == "dpop" else "Bearer"
+    return TokenResponse(access_token, float(expires_in), granted, refresh_token, scheme)
 
 
 def _json_object(response: httpx.Response) -> dict[str, Any]:
@@ -159,6 +181,13 @@ def _json_object(response: httpx.Response) -> dict[str, Any]:
     except ValueError:
         return {}
     return body if isinstance(body, dict) else {}
+
+
+def _error_code(response: httpx.Response) -> str | None:
+    if response.status_code != 400:
+        return None
+    error = _json_object(response).get("error")
+    return error if isinstance(error, str) else None
 
 
 def _refusal(response: httpx.Response, scope: str) -> Exception:

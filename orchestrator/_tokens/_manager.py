@@ -13,7 +13,7 @@ from orchestrator._tokens._errors import IssuerRefused, SessionEnded
 from orchestrator._tokens._issuer_client import IssuerClient, TokenResponse
 from orchestrator._tokens._scopes import SINGLE_USE_SCOPES
 
-__all__ = ["TokenManager"]
+__all__ = ["AccessToken", "TokenManager"]
 
 log = logging.getLogger(__name__)
 
@@ -24,10 +24,22 @@ def _monotonic() -> float:
 
 
 @dataclass(frozen=True)
-class _Cached:
+class AccessToken:
+    """An access token and the scheme it is presented with: `DPoP` when bound to the call's key."""
+
     token: str = field(repr=False)
+    scheme: str = "Bearer"
+
+
+@dataclass(frozen=True)
+class _Cached:
+    access: AccessToken
     refresh_at: float  # refresh ahead from here on
     expires_at: float  # never hand it out from here on
+
+    @property
+    def token(self) -> str:
+        return self.access.token
 
 
 class TokenManager:
@@ -83,11 +95,15 @@ class TokenManager:
 
     async def get_token(self, scope: str) -> str:
         """An access token for exactly `scope`: cached for read/configure, fresh for transact."""
+        return (await self.get_access(scope)).token
+
+    async def get_access(self, scope: str) -> AccessToken:
+        """Like `get_token`, with the scheme the token is presented with."""
         self._raise_if_lost()
         if scope in SINGLE_USE_SCOPES:
             async with self._lock:
                 self._raise_if_lost()
-                return (await self._refresh(scope)).access_token
+                return _access(await self._refresh(scope))
         cached = self._cache.get(scope)
         now = self._clock()
         # Early refresh is someone else's job while one runs, and pointless just after one failed.
@@ -96,19 +112,19 @@ class TokenManager:
             and now < cached.expires_at
             and (now < cached.refresh_at or self._lock.locked() or now < self._quiet_until)
         ):
-            return cached.token
+            return cached.access
         async with self._lock:
             self._raise_if_lost()
             cached = self._cache.get(scope)
             if cached is not None and self._clock() < cached.refresh_at:
-                return cached.token  # a caller ahead of us in the queue refreshed it
+                return cached.access  # a caller ahead of us in the queue refreshed it
             try:
-                return (await self._refresh(scope)).access_token
+                return _access(await self._refresh(scope))
             except ServiceUnavailable:
                 self._quiet_until = self._clock() + self._failure_cooldown
                 if cached is not None and self._clock() < cached.expires_at:
                     log.info("refresh of %s failed; serving the cached token until it expires", scope)
-                    return cached.token
+                    return cached.access
                 raise
 
     def invalidate(self, scope: str, token: str | None = None) -> None:
@@ -161,7 +177,7 @@ class TokenManager:
         # Timed from when the request left, from `expires_in`: our clock never meets the token's `exp`.
         lifetime = response.expires_in
         self._cache[scope] = _Cached(
-            response.access_token,
+            _access(response),
             refresh_at=sent + self._refresh_ratio * lifetime,
             expires_at=sent + lifetime - min(self._expiry_margin, lifetime / 4),
         )
@@ -176,3 +192,7 @@ class TokenManager:
     def _raise_if_lost(self) -> None:
         if self._lost is not None:
             raise self._lost.with_traceback(None)  # one stored error, no growing traceback
+
+
+def _access(response: TokenResponse) -> AccessToken:
+    return AccessToken(response.access_token, response.token_type)

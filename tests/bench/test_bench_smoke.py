@@ -93,3 +93,23 @@ def test_run_all_summarises_both_result_formats() -> None:
     row = run_all.summary_rows("verify", theirs)[0]
     assert row[2] == 0.8
     assert "short" in row[4]
+
+
+def test_mcp_call_measures_dpop_beside_bearer_and_off(tmp_path: Path) -> None:
+    document = run_quick("mcp_call", tmp_path)
+    for client in ("mcp", "raw"):
+        dpop = document["figures"][client]["dpop"]
+        assert {"ratio_to_off", "ratio_to_bearer", "ratio_to_off_rounds_min_max"} <= dpop.keys()
+    names = [check["name"] for check in document["checks"]]
+    assert "FastMCP client: 16 conc throughput, DPoP auth/off" in names
+
+
+def test_verify_times_the_dpop_check_against_raw_signatures() -> None:
+    impls = bench("verify").dpop_implementations("EdDSA")
+    assert set(impls) == {
+        "raw cryptography",
+        "keys.DPoPVerifier.check",
+        "keys.DPoPVerifier.verify (memory replay)",
+    }
+    for _ in range(2100):  # past one lap over the distinct proofs: a new replay cache, nothing refused
+        impls["keys.DPoPVerifier.verify (memory replay)"]()

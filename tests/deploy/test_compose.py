@@ -168,6 +168,36 @@ def test_services_agree(compose: dict[str, Any]) -> None:
     assert {e["ORCHESTRATOR_CLIENT_ID"] for e in [*issuers, env["agent"]]} == {"orchestrator"}
 
 
+def test_the_agent_is_dpop_bound_and_the_mcp_servers_require_dpop(
+    compose: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # DESIGN "Sender-constrained tokens": compose registers the orchestrator bound and refuses bearer tokens.
+    for name in ("mcp-1", "mcp-2"):
+        assert compose[name]["environment"]["MCP_REQUIRE_DPOP"] == "true"
+    # The registry is made outside the cluster by the command the file documents: run that very command.
+    documented = [
+        line.lstrip("# ").split("#", 1)[0].split()
+        for line in (ROOT / "compose.yaml").read_text().splitlines()
+        if line.lstrip("# ").startswith("voicebank dev-init")
+    ]
+    assert len(documented) == 1
+    argv = documented[0][1:]
+    assert argv[argv.index("--state") + 1] == "./deploy"
+    argv[argv.index("--state") + 1] = str(tmp_path / "deploy")
+    for name in (
+        "KEYS_PASSPHRASE",
+        "VOICEBANK_STATE",
+        "VOICEBANK_MODE",
+        "BANK_DB_URL",
+        "ISSUER_CLIENTS_FILE",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    assert main(argv) == 0
+    registry = json.loads((tmp_path / "deploy" / "clients.json").read_text())
+    bound = {c["client_id"]: c["dpop_bound_access_tokens"] for c in registry["clients"]}
+    assert bound == {"orchestrator": True, "backend": False, "admin": False}
+
+
 def test_one_setting_name_per_fact() -> None:
     # The issuer and the agent read the orchestrator's client id under one name.
     assert "ORCHESTRATOR_CLIENT_ID" in READS["issuer"] & READS["agent"]

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import httpx
+import httpx2
 from livekit import api as livekit_api
 from pydantic import SecretStr
 from sqlalchemy import Engine
@@ -36,6 +37,7 @@ from keys import assertion_form, load_client_key
 from mcp_server import Bank, make_engine
 from orchestrator._call._identity import CallerIdentity, parse_identity
 from orchestrator._commands._dev_init import dev_init
+from orchestrator._tokens._dpop import CallKey
 from orchestrator._tokens._issuer_client import IssuerClient
 from orchestrator._tokens._manager import TokenManager
 from orchestrator._tokens._retry import RetryPolicy
@@ -389,6 +391,24 @@ class Balancer(httpx.AsyncBaseTransport):
         await self._inner.aclose()
 
 
+class McpReplica(httpx2.AsyncBaseTransport):
+    """A load balancer in front of the MCP replicas: the shared resource URL goes to replica `target`.
+
+    The client's request URI stays the shared URL, as behind a real balancer, so DPoP proofs name it.
+    """
+
+    def __init__(self, stack: Stack, target: int) -> None:
+        self._port = httpx2.URL(stack.mcp_urls[target]).port
+        self._inner = httpx2.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        request.url = request.url.copy_with(port=self._port)
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
 def issuer_client(stack: Stack, target: int = 0) -> tuple[httpx.AsyncClient, Balancer]:
     """An HTTP client for the shared issuer URL, routed to replica `target` (switch `balancer.target`)."""
     balancer = Balancer(stack, target)
@@ -421,21 +441,24 @@ async def new_call(http: httpx.AsyncClient, stack: Stack, user: str = "alice") -
 
 
 @asynccontextmanager
-async def session_tokens(stack: Stack, target: int) -> AsyncIterator[tuple[TokenManager, Balancer]]:
-    """A started token manager whose every issuer call goes to replica `target` (switch `balancer.target`)."""
+async def session_tokens(stack: Stack, target: int) -> AsyncIterator[tuple[TokenManager, Balancer, CallKey]]:
+    """A started token manager whose every issuer call goes to replica `target` (switch `balancer.target`),
+    with the call's DPoP key its tokens are bound to (the MCP replicas run in prod mode: DPoP required)."""
     http, balancer = issuer_client(stack, target)
     async with http:
         identity = await new_call(http, stack)
+        dpop = CallKey()
         client = IssuerClient(
             http,
             issuer=stack.issuer,
             client_id="orchestrator",
             key=load_client_key(stack.state, "orchestrator"),
             retry=RetryPolicy(attempts=1),
+            dpop=dpop,
         )
         tokens = TokenManager(client)
         await tokens.start(identity.session_grant, "read")
-        yield tokens, balancer
+        yield tokens, balancer, dpop
 
 
 async def fresh_token(tokens: TokenManager, scope: str = "read") -> str:
@@ -444,8 +467,21 @@ async def fresh_token(tokens: TokenManager, scope: str = "read") -> str:
     return await tokens.get_token(scope)
 
 
-async def mcp_post(url: str, token: str | None, tool: str, arguments: dict[str, Any]) -> httpx.Response:
-    """A raw stateless `tools/call` POST to one MCP replica, for the HTTP status."""
+async def mcp_post(
+    url: str,
+    token: str | None,
+    tool: str,
+    arguments: dict[str, Any],
+    *,
+    dpop: CallKey | None = None,
+    resource: str | None = None,
+    proof: str | None = None,
+) -> httpx.Response:
+    """A raw stateless `tools/call` POST to one MCP replica, for the HTTP status.
+
+    With `dpop` the token goes as `Authorization: DPoP` with a fresh proof for `resource` (the shared URL
+    a balancer would show the client); `proof` sends that very proof instead (a replay).
+    """
     headers = {
         "accept": "application/json, text/event-stream",
         "mcp-protocol-version": MCP_PROTOCOL,
@@ -454,6 +490,11 @@ async def mcp_post(url: str, token: str | None, tool: str, arguments: dict[str, 
     }
     if token is not None:
         headers["authorization"] = f"Bearer {token}"
+    if token is not None and (dpop is not None or proof is not None):
+        headers["authorization"] = f"DPoP {token}"
+        if proof is None and dpop is not None:
+            proof = dpop.proof("POST", resource or url, access_token=token)
+        headers["dpop"] = proof or ""
     body = {
         "jsonrpc": "2.0",
         "id": 1,

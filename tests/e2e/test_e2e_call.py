@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 import redis.asyncio as aioredis
 from e2e_support import (
+    McpReplica,
     Stack,
     active_kids,
     admin_keys,
@@ -45,7 +46,8 @@ async def test_a_full_call_through_the_orchestrator_code_across_replicas(stack: 
     bank = await open_bank(settings, identity)
     assert isinstance(bank, CallBank)
     # The same call's tools on the other MCP replica: one token manager, two servers (a load balancer's view).
-    other = McpBank(bank.tokens, stack.mcp_urls[1])
+    # As behind a load balancer: the shared URL, routed to replica 1, with the call's DPoP key.
+    other = McpBank(bank.tokens, stack.resource, transport=McpReplica(stack, 1), dpop=bank.dpop)
     checking, savings = stack.account(), stack.account(kind="savings")
     payee = stack.payee()
     before = {kind: Decimal(stack.balance(kind=kind)) for kind in ("checking", "savings")}
@@ -75,9 +77,18 @@ async def test_a_full_call_through_the_orchestrator_code_across_replicas(stack: 
         # A transact token is single-use across replicas: spent on one, refused by the other.
         single = await bank.tokens.get_token("transact")
         args = {"from_account_id": checking, "payee_id": payee, "amount": "1.00", "idempotency_key": "e2e-1"}
-        assert tool_result(await mcp_post(stack.mcp_urls[0], single, "make_payment", args))["status"]
+        assert tool_result(
+            await mcp_post(
+                stack.mcp_urls[0], single, "make_payment", args, dpop=bank.dpop, resource=stack.resource
+            )
+        )["status"]
         replayed = await mcp_post(
-            stack.mcp_urls[1], single, "make_payment", args | {"idempotency_key": "e2e-2"}
+            stack.mcp_urls[1],
+            single,
+            "make_payment",
+            args | {"idempotency_key": "e2e-2"},
+            dpop=bank.dpop,
+            resource=stack.resource,
         )
         assert replayed.status_code == 401
         assert Decimal(stack.balance()) == before["checking"] - Decimal("33.50")
@@ -95,16 +106,19 @@ async def test_a_full_call_through_the_orchestrator_code_across_replicas(stack: 
         async with http:
             key = load_client_key(stack.state, "orchestrator")
             form = assertion_form("orchestrator", key, f"{stack.issuer}/token", time.time())
+            # With a proof by the call's own key: the family is revoked, not merely bound to another key.
+            assert bank.dpop is not None
             refused = await http.post(
                 "/token",
                 data={"grant_type": "refresh_token", "refresh_token": last_refresh, "scope": "read", **form},
+                headers={"DPoP": bank.dpop.proof("POST", f"{stack.issuer}/token")},
             )
         assert refused.status_code == 400, refused.text
         assert refused.json()["error"] == "invalid_grant"
 
 
 async def test_a_rotation_on_one_issuer_replica_is_seen_by_both_mcp_replicas(stack: Stack) -> None:
-    async with session_tokens(stack, target=1) as (tokens, _):
+    async with session_tokens(stack, target=1) as (tokens, _, key):
         old = await fresh_token(tokens)
         old_kid = kid_of(old)
 
@@ -121,15 +135,19 @@ async def test_a_rotation_on_one_issuer_replica_is_seen_by_both_mcp_replicas(sta
         assert states[old_kid] == "retiring"
         for url in stack.mcp_urls:
             for token in (new, old):  # the new key verifies, and tokens signed before still do
-                assert tool_result(await mcp_post(url, token, "list_payees", {}))["payees"]
+                assert tool_result(
+                    await mcp_post(url, token, "list_payees", {}, dpop=key, resource=stack.resource)
+                )["payees"]
 
 
 async def test_a_revoked_key_is_refused_at_once_by_both_mcp_replicas(stack: Stack) -> None:
-    async with session_tokens(stack, target=1) as (tokens, _):
+    async with session_tokens(stack, target=1) as (tokens, _, key):
         doomed = await fresh_token(tokens)
         kid = kid_of(doomed)
         for url in stack.mcp_urls:
-            assert tool_result(await mcp_post(url, doomed, "list_payees", {}))["payees"]
+            assert tool_result(
+                await mcp_post(url, doomed, "list_payees", {}, dpop=key, resource=stack.resource)
+            )["payees"]
 
         # Both MCP replicas listen on the key-events channel before the revocation is published.
         redis = aioredis.Redis.from_url(stack.redis_url)
@@ -147,13 +165,16 @@ async def test_a_revoked_key_is_refused_at_once_by_both_mcp_replicas(stack: Stac
         assert revoked.code == 0, revoked.out
 
         async def refused_everywhere() -> bool:
-            answers = [await mcp_post(url, doomed, "list_payees", {}) for url in stack.mcp_urls]
+            answers = [
+                await mcp_post(url, doomed, "list_payees", {}, dpop=key, resource=stack.resource)
+                for url in stack.mcp_urls
+            ]
             return all(a.status_code == 401 for a in answers)
 
         # The cached JWKS still lists the key for minutes: only the key event can make this quick.
         assert await eventually(refused_everywhere, attempts=50)
         for url in stack.mcp_urls:
-            answer = await mcp_post(url, doomed, "list_payees", {})
+            answer = await mcp_post(url, doomed, "list_payees", {}, dpop=key, resource=stack.resource)
             assert 'error="invalid_token"' in answer.headers["www-authenticate"]
 
         # The next key took over; replica 1 signs with it and both MCP replicas accept it.
@@ -161,4 +182,6 @@ async def test_a_revoked_key_is_refused_at_once_by_both_mcp_replicas(stack: Stac
         assert kid_of(replacement) != kid
         assert active_kids(await admin_keys(stack, 1)) == [kid_of(replacement)]
         for url in stack.mcp_urls:
-            assert tool_result(await mcp_post(url, replacement, "list_payees", {}))["payees"]
+            assert tool_result(
+                await mcp_post(url, replacement, "list_payees", {}, dpop=key, resource=stack.resource)
+            )["payees"]

@@ -23,6 +23,7 @@ from e2e_support import (
     voicebank_cli,
 )
 
+from orchestrator._tokens._dpop import CallKey
 from orchestrator._tokens._manager import TokenManager
 
 pytestmark = pytest.mark.e2e
@@ -68,16 +69,24 @@ async def _rotate_then_kill(stack: Stack, admin_token: str, moment: str) -> None
 class Calls:
     """Read calls with fresh tokens from issuer replica 1; every answer is recorded."""
 
-    def __init__(self, stack: Stack, tokens: TokenManager) -> None:
+    def __init__(self, stack: Stack, tokens: TokenManager, key: CallKey) -> None:
         self.stack = stack
         self.tokens = tokens
+        self.key = key
         self.failures: list[tuple[str, int]] = []  # must stay empty
         self.waits = 0  # MCP replica 0 refusing, until its retried refetch reaches the restarted replica 0
         self.made = 0
 
     async def once(self, replica: int, *, strict: bool = True) -> bool:
         token = await fresh_token(self.tokens)
-        answer = await mcp_post(self.stack.mcp_urls[replica], token, "list_payees", {})
+        answer = await mcp_post(
+            self.stack.mcp_urls[replica],
+            token,
+            "list_payees",
+            {},
+            dpop=self.key,
+            resource=self.stack.resource,
+        )
         self.made += 1
         if answer.status_code != 200:
             if strict:
@@ -89,8 +98,8 @@ class Calls:
 
 async def test_an_issuer_replica_killed_mid_rotation_restarts_with_one_active_key(stack: Stack) -> None:
     replica0 = stack.issuers[0]
-    async with session_tokens(stack, target=1) as (tokens, _):
-        calls = Calls(stack, tokens)
+    async with session_tokens(stack, target=1) as (tokens, _, key):
+        calls = Calls(stack, tokens, key)
         assert await calls.once(0)
         assert await calls.once(1)
         kids_seen = {kid_of(await fresh_token(tokens))}

@@ -85,12 +85,26 @@ async def test_redis_restarted_mid_call_fails_closed_and_recovers(stack: Stack) 
         # The MCP server cannot spend a single-use token without Redis: it refuses, nothing moves.
         args = {"from_account_id": checking, "payee_id": payee, "amount": "5.00", "idempotency_key": "e2e-r"}
         for url in stack.mcp_urls:
-            refused = await mcp_post(url, spare, "make_payment", args)
+            refused = await mcp_post(
+                url, spare, "make_payment", args, dpop=bank.dpop, resource=stack.resource
+            )
             assert refused.status_code == 503, refused.text
             assert refused.json() == {"error": "temporarily_unavailable"}
         assert Decimal(stack.balance()) == before
-        # Reads need no shared state: the cached read token keeps working.
-        assert (await bank.get_balance("checking"))["accounts"][0]["balance"] == str(before)
+        # Reads too: every DPoP proof's jti must be spent where all replicas see it, so without Redis a
+        # replica cannot tell a replayed proof from a fresh one. It fails closed, as an outage (503).
+        read = await mcp_post(
+            stack.mcp_urls[0],
+            await bank.tokens.get_token("read"),
+            "get_balance",
+            {},
+            dpop=bank.dpop,
+            resource=stack.resource,
+        )
+        assert read.status_code == 503, read.text
+        with pytest.raises(ServiceUnavailable):
+            await bank.get_balance("checking")
+        assert bank.tokens.lost is None
 
         stack.redis.start()  # same port, same append-only file
 
@@ -99,8 +113,16 @@ async def test_redis_restarted_mid_call_fails_closed_and_recovers(stack: Stack) 
         assert paid["status"] == "completed"
         assert Decimal(stack.balance()) == before - Decimal("5.00")
         # The spare token was never spent, so it still pays once - and the replay cache holds after restart.
-        assert (await mcp_post(stack.mcp_urls[1], spare, "make_payment", args)).status_code == 200
-        assert (await mcp_post(stack.mcp_urls[0], spare, "make_payment", args)).status_code == 401
+        assert (
+            await mcp_post(
+                stack.mcp_urls[1], spare, "make_payment", args, dpop=bank.dpop, resource=stack.resource
+            )
+        ).status_code == 200
+        assert (
+            await mcp_post(
+                stack.mcp_urls[0], spare, "make_payment", args, dpop=bank.dpop, resource=stack.resource
+            )
+        ).status_code == 401
         assert Decimal(stack.balance()) == before - Decimal("10.00")
         # The ring came back from the append-only file: same keys, one active, on both replicas.
         assert await admin_keys(stack, 0) == ring_before

@@ -69,6 +69,19 @@ def test_regression_a_port_in_use_is_one_line(state: Path, taken: int, which: st
     )
 
 
+def test_one_port_asked_for_twice_is_one_line(state: Path) -> None:
+    port = free_port()
+    env = child_env(ISSUER_METRICS_PORT=str(port), MCP_METRICS_PORT="0")
+    done = run(
+        voicebank("up", "--state", str(state), "--issuer-port", str(free_port()), "--mcp-port", str(port)),
+        env,
+    )
+    assert done.returncode == 1
+    assert one_line(done.stderr) == (
+        f"voicebank: port {port} is asked for twice: for the MCP server and for the issuer metrics"
+    )
+
+
 async def test_a_server_that_still_cannot_bind_stops_the_others_cleanly(taken: int) -> None:
     # The race after the check: another program takes the port between the check and uvicorn's bind.
     def server(port: int) -> SharedLoopServer:

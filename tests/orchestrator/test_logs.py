@@ -146,3 +146,20 @@ def test_levels_by_name_or_number(level: str | int, tmp_path: Path) -> None:
     with logging_configured(level, log_file=tmp_path / "x.log"):
         expected = level if isinstance(level, int) else logging.getLevelName(level.upper())
         assert logging.getLogger().level == expected
+
+
+def test_every_uvicorn_server_we_build_leaves_logging_to_us() -> None:
+    # uvicorn's own log config installs coloured handlers that print the query string; every server of
+    # ours passes log_config=None, so `configure_logging` decides (found by reading the source).
+    import ast
+
+    root = Path(__file__).resolve().parents[2]
+    calls = []
+    for package in ("keys", "issuer", "mcp_server", "orchestrator"):
+        for path in sorted((root / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Call) and ast.unparse(node.func) in ("uvicorn.Config", "uvicorn.run"):
+                    given = {k.arg: ast.unparse(k.value) for k in node.keywords}
+                    calls.append((path.relative_to(root).as_posix(), given.get("log_config")))
+    assert calls
+    assert all(log_config == "None" for _, log_config in calls), calls

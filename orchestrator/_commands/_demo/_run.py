@@ -21,6 +21,7 @@ from keys import (
     KeyPair,
     MalformedToken,
     assertion_form,
+    dpop_proof,
     generate_key,
     load_client_key,
     sign,
@@ -49,6 +50,7 @@ from orchestrator._commands._demo._stack import StackError, free_port, running_s
 from orchestrator._commands._demo._timeline import Timeline
 from orchestrator._commands._dev_init import DevInitError, dev_init
 from orchestrator._logs import logging_configured
+from orchestrator._tokens._dpop import CallKey
 from orchestrator._tokens._issuer_client import IssuerClient, TokenResponse
 from orchestrator._tokens._manager import TokenManager
 
@@ -98,9 +100,10 @@ class ObservedIssuerClient(IssuerClient):
         response = await super().exchange(session_grant, scope)
         self._record(response, scope)
         self.timeline.step(
-            "Grant exchanged (RFC 8693, private_key_jwt)",
-            f"access token kid {kid_of(response.access_token)[:12]}…, scope {response.scope!r}, "
-            f"expires in {response.expires_in:.0f} s; refresh token bound to the session",
+            "Grant exchanged (RFC 8693, private_key_jwt, DPoP proof)",
+            f"{response.token_type} token, kid {kid_of(response.access_token)[:12]}…, "
+            f"scope {response.scope!r}, expires in {response.expires_in:.0f} s; "
+            "refresh token bound to the session and the call's key",
         )
         return response
 
@@ -133,8 +136,15 @@ async def client_token(
     return str(response.json()["access_token"])
 
 
-async def mcp_status(http: httpx.AsyncClient, resource_url: str, token: str, tool: str) -> httpx.Response:
-    """A raw `tools/call` with a bearer token, to show what the MCP server answers."""
+async def mcp_status(
+    http: httpx.AsyncClient,
+    resource_url: str,
+    token: str,
+    tool: str,
+    *,
+    proof_key: KeyPair | CallKey | None = None,
+) -> httpx.Response:
+    """A raw `tools/call`, as Bearer or (with a key to sign a proof) as DPoP, to show the server's answer."""
     body = {
         "jsonrpc": "2.0",
         "id": 1,
@@ -147,6 +157,14 @@ async def mcp_status(http: httpx.AsyncClient, resource_url: str, token: str, too
         "mcp-name": tool,
         "authorization": f"Bearer {token}",
     }
+    if isinstance(proof_key, CallKey):
+        headers |= {
+            "authorization": f"DPoP {token}",
+            "dpop": proof_key.proof("POST", resource_url, access_token=token),
+        }
+    elif proof_key is not None:
+        proof = dpop_proof(proof_key, htm="POST", htu=resource_url, now=time.time(), access_token=token)
+        headers |= {"authorization": f"DPoP {token}", "dpop": proof}
     return await http.post(resource_url, json=body, headers=headers)
 
 
@@ -176,6 +194,7 @@ class Demo:
         self.state = state
         self.timeline = timeline
         self.issuer_url = ""
+        self.call_key: CallKey | None = None
 
     async def run(self, issuer_url: str, resource_url: str) -> None:
         self.issuer_url = issuer_url
@@ -223,13 +242,15 @@ class Demo:
         t.step("Session recorded", f"{type(store).__name__} (no token stored)")
 
         key = load_client_key(self.state, "orchestrator")
+        self.call_key = CallKey()  # as the worker does for every call: in memory, never stored
+        t.step("A fresh DPoP key for this call, in memory only", f"jkt {self.call_key.jkt[:12]}…")
         issuer_http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0))
         client = ObservedIssuerClient(
-            issuer_http, issuer=issuer_url, client_id="orchestrator", key=key, timeline=t
+            issuer_http, issuer=issuer_url, client_id="orchestrator", key=key, timeline=t, dpop=self.call_key
         )
         tokens = TokenManager(client)
         await tokens.start(identity.session_grant)
-        bank = CallBank(tokens, resource_url, issuer_http)
+        bank = CallBank(tokens, resource_url, issuer_http, self.call_key)
         scripted = ScriptedLLM()
         try:
             async with AgentSession[CallState](
@@ -284,7 +305,10 @@ class Demo:
         t.check(completed, "Payment completed under a single-use transact token")
         transact = client.last.get("transact")
         if transact is not None:
-            replay = await mcp_status(http, resource_url, transact.access_token, "make_payment")
+            # Even with a fresh proof by the call's own key: the token's jti is spent.
+            replay = await mcp_status(
+                http, resource_url, transact.access_token, "make_payment", proof_key=self.call_key
+            )
             t.check(
                 replay.status_code == 401,
                 "The spent transact token is refused on reuse",
@@ -326,7 +350,22 @@ class Demo:
             f"HTTP {forged.status_code} WWW-Authenticate: {forged.headers.get('www-authenticate', '')}",
         )
         read_token = client.last["read"].access_token
-        no_scope = await mcp_status(http, resource_url, read_token, "make_payment")
+        lifted = await mcp_status(http, resource_url, read_token, "get_balance")
+        t.check(
+            lifted.status_code == 401,
+            "A read token lifted from the call, replayed as Bearer, is refused",
+            f"HTTP {lifted.status_code} WWW-Authenticate: {lifted.headers.get('www-authenticate', '')}",
+        )
+        thief = await mcp_status(
+            http, resource_url, read_token, "get_balance", proof_key=generate_key("ES256")
+        )
+        t.check(
+            thief.status_code == 401
+            and 'error="invalid_dpop_proof"' in thief.headers.get("www-authenticate", ""),
+            "...and with a DPoP proof by the thief's own key (cnf.jkt names the call's key)",
+            f"HTTP {thief.status_code} WWW-Authenticate: {thief.headers.get('www-authenticate', '')}",
+        )
+        no_scope = await mcp_status(http, resource_url, read_token, "make_payment", proof_key=self.call_key)
         t.check(
             no_scope.status_code == 403
             and "insufficient_scope" in no_scope.headers.get("www-authenticate", ""),
@@ -371,6 +410,7 @@ class Demo:
                 issuer=self.issuer_url,
                 client_id="orchestrator",
                 key=load_client_key(self.state, "orchestrator"),
+                dpop=self.call_key,  # even with the call's key: the family is revoked
             )
             try:
                 await fresh.refresh(client.refresh_token, "read")
