@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
-from up_support import ROOT, UpProcess, clean_env, free_port, voicebank
+from up_support import ROOT, UpProcess, clean_env, free_port, tool_call, voicebank
 
 from issuer import IssuerSettings, create_app
 from keys import StaticKeys, Verifier, VerifyPolicy
@@ -215,19 +215,7 @@ async def test_a_read_token_cannot_call_a_configure_tool(served: dict[str, str])
     token = issue(served, scope="read")
     async with httpx.AsyncClient() as http:
         refused = await http.post(
-            served["mcp"],
-            json={
-                "jsonrpc": "2.0",
-                "id": 1,
-                "method": "tools/call",
-                "params": {"name": "update_notification_settings", "arguments": {"channel": "sms"}},
-            },
-            headers={
-                "authorization": f"Bearer {token}",
-                "accept": "application/json, text/event-stream",
-                "mcp-method": "tools/call",
-                "mcp-name": "update_notification_settings",
-            },
+            served["mcp"], **tool_call(token, "update_notification_settings", {"channel": "sms"})
         )
     assert refused.status_code == 403
     assert 'scope="configure"' in refused.headers["www-authenticate"]
@@ -251,22 +239,7 @@ def test_only_mcp_trusts_the_issuer_named_by_issuer_url(served: dict[str, str]) 
         token = issue(served)
         metadata = httpx.get(f"http://127.0.0.1:{port}/.well-known/oauth-protected-resource/mcp").json()
         assert metadata["authorization_servers"] == [served["issuer"]]
-        answer = httpx.post(
-            f"http://127.0.0.1:{port}/mcp",
-            json={
-                "jsonrpc": "2.0",
-                "id": 1,
-                "method": "tools/call",
-                "params": {"name": "list_loans", "arguments": {}},
-            },
-            headers={
-                "authorization": f"Bearer {token}",
-                "accept": "application/json, text/event-stream",
-                "mcp-method": "tools/call",
-                "mcp-name": "list_loans",
-            },
-            timeout=30,
-        )
+        answer = httpx.post(f"http://127.0.0.1:{port}/mcp", **tool_call(token, "list_loans", {}), timeout=30)
         assert answer.status_code == 200, answer.text
     finally:
         assert mcp.stop() == 0

@@ -1,97 +1,81 @@
-"""Real `voicebank` processes for the command tests: `up` on free loopback ports, and one-shot commands."""
+"""`voicebank up` and one-shot `voicebank` commands for the command tests, on `process_support`'s children."""
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
 import subprocess
-import sys
-import threading
-from pathlib import Path
+from collections.abc import Mapping
 
-ROOT = Path(__file__).resolve().parents[2]
-READY = "Uvicorn running on"
-# Variables of the machine or of other tests that would change what a child process serves.
-_FOREIGN = ("ISSUER_", "MCP_", "LIVEKIT_", "ORCHESTRATOR_", "KEYS_", "VOICEBANK_", "REDIS_URL", "BANK_DB_URL")
+from process_support import ROOT, Serving, child_env, free_port, run
+from process_support import voicebank as argv_of
 
+__all__ = ["ROOT", "UpProcess", "clean_env", "free_port", "tool_call", "voicebank"]
 
-def free_port() -> int:
-    """A loopback port that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+# No metrics listeners: their fixed default ports would collide between the tests' processes.
+_NO_METRICS = {"ISSUER_METRICS_PORT": "0", "MCP_METRICS_PORT": "0"}
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    """This process's environment without any voicebank setting, plus `extra`.
-
-    No metrics listeners: their fixed default ports would collide between the tests' processes.
-    """
-    env = {k: v for k, v in os.environ.items() if not k.startswith(_FOREIGN)}
-    return env | {"ISSUER_METRICS_PORT": "0", "MCP_METRICS_PORT": "0"} | extra
+    """The environment without any voicebank setting, no metrics listeners, plus `extra`."""
+    return child_env(**(_NO_METRICS | extra))
 
 
-def voicebank(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
+def voicebank(*args: str, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run one `voicebank` command to its end, as the console script runs it."""
-    return subprocess.run(
-        [sys.executable, "-m", "orchestrator._commands", *args],
-        cwd=ROOT,
-        env=clean_env() if env is None else env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    return run(argv_of(*args), dict(clean_env() if env is None else env))
+
+
+def tool_call(token: str, tool: str, arguments: Mapping[str, object]) -> dict[str, object]:
+    """The keyword arguments of a raw `tools/call` POST with a bearer token: `json` and `headers`."""
+    body = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {"name": tool, "arguments": arguments},
+    }
+    headers = {
+        "authorization": f"Bearer {token}",
+        "accept": "application/json, text/event-stream",
+        "mcp-method": "tools/call",
+        "mcp-name": tool,
+    }
+    return {"json": body, "headers": headers}
 
 
 class UpProcess:
-    """`voicebank up ARGS` as a child process; `start()` returns once each server it runs is listening."""
+    """`voicebank up ARGS` as a child process; `start()` returns once its `servers` public servers listen."""
 
-    def __init__(self, *args: str, servers: int, env: dict[str, str] | None = None) -> None:
-        self.args = args
-        self.servers = servers
-        self.env = clean_env() if env is None else env
-        self.lines: list[str] = []
-        self._ready = threading.Event()
-        self._process: subprocess.Popen[str] | None = None
-        self._reader: threading.Thread | None = None
+    def __init__(self, *args: str, servers: int, env: Mapping[str, str] | None = None) -> None:
+        self._argv = argv_of("up", *args)
+        self._servers = servers
+        self._env = dict(clean_env() if env is None else env)
+        self._serving: Serving | None = None
 
-    def _read(self) -> None:
-        assert self._process is not None
-        assert self._process.stderr is not None
-        with self._process.stderr as stream:
-            for line in stream:
-                self.lines.append(line.rstrip("\n"))
-                if sum(READY in seen for seen in self.lines) >= self.servers:
-                    self._ready.set()
-        self._ready.set()  # it exited: `start` reports how
-
-    def start(self, timeout: float = 90) -> UpProcess:
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "orchestrator._commands", "up", *self.args],
-            cwd=ROOT,
-            env=self.env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-        if not self._ready.wait(timeout) or self._process.poll() is not None:
-            self.stop()
-            raise RuntimeError("voicebank up did not start:\n" + "\n".join(self.lines))
+    def start(self) -> UpProcess:
+        self._serving = Serving(self._argv, self._env, self._servers)
         return self
+
+    @property
+    def _running(self) -> Serving:
+        assert self._serving is not None, "start() first"
+        return self._serving
+
+    @property
+    def pid(self) -> int:
+        return self._running.process.pid
+
+    @property
+    def lines(self) -> list[str]:
+        return self._running.output.text().decode(errors="replace").splitlines()
+
+    def mark(self) -> int:
+        """Where its log is now, for `wait_for`."""
+        return len(self._running.output.lines)
+
+    def wait_for(self, text: str, since: int) -> None:
+        """Block until a line written after `since` (a `mark()`) holds `text`: an effect the process logs."""
+        needle = text.encode()
+        self._running.output.wait_for(lambda lines: any(needle in line for line in lines[since:]), repr(text))
 
     def stop(self) -> int:
         """SIGTERM, as an operator or an orchestrator stops it; the exit status."""
-        assert self._process is not None
-        assert self._reader is not None
-        if self._process.poll() is None:
-            self._process.send_signal(signal.SIGTERM)
-        status = self._process.wait(timeout=60)
-        self._reader.join(timeout=10)
-        return status
+        return self._running.stop()
