@@ -11,8 +11,7 @@ import httpx
 import keys
 from keys import assertion_form
 from mcp_server import create_schema, make_engine, seed
-from orchestrator._tokens._issuer_client import IssuerClient
-from orchestrator._tokens._retry import RetryPolicy
+from orchestrator import IssuerClient, RetryPolicy
 
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"  # noqa: S105 - a grant type
 JWT_TYPE = "urn:ietf:params:oauth:token-type:jwt"

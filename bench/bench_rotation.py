@@ -43,9 +43,7 @@ from _common import (
 from _world import bearer, client_keys, orchestrator_client, seeded_bank, session_grant, write_issuer_state
 
 import keys
-from orchestrator._bank._mcp import McpBank
-from orchestrator._bank._protocol import BankError
-from orchestrator._tokens._manager import TokenManager
+from orchestrator import BankError, McpBank, TokenManager
 
 READERS = 2
 PAYERS = 2

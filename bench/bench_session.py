@@ -35,8 +35,7 @@ from _world import client_keys, orchestrator_client, seeded_bank, session_grant,
 
 from issuer import create_app as create_issuer
 from mcp_server import McpSettings, build_app_from_settings
-from orchestrator._bank._mcp import McpBank
-from orchestrator._tokens._manager import TokenManager
+from orchestrator import McpBank, TokenManager
 
 ISSUER = "http://127.0.0.1:8000"
 RESOURCE = "http://127.0.0.1:8001/mcp"

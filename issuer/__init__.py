@@ -1,4 +1,4 @@
-"""The voicebank token issuer: `create_app(settings)` and the helpers its clients use."""
+"""The voicebank token issuer: `create_app(settings)`, its settings, and its checks before serving."""
 
 from issuer._build import IssuerStartupError, key_store, preflight
 from issuer._http._app import create_app, issuer_state, metrics_app

@@ -1,4 +1,5 @@
-"""docs/architecture.md "Layout": the dependency rules between our packages, from the source and by importing.
+"""docs/architecture.md "Where things live": the dependency rules between our packages, from the source and
+by importing.
 
 Static rules, over every import statement (lazy ones too) and every `importlib.import_module` string:
 - `keys` imports none of our packages;
@@ -212,6 +213,9 @@ def worker_closure(graph: dict[str, list[Edge]]) -> set[str]:
         if module in seen or module not in graph or module.split(".")[0] not in {"orchestrator", "keys"}:
             continue
         seen.add(module)
+        parent = module.rpartition(".")[0]
+        if parent:
+            todo.append(parent)  # importing a module runs its package's __init__ first
         for edge in graph[module]:
             for candidate in (edge.target, edge.target.rpartition(".")[0]):
                 if candidate in graph:

@@ -19,7 +19,7 @@ import orchestrator
 from issuer import IssuerError
 from keys import KeysError
 from mcp_server import McpServerError
-from orchestrator._errors import OrchestratorError
+from orchestrator import OrchestratorError
 
 ROOTS: dict[ModuleType, type[Exception]] = {
     keys: KeysError,

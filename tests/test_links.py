@@ -2,7 +2,8 @@
 
 Markdown links must name a file of the repository (no web links, no `../` out of the checkout); relative
 paths in configuration and documents must resolve inside it; every Markdown file a comment or a page names
-must exist here; and no file carries a path of the machine it was written on.
+must exist here, and none names the documents that steer the project from outside it (what they fix is in
+docs/); and no file carries a path of the machine it was written on.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ MARKDOWN_LINK = re.compile(r"\]\(([^)\s]+)\)")
 UPWARD_PATH = re.compile(r"(?<![\w./])(?:\.\./)+[\w./-]*")
 MARKDOWN_NAME = re.compile(r"(?<![\w/.-])([\w./-]*[\w-]\.md)\b")
 MACHINE_PATHS = (str(ROOT), "/" + "work/")
+# The documents the project is steered by live outside the repository; what they fix is in docs/.
+OUTSIDE_DOCUMENTS = re.compile(r"\b(?:" + "DES" + "IGN|STY" + "LE" + r")\b")
 
 
 def tracked_text_files() -> dict[str, str]:
@@ -59,6 +62,7 @@ def problems(name: str, text: str) -> list[str]:
     for target in MARKDOWN_NAME.findall(text):
         if inside(base, target) is None and inside(ROOT, target) is None and target not in MARKDOWN_FILES:
             found.append(f"names a document the repository does not hold: {target}")
+    found += [f"names a document outside the repository: {m}" for m in OUTSIDE_DOCUMENTS.findall(text)]
     found += [f"carries a path of this machine: {p}" for p in MACHINE_PATHS if p in text]
     return found
 
@@ -70,19 +74,22 @@ def test_no_link_leaves_the_repository() -> None:
 
 
 def test_the_scan_finds_what_it_looks_for() -> None:
-    up = "../" + "shared/" + "DESIGN" + ".md"
+    steering = "DES" + "IGN"  # spelled apart, so that this file passes its own scan
+    up = f"../shared/{steering}.md"
     assert problems("README.md", f"The contract is [here]({up}).") == [
         f"links to a file the repository does not hold: {up}",
         f"names a path outside the repository: {up}",
         f"names a document the repository does not hold: {up}",
+        f"names a document outside the repository: {steering}",
     ]
     assert problems("docs/" + "x" + ".md", "[spec](https://example.org/spec)") == [
         "links outside the repository: https://example.org/spec"
     ]
-    assert problems("tests/x.py", "# see " + "DESIGN" + ".md") == [
-        "names a document the repository does not hold: " + "DESIGN" + ".md"
+    assert problems("tests/x.py", f'# see "Layout" in {steering}') == [
+        f"names a document outside the repository: {steering}"
     ]
-    assert (
-        problems("README.md", "[configuration](docs/configuration.md), [ops](docs/architecture.md#parts)")
-        == []
-    )
+    assert problems("tests/x.py", "# see " + "notes" + ".md") == [
+        "names a document the repository does not hold: " + "notes" + ".md"
+    ]
+    sound = "[configuration](docs/configuration.md), [ops](docs/architecture.md#parts)"
+    assert problems("README.md", sound) == []

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from collections.abc import AsyncIterator
@@ -16,6 +15,8 @@ from starlette.applications import Starlette
 
 from keys import StaticKeys, Verifier, generate_key
 from mcp_server import McpSettings, access_token_policy, create_app, create_schema, make_engine, seed
+from tests.support.lifespan import running
+from tests.support.mcp import http_client
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 if str(BENCH) not in sys.path:
@@ -43,22 +44,10 @@ async def served(tmp_path: Path, claims: dict[str, Any] | None = None) -> AsyncI
     app: Starlette = create_app(settings, verifier=verifier, engine=engine)
     if claims is not None:
         app = without_auth(app, RESOURCE, claims)
-    started, stop = asyncio.Event(), asyncio.Event()
-
-    async def lifespan() -> None:  # anyio scopes must exit in the task that entered them
-        async with app.router.lifespan_context(app):
-            started.set()
-            await stop.wait()
-
-    task = asyncio.create_task(lifespan())
-    await started.wait()
     try:
-        transport = httpx2.ASGITransport(app=app)
-        async with httpx2.AsyncClient(transport=transport, base_url="http://127.0.0.1:8001") as http:
+        async with running(app), http_client(app) as http:
             yield http
     finally:
-        stop.set()
-        await task
         engine.dispose()
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Generator, Iterator
 
 import pytest
-from e2e_support import Stack, log_sections, start_stack
+
+from tests.support.e2e import Stack, log_sections, start_stack
 
 
 @pytest.fixture(scope="session")

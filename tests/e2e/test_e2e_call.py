@@ -7,7 +7,10 @@ from decimal import Decimal
 
 import pytest
 import redis.asyncio as aioredis
-from e2e_support import (
+
+from keys import KEY_EVENTS_CHANNEL, assertion_form, load_client_key
+from orchestrator import AuthorizationLost, CallBank, ConnectionSettings, McpBank, open_bank
+from tests.support.e2e import (
     McpReplica,
     Stack,
     active_kids,
@@ -22,11 +25,6 @@ from e2e_support import (
     tool_result,
     voicebank_cli,
 )
-
-from keys import KEY_EVENTS_CHANNEL, assertion_form, load_client_key
-from orchestrator._bank._mcp import McpBank
-from orchestrator._bank._protocol import AuthorizationLost
-from orchestrator._call._wiring import CallBank, ConnectionSettings, open_bank
 
 pytestmark = pytest.mark.e2e
 

@@ -9,7 +9,10 @@ import json
 import httpx
 import pytest
 import redis.asyncio as aioredis
-from e2e_support import (
+
+from orchestrator import TokenManager
+from orchestrator._tokens._dpop import CallKey
+from tests.support.e2e import (
     Stack,
     active_kids,
     admin_keys,
@@ -22,9 +25,6 @@ from e2e_support import (
     session_tokens,
     voicebank_cli,
 )
-
-from orchestrator._tokens._dpop import CallKey
-from orchestrator._tokens._manager import TokenManager
 
 pytestmark = pytest.mark.e2e
 

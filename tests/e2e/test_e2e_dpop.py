@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from e2e_support import Stack, issuer_client, mcp_post, new_call, session_tokens, tool_result
 
 from keys import load_client_key
 from orchestrator._tokens._issuer_client import IssuerClient
 from orchestrator._tokens._manager import TokenManager
 from orchestrator._tokens._retry import RetryPolicy
+from tests.support.e2e import Stack, issuer_client, mcp_post, new_call, session_tokens, tool_result
 
 pytestmark = pytest.mark.e2e
 

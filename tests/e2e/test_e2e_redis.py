@@ -12,7 +12,10 @@ from decimal import Decimal
 import httpx
 import pytest
 import redis.asyncio as aioredis
-from e2e_support import (
+
+from keys import KEY_EVENTS_CHANNEL, assertion_form, load_client_key
+from orchestrator import CallBank, ConnectionSettings, ServiceUnavailable, open_bank
+from tests.support.e2e import (
     Stack,
     active_kids,
     admin_keys,
@@ -21,10 +24,6 @@ from e2e_support import (
     mcp_post,
     new_call,
 )
-
-from keys import KEY_EVENTS_CHANNEL, assertion_form, load_client_key
-from orchestrator._bank._protocol import ServiceUnavailable
-from orchestrator._call._wiring import CallBank, ConnectionSettings, open_bank
 
 pytestmark = pytest.mark.e2e
 

@@ -6,7 +6,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from int_support import Stack, running_stack
+
+from tests.support.stack import Stack, running_stack
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 
-from int_support import INVALID_TOKEN, Stack, with_header
+from tests.support.stack import INVALID_TOKEN, Stack, with_header
 
 FLOOD = 500
 REFETCH_INTERVAL = 5.0  # the JWKS cache's default

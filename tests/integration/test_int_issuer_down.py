@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from int_support import INVALID_TOKEN, Stack, segment, with_header
+from tests.support.stack import INVALID_TOKEN, Stack, segment, with_header
 
 JWKS_MAX_AGE = 300
 

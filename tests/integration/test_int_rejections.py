@@ -12,10 +12,12 @@ from dataclasses import dataclass
 
 import pytest
 import pytest_asyncio
-from int_support import (
+
+from keys import client_assertion
+from tests.support.issuer import TOKEN_ENDPOINT
+from tests.support.mcp import METADATA
+from tests.support.stack import (
     INVALID_TOKEN,
-    METADATA,
-    TOKEN_ENDPOINT,
     Stack,
     b64_json,
     running_stack,
@@ -24,8 +26,6 @@ from int_support import (
     with_claims,
     with_header,
 )
-
-from keys import client_assertion
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from int_support import INVALID_TOKEN, Stack, kid_of, running_stack
+from tests.support.stack import INVALID_TOKEN, Stack, kid_of, running_stack
 
 JWKS_MAX_AGE = 300  # the issuer's Cache-Control max-age
 

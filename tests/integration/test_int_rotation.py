@@ -9,7 +9,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from int_support import INVALID_TOKEN, Stack, kid_of, segment
+
+from tests.support.stack import INVALID_TOKEN, Stack, kid_of, segment
 
 CALLS = 50
 ROTATE_EVERY = 10  # 5 rotations interleaved with 50 calls

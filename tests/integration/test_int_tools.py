@@ -5,8 +5,10 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from int_support import INVALID_TOKEN, ISSUER, RESOURCE, Stack, segment
 from mcp.shared.exceptions import MCPError
+
+from tests.support.issuer import ISSUER, RESOURCE
+from tests.support.stack import INVALID_TOKEN, Stack, segment
 
 
 async def test_every_tool_through_the_orchestrators_client(stack: Stack) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,9 @@ import pytest
 
 from issuer import IssuerSettings
 from keys import KeyPair, generate_key
-from tests.issuer.issuer_harness import FakeClock, Harness, registry_data, running
+from tests.support.clock import FakeClock
+from tests.support.issuer import Harness, issuer_settings, running
+from tests.support.registry import write_client_registry
 
 
 @pytest.fixture(scope="session")
@@ -26,23 +27,10 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def make_settings(tmp_path: Path, client_keys: dict[str, KeyPair]) -> Callable[..., IssuerSettings]:
-    clients_file = tmp_path / "clients.json"
-    clients_file.write_text(json.dumps(registry_data(client_keys)))
+    clients_file = write_client_registry(tmp_path / "clients.json", client_keys)
 
     def make(**overrides: Any) -> IssuerSettings:
-        values: dict[str, Any] = {
-            "voicebank_state": tmp_path,
-            "issuer_clients_file": clients_file,
-            "keys_store": "file",
-            "redis_url": None,
-            "keys_passphrase": None,
-            "voicebank_mode": "dev",
-            "livekit_url": None,
-            "livekit_api_key": None,
-            "livekit_api_secret": None,
-        }
-        values.update(overrides)
-        return IssuerSettings(**values)
+        return issuer_settings(tmp_path, clients_file, **overrides)
 
     return make
 

@@ -15,8 +15,9 @@ from issuer import IssuerSettings, create_app
 from keys import KeyPair
 from orchestrator._commands._cli import main
 from orchestrator._commands._keys_admin import AdminCommandError, keys_command
-from tests.conftest import free_port
-from tests.issuer.issuer_harness import ISSUER, FakeClock, never
+from tests.support.clock import FakeClock
+from tests.support.issuer import ISSUER, never
+from tests.support.ports import free_port
 
 ENV = ("KEYS_PASSPHRASE", "VOICEBANK_STATE", "VOICEBANK_MODE", "KEYS_STORE", "ISSUER_URL", "REDIS_URL",
        "ISSUER_CLIENTS_FILE", "BANK_DB_URL")  # fmt: skip

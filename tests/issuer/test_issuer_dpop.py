@@ -24,15 +24,9 @@ from issuer._oauth._refresh_redis import RedisRefreshStore
 from keys import KeyPair, StaticKeys, Verifier, VerifyPolicy, dpop_proof, generate_key, sign
 from keys._algorithms._keypair import public_members
 from keys._jose._sign import signature_bytes
-from tests.issuer.issuer_harness import (
-    ISSUER,
-    RESOURCE,
-    TOKEN_ENDPOINT,
-    FakeClock,
-    Harness,
-    registry_data,
-    running,
-)
+from tests.support.clock import FakeClock
+from tests.support.issuer import ISSUER, RESOURCE, TOKEN_ENDPOINT, Harness, running
+from tests.support.registry import client_registry
 
 # --- helpers ----------------------------------------------------------------------------------
 
@@ -266,7 +260,7 @@ async def bound_client(
     clock: FakeClock,
     client_keys: dict[str, KeyPair],
 ) -> AsyncIterator[Harness]:
-    data = registry_data(client_keys)
+    data = client_registry(client_keys)
     for client in data["clients"]:
         if client["client_id"] == "orchestrator":
             client["dpop_bound_access_tokens"] = True
@@ -294,9 +288,9 @@ async def test_a_bound_client_refresh_without_a_proof_is_refused(
 
 
 async def test_registration_defaults_to_unbound(tmp_path: Path, client_keys: dict[str, KeyPair]) -> None:
-    registry = ClientRegistry.from_data(registry_data(client_keys))
+    registry = ClientRegistry.from_data(client_registry(client_keys))
     assert not any(client.dpop_bound_access_tokens for client in registry.clients())
-    data = registry_data(client_keys)
+    data = client_registry(client_keys)
     data["clients"][0]["dpop_bound_access_tokens"] = "yes please"
     with pytest.raises(ClientRegistryError, match="dpop_bound_access_tokens"):
         ClientRegistry.from_data(data)

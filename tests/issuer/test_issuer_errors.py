@@ -12,7 +12,7 @@ import pytest
 from keys import JWT_BEARER, KeyPair, client_assertion, generate_key, sign
 from keys._jose._b64 import b64url_encode
 from keys._jose._sign import signature_bytes
-from tests.issuer.issuer_harness import ISSUER, RESOURCE, TOKEN_ENDPOINT, Harness
+from tests.support.issuer import ISSUER, RESOURCE, TOKEN_ENDPOINT, Harness
 
 
 def assert_oauth_error(response: httpx.Response, error: str, status: int = 400) -> None:

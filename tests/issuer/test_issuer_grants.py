@@ -11,7 +11,8 @@ from livekit import api
 
 from issuer import IssuerSettings
 from keys import Expired, KeyPair, StaticKeys, Verifier, VerifyPolicy
-from tests.issuer.issuer_harness import ISSUER, RESOURCE, FakeClock, Harness, running
+from tests.support.clock import FakeClock
+from tests.support.issuer import ISSUER, RESOURCE, Harness, running
 
 
 async def verifier(h: Harness, *, audience: str, typ: str = "at+jwt", **kw: Any) -> Verifier:

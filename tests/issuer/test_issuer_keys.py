@@ -13,7 +13,8 @@ import redis.asyncio as aioredis
 
 from issuer import IssuerSettings, issuer_state
 from keys import KEY_EVENTS_CHANNEL, KeyPair, StaticKeys, Verifier, VerifyPolicy
-from tests.issuer.issuer_harness import ISSUER, RESOURCE, FakeClock, Harness, running
+from tests.support.clock import FakeClock
+from tests.support.issuer import ISSUER, RESOURCE, Harness, running
 
 DAY = 86400
 

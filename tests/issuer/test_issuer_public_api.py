@@ -1,4 +1,4 @@
-"""The issuer's public names are pinned: everything else is private."""
+"""The public names of `issuer` are pinned: everything else is private; each one resolves."""
 
 import issuer
 
@@ -21,3 +21,4 @@ def test_public_names() -> None:
         "metrics_app",
         "preflight",
     ]
+    assert all(getattr(issuer, name) is not None for name in issuer.__all__)

@@ -15,7 +15,8 @@ from issuer._oauth._errors import InvalidGrant
 from issuer._oauth._refresh import MemoryRefreshStore, RefreshLifetimes, RefreshStore
 from issuer._oauth._refresh_redis import RedisRefreshStore
 from keys import KeyPair
-from tests.issuer.issuer_harness import FakeClock, Harness, running
+from tests.support.clock import FakeClock
+from tests.support.issuer import Harness, running
 
 
 @pytest.fixture(params=["memory", "redis"])

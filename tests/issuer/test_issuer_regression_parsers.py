@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from issuer._oauth._refresh import MemoryRefreshStore, RefreshLifetimes
-from tests.issuer.issuer_harness import ISSUER, Harness
+from tests.support.issuer import ISSUER, Harness
 
 
 async def raw_post(

@@ -21,8 +21,11 @@ from issuer._signing._key_events import KeyEvents
 from issuer._signing._rotation import RotationLoop
 from keys import FileKeyStore, KeyPair, RotationPolicy, StaticKeys, Verifier, VerifyPolicy
 from orchestrator._commands._serve import issuer_server, serve_all
-from tests.conftest import RedisServer, free_port
-from tests.issuer.issuer_harness import ISSUER, RESOURCE, TOKEN_EXCHANGE, FakeClock, registry_data, running
+from tests.support.clock import FakeClock
+from tests.support.issuer import ISSUER, RESOURCE, running
+from tests.support.ports import free_port
+from tests.support.registry import TOKEN_EXCHANGE, client_registry
+from tests.support.servers import RedisServer
 
 
 async def test_serve_all_serves_and_stops_on_sigterm(make_settings: Callable[..., IssuerSettings]) -> None:
@@ -58,7 +61,7 @@ async def test_a_client_registered_by_jwks_uri(
     client_keys: dict[str, KeyPair],
     tmp_path: Path,
 ) -> None:
-    data = registry_data(client_keys)
+    data = client_registry(client_keys)
     entry = next(c for c in data["clients"] if c["client_id"] == "orchestrator")
     jwks = entry.pop("jwks")
     entry["jwks_uri"] = "https://agent.example/jwks.json"

@@ -12,7 +12,8 @@ from pydantic import SecretStr
 
 from issuer import IssuerSettings, issuer_state
 from keys import KeyPair
-from tests.issuer.issuer_harness import FakeClock, running
+from tests.support.clock import FakeClock
+from tests.support.issuer import running
 
 PASSPHRASE = "correct horse battery staple 42"
 

@@ -21,7 +21,9 @@ from issuer import (
     issuer_state,
 )
 from keys import KeyPair
-from tests.issuer.issuer_harness import FakeClock, registry_data, running
+from tests.support.clock import FakeClock
+from tests.support.issuer import running
+from tests.support.registry import client_registry
 
 
 def test_prod_needs_a_passphrase() -> None:
@@ -46,7 +48,7 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp
 
 def test_registry_loads_yaml(tmp_path: Path, client_keys: dict[str, KeyPair]) -> None:
     path = tmp_path / "clients.yaml"
-    path.write_text(yaml.safe_dump(registry_data(client_keys)))
+    path.write_text(yaml.safe_dump(client_registry(client_keys)))
     registry = ClientRegistry.load(path)
     orchestrator = registry.get("orchestrator")
     assert orchestrator is not None
@@ -69,7 +71,7 @@ def test_registry_loads_yaml(tmp_path: Path, client_keys: dict[str, KeyPair]) ->
 def test_invalid_registry_is_a_clear_error(
     tmp_path: Path, client_keys: dict[str, KeyPair], mutate: Callable[[dict[str, Any]], None], message: str
 ) -> None:
-    data = json.loads(json.dumps(registry_data(client_keys)))
+    data = json.loads(json.dumps(client_registry(client_keys)))
     mutate(data)
     path = tmp_path / "clients.json"
     path.write_text(json.dumps(data))

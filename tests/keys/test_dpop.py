@@ -42,18 +42,11 @@ from keys import (
 )
 from keys._algorithms._keypair import public_members
 from keys._jose._sign import signature_bytes
+from tests.support.clock import FakeClock
 
 NOW = 1_700_000_000.0
 HTU = "https://mcp.example/mcp"
 TOKEN = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl"
-
-
-class Clock:
-    def __init__(self, now: float = NOW) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def b64(data: bytes) -> str:
@@ -93,12 +86,12 @@ def ed() -> KeyPair:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> FakeClock:
+    return FakeClock(NOW)
 
 
 @pytest.fixture
-def verifier(clock: Clock) -> DPoPVerifier:
+def verifier(clock: FakeClock) -> DPoPVerifier:
     return DPoPVerifier(MemoryReplayCache(clock=clock), clock=clock)
 
 
@@ -385,12 +378,12 @@ async def test_dpop_duplicate_header_member(verifier: DPoPVerifier, es: KeyPair)
 
 
 @pytest.fixture
-def nonces(clock: Clock) -> MemoryNonces:
+def nonces(clock: FakeClock) -> MemoryNonces:
     return MemoryNonces(clock=clock, window=300)
 
 
 @pytest.fixture
-def nonce_verifier(clock: Clock, nonces: MemoryNonces) -> DPoPVerifier:
+def nonce_verifier(clock: FakeClock, nonces: MemoryNonces) -> DPoPVerifier:
     return DPoPVerifier(MemoryReplayCache(clock=clock), nonces=nonces, clock=clock)
 
 
@@ -410,7 +403,7 @@ async def test_dpop_nonce_refused_proof_is_not_spent(
 
 
 async def test_dpop_current_and_previous_nonce_accepted(
-    nonce_verifier: DPoPVerifier, nonces: MemoryNonces, es: KeyPair, clock: Clock
+    nonce_verifier: DPoPVerifier, nonces: MemoryNonces, es: KeyPair, clock: FakeClock
 ) -> None:
     nonce = await nonces.current()
     proof = dpop_proof(es, htm="POST", htu=HTU, now=clock.now, nonce=nonce)
@@ -422,7 +415,7 @@ async def test_dpop_current_and_previous_nonce_accepted(
 
 
 async def test_dpop_stale_nonce(
-    nonce_verifier: DPoPVerifier, nonces: MemoryNonces, es: KeyPair, clock: Clock
+    nonce_verifier: DPoPVerifier, nonces: MemoryNonces, es: KeyPair, clock: FakeClock
 ) -> None:
     nonce = await nonces.current()
     clock.now += 600  # two windows later
@@ -431,7 +424,7 @@ async def test_dpop_stale_nonce(
     )
 
 
-async def test_redis_nonces_are_shared_by_replicas(redis_url: str, clock: Clock) -> None:
+async def test_redis_nonces_are_shared_by_replicas(redis_url: str, clock: FakeClock) -> None:
     client = aioredis.Redis.from_url(redis_url)
     try:
         first = RedisNonces(client, prefix="t:nonce", clock=clock)
@@ -449,7 +442,7 @@ async def test_redis_nonces_are_shared_by_replicas(redis_url: str, clock: Clock)
         await client.aclose()
 
 
-async def test_redis_nonce_store_down_fails_closed(clock: Clock) -> None:
+async def test_redis_nonce_store_down_fails_closed(clock: FakeClock) -> None:
     client = aioredis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5)
     try:
         with pytest.raises(ReplayUnavailable):
@@ -461,7 +454,9 @@ async def test_redis_nonce_store_down_fails_closed(clock: Clock) -> None:
 # --- replay across replicas -------------------------------------------------------------------
 
 
-async def test_dpop_replayed_jti_across_replicas_on_redis(redis_url: str, es: KeyPair, clock: Clock) -> None:
+async def test_dpop_replayed_jti_across_replicas_on_redis(
+    redis_url: str, es: KeyPair, clock: FakeClock
+) -> None:
     client = aioredis.Redis.from_url(redis_url)
     try:
         one = DPoPVerifier(RedisReplayCache(client, prefix="t:replay", clock=clock), clock=clock)
@@ -485,7 +480,7 @@ async def test_header_cache_stays_bounded(verifier: DPoPVerifier) -> None:
     assert len(verifier._headers) <= 256
 
 
-def test_verifier_algorithms_are_a_subset_of_es256_and_eddsa(clock: Clock) -> None:
+def test_verifier_algorithms_are_a_subset_of_es256_and_eddsa(clock: FakeClock) -> None:
     assert DPoPVerifier(MemoryReplayCache(clock=clock)).algorithms == ("ES256", "EdDSA")
     assert DPoPVerifier(MemoryReplayCache(clock=clock), algorithms=["ES256"]).algorithms == ("ES256",)
     with pytest.raises(ValueError, match="subset"):

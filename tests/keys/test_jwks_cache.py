@@ -26,19 +26,12 @@ from keys import (
     VerifyPolicy,
 )
 from keys._verify._jwks_cache import cache_lifetime
+from tests.support.clock import FakeClock
 
 URL = "http://issuer.test/.well-known/jwks.json"
 ISSUER = "http://127.0.0.1:8000"
 AUDIENCE = "http://127.0.0.1:8001/mcp"
 T0 = 1_700_000_000.0
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class FakeIssuer:
@@ -90,8 +83,8 @@ def pairs() -> list[KeyPair]:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> FakeClock:
+    return FakeClock(T0)
 
 
 @pytest.fixture
@@ -106,17 +99,17 @@ async def client(issuer: FakeIssuer) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
-async def cache(client: httpx.AsyncClient, clock: Clock) -> AsyncIterator[JWKSCache]:
+async def cache(client: httpx.AsyncClient, clock: FakeClock) -> AsyncIterator[JWKSCache]:
     jwks = JWKSCache(URL, client, clock=clock)
     yield jwks
     await jwks.aclose()
 
 
-def verifier_for(cache: JWKSCache, clock: Clock) -> Verifier:
+def verifier_for(cache: JWKSCache, clock: FakeClock) -> Verifier:
     return Verifier(cache, VerifyPolicy(ISSUER, AUDIENCE), clock=clock)
 
 
-def token(pair: KeyPair, clock: Clock, **header_kid: str) -> str:
+def token(pair: KeyPair, clock: FakeClock, **header_kid: str) -> str:
     claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": "alice", "jti": "j", "iat": clock(), "exp": clock() + 60}
     if not header_kid:
         return keys.sign(claims, pair, typ="at+jwt")
@@ -163,7 +156,7 @@ async def test_first_refresh_loads_keys(cache: JWKSCache, pairs: list[KeyPair], 
 
 @pytest.mark.parametrize(("header", "lifetime"), [("max-age=100", 100), ("max-age=1", 30), ("no-store", 30)])
 async def test_max_age_decides_when_refresh_starts(
-    cache: JWKSCache, issuer: FakeIssuer, clock: Clock, pairs: list[KeyPair], header: str, lifetime: int
+    cache: JWKSCache, issuer: FakeIssuer, clock: FakeClock, pairs: list[KeyPair], header: str, lifetime: int
 ) -> None:
     issuer.cache_control = header
     await cache.refresh()
@@ -177,7 +170,7 @@ async def test_max_age_decides_when_refresh_starts(
     assert cache.fetch_count == 2
 
 
-async def test_huge_max_age_is_capped(cache: JWKSCache, issuer: FakeIssuer, clock: Clock) -> None:
+async def test_huge_max_age_is_capped(cache: JWKSCache, issuer: FakeIssuer, clock: FakeClock) -> None:
     issuer.cache_control = "max-age=31536000"
     await cache.refresh()
     clock.now = T0 + 0.8 * 3600
@@ -187,7 +180,7 @@ async def test_huge_max_age_is_capped(cache: JWKSCache, issuer: FakeIssuer, cloc
 
 
 async def test_etag_and_304_keep_keys_and_extend_freshness(
-    cache: JWKSCache, issuer: FakeIssuer, clock: Clock, pairs: list[KeyPair]
+    cache: JWKSCache, issuer: FakeIssuer, clock: FakeClock, pairs: list[KeyPair]
 ) -> None:
     await cache.refresh()
     clock.now = T0 + 1000
@@ -203,7 +196,7 @@ async def test_etag_and_304_keep_keys_and_extend_freshness(
 
 
 async def test_refresh_ahead_picks_up_a_new_key(
-    cache: JWKSCache, issuer: FakeIssuer, clock: Clock, pairs: list[KeyPair]
+    cache: JWKSCache, issuer: FakeIssuer, clock: FakeClock, pairs: list[KeyPair]
 ) -> None:
     verifier = verifier_for(cache, clock)
     await cache.refresh()
@@ -224,7 +217,7 @@ async def test_refresh_is_single_flight(cache: JWKSCache) -> None:
 
 
 async def test_unknown_kid_flood_fetches_once_per_interval(
-    cache: JWKSCache, clock: Clock, pairs: list[KeyPair]
+    cache: JWKSCache, clock: FakeClock, pairs: list[KeyPair]
 ) -> None:
     verifier = verifier_for(cache, clock)
     await cache.refresh()
@@ -246,7 +239,7 @@ async def test_unknown_kid_flood_fetches_once_per_interval(
 
 
 async def test_unknown_kid_flood_before_first_load_is_one_fetch(
-    cache: JWKSCache, clock: Clock, pairs: list[KeyPair]
+    cache: JWKSCache, clock: FakeClock, pairs: list[KeyPair]
 ) -> None:
     verifier = verifier_for(cache, clock)
     tokens = [token(pairs[0], clock)] * 50 + [token(pairs[0], clock, kid=f"k{i}") for i in range(50)]
@@ -257,7 +250,7 @@ async def test_unknown_kid_flood_before_first_load_is_one_fetch(
 
 
 async def test_new_kid_is_found_by_one_refetch(
-    cache: JWKSCache, issuer: FakeIssuer, clock: Clock, pairs: list[KeyPair]
+    cache: JWKSCache, issuer: FakeIssuer, clock: FakeClock, pairs: list[KeyPair]
 ) -> None:
     verifier = verifier_for(cache, clock)
     await cache.refresh()
@@ -272,7 +265,7 @@ async def test_new_kid_is_found_by_one_refetch(
 
 
 async def test_sync_verify_before_any_load_is_unavailable(
-    cache: JWKSCache, clock: Clock, pairs: list[KeyPair]
+    cache: JWKSCache, clock: FakeClock, pairs: list[KeyPair]
 ) -> None:
     verifier = verifier_for(cache, clock)
     with pytest.raises(KeysUnavailable):
@@ -281,7 +274,7 @@ async def test_sync_verify_before_any_load_is_unavailable(
     assert verifier.verify(token(pairs[0], clock))["sub"] == "alice"
 
 
-def test_get_outside_an_event_loop_does_not_fetch(clock: Clock, pairs: list[KeyPair]) -> None:
+def test_get_outside_an_event_loop_does_not_fetch(clock: FakeClock, pairs: list[KeyPair]) -> None:
     cache = JWKSCache(URL, httpx.AsyncClient(transport=httpx.ASGITransport(app=Starlette())), clock=clock)
     with pytest.raises(KeysUnavailable):
         cache.get(pairs[0].kid)
@@ -292,7 +285,11 @@ def test_get_outside_an_event_loop_does_not_fetch(clock: Clock, pairs: list[KeyP
 
 
 async def test_issuer_down_serves_known_keys_until_the_stale_limit(
-    cache: JWKSCache, issuer: FakeIssuer, clock: Clock, pairs: list[KeyPair], caplog: pytest.LogCaptureFixture
+    cache: JWKSCache,
+    issuer: FakeIssuer,
+    clock: FakeClock,
+    pairs: list[KeyPair],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     verifier = verifier_for(cache, clock)
     await cache.refresh()
@@ -331,7 +328,12 @@ async def test_issuer_down_serves_known_keys_until_the_stale_limit(
     ],
 )
 async def test_garbage_answers_keep_known_keys(
-    cache: JWKSCache, issuer: FakeIssuer, clock: Clock, pairs: list[KeyPair], status: int, body: bytes | None
+    cache: JWKSCache,
+    issuer: FakeIssuer,
+    clock: FakeClock,
+    pairs: list[KeyPair],
+    status: int,
+    body: bytes | None,
 ) -> None:
     await cache.refresh()
     issuer.status, issuer.body = status, body if body is not None else b"{}"
@@ -342,7 +344,7 @@ async def test_garbage_answers_keep_known_keys(
     await cache.wait_refresh()
 
 
-async def test_declared_oversized_body_is_not_read(issuer: FakeIssuer, clock: Clock) -> None:
+async def test_declared_oversized_body_is_not_read(issuer: FakeIssuer, clock: FakeClock) -> None:
     issuer.body = b'{"keys": []}' + b" " * 5000
     async with httpx.AsyncClient(transport=SwitchableTransport(issuer)) as http:
         small = JWKSCache(URL, http, clock=clock, max_body=1000)
@@ -394,7 +396,7 @@ async def test_empty_jwks_is_a_valid_answer(
 
 
 async def test_drop_refuses_a_key_until_the_jwks_stops_listing_it(
-    cache: JWKSCache, issuer: FakeIssuer, clock: Clock, pairs: list[KeyPair]
+    cache: JWKSCache, issuer: FakeIssuer, clock: FakeClock, pairs: list[KeyPair]
 ) -> None:
     verifier = verifier_for(cache, clock)
     await cache.refresh()
@@ -434,7 +436,7 @@ async def test_aclose_cancels_a_fetch_in_flight(cache: JWKSCache) -> None:
         await task
 
 
-def test_constructor_validates_bounds(clock: Clock) -> None:
+def test_constructor_validates_bounds(clock: FakeClock) -> None:
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=Starlette()))
     with pytest.raises(ValueError, match="max_age"):
         JWKSCache(URL, client, min_max_age=100, max_max_age=10)

@@ -11,22 +11,15 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from keys import MemoryReplayCache, RedisReplayCache, ReplayCache, ReplayUnavailable
-from tests.conftest import RedisServer
+from tests.support.clock import FakeClock
+from tests.support.servers import RedisServer
 
 T0 = 1_700_000_000.0
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> FakeClock:
+    return FakeClock(T0)
 
 
 @pytest.fixture
@@ -40,14 +33,14 @@ Make = Callable[[], ReplayCache]
 
 
 @pytest.fixture(params=["memory", "redis"])
-def make_cache(request: pytest.FixtureRequest, clock: Clock) -> Make:
+def make_cache(request: pytest.FixtureRequest, clock: FakeClock) -> Make:
     if request.param == "memory":
         return lambda: MemoryReplayCache(clock=clock)
     client: aioredis.Redis = request.getfixturevalue("redis_client")
     return lambda: RedisReplayCache(client, prefix="test:replay", clock=clock)
 
 
-async def test_an_identifier_is_used_once_until_it_expires(make_cache: Make, clock: Clock) -> None:
+async def test_an_identifier_is_used_once_until_it_expires(make_cache: Make, clock: FakeClock) -> None:
     cache = make_cache()
     assert await cache.first_use("a", T0 + 60) is True
     assert await cache.first_use("a", T0 + 60) is False
@@ -56,7 +49,7 @@ async def test_an_identifier_is_used_once_until_it_expires(make_cache: Make, clo
     assert await cache.first_use("a", T0 + 120) is False
 
 
-async def test_memory_forgets_at_expiry(clock: Clock) -> None:
+async def test_memory_forgets_at_expiry(clock: FakeClock) -> None:
     # Redis expires keys on its own (wall) clock, checked through the TTL below; memory follows `clock`.
     cache = MemoryReplayCache(clock=clock)
     assert await cache.first_use("a", T0 + 60) is True
@@ -65,7 +58,7 @@ async def test_memory_forgets_at_expiry(clock: Clock) -> None:
     assert await cache.first_use("a", T0 + 120) is False
 
 
-async def test_memory_refuses_when_full_of_live_identifiers(clock: Clock) -> None:
+async def test_memory_refuses_when_full_of_live_identifiers(clock: FakeClock) -> None:
     cache = MemoryReplayCache(clock=clock, max_entries=2)
     assert await cache.first_use("a", T0 + 60)
     assert await cache.first_use("b", T0 + 90)
@@ -79,7 +72,7 @@ async def test_memory_refuses_when_full_of_live_identifiers(clock: Clock) -> Non
         await cache.first_use("d", T0 + 120)
 
 
-async def test_memory_prunes_expired_identifiers_as_it_goes(clock: Clock) -> None:
+async def test_memory_prunes_expired_identifiers_as_it_goes(clock: FakeClock) -> None:
     cache = MemoryReplayCache(clock=clock, max_entries=1000)
     for i in range(1000):
         assert await cache.first_use(f"old-{i}", T0 + 10 + i)
@@ -97,7 +90,7 @@ def test_memory_needs_room() -> None:
 
 
 async def test_redis_keeps_an_identifier_for_its_remaining_time_under_a_hashed_key(
-    redis_client: aioredis.Redis, clock: Clock
+    redis_client: aioredis.Redis, clock: FakeClock
 ) -> None:
     cache = RedisReplayCache(redis_client, prefix="test:replay", clock=clock)
     chosen = "client-chosen:" + "x" * 200
@@ -112,7 +105,7 @@ async def test_redis_keeps_an_identifier_for_its_remaining_time_under_a_hashed_k
     assert await cache.first_use("late", T0 - 5) is False
 
 
-async def test_redis_down_fails_closed(clock: Clock) -> None:
+async def test_redis_down_fails_closed(clock: FakeClock) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]  # nothing listens here once the socket is closed
@@ -126,7 +119,7 @@ async def test_redis_down_fails_closed(clock: Clock) -> None:
 
 
 async def test_regression_a_redis_restart_costs_no_spurious_refusal(
-    redis_url: str, redis_server: RedisServer, clock: Clock
+    redis_url: str, redis_server: RedisServer, clock: FakeClock
 ) -> None:
     """A pooled connection is stale after Redis restarts and its first command fails (redis-py 8 does not
     retry): the MCP server answered the first payment after a restart 503, at random per connection."""

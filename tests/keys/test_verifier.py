@@ -42,6 +42,7 @@ from keys import (
     WrongTokenType,
 )
 from keys._jose._sign import signature_bytes
+from tests.support.clock import FakeClock
 
 JOSE_KEYS: dict[str, Any] = {"ES256": ECKey, "RS256": RSAKey, "EdDSA": OKPKey}
 ISSUER = "http://127.0.0.1:8000"
@@ -83,14 +84,6 @@ def claims(**changes: Any) -> dict[str, Any]:
     return {k: v for k, v in base.items() if v is not ...}
 
 
-class Clock:
-    def __init__(self, now: float = NOW) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture(scope="module")
 def key_pairs() -> dict[str, KeyPair]:
     return {alg: keys.generate_key(alg) for alg in keys.ALGORITHMS}
@@ -102,12 +95,12 @@ def es(key_pairs: dict[str, KeyPair]) -> KeyPair:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> FakeClock:
+    return FakeClock(NOW)
 
 
 @pytest.fixture
-def verifier(key_pairs: dict[str, KeyPair], clock: Clock) -> Verifier:
+def verifier(key_pairs: dict[str, KeyPair], clock: FakeClock) -> Verifier:
     jwks = {"keys": [pair.public_jwk() for pair in key_pairs.values()]}
     return Verifier(StaticKeys(jwks), POLICY, clock=clock)
 
@@ -167,7 +160,7 @@ def test_typ_compares_per_rfc7515(verifier: Verifier, es: KeyPair, typ: str) -> 
     assert verifier.verify(forge(header(es, typ=typ), claims(), es))["sub"] == "alice"
 
 
-def test_policy_typ_in_application_form_matches_short_form(es: KeyPair, clock: Clock) -> None:
+def test_policy_typ_in_application_form_matches_short_form(es: KeyPair, clock: FakeClock) -> None:
     policy = VerifyPolicy(ISSUER, AUDIENCE, typ="application/session-grant+jwt")
     verifier = Verifier(StaticKeys({"keys": [es.public_jwk()]}), policy, clock=clock)
     assert verifier.verify(keys.sign(claims(), es, typ="session-grant+jwt"))["sub"] == "alice"
@@ -272,7 +265,7 @@ def test_missing_typ(verifier: Verifier, es: KeyPair) -> None:
 
 
 def test_typ_optional_accepts_a_missing_typ_only(
-    key_pairs: dict[str, KeyPair], es: KeyPair, clock: Clock
+    key_pairs: dict[str, KeyPair], es: KeyPair, clock: FakeClock
 ) -> None:
     policy = dataclasses.replace(POLICY, typ_optional=True)
     lenient = Verifier(
@@ -342,7 +335,7 @@ def test_deeply_nested_payload(verifier: Verifier, es: KeyPair) -> None:
     nested = '{"a":' * 3000 + "1" + "}" * 3000
     payload = b64(json.dumps(claims())[:-1].encode() + b',"deep":' + nested.encode() + b"}")
     policy = VerifyPolicy(ISSUER, AUDIENCE, max_size=100_000)
-    big = Verifier(StaticKeys({"keys": [es.public_jwk()]}), policy, clock=Clock())
+    big = Verifier(StaticKeys({"keys": [es.public_jwk()]}), policy, clock=FakeClock(NOW))
     rejects(big, forge(header(es), payload, es), MalformedToken)
 
 
@@ -386,7 +379,7 @@ def test_oversized_token_is_refused_before_decoding(verifier: Verifier, es: KeyP
     rejects(verifier, big, TokenTooLarge)
 
 
-def test_token_at_the_size_limit_passes(es: KeyPair, clock: Clock) -> None:
+def test_token_at_the_size_limit_passes(es: KeyPair, clock: FakeClock) -> None:
     token = keys.sign(claims(), es, typ="at+jwt")
     policy = VerifyPolicy(ISSUER, AUDIENCE, max_size=len(token))
     assert Verifier(StaticKeys({"keys": [es.public_jwk()]}), policy, clock=clock).verify(token)
@@ -488,7 +481,7 @@ def test_integer_and_float_dates_both_pass(verifier: Verifier, es: KeyPair) -> N
     assert verifier.verify(token)["exp"] == int(NOW) + 300
 
 
-def test_expiry_edges_with_leeway(verifier: Verifier, es: KeyPair, clock: Clock) -> None:
+def test_expiry_edges_with_leeway(verifier: Verifier, es: KeyPair, clock: FakeClock) -> None:
     token = keys.sign(claims(exp=NOW + 300), es, typ="at+jwt")
     clock.now = NOW + 300 + 59.999
     assert verifier.verify(token)
@@ -498,7 +491,7 @@ def test_expiry_edges_with_leeway(verifier: Verifier, es: KeyPair, clock: Clock)
     rejects(verifier, token, Expired)
 
 
-def test_future_iat_and_nbf_edges(verifier: Verifier, es: KeyPair, clock: Clock) -> None:
+def test_future_iat_and_nbf_edges(verifier: Verifier, es: KeyPair, clock: FakeClock) -> None:
     clock.now = NOW - 60
     assert verifier.verify(keys.sign(claims(), es, typ="at+jwt"))
     clock.now = NOW - 60.001
@@ -563,7 +556,7 @@ def test_error_codes_are_stable() -> None:
     assert "KeysUnavailable" not in codes
 
 
-def test_static_keys(key_pairs: dict[str, KeyPair], clock: Clock) -> None:
+def test_static_keys(key_pairs: dict[str, KeyPair], clock: FakeClock) -> None:
     verify_keys = [keys.VerifyKey.from_jwk(p.public_jwk()) for p in key_pairs.values()]
     source = StaticKeys.from_keys(verify_keys)
     assert source.kids == {p.kid for p in key_pairs.values()}

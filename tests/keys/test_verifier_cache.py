@@ -18,6 +18,7 @@ from keys import (
     generate_key,
     sign,
 )
+from tests.support.clock import FakeClock
 
 POLICY = VerifyPolicy(issuer="https://issuer.test", audience="https://mcp.test/mcp")
 NOW = 1_800_000_000.0
@@ -47,14 +48,6 @@ class Keys:
         return self.keys.get(kid)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def token(pair: KeyPair, **changes: Any) -> str:
     claims = {
         "iss": POLICY.issuer,
@@ -78,7 +71,7 @@ def counting(pair: KeyPair) -> CountingKey:
 
 
 def test_a_token_is_signature_checked_once_and_its_dates_every_time(pair: KeyPair) -> None:
-    key, clock = counting(pair), Clock()
+    key, clock = counting(pair), FakeClock(NOW)
     verifier = Verifier(Keys(key), POLICY, clock=clock)
     jwt = token(pair)
     first = verifier.verify(jwt)
@@ -93,7 +86,7 @@ def test_a_token_is_signature_checked_once_and_its_dates_every_time(pair: KeyPai
 async def test_a_cached_token_stops_verifying_when_its_key_is_dropped(pair: KeyPair) -> None:
     key = counting(pair)
     source = Keys(key)
-    verifier = Verifier(source, POLICY, clock=Clock())
+    verifier = Verifier(source, POLICY, clock=FakeClock(NOW))
     jwt = token(pair)
     assert (await verifier.verify_async(jwt))["sub"] == "alice"
     del source.keys[key.kid]
@@ -104,7 +97,7 @@ async def test_a_cached_token_stops_verifying_when_its_key_is_dropped(pair: KeyP
 def test_a_re_imported_key_checks_the_signature_again(pair: KeyPair) -> None:
     key = counting(pair)
     source = Keys(key)
-    verifier = Verifier(source, POLICY, clock=Clock())
+    verifier = Verifier(source, POLICY, clock=FakeClock(NOW))
     jwt = token(pair)
     verifier.verify(jwt)
     again = counting(pair)
@@ -114,7 +107,7 @@ def test_a_re_imported_key_checks_the_signature_again(pair: KeyPair) -> None:
 
 
 def test_a_tampered_twin_of_a_cached_token_is_refused(pair: KeyPair) -> None:
-    verifier = Verifier(Keys(counting(pair)), POLICY, clock=Clock())
+    verifier = Verifier(Keys(counting(pair)), POLICY, clock=FakeClock(NOW))
     jwt = token(pair)
     verifier.verify(jwt)
     header, _payload, signature = jwt.split(".")

@@ -9,17 +9,20 @@ from typing import Any
 
 import httpx2
 import pytest
-from mcp_support import ISSUER, RESOURCE, FakeClock, Mint, http_client, running
 from sqlalchemy import Engine
 from starlette.applications import Starlette
 
 from keys import KeyPair, StaticKeys, Verifier, generate_key, sign
 from mcp_server import Bank, McpSettings, access_token_policy, create_app, create_schema, make_engine, seed
+from tests.support.clock import FakeClock
+from tests.support.issuer import ISSUER, RESOURCE
+from tests.support.lifespan import running
+from tests.support.mcp import MCP_START, Mint, http_client
 
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(MCP_START)
 
 
 @pytest.fixture

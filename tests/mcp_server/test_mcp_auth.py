@@ -10,13 +10,14 @@ from typing import Any
 import httpx2
 import pytest
 from mcp.shared.exceptions import MCPError
-from mcp_support import ISSUER, METADATA, RESOURCE, FakeClock, Mint, mcp_client, post, rpc, scrape
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 from starlette.applications import Starlette
 
 from keys import generate_key
 from mcp_server import TOOL_SCOPES, Bank
-from mcp_server._bank._models import Movement
+from tests.support.clock import FakeClock
+from tests.support.issuer import ISSUER, RESOURCE
+from tests.support.mcp import METADATA, Mint, mcp_client, movements, post, rpc, scrape
 
 INVALID = f'Bearer error="invalid_token", resource_metadata="{METADATA}"'
 
@@ -38,11 +39,6 @@ def with_header(token: str, **changes: Any) -> str:
 def balance_of(bank: Bank, user: str, kind: str) -> str:
     rows = bank.get_balance(user, kind)["accounts"]
     return next(a["balance"] for a in rows if a["status"] == "open")
-
-
-def movements(engine: Engine) -> int:
-    with engine.connect() as conn:
-        return int(conn.execute(select(func.count()).select_from(Movement)).scalar_one())
 
 
 def audit_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:

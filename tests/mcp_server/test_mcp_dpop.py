@@ -13,7 +13,6 @@ from typing import Any
 
 import httpx2
 import pytest
-from mcp_support import ISSUER, METADATA, RESOURCE, FakeClock, Mint, http_client, post, rpc, running
 from sqlalchemy import Engine
 from starlette.applications import Starlette
 
@@ -22,6 +21,10 @@ from keys import KeyPair, Verifier, dpop_proof, generate_key
 from keys._algorithms._keypair import public_members
 from keys._jose._sign import signature_bytes
 from mcp_server import McpSettings, create_app
+from tests.support.clock import FakeClock
+from tests.support.issuer import ISSUER, RESOURCE
+from tests.support.lifespan import running
+from tests.support.mcp import METADATA, Mint, http_client, post, rpc
 
 ALGS = 'algs="ES256 EdDSA"'
 INVALID_PROOF = f'DPoP error="invalid_dpop_proof", {ALGS}, resource_metadata="{METADATA}"'

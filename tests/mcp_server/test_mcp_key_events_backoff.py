@@ -24,7 +24,7 @@ from starlette.routing import Route
 
 from keys import KEY_EVENTS_CHANNEL, JWKSCache, generate_key
 from mcp_server import KeyEventSubscriber
-from tests.conftest import RedisServer
+from tests.support.servers import RedisServer
 
 ISSUER = "http://issuer.test"
 FAILURES_BEFORE_RESTART = 8

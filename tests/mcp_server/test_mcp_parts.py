@@ -8,13 +8,14 @@ from typing import Any
 
 import httpx2
 import pytest
-from mcp_support import FakeClock, Mint, mcp_client, post, rpc, scrape
 from sqlalchemy import Engine, func, select
 from starlette.applications import Starlette
 
 from keys import CLOCK_LEEWAY
 from mcp_server import Bank, McpSettings
 from mcp_server._bank._models import Movement
+from tests.support.clock import FakeClock
+from tests.support.mcp import Mint, mcp_client, post, rpc, scrape
 
 
 def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

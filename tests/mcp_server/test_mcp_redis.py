@@ -10,7 +10,6 @@ from typing import Any
 import httpx
 import pytest
 import redis.asyncio as aioredis
-from mcp_support import ISSUER, RESOURCE, FakeClock, Mint, http_client, post, rpc, running
 from sqlalchemy import Engine
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -19,6 +18,10 @@ from starlette.routing import Route
 
 from keys import KEY_EVENTS_CHANNEL, KeyPair, Verifier
 from mcp_server import Bank, McpSettings, build_app_from_settings, create_app
+from tests.support.clock import FakeClock
+from tests.support.issuer import ISSUER, RESOURCE
+from tests.support.lifespan import running
+from tests.support.mcp import Mint, http_client, post, rpc
 
 
 @pytest.fixture

@@ -13,11 +13,10 @@ from typing import Any
 
 import httpx2
 import pytest
-from mcp_support import Mint, post, rpc
 from sqlalchemy import Engine
-from test_mcp_auth import movements
 
 from mcp_server import Bank
+from tests.support.mcp import Mint, movements, post, rpc
 
 HEADERS = {
     "accept": "application/json, text/event-stream",

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import httpx
 import redis.asyncio as aioredis
-from mcp_support import ISSUER, RESOURCE, FakeClock, Mint, http_client, post, rpc, running
 from sqlalchemy import Engine
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -24,6 +23,10 @@ from starlette.routing import Route
 
 from keys import KEY_EVENTS_CHANNEL, JWKSCache, KeyPair, generate_key
 from mcp_server import KeyEventSubscriber, McpSettings, build_app_from_settings
+from tests.support.clock import FakeClock
+from tests.support.issuer import ISSUER, RESOURCE
+from tests.support.lifespan import running
+from tests.support.mcp import Mint, http_client, post, rpc
 
 
 class JwksServer:

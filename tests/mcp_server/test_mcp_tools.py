@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 from fastmcp.exceptions import ToolError
-from mcp_support import Mint, mcp_client
 from starlette.applications import Starlette
+
+from tests.support.mcp import Mint, mcp_client
 
 
 async def call(app: Starlette, token: str, tool: str, **arguments: Any) -> dict[str, Any]:

@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from agent_fakes import MemoryBank, ScriptedLLM, call
 from livekit.agents import AgentSession
 
-from orchestrator._agent._banking_agent import BankingAgent, CallState
-from orchestrator._call._identity import CallerIdentity
+from orchestrator import BankingAgent, CallerIdentity, CallState
+from tests.support.agent import MemoryBank, ScriptedLLM, call
 
 GRANT = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl"
 REFRESH = "Qm9iIGFuZCBBbGljZSBzaGFyZSBhIHNlY3JldA7x"

@@ -7,13 +7,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
-from agent_fakes import MemoryBank, ScriptedLLM, call
 from livekit.agents import AgentSession
 
-from orchestrator._agent._banking_agent import BankingAgent, CallState
+from orchestrator import AuthorizationLost, BankingAgent, CallerIdentity, CallState, ServiceUnavailable
 from orchestrator._agent._speech import AUTHORIZATION_LOST, SERVICE_UNAVAILABLE
-from orchestrator._bank._protocol import AuthorizationLost, ServiceUnavailable
-from orchestrator._call._identity import CallerIdentity
+from tests.support.agent import MemoryBank, ScriptedLLM, call
 
 GRANT = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl"
 

@@ -16,7 +16,6 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
-from process_support import Serving, child_env, free_port, run, voicebank
 from starlette.applications import Starlette
 
 from issuer import IssuerSettings
@@ -24,6 +23,8 @@ from keys import assertion_form, load_client_key
 from orchestrator._commands import main
 from orchestrator._commands._dev_init import dev_init
 from orchestrator._commands._serve import ServeError, SharedLoopServer, serve_all
+from tests.support.ports import free_port
+from tests.support.process import Serving, child_env, run, voicebank
 
 
 def one_line(stderr: str) -> str:

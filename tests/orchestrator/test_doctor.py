@@ -10,10 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from up_support import UpProcess, clean_env, free_port, voicebank
 
 from keys import generate_key, write_private_file
 from orchestrator._commands import main
+from tests.support.up import UpProcess, clean_env, free_port, voicebank
 
 CHECKS = [
     "ISSUER_URL",

@@ -26,7 +26,6 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi import FastAPI
 from freezegun import freeze_time
-from issuer_support import CLIENT_KEYS, ISSUER, issuer_settings
 from sqlalchemy import Engine
 from starlette.applications import Starlette
 
@@ -37,7 +36,8 @@ from mcp_server import McpSettings, create_schema, make_engine, seed
 from mcp_server._app import create_app as create_mcp
 from orchestrator._call._identity import CallerIdentity
 from orchestrator._call._wiring import CallBank, ConnectionSettings, close_bank, open_bank
-from tests.mcp_server.mcp_support import running
+from tests.support.issuer import CLIENT_KEYS, ISSUER, issuer_with_clients
+from tests.support.lifespan import running
 
 RESOURCE = "http://127.0.0.1:8001/mcp"
 MCP_HEADERS = {"accept": "application/json, text/event-stream", "mcp-protocol-version": "2026-07-28"}
@@ -152,7 +152,7 @@ class Call:
 
 
 def _bound_registry(state: Path, *, nonce: str) -> Any:
-    settings = issuer_settings(state, RESOURCE)
+    settings = issuer_with_clients(state, CLIENT_KEYS, mcp_resource_url=RESOURCE)
     clients = json.loads((state / "clients.json").read_text())
     for client in clients["clients"]:
         if client["client_id"] == "orchestrator":
@@ -165,7 +165,9 @@ def _bound_registry(state: Path, *, nonce: str) -> Any:
 def _build(tmp_path: Path, nonce: str) -> tuple[FastAPI, Engine, McpSettings]:
     state = tmp_path / "issuer"
     state.mkdir()
-    settings = issuer_settings(state, RESOURCE).model_copy(update={"dpop_nonce": nonce})
+    settings = issuer_with_clients(state, CLIENT_KEYS, mcp_resource_url=RESOURCE).model_copy(
+        update={"dpop_nonce": nonce}
+    )
     clients = json.loads((state / "clients.json").read_text())
     for client in clients["clients"]:
         if client["client_id"] == "orchestrator":

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from orchestrator._call._identity import CallerIdentity, IdentityRefused, parse_identity
+from orchestrator import CallerIdentity, IdentityRefused, parse_identity
 
 GRANT = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl"
 

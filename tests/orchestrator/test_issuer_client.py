@@ -13,10 +13,16 @@ from joserfc import jwt
 from joserfc.jwk import ECKey
 
 import keys
-from orchestrator._bank._protocol import AuthorizationLost, BankError, ServiceUnavailable, ToolRefused
+from orchestrator import (
+    AuthorizationLost,
+    BankError,
+    IssuerClient,
+    RetryPolicy,
+    ServiceUnavailable,
+    ToolRefused,
+)
 from orchestrator._tokens._errors import GrantRevoked, IssuerRefused, IssuerUnavailable, ScopeNotGranted
-from orchestrator._tokens._issuer_client import IssuerClient
-from orchestrator._tokens._retry import RetryPolicy, full_jitter
+from orchestrator._tokens._retry import full_jitter
 
 ISSUER = "http://issuer.test"
 KEY = keys.generate_key("ES256")
@@ -273,7 +279,7 @@ async def test_no_token_ever_reaches_the_log(make_client, caplog: pytest.LogCapt
 
 
 def test_token_response_repr_hides_the_tokens() -> None:
-    from orchestrator._tokens._issuer_client import TokenResponse
+    from orchestrator import TokenResponse
 
     text = repr(TokenResponse("at-secret", 300.0, "read", "rt-secret"))
     assert "secret" not in text

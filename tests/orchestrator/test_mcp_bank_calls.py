@@ -16,7 +16,6 @@ import httpx
 import httpx2
 import pytest
 import uvicorn
-from issuer_support import CLIENT_KEYS, ISSUER, issuer_settings
 from sqlalchemy import Engine
 
 import keys
@@ -25,11 +24,18 @@ from keys import assertion_form
 from mcp_server import create_schema, make_engine, seed
 from mcp_server._app import create_app as create_mcp
 from mcp_server._settings import McpSettings
-from orchestrator._bank._mcp import McpBank
-from orchestrator._bank._protocol import AuthorizationLost, Bank, BankError, ServiceUnavailable, ToolRefused
-from orchestrator._tokens._issuer_client import IssuerClient
-from orchestrator._tokens._manager import TokenManager
-from orchestrator._tokens._retry import RetryPolicy
+from orchestrator import (
+    AuthorizationLost,
+    Bank,
+    BankError,
+    IssuerClient,
+    McpBank,
+    RetryPolicy,
+    ServiceUnavailable,
+    TokenManager,
+    ToolRefused,
+)
+from tests.support.issuer import CLIENT_KEYS, ISSUER, issuer_with_clients
 
 
 async def _never(_: float) -> None:
@@ -193,7 +199,9 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     probe.close()
     url = f"http://127.0.0.1:{port}/mcp"
     (tmp_path / "issuer").mkdir()
-    issuer_app = create_issuer(issuer_settings(tmp_path / "issuer", url), rotation_sleep=_never)
+    issuer_app = create_issuer(
+        issuer_with_clients(tmp_path / "issuer", CLIENT_KEYS, mcp_resource_url=url), rotation_sleep=_never
+    )
     engine: Engine = make_engine(f"sqlite:///{tmp_path / 'bank.db'}")
     create_schema(engine)
     seed(engine)

@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-from orchestrator._call._session_store import MemorySessionStore, SessionRecord, grant_digest
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
+from orchestrator import MemorySessionStore, SessionRecord
+from orchestrator._call._session_store import grant_digest
+from tests.support.clock import FakeClock
 
 
 async def test_open_close_and_expiry() -> None:
-    clock = Clock()
+    clock = FakeClock(1_000_000.0)
     store = MemorySessionStore(clock=clock, active_ttl=100, ended_ttl=10)
     record = SessionRecord("room-1", "alice", clock.now, grant_sha256=grant_digest("a.b.c"))
     await store.open(record)
@@ -36,7 +30,7 @@ async def test_open_close_and_expiry() -> None:
 
 
 async def test_an_abandoned_active_record_expires() -> None:
-    clock = Clock()
+    clock = FakeClock(1_000_000.0)
     store = MemorySessionStore(clock=clock, active_ttl=100)
     await store.open(SessionRecord("room-2", "bob", clock.now))
     clock.now += 99

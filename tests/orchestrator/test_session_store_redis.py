@@ -7,7 +7,8 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
-from orchestrator._call._session_store import RedisSessionStore, SessionRecord, grant_digest
+from orchestrator import RedisSessionStore, SessionRecord
+from orchestrator._call._session_store import grant_digest
 
 GRANT = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl"
 

@@ -17,12 +17,12 @@ from typing import Any
 
 import httpx
 import pytest
-from up_support import ROOT, UpProcess, clean_env, free_port, tool_call, voicebank
 
 from issuer import IssuerSettings, create_app
 from keys import StaticKeys, Verifier, VerifyPolicy
 from orchestrator._commands import main
 from orchestrator._commands._dev_init import dev_init
+from tests.support.up import ROOT, UpProcess, clean_env, free_port, tool_call, voicebank
 
 ISSUER = "http://127.0.0.1:8000"
 RESOURCE = "http://127.0.0.1:8001/mcp"

@@ -15,15 +15,19 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from freezegun import freeze_time
-from issuer_support import CLIENT_KEYS, ISSUER, issuer_settings
 
 from issuer import create_app
 from keys import assertion_form
-from orchestrator._bank._protocol import AuthorizationLost, ServiceUnavailable, ToolRefused
+from orchestrator import (
+    AuthorizationLost,
+    IssuerClient,
+    RetryPolicy,
+    ServiceUnavailable,
+    TokenManager,
+    ToolRefused,
+)
 from orchestrator._tokens._errors import GrantRevoked, SessionEnded
-from orchestrator._tokens._issuer_client import IssuerClient
-from orchestrator._tokens._manager import TokenManager
-from orchestrator._tokens._retry import RetryPolicy
+from tests.support.issuer import CLIENT_KEYS, ISSUER, issuer_with_clients
 
 
 def _wall_clock() -> float:
@@ -112,7 +116,7 @@ class Rig:
 @pytest.fixture
 async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     # Built before freezing: FastAPI imports pydantic.v1 lazily, which breaks under freezegun's date.
-    app = create_app(issuer_settings(tmp_path), clock=_wall_clock, rotation_sleep=_never)
+    app = create_app(issuer_with_clients(tmp_path, CLIENT_KEYS), clock=_wall_clock, rotation_sleep=_never)
     with freeze_time("2026-03-01 09:00:00", real_asyncio=True) as frozen:
         async with app.router.lifespan_context(app):
             wire = Wire(app)

@@ -23,6 +23,7 @@ from orchestrator._commands._up import (
     mcp_issuer_url,
     service_urls,
 )
+from tests.support.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 AGENT_VARIABLES = (
@@ -33,15 +34,6 @@ AGENT_VARIABLES = (
     "ORCHESTRATOR_LLM",
     "ORCHESTRATOR_TTS",
 )
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def test_urls_follow_the_listening_address_unless_the_environment_names_them() -> None:

@@ -11,10 +11,11 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
-from process_support import Output, Serving, child_env, free_port, voicebank
 
 from issuer import IssuerSettings
 from orchestrator._commands._dev_init import dev_init
+from tests.support.ports import free_port
+from tests.support.process import Output, Serving, child_env, voicebank
 
 
 @dataclass

@@ -6,16 +6,13 @@ import json
 from collections.abc import AsyncIterator
 
 import pytest
-from agent_fakes import MemoryBank, ScriptedLLM, call
 from livekit.agents import AgentSession
 from redis.asyncio import Redis
 
-from orchestrator._agent._banking_agent import CallState
+from orchestrator import AuthorizationLost, Bank, CallerIdentity, CallState, RedisSessionStore, VoiceCall
 from orchestrator._agent._speech import AUTHORIZATION_LOST, CANNOT_VERIFY
-from orchestrator._bank._protocol import AuthorizationLost, Bank
-from orchestrator._call._identity import CallerIdentity
-from orchestrator._call._session_store import RedisSessionStore, grant_digest
-from orchestrator._call._voice_call import VoiceCall
+from orchestrator._call._session_store import grant_digest
+from tests.support.agent import MemoryBank, ScriptedLLM, call
 
 GRANT = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl"
 METADATA = json.dumps({"user_id": "alice", "session_id": "room-1", "session_grant": GRANT})

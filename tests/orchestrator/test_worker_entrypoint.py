@@ -13,11 +13,9 @@ import logging
 from collections.abc import AsyncIterator
 
 import pytest
-from agent_fakes import MemoryBank, ScriptedLLM, call
 from livekit import rtc
 from livekit.agents import AgentSession
 from livekit.agents.voice.room_io import RoomOptions
-from livekit_fakes import FakeRoom, JobRunner, RoomService
 from redis.asyncio import Redis
 
 from orchestrator._agent._banking_agent import CallState
@@ -28,6 +26,8 @@ from orchestrator._call._session_store import RedisSessionStore
 from orchestrator._call._settings import AgentSettings
 from orchestrator._call._voice_call import AgentWiring
 from orchestrator._call._worker import entrypoint, inference_session
+from tests.support.agent import MemoryBank, ScriptedLLM, call
+from tests.support.livekit import FakeRoom, JobRunner, RoomService
 
 API_KEY, API_SECRET = "devkey", "a-livekit-api-secret-of-32-chars!"
 ROOM = "room-1"

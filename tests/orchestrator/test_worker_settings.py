@@ -10,10 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator._bank._protocol import Bank
-from orchestrator._call._identity import CallerIdentity
-from orchestrator._call._settings import AgentSettings, NotConfigured
-from orchestrator._call._voice_call import AgentWiring
+from orchestrator import AgentSettings, AgentWiring, Bank, CallerIdentity, NotConfigured
 from orchestrator._call._worker import build_server, entrypoint, main
 
 ROOT = Path(__file__).resolve().parents[2]

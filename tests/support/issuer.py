@@ -1,38 +1,29 @@
-"""The issuer test harness: real keys, a fake clock, the app in-process through httpx.ASGITransport."""
+"""The issuer as tests run it: settings, the app in-process through httpx.ASGITransport, a harness."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
 from fastapi import FastAPI
 
 from issuer import IssuerSettings, create_app, metrics_app
-from keys import KeyPair, assertion_form
+from keys import KeyPair, assertion_form, generate_key
+from tests.support.clock import FakeClock
+from tests.support.lifespan import running as lifespan_running
+from tests.support.registry import TOKEN_EXCHANGE, write_client_registry
 
 ISSUER = "http://127.0.0.1:8000"
 TOKEN_ENDPOINT = ISSUER + "/token"
 RESOURCE = "http://127.0.0.1:8001/mcp"
-TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 JWT_TYPE = "urn:ietf:params:oauth:token-type:jwt"
-START = 1_800_000_000.0
-
-
-class FakeClock:
-    """A clock tests move by hand."""
-
-    def __init__(self, now: float = START) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+# The orchestrator tests' two clients (the issuer tests make their own per session).
+CLIENT_KEYS = {name: generate_key("ES256") for name in ("orchestrator", "backend")}
 
 
 async def never(_: float) -> None:
@@ -40,39 +31,30 @@ async def never(_: float) -> None:
     await asyncio.Event().wait()
 
 
-def registry_data(keys: dict[str, KeyPair]) -> dict[str, Any]:
-    def jwks(name: str) -> dict[str, Any]:
-        return {"keys": [keys[name].public_jwk()]}
+def issuer_settings(state: Path, clients_file: Path, **overrides: Any) -> IssuerSettings:
+    """Settings of an issuer on loopback with file keys under `state`: no Redis, no LiveKit, dev mode.
 
-    return {
-        "clients": [
-            {
-                "client_id": "orchestrator",
-                "jwks": jwks("orchestrator"),
-                "grant_types": [TOKEN_EXCHANGE, "refresh_token"],
-                "scope": "read transact configure",
-            },
-            {
-                "client_id": "backend",
-                "jwks": jwks("backend"),
-                "grant_types": ["client_credentials"],
-                "scope": "sessions:create",
-            },
-            {
-                "client_id": "admin",
-                "jwks": jwks("admin"),
-                "grant_types": ["client_credentials"],
-                "scope": "keys:admin",
-            },
-            {
-                # A second agent-like client, to prove grants and refresh tokens are bound to their client.
-                "client_id": "other",
-                "jwks": jwks("other"),
-                "grant_types": [TOKEN_EXCHANGE, "refresh_token"],
-                "scope": "read",
-            },
-        ]
+    Every field is given, so nothing from the developer's environment leaks in; `overrides` win.
+    """
+    values: dict[str, Any] = {
+        "issuer_url": ISSUER,
+        "mcp_resource_url": RESOURCE,
+        "voicebank_state": state,
+        "issuer_clients_file": clients_file,
+        "keys_store": "file",
+        "redis_url": None,
+        "keys_passphrase": None,
+        "voicebank_mode": "dev",
+        "livekit_url": None,
+        "livekit_api_key": None,
+        "livekit_api_secret": None,
     }
+    return IssuerSettings(**(values | overrides))
+
+
+def issuer_with_clients(state: Path, keys: Mapping[str, KeyPair], **overrides: Any) -> IssuerSettings:
+    """`issuer_settings` for `state`, with the clients of `keys` registered in `state/clients.json`."""
+    return issuer_settings(state, write_client_registry(state / "clients.json", keys), **overrides)
 
 
 @dataclass
@@ -145,7 +127,7 @@ async def running(
     settings: IssuerSettings, clock: FakeClock, keys: dict[str, KeyPair], **kwargs: Any
 ) -> AsyncIterator[Harness]:
     app = create_app(settings, clock=clock, rotation_sleep=never, **kwargs)
-    async with app.router.lifespan_context(app):
+    async with lifespan_running(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url=ISSUER) as http:
             yield Harness(app, http, clock, keys)

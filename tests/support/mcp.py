@@ -1,23 +1,22 @@
-"""Helpers shared by the MCP server tests (a module of its own so test modules never import conftest)."""
+"""The MCP server as tests call it: in-process HTTP and MCP clients, JSON-RPC bodies, minted tokens."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from typing import Any
 
 import httpx2
 from fastmcp import Client
 from fastmcp.client.transports import StreamableHttpTransport
+from sqlalchemy import Engine, func, select
 from starlette.applications import Starlette
 
 from mcp_server import metrics_app
+from mcp_server._bank._models import Movement
+from tests.support.issuer import RESOURCE
 
-ISSUER = "http://127.0.0.1:8000"
-RESOURCE = "http://127.0.0.1:8001/mcp"
 BASE = "http://127.0.0.1:8001"
-METADATA = "http://127.0.0.1:8001/.well-known/oauth-protected-resource/mcp"
+METADATA = BASE + "/.well-known/oauth-protected-resource/mcp"
 _META = {
     "io.modelcontextprotocol/protocolVersion": "2026-07-28",
     "io.modelcontextprotocol/clientInfo": {"name": "test", "version": "1"},
@@ -25,42 +24,8 @@ _META = {
 }
 
 Mint = Callable[..., str]
-
-
-class FakeClock:
-    """A clock that moves only when told to."""
-
-    def __init__(self, start: float = 1_790_000_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-@asynccontextmanager
-async def running(app: Starlette) -> AsyncIterator[Starlette]:
-    """Run the app's lifespan in a task of its own (anyio scopes must exit in the task they entered)."""
-    started, stop = asyncio.Event(), asyncio.Event()
-
-    async def run() -> None:
-        async with app.router.lifespan_context(app):
-            started.set()
-            await stop.wait()
-
-    task = asyncio.create_task(run())
-    waiter = asyncio.create_task(started.wait())
-    await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
-    if not started.is_set():
-        waiter.cancel()
-        await task  # raises the startup error
-    try:
-        yield app
-    finally:
-        stop.set()
-        await task
+# Where the MCP tests' clock starts (the seeded bank's history is dated from it).
+MCP_START = 1_790_000_000.0
 
 
 def asgi_factory(app: Starlette) -> Callable[..., httpx2.AsyncClient]:
@@ -109,3 +74,9 @@ async def post(http: httpx2.AsyncClient, token: str | None, body: Any, **headers
     if token is not None:
         sent["authorization"] = f"Bearer {token}"
     return await http.post("/mcp", json=body, headers=sent | headers)
+
+
+def movements(engine: Engine) -> int:
+    """How many money movements the bank has recorded: a refused call must not add one."""
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(Movement)).scalar_one())

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from orchestrator._bank._protocol import AuthorizationLost, BankError, ServiceUnavailable, ToolRefused
+from orchestrator import AuthorizationLost, BankError, ServiceUnavailable, ToolRefused
 from orchestrator._commands._demo._scripted_llm import ScriptedLLM, call
 
 __all__ = ["Account", "MemoryBank", "ScriptedLLM", "call"]

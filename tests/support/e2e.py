@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -35,12 +34,10 @@ from sqlalchemy import Engine
 from issuer import IssuerSettings
 from keys import assertion_form, load_client_key
 from mcp_server import Bank, make_engine
-from orchestrator._call._identity import CallerIdentity, parse_identity
+from orchestrator import CallerIdentity, IssuerClient, RetryPolicy, TokenManager, parse_identity
 from orchestrator._commands._dev_init import dev_init
 from orchestrator._tokens._dpop import CallKey
-from orchestrator._tokens._issuer_client import IssuerClient
-from orchestrator._tokens._manager import TokenManager
-from orchestrator._tokens._retry import RetryPolicy
+from tests.support.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 LISTENING = "Uvicorn running on"
@@ -56,14 +53,6 @@ _META = {
     "io.modelcontextprotocol/clientInfo": {"name": "e2e", "version": "1"},
     "io.modelcontextprotocol/clientCapabilities": {},
 }
-
-
-def free_port() -> int:
-    """A loopback port that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def base_env() -> dict[str, str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -17,13 +16,6 @@ WAIT = 90.0  # a cold interpreter importing fastmcp on a busy 2-core machine
 LISTENING = b"Uvicorn running on"
 # What root must give up for file permissions to apply to it (the tests may run as root).
 _DAC = "-dac_override,-dac_read_search"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def child_env(**extra: str) -> dict[str, str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 from collections.abc import AsyncIterator
@@ -17,45 +16,24 @@ from fastmcp import Client
 from fastmcp.client.transports import StreamableHttpTransport
 from sqlalchemy import Engine, MetaData, select
 
-from issuer import IssuerSettings
 from issuer import create_app as create_issuer
 from keys import KeyPair, assertion_form, generate_key
 from mcp_server import Bank, McpSettings, build_app_from_settings, create_schema, make_engine, seed
-from orchestrator._bank._mcp import McpBank
-from orchestrator._tokens._issuer_client import IssuerClient
-from orchestrator._tokens._manager import TokenManager
-from orchestrator._tokens._retry import RetryPolicy
-from tests.mcp_server.mcp_support import running
+from orchestrator import IssuerClient, McpBank, RetryPolicy, TokenManager
+from tests.support.clock import FakeClock
+from tests.support.issuer import ISSUER, RESOURCE, TOKEN_ENDPOINT, issuer_settings, never
+from tests.support.lifespan import running
+from tests.support.mcp import BASE, METADATA
+from tests.support.registry import ALL_SCOPES, write_client_registry
 
-ISSUER = "http://127.0.0.1:8000"
-TOKEN_ENDPOINT = ISSUER + "/token"
-RESOURCE = "http://127.0.0.1:8001/mcp"
-BASE = "http://127.0.0.1:8001"
-METADATA = BASE + "/.well-known/oauth-protected-resource/mcp"
 INVALID_TOKEN = f'Bearer error="invalid_token", resource_metadata="{METADATA}"'
 JWKS_PATH = "/.well-known/jwks.json"
-TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
-START = 1_800_000_000.0
-ALL_SCOPES = "read transact configure"
 _PROTOCOL = "2026-07-28"
 _META = {
     "io.modelcontextprotocol/protocolVersion": _PROTOCOL,
     "io.modelcontextprotocol/clientInfo": {"name": "integration", "version": "1"},
     "io.modelcontextprotocol/clientCapabilities": {},
 }
-
-
-class FakeClock:
-    """One clock for the issuer, the MCP server and the orchestrator; it moves only when told to."""
-
-    def __init__(self, now: float = START) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class IssuerLink(httpx.AsyncBaseTransport):
@@ -74,22 +52,6 @@ class IssuerLink(httpx.AsyncBaseTransport):
         if request.url.path == JWKS_PATH:
             self.jwks_fetches += 1
         return await self.inner.handle_async_request(request)
-
-
-def client_registry(keys: dict[str, KeyPair]) -> dict[str, Any]:
-    """The three clients of docs/architecture.md, each with its own public key."""
-
-    def entry(client_id: str, grants: list[str], scope: str) -> dict[str, Any]:
-        jwks = {"keys": [keys[client_id].public_jwk()]}
-        return {"client_id": client_id, "jwks": jwks, "grant_types": grants, "scope": scope}
-
-    return {
-        "clients": [
-            entry("orchestrator", [TOKEN_EXCHANGE, "refresh_token"], ALL_SCOPES),
-            entry("backend", ["client_credentials"], "sessions:create"),
-            entry("admin", ["client_credentials"], "keys:admin"),
-        ]
-    }
 
 
 def b64_json(data: dict[str, Any]) -> str:
@@ -294,22 +256,9 @@ async def running_stack(
     clock = clock or FakeClock()
     client_keys = {name: generate_key("ES256") for name in ("orchestrator", "backend", "admin")}
     (state / "issuer").mkdir()
-    clients_file = state / "clients.json"
-    clients_file.write_text(json.dumps(client_registry(client_keys)))
-    issuer_settings = IssuerSettings(
-        issuer_url=ISSUER,
-        mcp_resource_url=RESOURCE,
-        voicebank_state=state / "issuer",
-        issuer_clients_file=clients_file,
-        keys_store=keys_store,
-        redis_url=redis_url,
-        keys_passphrase=None,
-        voicebank_mode="dev",
-        livekit_url=None,
-        livekit_api_key=None,
-        livekit_api_secret=None,
-    )
-    issuer_app = create_issuer(issuer_settings, clock=clock, rotation_sleep=_never)
+    clients_file = write_client_registry(state / "clients.json", client_keys)
+    settings = issuer_settings(state / "issuer", clients_file, keys_store=keys_store, redis_url=redis_url)
+    issuer_app = create_issuer(settings, clock=clock, rotation_sleep=never)
     engine = make_engine(f"sqlite:///{state / 'bank.db'}")
     create_schema(engine)
     seed(engine, clock=clock)
@@ -339,8 +288,3 @@ async def running_stack(
         finally:
             for bank in stack.banks:
                 await bank.aclose()
-
-
-async def _never(_: float) -> None:
-    """The issuer's rotation loop waits forever: tests rotate through the admin API."""
-    await asyncio.Event().wait()

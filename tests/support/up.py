@@ -5,8 +5,9 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Mapping
 
-from process_support import ROOT, Serving, child_env, free_port, run
-from process_support import voicebank as argv_of
+from tests.support.ports import free_port
+from tests.support.process import ROOT, Serving, child_env, run
+from tests.support.process import voicebank as argv_of
 
 __all__ = ["ROOT", "UpProcess", "clean_env", "free_port", "tool_call", "voicebank"]
 

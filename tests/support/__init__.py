@@ -1,0 +1,1 @@
+"""Test support shared by the whole suite: clocks, servers, ports, the issuer and MCP harnesses, stacks."""
