@@ -13,6 +13,7 @@ from fastmcp import FastMCP
 from fastmcp.exceptions import ToolError
 from fastmcp.server.dependencies import get_http_request
 
+from mcp_server._advertised import hints, needs, server_version
 from mcp_server._audit import AuditLog
 from mcp_server._auth._principal import SCOPE_KEY, SPENT_KEY, Principal
 from mcp_server._auth._scopes import TOOL_SCOPES, TRANSACT
@@ -83,32 +84,34 @@ def _principal() -> Principal:
 
 def build_mcp(tools: BankTools) -> FastMCP:
     """The FastMCP server with the seven banking tools."""
-    mcp = FastMCP("voicebank", mask_error_details=True, strict_input_validation=True)
+    mcp = FastMCP(
+        "voicebank", version=server_version(), mask_error_details=True, strict_input_validation=True
+    )
     bank = tools.bank
 
-    @mcp.tool
+    @mcp.tool(annotations=hints("get_balance"), meta=needs("get_balance"))
     async def get_balance(account_type: str | None = None) -> dict[str, Any]:
         """Balances of the caller's accounts; account_type is checking, savings or credit."""
         return await tools.run("get_balance", lambda sub: bank.get_balance(sub, account_type), account_type)
 
-    @mcp.tool
+    @mcp.tool(annotations=hints("list_transactions"), meta=needs("list_transactions"))
     async def list_transactions(account_id: str | None = None, limit: int = 10) -> dict[str, Any]:
         """The caller's recent transactions, newest first (limit 1 to 100)."""
         return await tools.run(
             "list_transactions", lambda sub: bank.list_transactions(sub, account_id, limit), account_id
         )
 
-    @mcp.tool
+    @mcp.tool(annotations=hints("list_loans"), meta=needs("list_loans"))
     async def list_loans() -> dict[str, Any]:
         """The caller's loans."""
         return await tools.run("list_loans", bank.list_loans)
 
-    @mcp.tool
+    @mcp.tool(annotations=hints("list_payees"), meta=needs("list_payees"))
     async def list_payees() -> dict[str, Any]:
         """The people and companies the caller can pay."""
         return await tools.run("list_payees", bank.list_payees)
 
-    @mcp.tool
+    @mcp.tool(annotations=hints("make_payment"), meta=needs("make_payment"))
     async def make_payment(
         from_account_id: str, payee_id: str, amount: str, idempotency_key: str, memo: str | None = None
     ) -> dict[str, Any]:
@@ -123,7 +126,7 @@ def build_mcp(tools: BankTools) -> FastMCP:
             memo,
         )
 
-    @mcp.tool
+    @mcp.tool(annotations=hints("transfer_between_accounts"), meta=needs("transfer_between_accounts"))
     async def transfer_between_accounts(
         from_account_id: str, to_account_id: str, amount: str, idempotency_key: str
     ) -> dict[str, Any]:
@@ -139,7 +142,7 @@ def build_mcp(tools: BankTools) -> FastMCP:
             idempotency_key,
         )
 
-    @mcp.tool
+    @mcp.tool(annotations=hints("update_notification_settings"), meta=needs("update_notification_settings"))
     async def update_notification_settings(
         low_balance_alert: bool | None = None,
         low_balance_threshold: str | None = None,
