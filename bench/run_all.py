@@ -20,7 +20,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import BENCH_DIR, RESULTS, ROOT, print_table
 
-BENCHES = ("verify", "sign", "mcp_call", "token_endpoint", "jwks_storm", "rotation", "session")
+BENCHES = (
+    "verify",
+    "sign",
+    "mcp_call",
+    "token_endpoint",
+    "jwks_storm",
+    "rotation",
+    "session",
+    "hostile_input",
+)
 # bench_verify and bench_sign have their own command line: a short run instead of --quick.
 QUICK_ARGS = {
     "verify": ["--rounds", "1", "--seconds", "0.05"],

@@ -5,7 +5,7 @@ from keys._algorithms._keypair import KeyPair, generate_key, thumbprint
 from keys._algorithms._verify_key import VerifyKey
 from keys._client._assertion import ASSERTION_TYP, JWT_BEARER, assertion_form, client_assertion
 from keys._client._key_file import client_key_path, load_client_key, write_private_file
-from keys._dpop._nonce import NONCE_WINDOW, MemoryNonces, NonceSource, RedisNonces
+from keys._dpop._nonce import DPOP_NONCE_MAX_LENGTH, NONCE_WINDOW, MemoryNonces, NonceSource, RedisNonces
 from keys._dpop._proof import DPOP_ALGORITHMS, DPOP_TYP, access_token_hash, dpop_proof
 from keys._dpop._verifier import MAX_PROOF_SIZE, DPoPProof, DPoPVerifier
 from keys._errors import (
@@ -70,6 +70,7 @@ __all__ = [
     "CLOCK_LEEWAY",
     "DEFAULT_JWKS_MAX_AGE",
     "DPOP_ALGORITHMS",
+    "DPOP_NONCE_MAX_LENGTH",
     "DPOP_TYP",
     "JWT_BEARER",
     "KEY_EVENTS_CHANNEL",

@@ -33,6 +33,7 @@ from mcp_server._auth._middleware import BearerAuthMiddleware, TokenVerifier
 from mcp_server._bank._db import create_schema, make_engine
 from mcp_server._bank._service import Bank
 from mcp_server._metrics import Metrics
+from mcp_server._readiness import Readiness
 from mcp_server._settings import McpSettings
 from mcp_server._tools import BankTools, build_mcp
 
@@ -52,8 +53,13 @@ def create_app(
     replay: ReplayCache | None = None,
     clock: Callable[[], float] = time.time,
     lifespan_hook: Hook | None = None,
+    keys_usable: Callable[[], bool] | None = None,
 ) -> Starlette:
-    """Build the MCP server app; the verifier (and the JWKS cache key events act on) come from outside."""
+    """Build the MCP server app; the verifier (and the JWKS cache key events act on) come from outside.
+
+    `keys_usable` tells `/readyz` whether the verifier has keys to check with (default: always, for a
+    verifier with static keys).
+    """
     owns_engine = engine is None
     bank_engine = engine if engine is not None else make_engine(settings.database_url)
     redis_client = aioredis.Redis.from_url(settings.redis_url) if settings.redis_url else None
@@ -93,6 +99,7 @@ def create_app(
         dpop_required=dpop.required,
         dpop_algorithms=dpop.algorithms,
     )
+    readiness = Readiness(keys_usable=keys_usable or _always, engine=bank_engine, redis=redis_client)
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -124,12 +131,14 @@ def create_app(
         metrics=metrics,
         dpop=dpop,
         max_body_bytes=settings.mcp_max_body_bytes,
+        allowed_origins=settings.mcp_allowed_origins,
     )
     app = Starlette(
         routes=[
             Route(WELL_KNOWN, metadata.endpoint, methods=["GET"]),
             Route(WELL_KNOWN + suffix, metadata.endpoint, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readiness.endpoint, methods=["GET"]),
             Mount("/", app=mcp_app),
         ],
         middleware=[auth],
@@ -140,6 +149,10 @@ def create_app(
     app.state.metrics = metrics
     app.state.key_events = subscriber
     return app
+
+
+def _always() -> bool:
+    return True
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

@@ -2,7 +2,8 @@
 
     McpServerError              mcp_server_error
     ├── InvalidPrincipal        invalid_claim       verified claims that do not describe a caller (`_auth`)
-    ├── DPoPRefusal             dpop_refused        a request the DPoP rules refuse (`_auth/_dpop.py`)
+    ├── Denial                  denied              a request the endpoint refuses (`_auth/_denials.py`)
+    │   └── DPoPRefusal         dpop_refused        ... by the DPoP rules (`_auth/_dpop.py`)
     └── BankError               bank_error          a refused banking request (`_bank/_errors.py`)
 
 Replay-cache and key outages are `keys` errors (`keys.ReplayUnavailable`, `keys.KeysUnavailable`).

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from mcp_server._bank._db import sqlite_url
 from mcp_server._bank._errors import InvalidAmount
@@ -34,8 +34,10 @@ class McpSettings(BaseSettings):
     """Redis for the single-use `jti` cache and key events; unset: in-process memory, one replica only."""
     mcp_payment_limit: str = "5000.00"
     """The largest single payment or transfer, a decimal amount."""
-    mcp_max_body_bytes: int = Field(default=1_048_576, gt=0)
-    """The largest request body the MCP server reads, in bytes."""
+    mcp_max_body_bytes: int = Field(default=64 * 1024, gt=0)
+    """The largest request body the MCP server reads, in bytes. A `tools/call` with every argument at its cap
+    is about 1 KiB: 64 KiB leaves room for any MCP request and bounds the JSON parsing a client can ask for
+    before its arguments are checked."""
     voicebank_mode: Literal["dev", "prod"] = "dev"
     """`prod` makes DPoP-bound tokens the default requirement (`MCP_REQUIRE_DPOP`)."""
     mcp_require_dpop: bool | None = None
@@ -46,6 +48,19 @@ class McpSettings(BaseSettings):
     `DPoP-Nonce` header (RFC 9449 §9)."""
     mcp_metrics_port: int = Field(default=8003, ge=0, le=65535)
     """Prometheus metrics on a loopback listener of their own (0: none); never on the public port."""
+    mcp_allowed_origins: Annotated[tuple[str, ...], NoDecode] = ()
+    """Browser origins allowed to call `/mcp`, comma-separated (`https://app.example.com`); a request whose
+    `Origin` is not listed gets 403. None by default."""
+
+    @field_validator("mcp_allowed_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.replace(",", " ").split()
+        if isinstance(value, list | tuple):
+            # Browsers send an origin as scheme://host[:port], lower case, without a path.
+            return tuple(str(origin).strip().rstrip("/").lower() for origin in value)
+        return value
 
     @field_validator("mcp_payment_limit")
     @classmethod

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 
 from issuer._oauth._clients import Client, ClientRegistry
-from issuer._oauth._errors import InvalidClient
+from issuer._oauth._errors import InvalidClient, TemporarilyUnavailable
 from keys import (
     ASSERTION_TYP,
     CLOCK_LEEWAY,
@@ -120,8 +120,13 @@ class ClientAuthenticator:
                 return await entry.endpoint.verify_async(assertion)
             except WrongAudience:
                 return await entry.issuer.verify_async(assertion)
-        except (TokenError, KeysUnavailable) as exc:
+        except TokenError as exc:
             raise _refuse(f"assertion_{exc.code}") from None
+        except KeysUnavailable:
+            # The client's JWKS URL cannot be read: an outage, not a bad assertion.
+            raise TemporarilyUnavailable(
+                "the client's keys cannot be fetched right now", reason="client_jwks_unavailable"
+            ) from None
 
     async def authenticate(self, form: Mapping[str, str], *, authorization: str | None = None) -> Client:
         """The registered client that signed this request's assertion; InvalidClient otherwise."""

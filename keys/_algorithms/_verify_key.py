@@ -11,7 +11,8 @@ from keys._algorithms._keypair import thumbprint
 from keys._algorithms._registry import BY_KTY, by_name, of_key
 from keys._errors import KeyMaterialError
 
-_PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
+PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
+"""JWK members that hold private key material (RFC 7518 §6): a public key never carries one."""
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ class VerifyKey:
     def from_jwk(cls, jwk: Mapping[str, Any]) -> VerifyKey:
         if not isinstance(jwk, Mapping):
             raise KeyMaterialError("JWK is not an object")
-        if _PRIVATE_MEMBERS & jwk.keys():
+        if PRIVATE_MEMBERS & jwk.keys():
             raise KeyMaterialError("JWK carries private members")
         if jwk.get("use", "sig") != "sig":
             raise KeyMaterialError("JWK use is not sig")

@@ -22,7 +22,8 @@ from keys._errors import ReplayUnavailable
 
 NONCE_WINDOW = 300
 """Seconds per nonce window; read tokens are refreshed every 240 s, within one window of the last answer."""
-MAX_NONCE = 64
+DPOP_NONCE_MAX_LENGTH = 64
+"""The longest nonce a proof may carry, and a client keeps: ours are 22 characters."""
 
 
 class NonceSource(Protocol):

@@ -11,10 +11,10 @@ import orjson
 
 from keys._algorithms._base import ALGORITHMS
 from keys._algorithms._keypair import thumbprint
-from keys._algorithms._verify_key import VerifyKey
+from keys._algorithms._verify_key import PRIVATE_MEMBERS, VerifyKey
 from keys._clock import wall_clock
 from keys._dpop._htu import normalize_htu
-from keys._dpop._nonce import MAX_NONCE, NonceSource
+from keys._dpop._nonce import DPOP_NONCE_MAX_LENGTH, NonceSource
 from keys._dpop._proof import DPOP_ALGORITHMS, DPOP_TYP, access_token_hash
 from keys._errors import (
     Expired,
@@ -43,7 +43,6 @@ from keys._verify._verifier import FORBIDDEN_HEADERS, MAX_TIME
 MAX_PROOF_SIZE = 2048
 MAX_JTI = 64
 _PROOF_HEADERS_REFUSED = FORBIDDEN_HEADERS - {"jwk"}  # the proof's own key is the point of a proof
-_PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 _HEADER_CACHE_SIZE = 256
 _ATH_CACHE_SIZE = 1024
 
@@ -68,7 +67,7 @@ def _proof_key(header: Mapping[str, Any], alg: str) -> _Header:
     jwk = header.get("jwk")
     if not isinstance(jwk, dict):
         raise MalformedToken("header jwk is missing or not an object")
-    if _PRIVATE_MEMBERS & jwk.keys():
+    if PRIVATE_MEMBERS & jwk.keys():
         raise ForbiddenHeader("header jwk carries a private key")
     try:
         key = VerifyKey.from_jwk(jwk)
@@ -217,7 +216,7 @@ class DPoPVerifier:
         if jkt is not None and header.jkt != jkt:  # thumbprints are public: no need for constant time
             raise WrongProofKey("the proof is signed by another key than the one bound")
         nonce = claims.get("nonce")
-        if nonce is not None and (type(nonce) is not str or not 0 < len(nonce) <= MAX_NONCE):
+        if nonce is not None and (type(nonce) is not str or not 0 < len(nonce) <= DPOP_NONCE_MAX_LENGTH):
             raise InvalidClaim("claim nonce is not a short string")
         return DPoPProof(header.jkt, jti, iat, nonce)
 

@@ -99,6 +99,11 @@ class JWKSCache:
     def kids(self) -> frozenset[str]:
         return frozenset(self._keys)
 
+    @property
+    def usable(self) -> bool:
+        """Keys were fetched and are not stale past the limit: a token can be checked (readiness)."""
+        return self._usable(self._clock())
+
     def get(self, kid: str) -> VerifyKey | None:
         """The known key for `kid`; starts a background refresh when one is due."""
         now = self._clock()

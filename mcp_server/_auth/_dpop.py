@@ -14,21 +14,20 @@ from urllib.parse import urlsplit
 
 from keys import DPoPVerifier, NonceSource, ReplayUnavailable, TokenError
 from keys import UseDPoPNonce as NonceMissing
-from mcp_server._errors import McpServerError
+from mcp_server._auth._denials import Denial
 
 BEARER = "Bearer"
 DPOP = "DPoP"
 
 
-class DPoPRefusal(McpServerError):
+class DPoPRefusal(Denial):
     """A request refused by the DPoP rules; `error` is the RFC 9449 §7.1 code, `reason` for the audit."""
 
     code = "dpop_refused"
+    status = 401
     error = "invalid_dpop_proof"
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+    challenge = True
+    challenge_scheme = DPOP
 
 
 class InvalidProof(DPoPRefusal):
@@ -43,6 +42,11 @@ class WrongScheme(DPoPRefusal):
     code = "wrong_token_scheme"
     error = "invalid_token"
 
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        # Tell the client the scheme its token needs: Bearer for an unbound token sent as DPoP, else DPoP.
+        self.challenge_scheme = BEARER if reason == "dpop_unbound_token" else DPOP
+
 
 class NonceRequired(DPoPRefusal):
     """401 `DPoP error="use_dpop_nonce"` with the current nonce in `DPoP-Nonce` (§9)."""
@@ -53,13 +57,16 @@ class NonceRequired(DPoPRefusal):
     def __init__(self, reason: str, nonce: str) -> None:
         super().__init__(reason)
         self.nonce = nonce
+        self.headers.append((b"dpop-nonce", nonce.encode("ascii")))
 
 
 class ProofStoreDown(DPoPRefusal):
     """503: the replay or nonce store cannot answer; an outage, never a 401."""
 
     code = "proof_store_unavailable"
+    status = 503
     error = "temporarily_unavailable"
+    challenge = False
 
 
 def bound_key(claims: Mapping[str, Any]) -> str | None:

@@ -1,50 +1,62 @@
-"""Token auth in front of FastMCP: 401 for a bad token or proof, 403 per tool scope, single-use transact jti.
+"""Token auth in front of FastMCP: who calls, with which scopes, for which tool; a transact jti spent once.
 
 Credentials are `Authorization: Bearer <token>` or `Authorization: DPoP <token>` with a `DPoP` proof
-(`_dpop.py` holds the DPoP rules). Challenges name the scheme the client used, DPoP ones with `algs`.
+(`_dpop.py` holds the DPoP rules). Each step of `_admit` either returns or raises a `Denial`; `__call__`
+turns a denial into the HTTP answer (`_denials.answer`: challenges name the scheme the client used, DPoP
+ones with `algs`), the audit line and the metrics, in one place.
 """
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Mapping
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, Protocol
+from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keys import CLOCK_LEEWAY, KeysUnavailable, ReplayCache, ReplayUnavailable, TokenError
 from mcp_server._audit import AuditLog
-from mcp_server._auth._dpop import (
-    BEARER,
-    DPOP,
-    DPoPRefusal,
-    NonceRequired,
-    ProofStoreDown,
-    ResourceDPoP,
-    WrongScheme,
+from mcp_server._auth._denials import (
+    BodyTooLarge,
+    Denial,
+    InsufficientScope,
+    InvalidToken,
+    MalformedCredentials,
+    MalformedRequest,
+    NoCredentials,
+    OriginNotAllowed,
+    TemporarilyUnavailable,
+    answer,
 )
+from mcp_server._auth._dpop import BEARER, DPOP, DPoPRefusal, ResourceDPoP
 from mcp_server._auth._principal import SCOPE_KEY, SPENT_KEY, InvalidPrincipal, Principal
+from mcp_server._auth._rpc_body import called_tools
 from mcp_server._auth._scopes import TOOL_SCOPES, TRANSACT
+from mcp_server._auth._transport_refusals import watch_refusals
 from mcp_server._metrics import Metrics
+
+Headers = list[tuple[bytes, bytes]]
+_SCHEMES = {"bearer": BEARER, "dpop": DPOP}
 
 
 class TokenVerifier(Protocol):
     """What the middleware needs from `keys.Verifier`."""
 
     async def verify_async(self, token: str) -> dict[str, Any]:
-        """Verified claims, or a `keys.TokenError`."""
+        """Verified claims; a `keys.TokenError` for a bad token, `keys.KeysUnavailable` in an outage."""
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class _Denial:
-    status: int
-    challenge: str
-    error: str | None
-    reason: str
-    headers: tuple[tuple[bytes, bytes], ...] = ()
+@dataclass(slots=True)
+class _Seen:
+    """What the answer and the audit line of this request can say: filled in as the checks pass."""
+
+    scheme: str
+    principal: Principal | None = None
+    tool: str | None = None
+    spent: bool = False
 
 
 class BearerAuthMiddleware:
@@ -61,7 +73,8 @@ class BearerAuthMiddleware:
         audit: AuditLog,
         metrics: Metrics,
         dpop: ResourceDPoP,
-        max_body_bytes: int = 1_048_576,
+        max_body_bytes: int = 64 * 1024,
+        allowed_origins: Collection[str] = (),
     ) -> None:
         self._app = app
         self._dpop = dpop
@@ -72,152 +85,162 @@ class BearerAuthMiddleware:
         self._audit = audit
         self._metrics = metrics
         self._max_body = max_body_bytes
+        self._origins = frozenset(allowed_origins)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] not in self._paths:
             await self._app(scope, receive, send)
             return
         start = time.perf_counter()
-        principal, tool, body, denial = await self._decide(scope, receive)
-        if denial is not None or principal is None:
-            denial = denial or self._invalid_token("invalid_token")
-            await self._deny(send, denial)
-            self._record(principal, tool, "denied", denial.reason, start)
+        # Until the client names its scheme, a challenge names the one this resource wants.
+        seen = _Seen(DPOP if self._dpop.required else BEARER)
+        try:
+            body = await self._admit(scope, receive, seen)
+        except Denial as denial:
+            if isinstance(denial, NoCredentials | MalformedCredentials | InvalidToken | DPoPRefusal):
+                self._metrics.verifications.labels("rejected", denial.reason).inc()
+            reply = answer(
+                denial, scheme=seen.scheme, resource_metadata=self._metadata, dpop_algs=self._dpop.algs_param
+            )
+            await send({"type": "http.response.start", "status": reply.status, "headers": reply.headers})
+            await send({"type": "http.response.body", "body": reply.body})
+            self._record(seen, "denied", denial.reason, start)
             return
-        scope[SCOPE_KEY] = principal
+        scope[SCOPE_KEY] = seen.principal
+        scope[SPENT_KEY] = seen.spent
+
+        def transport_refused(reason: str) -> None:
+            self._record(seen, "refused", reason, start)
+
+        answering = watch_refusals(send, transport_refused)
         nonce = await self._dpop.nonce()
-        await self._app(scope, _replaying(body, receive), send if nonce is None else _with_nonce(send, nonce))
+        await self._app(
+            scope, _replaying(body, receive), answering if nonce is None else _with_nonce(answering, nonce)
+        )
 
-    async def _decide(
-        self, scope: Scope, receive: Receive
-    ) -> tuple[Principal | None, str | None, bytes, _Denial | None]:
-        """Who calls, which tool, the request body, and whether to refuse."""
-        credentials = _credentials(scope)
-        if credentials is None:
-            self._metrics.verifications.labels("rejected", "no_token").inc()
-            scheme = DPOP if self._dpop.required else BEARER
-            return None, None, b"", _Denial(401, self._challenge(scheme), None, "no_token")
-        principal, denial = await self._authenticate(*credentials, scope)
-        if principal is None:
-            return None, None, b"", denial
-        body, too_large = await _read_body(receive, self._max_body)
-        if too_large:
-            return principal, None, b"", _Denial(413, "", "invalid_request", "body_too_large")
-        tool, spent, denial = await self._authorize(principal, body, scope["headers"], credentials[0])
-        scope[SPENT_KEY] = spent
-        return principal, tool, body, denial
+    def _record(self, seen: _Seen, outcome: str, reason: str, start: float) -> None:
+        elapsed_ms = (time.perf_counter() - start) * 1000
+        self._audit.record(
+            principal=seen.principal, tool=seen.tool, outcome=outcome, reason=reason, latency_ms=elapsed_ms
+        )
 
-    async def _authenticate(
-        self, scheme: str, token: str, scope: Scope
-    ) -> tuple[Principal | None, _Denial | None]:
+    async def _admit(self, scope: Scope, receive: Receive, seen: _Seen) -> bytes:
+        """The request body once every check passed; a `Denial` at the first that fails."""
+        headers: Headers = scope["headers"]
+        self._check_origin(headers)
+        seen.scheme, token = _credentials(scope)
+        seen.principal = principal = await self._authenticate(seen.scheme, token, scope)
+        body = await _read_body(receive, self._max_body, _single_header(headers, b"content-length"))
+        tools = called_tools(body)
+        # Only a known tool name goes to the audit log: any other is client text of any length.
+        seen.tool = next((name for name in tools if name in TOOL_SCOPES), None)
+        if (name := _single_header(headers, b"mcp-name")) is not None and tools and name not in tools:
+            raise MalformedRequest("mcp_name_mismatch")
+        if self._authorize(principal, tools):
+            await self._spend(principal)
+            seen.spent = True
+        return body
+
+    def _check_origin(self, headers: Headers) -> None:
+        """A browser's request from a site not listed is refused (DNS rebinding); no Origin, no browser."""
+        origins = [value for key, value in headers if key == b"origin"]
+        if origins and (len(origins) > 1 or origins[0].decode("latin-1").lower() not in self._origins):
+            raise OriginNotAllowed("origin_not_allowed")
+
+    async def _authenticate(self, scheme: str, token: str, scope: Scope) -> Principal:
+        """The caller of a valid token whose DPoP proof (when bound) holds; `DPoPRefusal`s pass through."""
         try:
             claims = await self._verifier.verify_async(token)
             principal = Principal.from_claims(claims)
-        except (TokenError, KeysUnavailable, InvalidPrincipal) as exc:
-            code = getattr(exc, "code", "invalid_token")
-            self._metrics.verifications.labels("rejected", code).inc()
-            return None, self._invalid_token(code, scheme)
+        except KeysUnavailable as exc:
+            # An outage, not a bad token: a 401 would make the client drop a good token and refresh.
+            self._metrics.verifications.labels("unavailable", exc.code).inc()
+            raise TemporarilyUnavailable(exc.code) from None
+        except (TokenError, InvalidPrincipal) as exc:
+            raise InvalidToken(exc.code) from None
         proofs = [value.decode("latin-1") for key, value in scope["headers"] if key == b"dpop"]
-        try:
-            await self._dpop.check(
-                scheme=scheme,
-                token=token,
-                claims=claims,
-                method=scope["method"],
-                path=scope["path"],
-                proofs=proofs,
-            )
-        except DPoPRefusal as refusal:
-            self._metrics.verifications.labels("rejected", refusal.reason).inc()
-            return None, self._refused(refusal, scheme)
+        await self._dpop.check(
+            scheme=scheme,
+            token=token,
+            claims=claims,
+            method=scope["method"],
+            path=scope["path"],
+            proofs=proofs,
+        )
         self._metrics.verifications.labels("ok", "ok").inc()
-        return principal, None
+        return principal
 
-    def _challenge(self, scheme: str, error: str | None = None, *extra: str) -> str:
-        """An RFC 6750 / RFC 9449 §7.1 challenge; DPoP ones name the proof algorithms."""
-        params = [f'error="{error}"'] if error else []
-        params += extra
-        if scheme == DPOP:
-            params.append(self._dpop.algs_param)
-        params.append(f'resource_metadata="{self._metadata}"')
-        return f"{scheme} " + ", ".join(params)
-
-    def _refused(self, refusal: DPoPRefusal, scheme: str) -> _Denial:
-        if isinstance(refusal, ProofStoreDown):
-            return _Denial(503, "", "temporarily_unavailable", refusal.reason)
-        if isinstance(refusal, WrongScheme):
-            # A bound token sent as Bearer, or DPoP demanded: tell the client to use DPoP.
-            wanted = BEARER if refusal.reason == "dpop_unbound_token" else DPOP
-            return self._invalid_token(refusal.reason, wanted)
-        headers: tuple[tuple[bytes, bytes], ...] = ()
-        if isinstance(refusal, NonceRequired):
-            headers = ((b"dpop-nonce", refusal.nonce.encode("ascii")),)
-        return _Denial(401, self._challenge(DPOP, refusal.error), refusal.error, refusal.reason, headers)
-
-    async def _authorize(
-        self, principal: Principal, body: bytes, scope_headers: list[tuple[bytes, bytes]], scheme: str
-    ) -> tuple[str | None, bool, _Denial | None]:
-        """400 for an unreadable body, 403 for a tool outside the token's scopes; spend a transact jti."""
-        try:
-            tools = _called_tools(body)
-        except _UnreadableBody as exc:
-            # Fail closed: a body this layer cannot read is not forwarded to a parser that might read it
-            # differently (a scope check that saw no tool call must never let one through).
-            return None, False, _Denial(400, "", "invalid_request", exc.reason)
-        header_name = _header(scope_headers, b"mcp-name")
-        if header_name is not None and tools and header_name not in tools:
-            return None, False, _Denial(400, "", "invalid_request", "mcp_name_mismatch")
+    @staticmethod
+    def _authorize(principal: Principal, tools: list[str]) -> bool:
+        """Whether the call moves money (its transact jti must be spent); 403 for a scope the token lacks."""
         spends = False
         for name in tools:
             needed = TOOL_SCOPES.get(name)
             if needed is None:
                 continue  # FastMCP answers an unknown tool itself.
             if needed not in principal.scopes:
-                challenge = self._challenge(scheme, "insufficient_scope", f'scope="{needed}"')
-                return name, False, _Denial(403, challenge, "insufficient_scope", "insufficient_scope")
+                raise InsufficientScope(needed)
             spends = spends or needed == TRANSACT
-        tool = tools[0] if tools else None
-        if spends:
-            try:
-                # Remembered while the verifier could still accept the token: until exp plus the leeway.
-                first = await self._replay.first_use(principal.jti, principal.exp + CLOCK_LEEWAY)
-            except ReplayUnavailable as exc:
-                return tool, False, _Denial(503, "", "temporarily_unavailable", exc.code)
-            if not first:
-                self._metrics.verifications.labels("rejected", "replayed").inc()
-                return tool, False, self._invalid_token("replayed", scheme)
-        return tool, spends, None
+        return spends
 
-    def _invalid_token(self, reason: str, scheme: str = BEARER) -> _Denial:
-        return _Denial(401, self._challenge(scheme, "invalid_token"), "invalid_token", reason)
-
-    async def _deny(self, send: Send, denial: _Denial) -> None:
-        body = {"error": denial.error or "unauthorized"}
-        await _respond(send, denial.status, denial.challenge or None, body, denial.headers)
-
-    def _record(
-        self, principal: Principal | None, tool: str | None, outcome: str, reason: str, start: float
-    ) -> None:
-        elapsed_ms = (time.perf_counter() - start) * 1000
-        self._audit.record(
-            principal=principal, tool=tool, outcome=outcome, reason=reason, latency_ms=elapsed_ms
-        )
+    async def _spend(self, principal: Principal) -> None:
+        try:
+            # Remembered while the verifier could still accept the token: until exp plus the leeway.
+            first = await self._replay.first_use(principal.jti, principal.exp + CLOCK_LEEWAY)
+        except ReplayUnavailable as exc:
+            raise TemporarilyUnavailable(exc.code) from None
+        if not first:
+            raise InvalidToken("replayed")
 
 
-_SCHEMES = {"bearer": BEARER, "dpop": DPOP}
-
-
-def _credentials(scope: Scope) -> tuple[str, str] | None:
-    """The scheme and token of the one Authorization header, or None (absent, repeated, other scheme)."""
-    values = [v for k, v in scope["headers"] if k == b"authorization"]
-    if len(values) != 1:
-        return None
-    scheme, _, rest = values[0].decode("latin-1").partition(" ")
-    token = rest.strip()
+def _credentials(scope: Scope) -> tuple[str, str]:
+    """The scheme and token of the one `Authorization` header (RFC 6750 §2.1, RFC 9449 §7), or the denial."""
+    query: bytes = scope.get("query_string", b"")
+    # RFC 6750 §2.3 (a token in the URL, which ends up in logs) is not offered: alone it is no credential,
+    # beside a header it is two methods in one request (RFC 6750 §2), a malformed request.
+    in_query = b"access_token" in query and "access_token" in dict(parse_qsl(query.decode("latin-1")))
+    values = [value for key, value in scope["headers"] if key == b"authorization"]
+    if not values:
+        raise NoCredentials("token_in_query" if in_query else "no_token")
+    if len(values) > 1:
+        raise MalformedCredentials("repeated_authorization")
+    if in_query:
+        raise MalformedCredentials("two_token_methods")
+    scheme, _, rest = values[0].decode("latin-1").strip().partition(" ")
     known = _SCHEMES.get(scheme.lower())
-    if known is None or not token:
-        return None
-    return known, str(token)
+    if known is None:
+        raise NoCredentials("other_scheme")
+    token: str = rest.strip(" ")
+    if not token or " " in token or "\t" in token:
+        raise MalformedCredentials("malformed_credentials")
+    return known, token
+
+
+def _single_header(headers: Headers, name: bytes) -> str | None:
+    values = [value for key, value in headers if key == name]
+    return values[0].decode("latin-1") if len(values) == 1 else None
+
+
+async def _read_body(receive: Receive, limit: int, declared: str | None) -> bytes:
+    # A declared length over the cap is refused before a byte is read (the length test first: no int() of
+    # thousands of digits).
+    digits = declared is not None and declared.isascii() and declared.isdigit()
+    if digits and declared is not None and (len(declared) > len(str(limit)) or int(declared) > limit):
+        raise BodyTooLarge("body_too_large")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge("body_too_large")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
 
 
 def _with_nonce(send: Send, nonce: str) -> Send:
@@ -231,23 +254,6 @@ def _with_nonce(send: Send, nonce: str) -> Send:
     return sending
 
 
-async def _read_body(receive: Receive, limit: int) -> tuple[bytes, bool]:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            break
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            return b"", True
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks), False
-
-
 def _replaying(body: bytes, receive: Receive) -> Receive:
     sent = False
 
@@ -259,54 +265,3 @@ def _replaying(body: bytes, receive: Receive) -> Receive:
         return await receive()
 
     return replay
-
-
-class _UnreadableBody(Exception):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
-    values = [v for k, v in headers if k == name]
-    return values[0].decode("latin-1") if len(values) == 1 else None
-
-
-def _called_tools(body: bytes) -> list[str]:
-    """Names of the tools a JSON-RPC message (or batch) calls; `_UnreadableBody` for anything else."""
-    if not body.strip():
-        return []
-    try:
-        payload: Any = json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise _UnreadableBody("malformed_body") from None
-    messages = payload if isinstance(payload, list) else [payload]
-    names: list[str] = []
-    for message in messages:
-        if isinstance(message, Mapping) and message.get("method") == "tools/call":
-            params = message.get("params")
-            name = params.get("name") if isinstance(params, Mapping) else None
-            if not isinstance(name, str):
-                raise _UnreadableBody("malformed_tool_call")
-            names.append(name)
-    return names
-
-
-async def _respond(
-    send: Send,
-    status: int,
-    challenge: str | None,
-    body: Mapping[str, str],
-    extra: tuple[tuple[bytes, bytes], ...] = (),
-) -> None:
-    payload = json.dumps(body).encode()
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(payload)).encode()),
-        (b"cache-control", b"no-store"),
-    ]
-    if challenge:
-        headers.append((b"www-authenticate", challenge.encode("latin-1")))
-    headers.extend(extra)
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": payload})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Literal, get_args
 
 from sqlalchemy import (
     BigInteger,
@@ -19,8 +20,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-ACCOUNT_TYPES = ("checking", "savings", "credit")
-CHANNELS = ("sms", "email", "push")
+AccountType = Literal["checking", "savings", "credit"]
+Channel = Literal["sms", "email", "push"]
+ACCOUNT_TYPES: tuple[str, ...] = get_args(AccountType)
+CHANNELS: tuple[str, ...] = get_args(Channel)
+# Lengths of what a caller may name or store; the tools' input schemas and the bank's checks both use these.
+ID_MAX = 64
+IDEMPOTENCY_KEY_MAX = 128
+MEMO_MAX = 140
 
 
 class Base(DeclarativeBase):
@@ -48,7 +55,7 @@ class Account(Base):
         CheckConstraint("balance_cents >= -credit_limit_cents", name="balance_above_floor"),
     )
 
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    id: Mapped[str] = mapped_column(String(ID_MAX), primary_key=True)
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
     type: Mapped[str] = mapped_column(String(16))
     account_number: Mapped[str] = mapped_column(String(34), unique=True)
@@ -65,7 +72,7 @@ class Transaction(Base):
     __table_args__ = (Index("ix_transactions_account_posted", "account_id", "posted_at"),)
 
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    id: Mapped[str] = mapped_column(String(64), unique=True)
+    id: Mapped[str] = mapped_column(String(ID_MAX), unique=True)
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
     posted_at: Mapped[dt.datetime] = mapped_column(DateTime())  # naive UTC
     amount_cents: Mapped[int] = mapped_column(BigInteger)
@@ -79,7 +86,7 @@ class Loan(Base):
 
     __tablename__ = "loans"
 
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    id: Mapped[str] = mapped_column(String(ID_MAX), primary_key=True)
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
     type: Mapped[str] = mapped_column(String(32))
     balance_cents: Mapped[int] = mapped_column(BigInteger)
@@ -94,7 +101,7 @@ class Payee(Base):
 
     __tablename__ = "payees"
 
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    id: Mapped[str] = mapped_column(String(ID_MAX), primary_key=True)
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
     name: Mapped[str] = mapped_column(String(200))
     account_number: Mapped[str] = mapped_column(String(34))
@@ -105,7 +112,7 @@ class Movement(Base):
 
     __tablename__ = "movements"
 
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    id: Mapped[str] = mapped_column(String(ID_MAX), primary_key=True)
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
     kind: Mapped[str] = mapped_column(String(16))
     from_account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
@@ -136,7 +143,7 @@ class IdempotencyRecord(Base):
 
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     user_id: Mapped[str] = mapped_column(String(128))
-    key: Mapped[str] = mapped_column(String(128))
+    key: Mapped[str] = mapped_column(String(IDEMPOTENCY_KEY_MAX))
     fingerprint: Mapped[str] = mapped_column(String(64))
     result_json: Mapped[str] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime())

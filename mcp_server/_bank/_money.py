@@ -6,16 +6,19 @@ import re
 
 from mcp_server._bank._errors import InvalidAmount, OverLimit
 
-_AMOUNT = re.compile(r"(?P<units>[0-9]{1,12})(?:\.(?P<frac>[0-9]{1,2}))?")
+# The only spelling of an amount: ASCII digits, at most two places; no sign, spaces or other digits. The
+# tools' input schemas carry this exact pattern; `fullmatch` keeps Python's `$` from accepting a final "\n".
+AMOUNT_PATTERN = r"^[0-9]{1,9}(\.[0-9]{1,2})?$"
+AMOUNT_MAX = len("999999999.99")
+_AMOUNT = re.compile(AMOUNT_PATTERN)
 
 
 def parse_cents(text: str) -> int:
     """Cents in a non-negative decimal string with at most two places, or InvalidAmount."""
-    match = _AMOUNT.fullmatch(text.strip()) if isinstance(text, str) else None
-    if match is None:
+    if not isinstance(text, str) or len(text) > AMOUNT_MAX or _AMOUNT.fullmatch(text) is None:
         raise InvalidAmount("The amount must be a number with at most two decimal places, like 12.50.")
-    frac = (match["frac"] or "").ljust(2, "0")
-    return int(match["units"]) * 100 + int(frac or "0")
+    units, _, frac = text.partition(".")
+    return int(units) * 100 + int(frac.ljust(2, "0"))
 
 
 def parse_amount(text: str, *, limit_cents: int) -> int:

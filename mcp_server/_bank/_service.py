@@ -27,6 +27,8 @@ from mcp_server._bank._errors import (
 from mcp_server._bank._models import (
     ACCOUNT_TYPES,
     CHANNELS,
+    IDEMPOTENCY_KEY_MAX,
+    MEMO_MAX,
     Account,
     IdempotencyRecord,
     Loan,
@@ -37,11 +39,10 @@ from mcp_server._bank._models import (
     User,
 )
 from mcp_server._bank._money import format_cents, parse_amount, parse_cents
+from mcp_server._bank._text import check_text
 
 DEFAULT_PAYMENT_LIMIT_CENTS = 500_000
 MAX_TRANSACTIONS = 100
-_MAX_KEY = 128
-_MAX_MEMO = 140
 
 
 def new_id(prefix: str) -> str:
@@ -176,8 +177,8 @@ class Bank:
         """Pay a payee from one of the user's accounts, once per idempotency key."""
         cents = parse_amount(amount, limit_cents=self._limit)
         key = _check_key(idempotency_key)
-        if memo is not None and len(memo) > _MAX_MEMO:
-            raise InvalidArgument(f"The memo must be at most {_MAX_MEMO} characters.")
+        if memo is not None:
+            check_text(memo, what="memo", max_length=MEMO_MAX)
         fingerprint = _fingerprint("payment", from_account_id, payee_id, cents, memo)
 
         def run(session: Session) -> dict[str, Any]:
@@ -407,8 +408,8 @@ class Bank:
 
 
 def _check_key(key: str) -> str:
-    if not isinstance(key, str) or not 1 <= len(key) <= _MAX_KEY or not key.isprintable():
-        raise InvalidArgument(f"The request id must be 1 to {_MAX_KEY} printable characters.")
+    if not isinstance(key, str) or not 1 <= len(key) <= IDEMPOTENCY_KEY_MAX or not key.isprintable():
+        raise InvalidArgument(f"The request id must be 1 to {IDEMPOTENCY_KEY_MAX} printable characters.")
     return key
 
 

@@ -11,12 +11,11 @@ import time
 from collections.abc import Callable, Mapping
 from urllib.parse import urlsplit
 
-from keys import DPOP_ALGORITHMS, Algorithm, KeyPair, dpop_proof, generate_key
+from keys import DPOP_ALGORITHMS, DPOP_NONCE_MAX_LENGTH, Algorithm, KeyPair, dpop_proof, generate_key
 
 __all__ = ["CallKey", "nonce_challenge"]
 
 NONCE_HEADER = "dpop-nonce"
-MAX_NONCE = 64
 
 
 def _wall_clock() -> float:
@@ -70,7 +69,7 @@ class CallKey:
     def learn_nonce(self, url: str, headers: Mapping[str, str]) -> bool:
         """Keep the `DPoP-Nonce` an answer carries; True when it is new."""
         nonce = headers.get(NONCE_HEADER)
-        if nonce is None or not 0 < len(nonce) <= MAX_NONCE or not nonce.isascii() or not nonce.isprintable():
+        if not nonce or len(nonce) > DPOP_NONCE_MAX_LENGTH or not nonce.isascii() or not nonce.isprintable():
             return False
         origin = _origin(url)
         if self._nonces.get(origin) == nonce:

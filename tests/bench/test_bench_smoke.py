@@ -27,6 +27,7 @@ FIGURES = {
         "storm_tokens",
     },
     "rotation": {"rotations", "calls_ok", "calls_failed", "failures", "latency"},
+    "hostile_input": {"cases", "victim", "rounds", "block"},
     "session": {
         "tool_calls",
         "token_requests",

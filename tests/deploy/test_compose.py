@@ -236,6 +236,14 @@ def test_dockerfile_installs_every_package_from_the_lock_file() -> None:
     assert "USER voicebank" in dockerfile  # not root
 
 
+def test_regression_health_checks_ask_for_readiness(compose: dict[str, Any]) -> None:
+    # A replica is healthy when it can serve (keys, database, Redis), not merely alive (issue 10).
+    for name in ("issuer-1", "issuer-2", "mcp-1", "mcp-2"):
+        probe = " ".join(compose[name]["healthcheck"]["test"])
+        assert "/readyz" in probe, name
+        assert "/healthz" not in probe, name
+
+
 def _mounted_files(resolved: dict[str, Any], service: dict[str, Any]) -> dict[str, str]:
     """What a service can read from outside its image: host file or volume -> where it appears inside."""
     mounted: dict[str, str] = {}

@@ -29,8 +29,10 @@ pytestmark = pytest.mark.e2e
 
 
 async def _ready(stack: Stack) -> bool:
+    # Every replica says it can serve: the issuers and the MCP servers (whose replay store is Redis).
+    bases = stack.issuer_urls + [url.removesuffix("/mcp") for url in stack.mcp_urls]
     async with httpx.AsyncClient(timeout=5.0) as http:
-        answers = [await http.get(f"{url}/readyz") for url in stack.issuer_urls]
+        answers = [await http.get(f"{url}/readyz") for url in bases]
     return all(a.status_code == 200 for a in answers)
 
 

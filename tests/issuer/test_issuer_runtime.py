@@ -91,6 +91,39 @@ async def test_a_client_registered_by_jwks_uri(
         assert refused.status_code == 401
 
 
+async def test_regression_an_unreachable_client_jwks_is_503_not_invalid_client(
+    make_settings: Callable[..., IssuerSettings],
+    clock: FakeClock,
+    client_keys: dict[str, KeyPair],
+    tmp_path: Path,
+) -> None:
+    # keys.KeysUnavailable is no longer a TokenError (issue 10): an outage must not read as a bad assertion.
+    data = client_registry(client_keys)
+    entry = next(c for c in data["clients"] if c["client_id"] == "orchestrator")
+    entry.pop("jwks")
+    entry["jwks_uri"] = "https://agent.example/jwks.json"
+
+    async def down(_: object) -> JSONResponse:
+        return JSONResponse({}, status_code=503)
+
+    path = tmp_path / "uri-clients.json"
+    path.write_text(json.dumps(data))
+    transport = httpx.ASGITransport(app=Starlette(routes=[Route("/jwks.json", down)]))
+    async with running(
+        make_settings(issuer_clients_file=path), clock, client_keys, http_transport=transport
+    ) as h:
+        grant = (await h.session())["session_grant"]
+        response = await h.token(
+            "orchestrator",
+            client_id="orchestrator",
+            grant_type=TOKEN_EXCHANGE,
+            subject_token=grant,
+            subject_token_type="urn:ietf:params:oauth:token-type:jwt",
+        )
+        assert response.status_code == 503, response.text
+        assert response.json()["error"] == "temporarily_unavailable"
+
+
 async def test_redis_outage_is_503_never_500(
     make_settings: Callable[..., IssuerSettings],
     clock: FakeClock,

@@ -13,6 +13,7 @@ def test_public_names() -> None:
         "CorruptKeyRing",
         "DEFAULT_JWKS_MAX_AGE",
         "DPOP_ALGORITHMS",
+        "DPOP_NONCE_MAX_LENGTH",
         "DPOP_TYP",
         "DPoPProof",
         "DPoPVerifier",

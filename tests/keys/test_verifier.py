@@ -554,6 +554,7 @@ def test_error_codes_are_stable() -> None:
     # An outage is not a rejected token: it has its own code, outside TokenError.
     assert keys.KeysUnavailable.code == "jwks_unavailable"
     assert "KeysUnavailable" not in codes
+    assert not issubclass(keys.KeysUnavailable, TokenError)
 
 
 def test_static_keys(key_pairs: dict[str, KeyPair], clock: FakeClock) -> None:

@@ -17,7 +17,7 @@ from keys import generate_key
 from mcp_server import TOOL_SCOPES, Bank
 from tests.support.clock import FakeClock
 from tests.support.issuer import ISSUER, RESOURCE
-from tests.support.mcp import METADATA, Mint, mcp_client, movements, post, rpc, scrape
+from tests.support.mcp import METADATA, Mint, audit_lines, mcp_client, movements, post, rpc, scrape
 
 INVALID = f'Bearer error="invalid_token", resource_metadata="{METADATA}"'
 
@@ -41,10 +41,6 @@ def balance_of(bank: Bank, user: str, kind: str) -> str:
     return next(a["balance"] for a in rows if a["status"] == "open")
 
 
-def audit_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
-    return [json.loads(r.getMessage()) for r in caplog.records if r.name == "voicebank.audit"]
-
-
 @pytest.fixture
 def payment(bank: Bank) -> dict[str, Any]:
     """Arguments of a valid payment from alice's checking account."""
@@ -64,7 +60,8 @@ async def test_protected_resource_metadata(http: httpx2.AsyncClient) -> None:
         assert document["bearer_methods_supported"] == ["header"]
 
 
-@pytest.mark.parametrize("authorization", [None, "Basic YWxpY2U6cHc=", "Bearer", "Bearer ", "Token abc"])
+# "Bearer" without a token is a malformed credential (400): test_regression_malformed_credentials_are_400.
+@pytest.mark.parametrize("authorization", [None, "Basic YWxpY2U6cHc=", "Token abc"])
 async def test_no_bearer_token_is_a_plain_challenge(
     http: httpx2.AsyncClient, payment: dict[str, Any], authorization: str | None
 ) -> None:

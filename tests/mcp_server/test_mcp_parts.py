@@ -13,6 +13,7 @@ from starlette.applications import Starlette
 
 from keys import CLOCK_LEEWAY
 from mcp_server import Bank, McpSettings
+from mcp_server._auth._transport_refusals import watch_refusals
 from mcp_server._bank._models import Movement
 from tests.support.clock import FakeClock
 from tests.support.mcp import Mint, mcp_client, post, rpc, scrape
@@ -86,7 +87,9 @@ async def test_a_repeated_authorization_header_is_refused(http: httpx2.AsyncClie
         json=rpc("list_payees", {}),
         headers=[("authorization", f"Bearer {mint()}"), ("authorization", f"Bearer {mint('bob')}")],
     )
-    assert response.status_code == 401
+    # RFC 6750 §3.1: a repeated credential is a malformed request (was 401 without an error code).
+    assert response.status_code == 400
+    assert response.json() == {"error": "invalid_request"}
 
 
 async def test_malformed_json_with_a_good_token_is_not_a_500(http: httpx2.AsyncClient, mint: Mint) -> None:
@@ -136,3 +139,31 @@ async def test_fifty_concurrent_mcp_payments_never_overdraw(app: Starlette, mint
     outcomes = await asyncio.gather(*(pay(i) for i in range(50)))
     assert outcomes.count(True) == 24
     assert bank.get_balance("alice", "checking")["accounts"][0]["balance"] == "50.13"
+
+
+async def test_watch_refusals_reports_http_errors_and_jsonrpc_errors_once() -> None:
+    async def answer(status: int, *bodies: bytes, content_type: bytes = b"application/json") -> list[str]:
+        reasons: list[str] = []
+        sent: list[Any] = []
+
+        async def send(message: Any) -> None:
+            sent.append(message)
+
+        watching = watch_refusals(send, reasons.append)
+        await watching(
+            {"type": "http.response.start", "status": status, "headers": [(b"content-type", content_type)]}
+        )
+        for index, chunk in enumerate(bodies):
+            await watching(
+                {"type": "http.response.body", "body": chunk, "more_body": index < len(bodies) - 1}
+            )
+        assert len(sent) == 1 + len(bodies)  # everything is passed on
+        return reasons
+
+    error = b'{"jsonrpc": "2.0", "id": 1, "error": {"code": -32602, "message": "bad"}}'
+    assert await answer(200, error[:20], error[20:]) == ["jsonrpc_-32602"]
+    assert await answer(400, error) == ["http_400"]
+    assert await answer(200, b'{"jsonrpc": "2.0", "id": 1, "result": {"text": "an error"}}') == []
+    assert await answer(200, b'{"error": not json') == []
+    assert await answer(200, error, content_type=b"text/event-stream") == []
+    assert await answer(200, b" " * 70_000, error) == []  # a large answer is a result, never inspected

@@ -98,6 +98,10 @@ async def test_replay_store_down_fails_closed(
         finally:
             redis_server.start()
     assert response.status_code == 503
+    # An outage, not a bad token (issue 10): "try again", never a 401 that would make the client refresh.
+    assert response.json() == {"error": "temporarily_unavailable"}
+    assert response.headers["retry-after"] == "2"
+    assert "www-authenticate" not in response.headers
     assert bank.get_balance("alice", "checking")["accounts"][0]["balance"] == "2450.13"
 
 

@@ -149,17 +149,24 @@ async def test_refusals_are_one_speakable_sentence(app: Starlette, mint: Mint) -
 async def test_a_token_in_a_tool_argument_is_refused(app: Starlette, mint: Mint) -> None:
     ids = await accounts(app, mint)
     payee = (await call(app, mint(), "list_payees"))["payees"][0]["payee_id"]
-    text = await refused(
-        app,
-        mint(scope="transact"),
-        "make_payment",
-        from_account_id=ids["checking"],
-        payee_id=payee,
-        amount="1.00",
-        idempotency_key="z",
-        memo=mint(),
-    )
-    assert text == "Tokens are not accepted in tool arguments."
+    token = mint()
+    header, payload, signature = token.split(".")
+    # A whole token is longer than any argument's cap (refused by the schema first); its pieces still fit.
+    for memo, expected in (
+        (token, "The memo must be at most 140 characters."),
+        (f"see {header[:60]}.{payload[:40]}.{signature[:20]}", "Tokens are not accepted in tool arguments."),
+    ):
+        text = await refused(
+            app,
+            mint(scope="transact"),
+            "make_payment",
+            from_account_id=ids["checking"],
+            payee_id=payee,
+            amount="1.00",
+            idempotency_key="z",
+            memo=memo,
+        )
+        assert text == expected
     balances = await call(app, mint(), "get_balance", account_type="checking")
     assert balances["accounts"][0]["balance"] == "2450.13"
 

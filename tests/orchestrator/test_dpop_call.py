@@ -352,8 +352,9 @@ def _secrets_of(bank: CallBank) -> list[bytes]:
     ]
 
 
-async def test_two_hour_call_with_dpop(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    built = _build(tmp_path, "off")  # apps are built before freezing (FastAPI imports lazily)
+@pytest.mark.parametrize("nonce", ["off", "required"])
+async def test_two_hour_call_with_dpop(tmp_path: Path, caplog: pytest.LogCaptureFixture, nonce: str) -> None:
+    built = _build(tmp_path, nonce)  # apps are built before freezing (FastAPI imports lazily)
     caplog.set_level(logging.DEBUG)
     with freeze_time("2026-03-01 09:00:00", real_asyncio=True) as frozen:
         async with _serving(tmp_path, built) as world:
@@ -363,11 +364,14 @@ async def test_two_hour_call_with_dpop(tmp_path: Path, caplog: pytest.LogCapture
                 await bank.get_balance()
                 frozen.tick(60)
             grants = world.issuer_wire.grants()
-            # Exactly what bearer tokens cost: the exchange, then one refresh each 240 s; no challenge.
-            assert 30 <= len(grants) <= 31
-            assert all(s.status == 200 for s in grants)
+            # Exactly what bearer tokens cost: the exchange, then one refresh each 240 s. With nonces, one
+            # challenge more for the whole call at each server: every answer carries the next nonce, and a
+            # nonce lives at least one 300 s window, longer than the 240 s between refreshes.
+            challenges = 1 if nonce == "required" else 0
+            assert 30 + challenges <= len(grants) <= 31 + challenges
+            assert [s.status for s in grants].count(400) == challenges
             assert {_proof_key(s.headers["dpop"][0]) for s in grants} == {dpop_jkt(bank)}
-            assert [s.status for s in world.mcp_wires[0].seen if s.status >= 400] == []
+            assert [s.status for s in world.mcp_wires[0].seen if s.status >= 400] == [401] * challenges
             second = await world.open()
             assert dpop_jkt(second) != dpop_jkt(bank)  # one fresh key per call
             assert await bank.end()

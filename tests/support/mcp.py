@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
 import httpx2
+import pytest
 from fastmcp import Client
 from fastmcp.client.transports import StreamableHttpTransport
 from sqlalchemy import Engine, func, select
@@ -76,7 +78,49 @@ async def post(http: httpx2.AsyncClient, token: str | None, body: Any, **headers
     return await http.post("/mcp", json=body, headers=sent | headers)
 
 
+# The two ways a tools/call reaches FastMCP: the 2026-07-28 single-exchange path, and the earlier streamable
+# HTTP revision (served stateless, without an initialize handshake).
+PROTOCOLS = ("2026-07-28", "2025-06-18")
+
+
+async def call_raw(
+    http: httpx2.AsyncClient,
+    token: str,
+    tool: str,
+    arguments: dict[str, Any],
+    *,
+    protocol: str = "2026-07-28",
+) -> httpx2.Response:
+    """POST one tools/call in a protocol revision; the body is ASCII JSON, so any string can be sent."""
+    body = rpc(tool, arguments)
+    if protocol != PROTOCOLS[0]:
+        del body["params"]["_meta"]
+    headers = {
+        "accept": "application/json, text/event-stream",
+        "content-type": "application/json",
+        "mcp-protocol-version": protocol,
+        "mcp-method": "tools/call",
+        "mcp-name": tool,
+        "authorization": f"Bearer {token}",
+    }
+    return await http.post("/mcp", content=json.dumps(body).encode(), headers=headers)
+
+
+def tool_error(response: httpx2.Response) -> str:
+    """The sentence of a tool call answered with an error result."""
+    assert response.status_code == 200, response.text
+    result = response.json()["result"]
+    assert result["isError"] is True, result
+    text: str = result["content"][0]["text"]
+    return text
+
+
 def movements(engine: Engine) -> int:
     """How many money movements the bank has recorded: a refused call must not add one."""
     with engine.connect() as conn:
         return int(conn.execute(select(func.count()).select_from(Movement)).scalar_one())
+
+
+def audit_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
+    """The audit log's JSON lines captured so far."""
+    return [json.loads(r.getMessage()) for r in caplog.records if r.name == "voicebank.audit"]

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -248,10 +249,14 @@ async def running_stack(
     keys_store: Literal["file", "redis"] = "file",
     mcp_redis: bool | None = None,
     clock: FakeClock | None = None,
+    issuer_link_down: bool = False,
+    jwks_retry_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> AsyncIterator[Stack]:
     """Start the issuer, then the MCP server whose JWKS cache fetches from it through an `IssuerLink`.
 
     `mcp_redis` (default: whether `redis_url` is set) gives the MCP server `REDIS_URL` too.
+    `issuer_link_down` starts the MCP server while the issuer does not answer it yet (it arrives late);
+    `jwks_retry_sleep` is the MCP server's wait between JWKS retries.
     """
     clock = clock or FakeClock()
     client_keys = {name: generate_key("ES256") for name in ("orchestrator", "backend", "admin")}
@@ -270,11 +275,14 @@ async def running_stack(
         redis_url=redis_url if use_redis else None,
     )
     link = IssuerLink(issuer_app)
+    link.down = issuer_link_down
     async with AsyncExitStack() as exits:
         exits.callback(engine.dispose)
         await exits.enter_async_context(running(issuer_app))
         mcp_link = await exits.enter_async_context(httpx.AsyncClient(transport=link, base_url=ISSUER))
-        mcp_app = build_app_from_settings(mcp_settings, clock=clock, http_client=mcp_link, engine=engine)
+        mcp_app = build_app_from_settings(
+            mcp_settings, clock=clock, http_client=mcp_link, engine=engine, jwks_retry_sleep=jwks_retry_sleep
+        )
         await exits.enter_async_context(running(mcp_app))
         issuer_http = await exits.enter_async_context(
             httpx.AsyncClient(transport=httpx.ASGITransport(app=issuer_app), base_url=ISSUER)

@@ -1,0 +1,56 @@
+"""What a JSON-RPC request body calls, read once by the auth layer; anything it cannot read is refused.
+
+Fail closed: a body this layer cannot read is never forwarded to a parser that might read it differently (a
+scope check that saw no tool call must never let one through). Every step is linear in the body, which the
+middleware has already capped: one C-level JSON parse and one walk over what it produced.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from mcp_server._auth._denials import MalformedRequest
+
+# A code point in the surrogate range can only come from an unpaired `\ud800`-style escape (json.loads joins
+# pairs): such a string has no UTF-8 form, and RFC 8259 §8.2 leaves its meaning to chance.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def called_tools(body: bytes) -> list[str]:
+    """Names of the tools a JSON-RPC message (or batch) calls; `MalformedRequest` for anything unreadable."""
+    if not body.strip():
+        return []
+    try:
+        payload: Any = json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise MalformedRequest("malformed_body") from None
+    if _has_lone_surrogate(payload):
+        raise MalformedRequest("lone_surrogate")
+    messages = payload if isinstance(payload, list) else [payload]
+    names: list[str] = []
+    for message in messages:
+        if isinstance(message, Mapping) and message.get("method") == "tools/call":
+            params = message.get("params")
+            name = params.get("name") if isinstance(params, Mapping) else None
+            if not isinstance(name, str):
+                raise MalformedRequest("malformed_tool_call")
+            names.append(name)
+    return names
+
+
+def _has_lone_surrogate(payload: Any) -> bool:
+    pending = [payload]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if not item.isascii() and _SURROGATE.search(item):
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item)
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False
