@@ -1,7 +1,7 @@
 """The voicebank token issuer: `create_app(settings)`, its settings, and its checks before serving."""
 
 from issuer._build import IssuerStartupError, key_store, preflight
-from issuer._http._app import create_app, issuer_state, metrics_app
+from issuer._http._app import create_app, issuer_state, metrics_app, reload_clients
 from issuer._oauth._clients import (
     GRANT_CLIENT_CREDENTIALS,
     GRANT_REFRESH,
@@ -29,4 +29,5 @@ __all__ = [
     "key_store",
     "metrics_app",
     "preflight",
+    "reload_clients",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
@@ -11,6 +12,7 @@ import httpx
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from issuer._audit import IssuerAudit
 from issuer._metrics import IssuerMetrics
 from issuer._oauth._bearer import BearerGuard
 from issuer._oauth._client_auth import ClientAuthenticator
@@ -33,6 +35,7 @@ from keys import (
     MemoryNonces,
     MemoryReplayCache,
     NonceSource,
+    ObservedReplayCache,
     RedisKeyStore,
     RedisNonces,
     RedisReplayCache,
@@ -43,6 +46,7 @@ from keys import (
 )
 
 DPOP_NONCE_PREFIX = "voicebank:dpop-nonce:issuer"
+log = logging.getLogger("issuer.clients")
 
 
 class IssuerStartupError(IssuerError):
@@ -81,6 +85,40 @@ def load_registry(settings: IssuerSettings) -> ClientRegistry:
         return ClientRegistry.load(settings.clients_file)
     except ClientRegistryError as exc:
         raise IssuerStartupError(f"{exc} (run `voicebank dev-init` or set ISSUER_CLIENTS_FILE)") from None
+
+
+def _authenticator(
+    settings: IssuerSettings,
+    registry: ClientRegistry,
+    replay: ReplayCache,
+    http: httpx.AsyncClient,
+    clock: Callable[[], float],
+) -> ClientAuthenticator:
+    return ClientAuthenticator(
+        registry,
+        issuer=settings.issuer_url,
+        token_endpoint=settings.token_endpoint,
+        replay=replay,
+        http=http,
+        clock=clock,
+    )
+
+
+def reload_registry(state: IssuerState) -> bool:
+    """Read the clients file again and authenticate by it from now on (this replica only).
+
+    A file that does not load keeps the registry in use, with one error line: a typo must not lock
+    every client out.
+    """
+    try:
+        registry = ClientRegistry.load(state.settings.clients_file)
+    except ClientRegistryError as exc:
+        log.error("client registry not reloaded; the previous one stays in use: %s", exc)
+        return False
+    state.clients = _authenticator(state.settings, registry, state.replay, state.http, state.clock)
+    state.registry = state.bearer.registry = registry
+    log.info("client registry reloaded: %d clients", len(registry))
+    return True
 
 
 def preflight(settings: IssuerSettings) -> None:
@@ -124,11 +162,16 @@ async def build_state(
     stack.push_async_callback(http.aclose)
     store = key_store(settings, redis, clock)
     try:
-        await store.load(clock())
+        ring = await store.load(clock())
     except KeyRingError as exc:
         raise IssuerStartupError(f"cannot load the issuer key ring: {exc}") from None
     except RedisError as exc:
         raise IssuerStartupError(f"cannot reach Redis at REDIS_URL: {type(exc).__name__}") from None
+    if settings.issuer_signing_alg not in ring.algs:
+        raise IssuerStartupError(
+            f"ISSUER_SIGNING_ALG={settings.issuer_signing_alg} was retired from the key ring "
+            f"(it signs with {', '.join(ring.algs)})"
+        )
     lifetimes = RefreshLifetimes(settings.refresh_idle_lifetime, settings.refresh_absolute_lifetime)
     refresh: RefreshStore
     replay: ReplayCache
@@ -138,6 +181,7 @@ async def build_state(
     else:
         refresh = MemoryRefreshStore(lifetimes)
         replay = MemoryReplayCache(clock=clock)
+    replay = ObservedReplayCache(replay, metrics.observe_replay)
     nonces: NonceSource | None = None
     if settings.dpop_nonce == "required":
         nonces = (
@@ -148,6 +192,7 @@ async def build_state(
     dpop = DPoPGate(DPoPVerifier(replay, nonces=nonces, clock=clock, prefix="dpop:issuer"), nonces)
     ring_keys = RingKeys(store)
     await ring_keys.sync()
+    metrics.observe_ring(ring, rotation_policy(settings))
     events = KeyEvents(redis, store_publishes=isinstance(store, RedisKeyStore))
     issuer = settings.issuer_url
     grant_policy = VerifyPolicy(
@@ -166,17 +211,14 @@ async def build_state(
         refresh=refresh,
         replay=replay,
         minter=Minter(store, issuer=issuer, alg=settings.issuer_signing_alg),
-        clients=ClientAuthenticator(
-            registry,
-            issuer=issuer,
-            token_endpoint=settings.token_endpoint,
-            replay=replay,
-            http=http,
-            clock=clock,
-        ),
+        clients=_authenticator(settings, registry, replay, http, clock),
         dpop=dpop,
         bearer=BearerGuard(
-            ring_keys, issuer=issuer, max_lifetime=settings.issuer_token_lifetime, clock=clock
+            ring_keys,
+            issuer=issuer,
+            max_lifetime=settings.issuer_token_lifetime,
+            registry=registry,
+            clock=clock,
         ),
         grants=Verifier(ring_keys, grant_policy, clock=clock),
         rotation=RotationLoop(
@@ -189,6 +231,7 @@ async def build_state(
         ),
         events=events,
         metrics=metrics,
+        audit=IssuerAudit(clock=clock),
         http=http,
         redis=redis,
     )

@@ -82,6 +82,8 @@ class IssuerSettings(BaseSettings):
     """The LiveKit API secret: signs participant tokens (HS256, as LiveKit's protocol wants)."""
     livekit_agent_name: str = "voicebank-agent"
     """The agent dispatched to each session's room."""
+    otel_exporter_otlp_endpoint: str | None = None
+    """OTLP/HTTP collector base URL; the issuer's spans are exported there when set."""
 
     @model_validator(mode="after")
     def _check(self) -> IssuerSettings:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import httpx
 import redis.asyncio as aioredis
 
+from issuer._audit import IssuerAudit
 from issuer._metrics import IssuerMetrics
 from issuer._oauth._bearer import BearerGuard
 from issuer._oauth._client_auth import ClientAuthenticator
@@ -39,5 +40,6 @@ class IssuerState:
     rotation: RotationLoop
     events: KeyEvents
     metrics: IssuerMetrics
+    audit: IssuerAudit
     http: httpx.AsyncClient
     redis: aioredis.Redis | None

@@ -39,6 +39,7 @@ from keys._jose._header import unverified_header
 from keys._jose._sign import sign
 from keys._replay._cache import ReplayCache
 from keys._replay._memory import MemoryReplayCache
+from keys._replay._observed import ObservedReplayCache
 from keys._replay._redis import RedisReplayCache
 from keys._ring._errors import (
     CorruptKeyRing,
@@ -107,6 +108,7 @@ __all__ = [
     "NoSigningKey",
     "NonceSource",
     "NotYetValid",
+    "ObservedReplayCache",
     "ProofReplayed",
     "RedisKeyStore",
     "RedisNonces",

@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import redis.asyncio as aioredis
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import TracerProvider as AnyTracerProvider
 from sqlalchemy import Engine
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -18,9 +20,11 @@ from starlette.routing import Mount, Route
 
 from keys import (
     DPoPVerifier,
+    JWKSCache,
     MemoryNonces,
     MemoryReplayCache,
     NonceSource,
+    ObservedReplayCache,
     RedisNonces,
     RedisReplayCache,
     ReplayCache,
@@ -36,6 +40,7 @@ from mcp_server._metrics import Metrics
 from mcp_server._readiness import Readiness
 from mcp_server._settings import McpSettings
 from mcp_server._tools import BankTools, build_mcp
+from mcp_server._tracing import ServerSpans
 
 Hook = Callable[[], AbstractAsyncContextManager[None]]
 # Spent transact `jti`s in Redis, shared by every MCP replica.
@@ -54,11 +59,13 @@ def create_app(
     clock: Callable[[], float] = time.time,
     lifespan_hook: Hook | None = None,
     keys_usable: Callable[[], bool] | None = None,
+    tracer_provider: AnyTracerProvider | None = None,
 ) -> Starlette:
     """Build the MCP server app; the verifier (and the JWKS cache key events act on) come from outside.
 
     `keys_usable` tells `/readyz` whether the verifier has keys to check with (default: always, for a
-    verifier with static keys).
+    verifier with static keys). Without a `tracer_provider` requests still run in a trace (audit lines
+    carry its id) and nothing is exported.
     """
     owns_engine = engine is None
     bank_engine = engine if engine is not None else make_engine(settings.database_url)
@@ -69,6 +76,9 @@ def create_app(
             if redis_client
             else MemoryReplayCache(clock=clock)
         )
+    audit = AuditLog(clock=clock)
+    metrics = Metrics()
+    replay = ObservedReplayCache(replay, metrics.observe_replay)
     nonces: NonceSource | None = None
     if settings.dpop_nonce == "required":
         nonces = (
@@ -83,8 +93,8 @@ def create_app(
         required=settings.require_dpop,
         nonces=nonces,
     )
-    audit = AuditLog(clock=clock)
-    metrics = Metrics()
+    if isinstance(key_cache, JWKSCache):
+        metrics.watch_jwks(key_cache, clock)
     bank = Bank(bank_engine, payment_limit_cents=settings.payment_limit_cents, clock=clock)
     mcp_app = build_mcp(BankTools(bank, audit, metrics)).http_app(
         path=resource_path(settings.mcp_resource_url),
@@ -141,7 +151,21 @@ def create_app(
             Route("/readyz", readiness.endpoint, methods=["GET"]),
             Mount("/", app=mcp_app),
         ],
-        middleware=[auth],
+        middleware=[
+            Middleware(
+                ServerSpans,
+                tracer_provider=tracer_provider or TracerProvider(),
+                paths={
+                    suffix,
+                    suffix.rstrip("/") + "/",
+                    WELL_KNOWN,
+                    WELL_KNOWN + suffix,
+                    "/healthz",
+                    "/metrics",
+                },
+            ),
+            auth,
+        ],
         lifespan=lifespan,
     )
     app.state.bank = bank

@@ -8,9 +8,18 @@ import logging
 import time
 from collections.abc import Callable
 
+from opentelemetry import trace
+
 from mcp_server._auth._principal import Principal
 
 AUDIT_LOGGER = "voicebank.audit"
+SERVICE = "mcp"
+
+
+def current_trace_id() -> str | None:
+    """The W3C trace id (32 hex digits) the request runs under, or None outside a trace."""
+    context = trace.get_current_span().get_span_context()
+    return format(context.trace_id, "032x") if context.is_valid else None
 
 
 class AuditLog:
@@ -34,6 +43,7 @@ class AuditLog:
         """Log one decision; the principal may be unknown when the token was refused."""
         entry = {
             "time": dt.datetime.fromtimestamp(self._clock(), dt.UTC).isoformat(),
+            "service": SERVICE,
             "sub": principal.sub if principal else None,
             "client_id": principal.client_id if principal else None,
             "act": principal.act if principal else None,
@@ -43,5 +53,6 @@ class AuditLog:
             "outcome": outcome,
             "reason": reason,
             "latency_ms": round(latency_ms, 3),
+            "trace_id": current_trace_id(),
         }
         self._logger.info(json.dumps(entry, separators=(",", ":")))

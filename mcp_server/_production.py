@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import httpx
+from opentelemetry.trace import TracerProvider
 from sqlalchemy import Engine
 from starlette.applications import Starlette
 
@@ -38,6 +39,7 @@ def build_app_from_settings(
     http_client: httpx.AsyncClient | None = None,
     engine: Engine | None = None,
     jwks_retry_sleep: Sleep = asyncio.sleep,
+    tracer_provider: TracerProvider | None = None,
 ) -> Starlette:
     """The production app: JWKS from the issuer through `keys.JWKSCache`, verified by `keys.Verifier`.
 
@@ -75,6 +77,7 @@ def build_app_from_settings(
         clock=clock,
         lifespan_hook=jwks,
         keys_usable=lambda: cache.usable,
+        tracer_provider=tracer_provider,
     )
     app.state.jwks_loader = loader
     return app

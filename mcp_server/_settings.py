@@ -62,6 +62,9 @@ class McpSettings(BaseSettings):
             return tuple(str(origin).strip().rstrip("/").lower() for origin in value)
         return value
 
+    otel_exporter_otlp_endpoint: str | None = None
+    """OTLP/HTTP collector base URL; the MCP server's spans are exported there when set."""
+
     @field_validator("mcp_payment_limit")
     @classmethod
     def _limit_is_money(cls, value: str) -> str:

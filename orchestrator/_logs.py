@@ -6,22 +6,29 @@ A log line therefore never carries a raw control character from a client (a path
 a tool argument, a header), and an access-log line never carries a query string (a token sent as
 `?access_token=...` stays out of the log).
 
-A structured variant slots in as another `TextFormatter` subclass that renders `fields(record)`
-differently; `configure_logging(formatter=...)` installs it the same way.
+`JsonFormatter` renders the same fields as one JSON object per line (`LOG_FORMAT=json`, the default
+when `VOICEBANK_MODE=prod`); `configure_logging(formatter=...)` installs it the same way. A record
+written while a trace is current carries its W3C `trace_id` in both formats.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Literal
+
+from opentelemetry import trace
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = [
     "ACCESS_LOGGER",
+    "JsonFormatter",
+    "LogSettings",
     "StripQueryString",
     "TextFormatter",
     "adopt_library_loggers",
@@ -84,16 +91,53 @@ class TextFormatter(logging.Formatter):
             fields["message"] = fields["message"].removesuffix(record.exc_text).rstrip("\n")
         if record.stack_info:
             fields["stack"] = self.formatStack(record.stack_info)
+        # Formatting runs in the thread and context that logged (our handlers are synchronous).
+        context = trace.get_current_span().get_span_context()
+        if context.is_valid:
+            fields["trace_id"] = format(context.trace_id, "032x")
         return fields
 
     def format(self, record: logging.LogRecord) -> str:
         fields = self.fields(record)
-        line = f"{fields['time']} {fields['level']} {fields['logger']} {escape(fields['message'])}"
+        head = f"{fields['time']} {fields['level']} {fields['logger']}"
+        if "trace_id" in fields:
+            head += f" trace_id={fields['trace_id']}"
+        line = f"{head} {escape(fields['message'])}"
         for name in ("exception", "stack"):
             if name in fields:
                 lines = fields[name].split("\n")
                 line += _CONTINUATION + _CONTINUATION.join(escape(part) for part in lines)
         return line
+
+
+class JsonFormatter(TextFormatter):
+    """One JSON object per line: `time, level, logger, message, trace_id` (null outside a trace), and
+    `exception` or `stack` when the record has one. Every non-ASCII or control character is a JSON
+    escape, so no client text can break a line or forge a record."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields: dict[str, str | None] = {**self.fields(record)}
+        fields.setdefault("trace_id", None)
+        return json.dumps(fields, ensure_ascii=True, separators=(",", ":"))
+
+
+class LogSettings(BaseSettings):
+    """`LOG_FORMAT=json|text`; unset, JSON when `VOICEBANK_MODE=prod` and text otherwise."""
+
+    model_config = SettingsConfigDict(
+        case_sensitive=False, extra="ignore", frozen=True, use_attribute_docstrings=True
+    )
+
+    log_format: Literal["json", "text"] | None = None
+    """One JSON object per line, or `time level logger message` text, for every logger of the process;
+    unset: JSON when `VOICEBANK_MODE=prod`, text otherwise."""
+    voicebank_mode: Literal["dev", "prod"] = "dev"
+    """`prod` makes JSON the default log format."""
+
+    def formatter(self) -> TextFormatter:
+        """The formatter these settings ask for."""
+        chosen = self.log_format or ("json" if self.voicebank_mode == "prod" else "text")
+        return JsonFormatter() if chosen == "json" else TextFormatter()
 
 
 class StripQueryString(logging.Filter):

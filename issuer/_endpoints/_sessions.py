@@ -6,6 +6,7 @@ import re
 import secrets
 from typing import Any
 
+from issuer._audit import Decision
 from issuer._endpoints._livekit import participant_token
 from issuer._oauth._errors import InvalidRequest, InvalidScope
 from issuer._oauth._scope import RESOURCE_SCOPES, format_scope, parse_scope
@@ -22,12 +23,13 @@ def _string(body: dict[str, Any], name: str, pattern: re.Pattern[str]) -> str:
     return value
 
 
-async def create_session(state: IssuerState, body: dict[str, Any]) -> dict[str, Any]:
+async def create_session(state: IssuerState, body: dict[str, Any], decision: Decision) -> dict[str, Any]:
     """A session id, its grant and (when LiveKit is configured) the user's participant token."""
     unknown = body.keys() - {"user_id", "scope", "room"}
     if unknown:
         raise InvalidRequest(f"unknown members: {', '.join(sorted(unknown))[:200]}")
     user_id = _string(body, "user_id", _USER_ID)
+    decision.sub = user_id
     room = _string(body, "room", _ROOM) if body.get("room") is not None else None
     scope_value = body.get("scope", "read")
     if not isinstance(scope_value, str):
@@ -37,6 +39,7 @@ async def create_session(state: IssuerState, body: dict[str, Any]) -> dict[str, 
         raise InvalidScope(f"a session may only carry {format_scope(set(RESOURCE_SCOPES))}")
     settings = state.settings
     sid = room or f"vb-{secrets.token_urlsafe(12)}"
+    decision.sid, decision.scope = sid, format_scope(scopes)
     grant = await state.minter.session_grant(
         sub=user_id,
         sid=sid,
@@ -45,6 +48,7 @@ async def create_session(state: IssuerState, body: dict[str, Any]) -> dict[str, 
         now=state.clock(),
         lifetime=settings.session_grant_lifetime,
     )
+    decision.issued(grant)
     livekit: dict[str, str] | None = None
     if settings.livekit_url and settings.livekit_api_key and settings.livekit_api_secret:
         livekit = {

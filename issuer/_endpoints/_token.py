@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from issuer._audit import Decision
 from issuer._http._body import optional_param, required_param
 from issuer._oauth._clients import GRANT_CLIENT_CREDENTIALS, GRANT_REFRESH, GRANT_TOKEN_EXCHANGE, Client
 from issuer._oauth._dpop import require_key
@@ -24,6 +25,11 @@ from keys import CLOCK_LEEWAY, DPoPProof, TokenError
 TOKEN_TYPE_JWT = "urn:ietf:params:oauth:token-type:jwt"  # noqa: S105
 TOKEN_TYPE_ACCESS = "urn:ietf:params:oauth:token-type:access_token"  # noqa: S105
 DEFAULT_EXCHANGE_SCOPE = frozenset({"read"})
+_EVENTS = {
+    GRANT_CLIENT_CREDENTIALS: "token.client_credentials",
+    GRANT_TOKEN_EXCHANGE: "token.exchange",
+    GRANT_REFRESH: "token.refresh",
+}
 
 
 def _requested_scope(form: dict[str, str], default: frozenset[str]) -> frozenset[str]:
@@ -61,13 +67,18 @@ def _answer(minted: Minted, scope: str, jkt: str | None, **extra: str) -> dict[s
 
 
 async def _client_credentials(
-    state: IssuerState, client: Client, form: dict[str, str], proof: DPoPProof | None
+    state: IssuerState,
+    client: Client,
+    form: dict[str, str],
+    proof: DPoPProof | None,
+    decision: Decision,
 ) -> dict[str, Any]:
     # Tokens for the issuer's own endpoints stay bearer tokens (RFC 9449 §5 lets the issuer say so with
     # token_type Bearer): those endpoints take `Authorization: Bearer` only.
     del proof
     allowed = client.scopes & ISSUER_SCOPES
     scopes = _requested_scope(form, allowed)
+    decision.sub, decision.scope = client.client_id, format_scope(scopes)
     if not scopes or not scopes <= allowed:
         raise InvalidScope("client_credentials grants only issuer scopes this client is registered for")
     scope = format_scope(scopes)
@@ -80,6 +91,7 @@ async def _client_credentials(
         lifetime=state.settings.issuer_token_lifetime,
         act=False,
     )
+    decision.issued(minted)
     return _answer(minted, scope, None)
 
 
@@ -94,7 +106,11 @@ async def _session_grant(state: IssuerState, subject_token: str) -> dict[str, An
 
 
 async def _token_exchange(
-    state: IssuerState, client: Client, form: dict[str, str], proof: DPoPProof | None
+    state: IssuerState,
+    client: Client,
+    form: dict[str, str],
+    proof: DPoPProof | None,
+    decision: Decision,
 ) -> dict[str, Any]:
     subject_token = required_param(form, "subject_token")
     if required_param(form, "subject_token_type") != TOKEN_TYPE_JWT:
@@ -107,6 +123,8 @@ async def _token_exchange(
     resource = _resource(state, form)
     requested = _requested_scope(form, DEFAULT_EXCHANGE_SCOPE)
     grant = await _session_grant(state, subject_token)
+    decision.sub, decision.scope = grant.get("sub"), format_scope(requested)
+    decision.sid = grant.get("sid") if isinstance(grant.get("sid"), str) else None
     may_act = grant.get("may_act")
     if not isinstance(may_act, dict) or may_act.get("sub") != client.client_id:
         raise InvalidGrant(
@@ -146,11 +164,18 @@ async def _token_exchange(
         now=now,
         jkt=_jkt(proof),
     )
+    decision.issued(minted)
+    family = await state.refresh.peek(refresh)
+    decision.family = family.family_id if family is not None else None
     return _answer(minted, scope, _jkt(proof), refresh_token=refresh, issued_token_type=TOKEN_TYPE_ACCESS)
 
 
 async def _refresh_token(
-    state: IssuerState, client: Client, form: dict[str, str], proof: DPoPProof | None
+    state: IssuerState,
+    client: Client,
+    form: dict[str, str],
+    proof: DPoPProof | None,
+    decision: Decision,
 ) -> dict[str, Any]:
     token = required_param(form, "refresh_token")
     resource = _resource(state, form)
@@ -158,6 +183,10 @@ async def _refresh_token(
     if family is not None and family.client_id == client.client_id:
         require_key(proof, family.jkt)  # before spending: a wrong key changes nothing
     scope_param = optional_param(form, "scope")
+    decision.scope = scope_param
+    if family is not None:
+        # Known before spending, so a reuse (theft signal) is written with its family, user and session.
+        decision.family, decision.sub, decision.sid = family.family_id, family.sub, family.sid
     # Checked before spending, so asking for too much does not cost the client its token.
     if (
         family is not None
@@ -170,6 +199,7 @@ async def _refresh_token(
     family, next_token = await state.refresh.spend(
         token, client_id=client.client_id, now=now, jkt=_jkt(proof)
     )
+    decision.family, decision.sub, decision.sid = family.family_id, family.sub, family.sid
     requested = parse_scope(scope_param) if scope_param is not None else parse_scope(family.scope)
     if not requested <= parse_scope(family.scope):
         raise InvalidScope("the requested scope exceeds the refresh token's scope")
@@ -184,6 +214,8 @@ async def _refresh_token(
         sid=family.sid,
         jkt=_jkt(proof),
     )
+    decision.scope = scope
+    decision.issued(minted)
     return _answer(minted, scope, _jkt(proof), refresh_token=next_token)
 
 
@@ -195,17 +227,24 @@ _GRANTS = {
 
 
 async def token_response(
-    state: IssuerState, form: dict[str, str], authorization: str | None, dpop: Sequence[str] = ()
+    state: IssuerState,
+    form: dict[str, str],
+    authorization: str | None,
+    decision: Decision,
+    dpop: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """The token response for a parsed `/token` form and its `DPoP` header values, or an OAuthError."""
+    """The token response for a parsed `/token` form and its `DPoP` header values, or an OAuthError;
+    `decision` learns what the request is about."""
     grant_type = required_param(form, "grant_type")
+    decision.event = _EVENTS.get(grant_type or "", decision.event)
     client = await state.clients.authenticate(form, authorization=authorization)
+    decision.client_id = client.client_id
     handler = _GRANTS.get(grant_type or "")
     if handler is None:
         raise UnsupportedGrantType("grant_type is not supported by this issuer")
     if not client.may_use(grant_type or ""):
         raise UnauthorizedClient("this client is not registered for this grant_type")
     proof = await state.dpop.proof(dpop, htu=state.settings.token_endpoint, client=client)
-    answer = await handler(state, client, form, proof)
+    answer = await handler(state, client, form, proof, decision)
     state.metrics.tokens_issued.labels(grant_type=grant_type).inc()
     return answer

@@ -1,4 +1,4 @@
-"""The issuer FastAPI app: discovery, JWKS, `/token`, `/sessions`, `/revoke`, admin keys, health."""
+"""The issuer FastAPI app: discovery, JWKS, `/token`, `/sessions`, `/revoke`, admin, health."""
 
 from __future__ import annotations
 
@@ -10,18 +10,25 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import TracerProvider as AnyTracerProvider
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from issuer._build import build_state
-from issuer._endpoints._admin import ADMIN_SCOPE, revoke_key, ring_view, rotate_keys
+from issuer._audit import Decision
+from issuer._build import build_state, reload_registry
+from issuer._endpoints._admin import ADMIN_SCOPE, retire_algorithm, revoke_key, ring_view, rotate_keys
 from issuer._endpoints._discovery import JWKS_PATH, METADATA_PATH, etag_matches, jwks_document, metadata
+from issuer._endpoints._revocations import REVOKE_SCOPE, revoke_families
 from issuer._endpoints._revoke import revoke_token
 from issuer._endpoints._sessions import create_session
 from issuer._endpoints._token import token_response
 from issuer._http._body import read_body, read_form, read_json_object
 from issuer._http._handlers import NO_STORE, install_error_handlers
+from issuer._http._routes import route_template
+from issuer._http._timing import RequestTiming
+from issuer._http._tracing import ServerSpans
 from issuer._metrics import IssuerMetrics
 from issuer._settings import IssuerSettings
 from issuer._signing._rotation import Sleep
@@ -42,8 +49,43 @@ def metrics_app(app: FastAPI) -> Starlette:
     return metrics.app()
 
 
+def reload_clients(app: FastAPI) -> bool:
+    """SIGHUP: re-read the clients file; False (and the old registry kept) when it does not load."""
+    state: IssuerState | None = getattr(app.state, "issuer", None)
+    if state is None:
+        return False  # not serving yet: the lifespan reads the file when it starts
+    return reload_registry(state)
+
+
 def _state(request: Request) -> IssuerState:
     return issuer_state(request.app)
+
+
+def _decision(request: Request, event: str) -> Decision:
+    """The audit record of this request: endpoints fill it, and the error handler writes refusals."""
+    decision = Decision(event)
+    request.state.audit = decision
+    return decision
+
+
+async def _guarded(request: Request, event: str, scope: str) -> tuple[IssuerState, Decision]:
+    """The state and audit record of a request to a bearer-guarded endpoint that passed its guard."""
+    decision = _decision(request, event)
+    state = _state(request)
+    await state.bearer.require(request.headers.get("authorization"), scope, decision)
+    return state, decision
+
+
+def _answer(
+    state: IssuerState,
+    decision: Decision,
+    body: Any,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    """A successful answer, once its decision is in the audit log."""
+    state.audit.decided(decision)
+    return JSONResponse(body, status_code=status, headers={**NO_STORE, **(headers or {})})
 
 
 def create_app(
@@ -52,12 +94,15 @@ def create_app(
     clock: Callable[[], float] = time.time,
     rotation_sleep: Sleep = asyncio.sleep,
     http_transport: httpx.AsyncBaseTransport | None = None,
+    tracer_provider: AnyTracerProvider | None = None,
 ) -> FastAPI:
     """A fresh issuer app; its key store, stores and clients are made in the lifespan.
 
     Its metrics are not served here: `metrics_app(app)` serves them on a listener of their own.
+    Without a `tracer_provider` the app still starts a trace per request (so audit lines carry a
+    trace id) and exports nothing; the entry point passes one that exports over OTLP when configured.
     """
-    metrics = IssuerMetrics()
+    metrics = IssuerMetrics(clock=clock)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -85,6 +130,12 @@ def create_app(
     )
     app.state.metrics = metrics
     install_error_handlers(app)
+    app.add_middleware(RequestTiming)
+    app.add_middleware(
+        ServerSpans,
+        tracer_provider=tracer_provider or TracerProvider(),
+        route=lambda scope: route_template(app.router.routes, scope),
+    )
     limit = settings.max_body_bytes
     # The same max-age the rotation timing assumes (`rotation_policy`): a next key is published twice as long.
     jwks_cache_control = f"public, max-age={settings.jwks_max_age}"
@@ -103,45 +154,57 @@ def create_app(
 
     @app.post("/token")
     async def token(request: Request) -> JSONResponse:
+        decision = _decision(request, "token")
         state = _state(request)
         form = await read_form(request, limit)
         answer = await token_response(
-            state, form, request.headers.get("authorization"), request.headers.getlist("dpop")
+            state, form, request.headers.get("authorization"), decision, request.headers.getlist("dpop")
         )
-        return JSONResponse(answer, headers={**NO_STORE, **await state.dpop.nonce_headers()})
+        return _answer(state, decision, answer, headers=await state.dpop.nonce_headers())
 
     @app.post("/revoke")
     async def revoke(request: Request) -> Response:
+        decision = _decision(request, "revoke")
+        state = _state(request)
         form = await read_form(request, limit)
-        await revoke_token(_state(request), form, request.headers.get("authorization"))
+        await revoke_token(state, form, request.headers.get("authorization"), decision)
+        state.audit.decided(decision)
         return Response(status_code=200, headers=NO_STORE)
 
     @app.post("/sessions")
     async def sessions(request: Request) -> JSONResponse:
-        state = _state(request)
-        await state.bearer.require(request.headers.get("authorization"), SESSIONS_SCOPE)
+        state, decision = await _guarded(request, "sessions.create", SESSIONS_SCOPE)
         body = await read_json_object(request, limit)
-        return JSONResponse(await create_session(state, body), status_code=201, headers=NO_STORE)
+        return _answer(state, decision, await create_session(state, body, decision), status=201)
 
     @app.get("/admin/keys")
     async def admin_keys(request: Request) -> JSONResponse:
-        state = _state(request)
-        await state.bearer.require(request.headers.get("authorization"), ADMIN_SCOPE)
-        return JSONResponse(ring_view(await state.store.current()), headers=NO_STORE)
+        state, decision = await _guarded(request, "admin.keys.list", ADMIN_SCOPE)
+        return _answer(state, decision, ring_view(await state.store.current()))
 
     @app.post("/admin/keys/rotate")
     async def admin_rotate(request: Request) -> JSONResponse:
-        state = _state(request)
-        claims = await state.bearer.require(request.headers.get("authorization"), ADMIN_SCOPE)
+        state, decision = await _guarded(request, "admin.keys.rotate", ADMIN_SCOPE)
         body = await read_json_object(request, limit, optional=True)
-        return JSONResponse(await rotate_keys(state, body, claims["sub"]), headers=NO_STORE)
+        return _answer(state, decision, await rotate_keys(state, body, decision))
+
+    @app.post("/admin/keys/retire")
+    async def admin_retire(request: Request) -> JSONResponse:
+        state, decision = await _guarded(request, "admin.keys.retire", ADMIN_SCOPE)
+        body = await read_json_object(request, limit)
+        return _answer(state, decision, await retire_algorithm(state, body, decision))
 
     @app.post("/admin/keys/{kid}/revoke")
     async def admin_revoke(request: Request, kid: str) -> JSONResponse:
-        state = _state(request)
-        claims = await state.bearer.require(request.headers.get("authorization"), ADMIN_SCOPE)
+        state, decision = await _guarded(request, "admin.keys.revoke", ADMIN_SCOPE)
         await read_body(request, limit)
-        return JSONResponse(await revoke_key(state, kid, claims["sub"]), headers=NO_STORE)
+        return _answer(state, decision, await revoke_key(state, kid, decision))
+
+    @app.post("/admin/revocations")
+    async def admin_revocations(request: Request) -> JSONResponse:
+        state, decision = await _guarded(request, "admin.revocations", REVOKE_SCOPE)
+        body = await read_json_object(request, limit)
+        return _answer(state, decision, await revoke_families(state, body, decision))
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:

@@ -10,7 +10,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from issuer._metrics import IssuerMetrics
+from issuer._audit import Decision
 from issuer._oauth._bearer import NO_TOKEN
 from issuer._oauth._errors import (
     InsufficientScope,
@@ -22,7 +22,8 @@ from issuer._oauth._errors import (
     TemporarilyUnavailable,
     UseDPoPNonce,
 )
-from keys import KeyStoreError, ReplayUnavailable
+from issuer._state import IssuerState
+from keys import KeyStoreError, NoSigningKey, ReplayUnavailable
 
 REALM = "voicebank-issuer"
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -58,9 +59,9 @@ def oauth_error_response(exc: OAuthError) -> JSONResponse:
     )
 
 
-def _metrics(request: Request) -> IssuerMetrics | None:
-    state = getattr(request.app.state, "issuer", None)
-    return None if state is None else state.metrics
+def _state(request: Request) -> IssuerState | None:
+    state: IssuerState | None = getattr(request.app.state, "issuer", None)
+    return state
 
 
 def _as_oauth(exc: Exception) -> OAuthError:
@@ -72,6 +73,9 @@ def _as_oauth(exc: Exception) -> OAuthError:
         return InvalidRequest(
             "this method is not allowed here", reason=f"http_{exc.status_code}", status=exc.status_code
         )
+    if isinstance(exc, NoSigningKey):
+        # The ring no longer signs with ISSUER_SIGNING_ALG (retired elsewhere): an operator must act.
+        return TemporarilyUnavailable("the issuer cannot sign right now; retry later", reason=exc.code)
     if isinstance(exc, RedisError | KeyStoreError | ReplayUnavailable):
         return TemporarilyUnavailable(
             "the issuer's store is unavailable; retry later", reason=type(exc).__name__
@@ -81,9 +85,13 @@ def _as_oauth(exc: Exception) -> OAuthError:
 
 async def _handle(request: Request, exc: Exception) -> Response:
     error = _as_oauth(exc)
-    metrics = _metrics(request)
-    if metrics is not None:
-        metrics.errors.labels(code=error.code, reason=error.reason).inc()
+    state = _state(request)
+    if state is not None:
+        state.metrics.errors.labels(code=error.code, reason=error.reason).inc()
+        decision: Decision | None = getattr(request.state, "audit", None)
+        if decision is not None:
+            outcome = "error" if error.status >= 500 else "refused"
+            state.audit.decided(decision, outcome=outcome, reason=error.reason)
     log.info("%s %s refused: %s (%s)", request.method, request.url.path, error.code, error.reason)
     response = oauth_error_response(error)
     if isinstance(exc, HTTPException) and exc.headers:
@@ -92,5 +100,5 @@ async def _handle(request: Request, exc: Exception) -> Response:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    for kind in (OAuthError, HTTPException, RedisError, KeyStoreError, ReplayUnavailable):
+    for kind in (OAuthError, HTTPException, RedisError, KeyStoreError, ReplayUnavailable, NoSigningKey):
         app.add_exception_handler(kind, _handle)

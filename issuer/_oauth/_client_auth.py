@@ -141,6 +141,8 @@ class ClientAuthenticator:
         entry = self._find(self._kid(assertion), form.get("client_id") or None)
         claims = await self._claims(entry, assertion)
         client_id = entry.client.client_id
+        if entry.client.disabled:
+            raise _refuse("client_disabled")
         if claims.get("sub") != client_id:
             raise _refuse("assertion_wrong_sub")
         jti = claims.get("jti")

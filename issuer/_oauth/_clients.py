@@ -36,6 +36,7 @@ class _ClientModel(BaseModel):
     grant_types: list[GrantType] = Field(min_length=1)
     scope: str = Field(min_length=1)
     dpop_bound_access_tokens: bool = False
+    disabled: bool = False
 
     @model_validator(mode="after")
     def _one_key_source(self) -> _ClientModel:
@@ -61,6 +62,8 @@ class Client:
     jwks_uri: str | None
     # RFC 9449 §5.2: the client always proves possession of a DPoP key, so every token it gets is bound.
     dpop_bound_access_tokens: bool = False
+    disabled: bool = False
+    """A disabled client stays registered (its kids stay taken) but is refused authentication."""
 
     def may_use(self, grant_type: str) -> bool:
         return grant_type in self.grant_types
@@ -96,6 +99,7 @@ def _client(model: _ClientModel) -> Client:
         model.jwks,
         model.jwks_uri,
         model.dpop_bound_access_tokens,
+        model.disabled,
     )
 
 

@@ -79,7 +79,21 @@ class RefreshStore(Protocol):
         """Revoke the token's whole family; the family it was, or None when the token is unknown."""
         ...
 
+    async def revoke_all(
+        self, *, now: float, sid: str | None = None, sub: str | None = None, client_id: str | None = None
+    ) -> int:
+        """Revoke every family of one session, user or client (exactly one is given); how many were live."""
+        ...
+
     async def ping(self) -> None: ...
+
+
+def one_target(sid: str | None, sub: str | None, client_id: str | None) -> tuple[str, str]:
+    """The one (kind, value) an operator revocation names; ValueError unless exactly one is given."""
+    given = [(kind, value) for kind, value in (("sid", sid), ("sub", sub), ("client_id", client_id)) if value]
+    if len(given) != 1:
+        raise ValueError("exactly one of sid, sub and client_id")
+    return given[0]
 
 
 class MemoryRefreshStore:
@@ -171,6 +185,21 @@ class MemoryRefreshStore:
         family = self._families.get(entry[0])
         self._revoke_family(entry[0])
         return family
+
+    async def revoke_all(
+        self, *, now: float, sid: str | None = None, sub: str | None = None, client_id: str | None = None
+    ) -> int:
+        kind, value = one_target(sid, sub, client_id)
+        # An operator's emergency measure over one process's families: a scan is fine here.
+        revoked = 0
+        for family in list(self._families.values()):
+            if family.revoked or getattr(family, kind) != value:
+                continue
+            self._revoke_family(family.family_id)
+            absolute_ok = now - family.created_at <= self._lifetimes.absolute
+            if absolute_ok and now - family.last_used <= self._lifetimes.idle:
+                revoked += 1
+        return revoked
 
     async def ping(self) -> None:
         return None

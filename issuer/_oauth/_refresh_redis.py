@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.typing import EncodableT, FieldT
 
-from issuer._oauth._refresh import RefreshFamily, RefreshLifetimes, new_refresh_token, reject, token_hash
+from issuer._oauth._refresh import (
+    RefreshFamily,
+    RefreshLifetimes,
+    new_refresh_token,
+    one_target,
+    reject,
+    token_hash,
+)
 
 # KEYS[1] token key. ARGV: now, idle, absolute, next hash, client id, key prefix, ttl, proved DPoP key.
 # Keys are built from the stored family id, so this needs a single Redis (not a cluster).
@@ -37,6 +45,27 @@ return {'ok', rt[1]}
 """
 
 
+# KEYS[1] an index set of family ids. ARGV: key prefix, now, idle, absolute. Revokes every family in it,
+# drops ids whose family expired, and answers how many families were live (unexpired) when revoked.
+_REVOKE_ALL = """
+local live = 0
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local fkey = ARGV[1] .. ':fam:' .. id
+  local fam = redis.call('HMGET', fkey, 'revoked', 'created_at', 'last_used')
+  if not fam[1] then
+    redis.call('SREM', KEYS[1], id)
+  elseif fam[1] ~= '1' then
+    redis.call('HSET', fkey, 'revoked', '1')
+    local now = tonumber(ARGV[2])
+    if now - tonumber(fam[3]) <= tonumber(ARGV[3]) and now - tonumber(fam[2]) <= tonumber(ARGV[4]) then
+      live = live + 1
+    end
+  end
+end
+return live
+"""
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -53,12 +82,17 @@ class RedisRefreshStore:
         # Keys outlive the absolute lifetime a little so reuse is still detected near its end.
         self._ttl = int(lifetimes.absolute + lifetimes.idle)
         self._spend = client.register_script(_SPEND)
+        self._revoke_all = client.register_script(_REVOKE_ALL)
 
     def _token_key(self, token: str) -> str:
         return f"{self._prefix}:rt:{token_hash(token)}"
 
     def _family_key(self, family_id: str) -> str:
         return f"{self._prefix}:fam:{family_id}"
+
+    def _index_key(self, kind: str, value: str) -> str:
+        # The families of one session, user or client; hashed so client-chosen ids cannot shape keys.
+        return f"{self._prefix}:{kind}:{hashlib.sha256(value.encode()).hexdigest()}"
 
     async def create(
         self, *, client_id: str, sub: str, sid: str, scope: str, now: float, jkt: str | None = None
@@ -80,6 +114,9 @@ class RedisRefreshStore:
             pipe.expire(self._family_key(family_id), self._ttl)
             pipe.hset(self._token_key(token), mapping={"family": family_id, "spent": "0"})
             pipe.expire(self._token_key(token), self._ttl)
+            for kind, value in (("sid", sid), ("sub", sub), ("client_id", client_id)):
+                pipe.sadd(self._index_key(kind, value), family_id)
+                pipe.expire(self._index_key(kind, value), self._ttl)
             await pipe.execute()
         return token
 
@@ -142,6 +179,14 @@ class RedisRefreshStore:
         if family is not None:
             await self._client.hset(self._family_key(family_id), "revoked", "1")
         return family
+
+    async def revoke_all(
+        self, *, now: float, sid: str | None = None, sub: str | None = None, client_id: str | None = None
+    ) -> int:
+        kind, value = one_target(sid, sub, client_id)
+        lifetimes = [repr(float(self._lifetimes.idle)), repr(float(self._lifetimes.absolute))]
+        args = [self._prefix, repr(now), *lifetimes]
+        return int(await self._revoke_all(keys=[self._index_key(kind, value)], args=args))
 
     async def ping(self) -> None:
         await self._client.ping()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from keys import Algorithm, KeyStore, sign
@@ -14,9 +14,11 @@ SESSION_GRANT_TYP = "session-grant+jwt"
 
 @dataclass(frozen=True)
 class Minted:
-    token: str
+    token: str = field(repr=False)
     jti: str
     expires_in: int
+    kid: str
+    exp: int
 
 
 class Minter:
@@ -27,9 +29,11 @@ class Minter:
         self._issuer = issuer
         self._alg = alg
 
-    async def _sign(self, claims: dict[str, Any], typ: str) -> str:
+    async def _sign(self, claims: dict[str, Any], typ: str, lifetime: int) -> Minted:
         ring = await self._store.current()
-        return sign(claims, ring.signing_key(self._alg), typ=typ)
+        key = ring.signing_key(self._alg)
+        token = sign(claims, key, typ=typ)
+        return Minted(token, claims["jti"], lifetime, key.kid, claims["exp"])
 
     def _base(self, *, sub: str, aud: str, now: float, lifetime: int) -> dict[str, Any]:
         issued = int(now)
@@ -67,7 +71,7 @@ class Minter:
             claims["act"] = {"sub": client_id}
         if jkt is not None:
             claims["cnf"] = {"jkt": jkt}
-        return Minted(await self._sign(claims, ACCESS_TOKEN_TYP), claims["jti"], lifetime)
+        return await self._sign(claims, ACCESS_TOKEN_TYP, lifetime)
 
     async def session_grant(
         self, *, sub: str, sid: str, scope: str, actor: str, now: float, lifetime: int
@@ -75,4 +79,4 @@ class Minter:
         """A session grant for the issuer itself, exchangeable once by `actor`."""
         claims = self._base(sub=sub, aud=self._issuer, now=now, lifetime=lifetime)
         claims.update(sid=sid, scope=scope, may_act={"sub": actor})
-        return Minted(await self._sign(claims, SESSION_GRANT_TYP), claims["jti"], lifetime)
+        return await self._sign(claims, SESSION_GRANT_TYP, lifetime)

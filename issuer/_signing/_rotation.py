@@ -38,6 +38,7 @@ class RotationLoop:
         """Rotate when due; the new ring when this replica changed it, else None."""
         before = await self._store.current()
         ring = await self._store.rotate_if_due(self._clock())
+        self._metrics.observe_ring(ring or await self._store.current())
         if ring is None:
             return None
         for event in await self._events.changed(before, ring):

@@ -105,6 +105,9 @@ class FileKeyStore:
     async def revoke(self, kid: str, now: float) -> KeyRing:
         return (await self._transact(lambda ring: ring.revoke(kid, now), now))[0]
 
+    async def retire_alg(self, alg: Algorithm, now: float) -> KeyRing:
+        return (await self._transact(lambda ring: ring.retire_alg(alg, now), now))[0]
+
     async def _transact(self, change: Change, now: float) -> tuple[KeyRing, bool]:
         async with self._mutex:
             try:
@@ -122,7 +125,7 @@ class FileKeyStore:
             if stored is None:
                 ring = KeyRing.bootstrap(self._algs, now)
             else:
-                ring = stored.ensure_algs(self._algs, now)
+                ring = stored.ensure_algs(self._algs, now, self.policy.publish_ahead)
             new = change(ring)
             if new is not stored:
                 self._write(stored, new)

@@ -114,12 +114,17 @@ class KeyRing:
                 raise CorruptKeyRing(f"the private key of {record.state} key {record.kid} is missing")
             if pair.kid != record.kid or pair.alg != record.alg:
                 raise CorruptKeyRing(f"the private key stored for {record.kid} is a different key")
-        for alg in {record.alg for record in self.records if record.live}:
+        # An algorithm may be prepared (a next key, no active one yet) or winding down (retiring keys
+        # only), but never has two active or two next keys, and some algorithm always signs.
+        live_algs = {record.alg for record in self.records if record.live}
+        for alg in live_algs:
             actives = self._all(alg, KeyState.ACTIVE)
-            if len(actives) != 1:
+            if len(actives) > 1:
                 raise CorruptKeyRing(f"the key ring has {len(actives)} active {alg} keys instead of one")
             if len(self._all(alg, KeyState.NEXT)) > 1:
                 raise CorruptKeyRing(f"the key ring has more than one next {alg} key")
+        if live_algs and not any(record.state is KeyState.ACTIVE for record in self.records):
+            raise CorruptKeyRing("the key ring has no active key")
         live = {record.kid for record in self.records if record.live}
         pairs = {kid: pair for kid, pair in self.pairs.items() if kid in live}
         object.__setattr__(self, "pairs", MappingProxyType(pairs))
@@ -140,6 +145,11 @@ class KeyRing:
     def algs(self) -> tuple[Algorithm, ...]:
         """The algorithms this ring signs with."""
         return tuple(alg for alg in ALGORITHMS if self._one(alg, KeyState.ACTIVE) is not None)
+
+    @property
+    def live_algs(self) -> tuple[Algorithm, ...]:
+        """The algorithms with a published key: signing, prepared (next only) or winding down."""
+        return tuple(alg for alg in ALGORITHMS if any(r.alg == alg and r.live for r in self.records))
 
     def record(self, kid: str) -> KeyRecord:
         for record in self.records:
@@ -164,14 +174,36 @@ class KeyRing:
         """The admin view of every key: ids, states and timestamps, never key material."""
         return [record.describe() for record in self.records]
 
-    def ensure_algs(self, algs: Sequence[Algorithm], now: float) -> KeyRing:
-        """This ring with an active and a next key for each algorithm it lacked."""
-        missing = [alg for alg in dict.fromkeys(algs) if alg not in self.algs]
+    def ensure_algs(self, algs: Sequence[Algorithm], now: float, publish_ahead: float = 0.0) -> KeyRing:
+        """This ring with an active and a next key for each algorithm it does not sign with yet.
+
+        An algorithm prepared by `rotate(alg=...)` has a next key, which becomes active once it has
+        been published for `publish_ahead` (RotationRefused before then), so no verifier meets an
+        unknown key. An algorithm the ring never held gets a fresh active key at once (a new ring).
+        An algorithm whose keys are retiring after `retire_alg` is left alone.
+        """
+        # An algorithm being retired (`retire_alg`) is not brought back by a replica still set to it.
+        missing = [
+            alg
+            for alg in dict.fromkeys(algs)
+            if alg not in self.algs and self._one(alg, KeyState.RETIRING) is None
+        ]
         if not missing:
             return self
         draft = _Draft(self)
         for alg in missing:
-            draft.publish(alg, now, KeyState.ACTIVE)
+            upcoming = self._one(alg, KeyState.NEXT)
+            if upcoming is None:
+                draft.publish(alg, now, KeyState.ACTIVE)
+                draft.publish(alg, now)
+                continue
+            age = now - upcoming.created_at
+            if age < publish_ahead:
+                raise RotationRefused(
+                    f"the next {alg} key has been published for {max(age, 0):.0f} s; it may sign after "
+                    f"{publish_ahead:.0f} s (twice the JWKS max-age), {publish_ahead - age:.0f} s from now"
+                )
+            draft.put(replace(upcoming, state=KeyState.ACTIVE, activated_at=now))
             draft.publish(alg, now)
         return draft.ring()
 
@@ -199,7 +231,7 @@ class KeyRing:
 
     def due(self, now: float, policy: RotationPolicy) -> bool:
         """Whether `advance` would change anything: an active key served its period, or a key retires."""
-        work = (self._schedule(alg, now, policy) for alg in self.algs)
+        work = (self._schedule(alg, now, policy) for alg in self.live_algs)
         return any(expired or action for expired, action in work)
 
     def advance(self, now: float, policy: RotationPolicy) -> KeyRing:
@@ -207,7 +239,7 @@ class KeyRing:
         if not self.due(now, policy):
             return self
         draft = _Draft(self)
-        for alg in self.algs:
+        for alg in self.live_algs:
             expired, action = self._schedule(alg, now, policy)
             draft.retire(expired)
             if action == "promote":
@@ -226,10 +258,14 @@ class KeyRing:
         `policy.publish_ahead`, since verifiers with a cached JWKS would not know it yet;
         `force=True` is the emergency override.
         """
+        if alg is not None and alg not in self.algs and self._one(alg, KeyState.NEXT) is None:
+            # A new algorithm: its first key is published as next and signs only when promoted, so a
+            # change of ISSUER_SIGNING_ALG can be prepared without refusing a single token.
+            draft = _Draft(self)
+            draft.publish(alg, now)
+            return draft.ring()
         targets = self.algs if alg is None else (alg,)
         for target in targets:
-            if self._one(target, KeyState.ACTIVE) is None:
-                raise NoSigningKey(f"the key ring has no active {target} key to rotate")
             upcoming = self._one(target, KeyState.NEXT)
             if force:
                 continue
@@ -246,6 +282,24 @@ class KeyRing:
         for target in targets:
             draft.retire(self._schedule(target, now, policy)[0])
             draft.promote(target, now)
+        return draft.ring()
+
+    def retire_alg(self, alg: Algorithm, now: float) -> KeyRing:
+        """End an algorithm after a migration: its active key retires on the usual schedule (published
+        until every token it signed has expired) and its next key, which never signed, leaves at once.
+
+        Refused (NoSigningKey) for an algorithm the ring does not sign with, and for the last one.
+        """
+        active = self._one(alg, KeyState.ACTIVE)
+        if active is None:
+            raise NoSigningKey(f"the key ring does not sign with {alg}")
+        if self.algs == (alg,):
+            raise NoSigningKey(f"{alg} is the only algorithm the key ring signs with")
+        draft = _Draft(self)
+        draft.put(replace(active, state=KeyState.RETIRING, retiring_at=now))
+        upcoming = self._one(alg, KeyState.NEXT)
+        if upcoming is not None:
+            draft.put(replace(upcoming, state=KeyState.RETIRED))
         return draft.ring()
 
     def revoke(self, kid: str, now: float) -> KeyRing:

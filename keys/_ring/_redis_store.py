@@ -109,6 +109,9 @@ class RedisKeyStore:
     async def revoke(self, kid: str, now: float) -> KeyRing:
         return (await self._commit(lambda ring: ring.revoke(kid, now), now))[0]
 
+    async def retire_alg(self, alg: Algorithm, now: float) -> KeyRing:
+        return (await self._commit(lambda ring: ring.retire_alg(alg, now), now))[0]
+
     async def rotate_if_due(self, now: float) -> KeyRing | None:
         if not (await self.current()).due(now, self.policy):
             return None
@@ -139,7 +142,10 @@ class RedisKeyStore:
         return version, ring, set(pems)
 
     def _apply(self, stored: KeyRing | None, change: Change, now: float) -> tuple[KeyRing, KeyRing]:
-        ring = KeyRing.bootstrap(self._algs, now) if stored is None else stored.ensure_algs(self._algs, now)
+        if stored is None:
+            ring = KeyRing.bootstrap(self._algs, now)
+        else:
+            ring = stored.ensure_algs(self._algs, now, self.policy.publish_ahead)
         return ring, change(ring)
 
     def _encrypt(self, pairs: list[KeyPair]) -> dict[str, bytes]:

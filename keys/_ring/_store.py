@@ -34,3 +34,7 @@ class KeyStore(Protocol):
     async def revoke(self, kid: str, now: float) -> KeyRing:
         """`KeyRing.revoke` applied to the stored ring."""
         ...
+
+    async def retire_alg(self, alg: Algorithm, now: float) -> KeyRing:
+        """`KeyRing.retire_alg` applied to the stored ring (the end of an algorithm migration)."""
+        ...

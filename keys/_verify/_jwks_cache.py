@@ -85,6 +85,9 @@ class JWKSCache:
         self._stale_limit = stale_limit
         self._max_body = max_body
         self.fetch_count = 0
+        self.failure_count = 0
+        self.fetched_at: float | None = None
+        """When the keys last came from the issuer (a 200 or a 304), for the JWKS age metric."""
         self._keys: dict[str, VerifyKey] = {}
         self._revoked: set[str] = set()
         self._etag: str | None = None
@@ -180,6 +183,7 @@ class JWKSCache:
         except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError, _BadAnswer) as exc:
             reason = str(exc) if isinstance(exc, _BadAnswer) else type(exc).__name__
             logger.warning("JWKS fetch from %s failed: %s", self._url, reason)
+            self.failure_count += 1
             self._failing = True
             return False
         finally:
@@ -251,5 +255,6 @@ class JWKSCache:
         return keys
 
     def _fresh_until(self, started: float, lifetime: int) -> None:
+        self.fetched_at = started
         self._expires_at = started + lifetime
         self._refresh_at = started + self._refresh_ahead * lifetime

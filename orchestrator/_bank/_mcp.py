@@ -10,12 +10,14 @@ import mcp_types
 from fastmcp import Client
 from fastmcp.client.transports import StreamableHttpTransport
 from fastmcp.exceptions import McpError
+from opentelemetry import trace
 
 from orchestrator._bank._protocol import ServiceUnavailable, ToolRefused
 from orchestrator._tokens._bearer import ToolBearer
 from orchestrator._tokens._dpop import CallKey
 from orchestrator._tokens._manager import TokenManager
 from orchestrator._tokens._scopes import TOOL_SCOPES
+from orchestrator._tracing import trace_headers, tracer
 
 __all__ = ["McpBank"]
 
@@ -62,9 +64,11 @@ class McpBank:
         timeout: float = 30.0,
         connect_timeout: float = 5.0,
         dpop: CallKey | None = None,
+        tracer_provider: trace.TracerProvider | None = None,
     ) -> None:
         self._tokens = tokens
         self._dpop = dpop  # the call's DPoP key: every request proves possession of it
+        self._tracer = tracer(tracer_provider)
         self._url = url
         self._pool = transport if transport is not None else httpx2.AsyncHTTPTransport()
         self._shared = _SharedPool(self._pool)
@@ -146,16 +150,25 @@ class McpBank:
         )
 
     async def _call(self, tool: str, **arguments: Any) -> dict[str, Any]:
+        # A span per tool call: its token request and its MCP request are the children.
+        with self._tracer.start_as_current_span(f"tool {tool}", attributes={"voicebank.tool": tool}):
+            return await self._call_traced(tool, arguments)
+
+    async def _call_traced(self, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
         scope = TOOL_SCOPES[tool]
         # Issuer trouble raises its own typed error here, before any MCP traffic.
         bearer = ToolBearer(self._tokens, scope, await self._tokens.get_access(scope), self._dpop)
         sent = {name: value for name, value in arguments.items() if value is not None}
-        transport = StreamableHttpTransport(self._url, auth=bearer, httpx_client_factory=self._http_client)
-        try:
-            async with Client(transport, mode="legacy") as client:
-                result = await client.call_tool_mcp(tool, sent)
-        except _CALL_FAILED as exc:
-            raise _failure(tool, bearer, exc) from None
+        with self._tracer.start_as_current_span(f"mcp tools/call {tool}", kind=trace.SpanKind.CLIENT):
+            # Every request of this MCP session carries this span's traceparent.
+            transport = StreamableHttpTransport(
+                self._url, headers=trace_headers(), auth=bearer, httpx_client_factory=self._http_client
+            )
+            try:
+                async with Client(transport, mode="legacy") as client:
+                    result = await client.call_tool_mcp(tool, sent)
+            except _CALL_FAILED as exc:
+                raise _failure(tool, bearer, exc) from None
         return _outcome(tool, result)
 
 

@@ -48,6 +48,8 @@ class AgentSettings(BaseSettings):
     """Text-to-speech model, a LiveKit Inference model string such as `cartesia/sonic-2`."""
     redis_url: str | None = None
     """Redis for the session records; unset: the worker's memory."""
+    otel_exporter_otlp_endpoint: str | None = None
+    """OTLP/HTTP collector base URL; spans of each call are exported there when set."""
 
     def missing(self) -> list[str]:
         """The environment variables that must still be set before the worker can run."""

@@ -9,12 +9,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from livekit.agents import Agent, AgentSession
+from opentelemetry import trace
 
 from orchestrator._agent._banking_agent import BankingAgent, CallState
 from orchestrator._agent._speech import CANNOT_VERIFY, speakable_error
 from orchestrator._bank._protocol import Bank, BankError
 from orchestrator._call._identity import CallerIdentity, IdentityRefused, parse_identity
 from orchestrator._call._session_store import SessionRecord, SessionStore, grant_digest
+from orchestrator._tracing import tracer
 
 __all__ = ["AgentWiring", "BankFactory", "OnEnd", "VoiceCall"]
 
@@ -47,7 +49,11 @@ class _FarewellAgent(Agent):
 
 
 class VoiceCall:
-    """Start and end of one call; `end()` is safe to call more than once."""
+    """Start and end of one call; `end()` is safe to call more than once.
+
+    The call is one trace: its span is current while the call starts (so the agent session's tasks,
+    and with them every tool call, run under it) and while it ends; `end()` closes it.
+    """
 
     def __init__(
         self,
@@ -56,8 +62,10 @@ class VoiceCall:
         bank_factory: BankFactory,
         on_end: OnEnd | None = None,
         clock: Callable[[], float] = time.time,
+        tracer_provider: trace.TracerProvider | None = None,
     ) -> None:
         self._store = store
+        self._span = tracer(tracer_provider).start_span("voice_call")
         self._bank_factory = bank_factory
         self._on_end = on_end
         self._clock = clock
@@ -76,6 +84,18 @@ class VoiceCall:
         **start_options: Any,
     ) -> bool:
         """Run the call's opening; False when the caller was refused (told so, nothing else called)."""
+        if room_name is not None:
+            self._span.set_attribute("voicebank.sid", room_name)
+        with trace.use_span(self._span, end_on_exit=False):
+            return await self._start(session, metadata, room_name, start_options)
+
+    async def _start(
+        self,
+        session: AgentSession[CallState],
+        metadata: str | None,
+        room_name: str | None,
+        start_options: dict[str, Any],
+    ) -> bool:
         try:
             identity = parse_identity(metadata, room_name=room_name)
         except IdentityRefused as err:
@@ -110,10 +130,17 @@ class VoiceCall:
         await session.say(sentence, allow_interruptions=False)
 
     async def end(self) -> None:
-        """Close the session record and hand the bank to `on_end`, once."""
+        """Close the session record and hand the bank to `on_end`, once; the call's trace ends here."""
         if self._ended:
             return
         self._ended = True
+        try:
+            with trace.use_span(self._span, end_on_exit=False):
+                await self._end()
+        finally:
+            self._span.end()
+
+    async def _end(self) -> None:
         if self.identity is None:
             return
         try:

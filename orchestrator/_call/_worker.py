@@ -12,13 +12,15 @@ from pathlib import Path
 from livekit import rtc
 from livekit.agents import AgentServer, AgentSession, CloseEvent, JobContext
 from livekit.agents.voice.room_io import RoomOptions
+from pydantic import ValidationError
 from redis.asyncio import Redis
 
 from orchestrator._agent._banking_agent import CallState
 from orchestrator._call._session_store import MemorySessionStore, RedisSessionStore, SessionStore
 from orchestrator._call._settings import AgentSettings, NotConfigured
 from orchestrator._call._voice_call import AgentWiring, VoiceCall
-from orchestrator._logs import adopt_library_loggers, configure_logging
+from orchestrator._logs import LogSettings, adopt_library_loggers, configure_logging
+from orchestrator._tracing import install_tracer_provider
 
 __all__ = [
     "SessionFactory",
@@ -86,6 +88,8 @@ async def entrypoint(
 
     `media` is the room's input and output (default: audio and text both ways).
     """
+    # Job processes start fresh: each sets its own global tracer provider once.
+    install_tracer_provider("voicebank-agent", settings.otel_exporter_otlp_endpoint)
     store, redis_client = _session_store(settings)
     call = VoiceCall(store=store, bank_factory=wiring.bank_factory, on_end=wiring.on_end)
 
@@ -143,7 +147,12 @@ def use_our_logging(server: AgentServer, handler: logging.Handler) -> None:
 
 
 def run_worker(
-    settings: AgentSettings, wiring: AgentWiring, *, log_level: str = "INFO", log_file: Path | None = None
+    settings: AgentSettings,
+    wiring: AgentWiring,
+    *,
+    log_level: str = "INFO",
+    log_file: Path | None = None,
+    formatter: logging.Formatter | None = None,
 ) -> None:
     """Run the worker until SIGINT/SIGTERM, with livekit-agents' own signal handling and drain."""
     # The public `cli.run_app` is deprecated and parses sys.argv itself; this is what
@@ -152,7 +161,7 @@ def run_worker(
     from livekit.agents.cli.cli import _run_worker
 
     server = build_server(settings, wiring)
-    use_our_logging(server, configure_logging(log_level, log_file=log_file))
+    use_our_logging(server, configure_logging(log_level, log_file=log_file, formatter=formatter))
     _run_worker(server, proto.CliArgs(log_level=log_level.upper(), log_format="json"))
 
 
@@ -178,5 +187,10 @@ def main(
     except NotConfigured as err:
         print(f"orchestrator: {err}", file=sys.stderr)
         return 2
-    run_worker(settings, wiring, log_level=log_level, log_file=log_file)
+    try:
+        formatter = LogSettings().formatter()
+    except ValidationError as err:
+        print(f"orchestrator: invalid setting LOG_FORMAT: {err.errors()[0]['msg']}", file=sys.stderr)
+        return 2
+    run_worker(settings, wiring, log_level=log_level, log_file=log_file, formatter=formatter)
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -18,11 +19,12 @@ from pydantic import ValidationError
 from issuer import IssuerSettings, IssuerStartupError
 from keys import ALGORITHMS
 from orchestrator._commands._dev_init import dev_init
-from orchestrator._commands._keys_admin import keys_command
+from orchestrator._commands._keys_admin import keys_command, revoke_sessions
 from orchestrator._commands._token import TOKEN_SCOPES, TokenSettings, mint_token
 from orchestrator._errors import OrchestratorError
 
 DEFAULT_ISSUER = "http://127.0.0.1:8000"
+_KID = re.compile(r"-[A-Za-z0-9_-]{1,127}")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -85,15 +87,31 @@ def _parser() -> argparse.ArgumentParser:
         "--state", type=Path, default=argparse.SUPPRESS, help="state directory with clients/admin.pem"
     )
     keys = commands.add_parser(
-        "keys", help="list, rotate or revoke issuer keys (admin client)", parents=[where]
+        "keys", help="list, rotate, retire or revoke issuer keys (admin client)", parents=[where]
     )
     actions = keys.add_subparsers(dest="action", required=True, parser_class=_Parser)
     actions.add_parser("list", help="show every key and its state", parents=[where])
     rotate = actions.add_parser("rotate", help="rotate now", parents=[where])
     rotate.add_argument("--alg", choices=ALGORITHMS)
     rotate.add_argument("--force", action="store_true", help="rotate even if the next key is too young")
+    retire = actions.add_parser(
+        "retire", help="end an algorithm after a migration (its keys retire on schedule)", parents=[where]
+    )
+    retire.add_argument("--alg", choices=ALGORITHMS, required=True)
     revoke = actions.add_parser("revoke", help="remove a key from the JWKS at once", parents=[where])
-    revoke.add_argument("kid")
+    revoke.add_argument("kid", nargs="?", help="the key's kid (it may start with '-')")
+
+    sessions = commands.add_parser(
+        "sessions", help="revoke the refresh tokens of a call, a user or a client (admin)", parents=[where]
+    )
+    session_actions = sessions.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    end = session_actions.add_parser(
+        "revoke", help="end every refresh-token family of one call, user or client", parents=[where]
+    )
+    target = end.add_mutually_exclusive_group(required=True)
+    target.add_argument("--sid", help="the voice session (LiveKit room) id")
+    target.add_argument("--user", help="the user id (every session of that user)")
+    target.add_argument("--client", help="the client id (every family the client holds)")
 
     doctor = commands.add_parser(
         "doctor",
@@ -187,6 +205,19 @@ def _run(args: argparse.Namespace, transport: httpx.AsyncBaseTransport | None) -
             )
         )
         print(table)
+    elif args.command == "sessions":
+        settings = _settings(args)
+        named = {"sid": args.sid, "sub": args.user, "client_id": args.client}
+        print(
+            asyncio.run(
+                revoke_sessions(
+                    {name: value for name, value in named.items() if value is not None},
+                    issuer_url=getattr(args, "issuer", None) or settings.issuer_url,
+                    state=settings.voicebank_state,
+                    transport=transport,
+                )
+            )
+        )
     return 0
 
 
@@ -213,6 +244,20 @@ def _doctor(args: argparse.Namespace, transport: httpx.AsyncBaseTransport | None
     return status
 
 
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    revoking_a_key = args.command == "keys" and args.action == "revoke"
+    # A kid is base64url and may start with "-", which argparse takes for an unknown option.
+    if revoking_a_key and args.kid is None and len(extra) == 1 and _KID.fullmatch(extra[0]):
+        args.kid, extra = extra[0], []
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if revoking_a_key and args.kid is None:
+        parser.error("the following arguments are required: kid")
+    return args
+
+
 def main(argv: Sequence[str] | None = None, *, transport: httpx.AsyncBaseTransport | None = None) -> int:
     """Entry point of the `voicebank` console script; the exit status."""
     # Whatever the command writes (state, logs, SQLite's journals, its children's files) is its owner's only.
@@ -224,7 +269,7 @@ def main(argv: Sequence[str] | None = None, *, transport: httpx.AsyncBaseTranspo
 
 
 def _main(argv: Sequence[str] | None, transport: httpx.AsyncBaseTransport | None) -> int:
-    args = _parser().parse_args(argv)
+    args = _parse(argv)
     try:
         if args.command == "demo":
             from orchestrator._commands._demo._run import (  # livekit-agents loads only for the demo

@@ -29,6 +29,7 @@ _READERS = (
     ("issuer.", "issuer"),
     ("mcp_server.", "MCP server"),
     ("orchestrator._call.", "agent worker"),
+    ("orchestrator._logs.", "log set-up of every part"),
     ("orchestrator._commands.", "command line"),
 )
 

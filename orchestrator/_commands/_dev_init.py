@@ -29,7 +29,7 @@ from orchestrator._errors import OrchestratorError
 DEV_CLIENTS: dict[str, tuple[list[str], str]] = {
     "orchestrator": ([GRANT_TOKEN_EXCHANGE, GRANT_REFRESH], "read transact configure"),
     "backend": ([GRANT_CLIENT_CREDENTIALS], "sessions:create"),
-    "admin": ([GRANT_CLIENT_CREDENTIALS], "keys:admin"),
+    "admin": ([GRANT_CLIENT_CREDENTIALS], "keys:admin sessions:revoke"),
 }
 
 

@@ -1,4 +1,4 @@
-"""`voicebank keys list|rotate|revoke`: the admin client talking to a running issuer over HTTP."""
+"""`voicebank keys list|rotate|retire|revoke` and `voicebank sessions revoke`: the admin client over HTTP."""
 
 from __future__ import annotations
 
@@ -14,11 +14,12 @@ from keys import KeyMaterialError, assertion_form, client_key_path, load_client_
 from orchestrator._errors import OrchestratorError
 
 ADMIN_CLIENT = "admin"
+REVOKE_SCOPE = "sessions:revoke"
 _COLUMNS = ("kid", "alg", "state", "created_at", "activated_at", "retiring_at", "revoked_at")
 
 
 class AdminCommandError(OrchestratorError):
-    """A `voicebank keys` command failed; the message is one line for the terminal."""
+    """A `voicebank keys` or `sessions` command failed; the message is one line for the terminal."""
 
     code = "admin_command"
 
@@ -49,7 +50,9 @@ def _refusal(response: httpx.Response) -> str:
         return f"HTTP {response.status_code}"
 
 
-async def _admin_token(http: httpx.AsyncClient, issuer_url: str, state: Path, now: float) -> str:
+async def _admin_token(
+    http: httpx.AsyncClient, issuer_url: str, state: Path, now: float, scope: str = "keys:admin"
+) -> str:
     try:
         key = load_client_key(state, ADMIN_CLIENT)
     except (OSError, KeyMaterialError):
@@ -57,7 +60,7 @@ async def _admin_token(http: httpx.AsyncClient, issuer_url: str, state: Path, no
         raise AdminCommandError(f"no usable admin key at {path} (run `voicebank dev-init`)") from None
     form = {
         "grant_type": "client_credentials",
-        "scope": "keys:admin",
+        "scope": scope,
         **assertion_form(ADMIN_CLIENT, key, issuer_url.rstrip("/") + "/token", now),
     }
     response = await http.post("/token", data=form)
@@ -87,14 +90,43 @@ async def keys_command(
             elif action == "rotate":
                 body: dict[str, Any] = {"force": force} | ({"alg": alg} if alg else {})
                 response = await http.post("/admin/keys/rotate", json=body, headers=headers)
+            elif action == "retire" and alg:
+                response = await http.post("/admin/keys/retire", json={"alg": alg}, headers=headers)
             elif action == "revoke" and kid:
                 response = await http.post(f"/admin/keys/{kid}/revoke", headers=headers)
             else:
                 raise AdminCommandError(f"unknown keys action {action!r}")
     except httpx.TransportError as exc:
-        raise AdminCommandError(
-            f"cannot reach the issuer at {issuer_url} ({type(exc).__name__}); is `voicebank up` running?"
-        ) from None
+        raise _unreachable(issuer_url, exc) from None
     if response.status_code != 200:
         raise AdminCommandError(f"the issuer refused: {_refusal(response)}")
     return key_table(response.json()["keys"])
+
+
+def _unreachable(issuer_url: str, exc: Exception) -> AdminCommandError:
+    return AdminCommandError(
+        f"cannot reach the issuer at {issuer_url} ({type(exc).__name__}); is `voicebank up` running?"
+    )
+
+
+async def revoke_sessions(
+    target: dict[str, str],
+    *,
+    issuer_url: str,
+    state: Path,
+    transport: httpx.AsyncBaseTransport | None = None,
+    clock: Callable[[], float] = time.time,
+) -> str:
+    """`POST /admin/revocations` with one of sid, sub, client_id; the line to print."""
+    try:
+        async with httpx.AsyncClient(base_url=issuer_url, transport=transport, timeout=10.0) as http:
+            token = await _admin_token(http, issuer_url, state, clock(), REVOKE_SCOPE)
+            headers = {"Authorization": f"Bearer {token}"}
+            response = await http.post("/admin/revocations", json=target, headers=headers)
+    except httpx.TransportError as exc:
+        raise _unreachable(issuer_url, exc) from None
+    if response.status_code != 200:
+        raise AdminCommandError(f"the issuer refused: {_refusal(response)}")
+    count = response.json()["revoked_families"]
+    ((name, value),) = target.items()
+    return f"revoked {count} refresh-token {'family' if count == 1 else 'families'} of {name} {value}"

@@ -9,9 +9,11 @@ import socket
 from collections.abc import Iterator, Sequence
 
 import uvicorn
+from fastapi import FastAPI
 
-from issuer import IssuerSettings, create_app
+from issuer import IssuerSettings, create_app, reload_clients
 from orchestrator._errors import OrchestratorError
+from orchestrator._tracing import tracer_provider
 
 
 class ServeError(OrchestratorError):
@@ -45,9 +47,9 @@ class SharedLoopServer(uvicorn.Server):
 
 
 def issuer_server(settings: IssuerSettings, *, host: str, port: int) -> uvicorn.Server:
-    config = uvicorn.Config(
-        create_app(settings), host=host, port=port, log_level="info", log_config=None, lifespan="on"
-    )
+    tracing = tracer_provider("voicebank-issuer", settings.otel_exporter_otlp_endpoint)
+    app = create_app(settings, tracer_provider=tracing)
+    config = uvicorn.Config(app, host=host, port=port, log_level="info", log_config=None, lifespan="on")
     return SharedLoopServer(config)
 
 
@@ -61,12 +63,18 @@ async def _started(server: uvicorn.Server, serving: asyncio.Task[None]) -> None:
 
 
 async def serve_all(servers: Sequence[uvicorn.Server]) -> None:
-    """Run servers together; SIGINT/SIGTERM stop them all (a second SIGINT forces).
+    """Run servers together; SIGINT/SIGTERM stop them all (a second SIGINT forces); SIGHUP makes every
+    issuer among them reload its clients file.
 
     They start in order, each once the one before listens: the MCP server's first JWKS fetch from the
     issuer next to it then finds the issuer up.
     """
     loop = asyncio.get_running_loop()
+
+    def hangup() -> None:
+        for server in servers:
+            if isinstance(server.config.app, FastAPI):
+                reload_clients(server.config.app)
 
     def stop() -> None:
         for server in servers:
@@ -83,6 +91,7 @@ async def serve_all(servers: Sequence[uvicorn.Server]) -> None:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop)
+    loop.add_signal_handler(signal.SIGHUP, hangup)
     serving: list[asyncio.Task[None]] = []
     try:
         for server in servers:
@@ -97,5 +106,5 @@ async def serve_all(servers: Sequence[uvicorn.Server]) -> None:
             if isinstance(outcome, BaseException):
                 raise outcome
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.remove_signal_handler(sig)

@@ -19,7 +19,8 @@ from issuer import IssuerSettings, create_app, metrics_app, preflight
 from orchestrator._call._settings import AgentSettings
 from orchestrator._commands._serve import ServeError, SharedLoopServer, serve_all
 from orchestrator._errors import OrchestratorError
-from orchestrator._logs import configure_logging
+from orchestrator._logs import LogSettings, configure_logging
+from orchestrator._tracing import tracer_provider
 
 __all__ = [
     "METRICS_HOST",
@@ -140,7 +141,10 @@ def _parts(options: UpOptions, env: Mapping[str, str]) -> list[_Part]:
     if options.only in (None, "issuer"):
         settings = IssuerSettings(issuer_url=issuer_url, mcp_resource_url=resource_url, **_state(options))
         preflight(settings)
-        app = create_app(settings)
+        app = create_app(
+            settings,
+            tracer_provider=tracer_provider("voicebank-issuer", settings.otel_exporter_otlp_endpoint),
+        )
         parts.append(
             _Part(
                 "issuer", issuer_url, app, options.issuer_port, metrics_app(app), settings.issuer_metrics_port
@@ -155,7 +159,8 @@ def _parts(options: UpOptions, env: Mapping[str, str]) -> list[_Part]:
             mcp_resource_url=resource_url,
             **_state(options),
         )
-        server = build_app_from_settings(mcp)
+        tracing = tracer_provider("voicebank-mcp", mcp.otel_exporter_otlp_endpoint)
+        server = build_app_from_settings(mcp, tracer_provider=tracing)
         parts.append(
             _Part(
                 "MCP server",
@@ -226,6 +231,7 @@ def _agent_process(options: UpOptions, env: Mapping[str, str]) -> subprocess.Pop
 def up(options: UpOptions, env: Mapping[str, str] | None = None) -> int:
     """Serve until SIGINT/SIGTERM; the exit status."""
     env = dict(os.environ if env is None else env)
+    formatter = LogSettings().formatter()  # a bad LOG_FORMAT fails here, before anything starts
     if options.only == "agent":
         from orchestrator._call._worker import main as worker_main
 
@@ -236,7 +242,7 @@ def up(options: UpOptions, env: Mapping[str, str] | None = None) -> int:
         print(f"voicebank: {exc}", file=sys.stderr)
         return 1
     # After the servers are built: fastmcp installs its own console handlers when it is imported.
-    configure_logging(options.log_level, log_file=options.log_file)
+    configure_logging(options.log_level, log_file=options.log_file, formatter=formatter)
     agent = _agent_process(options, env) if options.only is None else None
     try:
         asyncio.run(serve_all(servers))

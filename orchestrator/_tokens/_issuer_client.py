@@ -25,12 +25,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from opentelemetry import trace
 
 import keys
 from keys import JWT_BEARER, client_assertion
 from orchestrator._tokens._dpop import CallKey, nonce_challenge
 from orchestrator._tokens._errors import GrantRevoked, IssuerRefused, IssuerUnavailable, ScopeNotGranted
 from orchestrator._tokens._retry import IN_DOUBT_STATUSES, NOT_SENT_ERRORS, RetryPolicy, Sleep
+from orchestrator._tracing import trace_headers, tracer
 
 __all__ = ["IssuerClient", "TokenResponse"]
 
@@ -70,8 +72,10 @@ class IssuerClient:
         sleep: Sleep = asyncio.sleep,
         clock: Callable[[], float] = _wall_clock,
         dpop: CallKey | None = None,
+        tracer_provider: trace.TracerProvider | None = None,
     ) -> None:
         self._http = http
+        self._tracer = tracer(tracer_provider)
         self._issuer = issuer.rstrip("/")
         self._token_endpoint = f"{self._issuer}/token"
         self._client_id = client_id
@@ -117,6 +121,7 @@ class IssuerClient:
                 ),
             }
             headers = {"DPoP": self._dpop.proof("POST", url)} if self._dpop is not None and proves else {}
+            headers |= trace_headers()
             response = await self._http.post(url, data=data, headers=headers, timeout=self._retry.timeout)
             if self._dpop is None or not self._dpop.learn_nonce(url, response.headers):
                 return response
@@ -125,6 +130,13 @@ class IssuerClient:
         return response
 
     async def _post(self, path: str, form: Mapping[str, str], *, idempotent: bool) -> httpx.Response:
+        # One client span per issuer call (its tries included); the issuer's spans and audit lines join it.
+        with self._tracer.start_as_current_span(f"issuer POST {path}", kind=trace.SpanKind.CLIENT) as span:
+            response = await self._post_traced(path, form, idempotent=idempotent)
+            span.set_attribute("http.response.status_code", response.status_code)
+            return response
+
+    async def _post_traced(self, path: str, form: Mapping[str, str], *, idempotent: bool) -> httpx.Response:
         url = f"{self._issuer}{path}"
         attempts = max(1, self._retry.attempts)
         for attempt in range(1, attempts + 1):

@@ -1,4 +1,4 @@
-"""Fixtures of the issuer tests; the harness itself lives in issuer_harness.py."""
+"""Fixtures of the issuer tests; the harness itself lives in tests/support/issuer.py."""
 
 from __future__ import annotations
 
@@ -40,4 +40,19 @@ async def issuer(
     make_settings: Callable[..., IssuerSettings], clock: FakeClock, client_keys: dict[str, KeyPair]
 ) -> AsyncIterator[Harness]:
     async with running(make_settings(), clock, client_keys) as harness:
+        yield harness
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def h(
+    request: pytest.FixtureRequest,
+    make_settings: Callable[..., IssuerSettings],
+    clock: FakeClock,
+    client_keys: dict[str, KeyPair],
+) -> AsyncIterator[Harness]:
+    """A running issuer once with in-process stores and once with a real Redis (`REDIS_URL`)."""
+    overrides: dict[str, Any] = {}
+    if request.param == "redis":
+        overrides["redis_url"] = request.getfixturevalue("redis_url")
+    async with running(make_settings(**overrides), clock, client_keys) as harness:
         yield harness

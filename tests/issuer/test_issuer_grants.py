@@ -209,10 +209,8 @@ async def test_health_ready_metrics(issuer: Harness) -> None:
     assert (await issuer.http.get("/readyz")).json() == {"status": "ready"}
     await issuer.login()
     metrics = await issuer.metrics()
-    assert (
-        'issuer_tokens_issued_total{grant_type="urn:ietf:params:oauth:grant-type:token-exchange"} 1.0'
-        in metrics
-    )
+    exchange = "urn:ietf:params:oauth:grant-type:token-exchange"
+    assert f'voicebank_issuer_tokens_issued_total{{grant_type="{exchange}"}} 1.0' in metrics
 
 
 async def test_assertion_audience_may_be_the_issuer_url(issuer: Harness) -> None:

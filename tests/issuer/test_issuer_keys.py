@@ -99,7 +99,7 @@ async def test_scheduled_rotation_tick(issuer: Harness) -> None:
     check = Verifier(StaticKeys(after), VerifyPolicy(ISSUER, RESOURCE), clock=issuer.clock)
     check.verify(token)  # its key is retiring, still published
     check.verify((await issuer.login())["access_token"])  # the new active key signs
-    assert "issuer_key_rotations_total 1.0" in await issuer.metrics()
+    assert "voicebank_issuer_key_rotations_total 1.0" in await issuer.metrics()
 
 
 async def test_file_store_revocation_publishes_a_key_event(

@@ -20,5 +20,6 @@ def test_public_names() -> None:
         "key_store",
         "metrics_app",
         "preflight",
+        "reload_clients",
     ]
     assert all(getattr(issuer, name) is not None for name in issuer.__all__)

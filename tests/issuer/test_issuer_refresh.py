@@ -4,33 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
 
-from issuer import IssuerSettings
 from issuer._oauth._errors import InvalidGrant
 from issuer._oauth._refresh import MemoryRefreshStore, RefreshLifetimes, RefreshStore
 from issuer._oauth._refresh_redis import RedisRefreshStore
-from keys import KeyPair
-from tests.support.clock import FakeClock
-from tests.support.issuer import Harness, running
-
-
-@pytest.fixture(params=["memory", "redis"])
-async def h(
-    request: pytest.FixtureRequest,
-    make_settings: Callable[..., IssuerSettings],
-    clock: FakeClock,
-    client_keys: dict[str, KeyPair],
-) -> AsyncIterator[Harness]:
-    overrides: dict[str, Any] = {}
-    if request.param == "redis":
-        overrides["redis_url"] = request.getfixturevalue("redis_url")
-    async with running(make_settings(**overrides), clock, client_keys) as harness:
-        yield harness
+from tests.support.issuer import Harness
 
 
 async def test_reuse_of_a_spent_token_revokes_the_family(h: Harness) -> None:

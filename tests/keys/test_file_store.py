@@ -150,7 +150,7 @@ def _no_active(doc: dict[str, object]) -> dict[str, object]:
         (lambda doc: {**doc, "keys": [{**doc["keys"][0], "created_at": "NaN"}]}, "finite"),
         (lambda doc: {**doc, "keys": [7]}, "not an object"),
         (_two_actives, "2 active ES256"),
-        (_no_active, "0 active ES256"),
+        (_no_active, "no active key"),
     ],
     ids=[
         "json",

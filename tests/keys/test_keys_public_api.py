@@ -47,6 +47,7 @@ def test_public_names() -> None:
         "NoSigningKey",
         "NonceSource",
         "NotYetValid",
+        "ObservedReplayCache",
         "ProofReplayed",
         "RedisKeyStore",
         "RedisNonces",

@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from keys import MemoryReplayCache, RedisReplayCache, ReplayCache, ReplayUnavailable
+from keys import MemoryReplayCache, ObservedReplayCache, RedisReplayCache, ReplayCache, ReplayUnavailable
 from tests.support.clock import FakeClock
 from tests.support.servers import RedisServer
 
@@ -132,3 +132,15 @@ async def test_regression_a_redis_restart_costs_no_spurious_refusal(
         assert await cache.first_use("after", T0 + 60) is False
     finally:
         await client.aclose()
+
+
+async def test_an_observed_cache_reports_each_outcome_and_still_fails_closed(clock: FakeClock) -> None:
+    seen: list[tuple[str, str]] = []
+    cache = ObservedReplayCache(
+        MemoryReplayCache(clock=clock, max_entries=1), lambda key, outcome: seen.append((key, outcome))
+    )
+    assert await cache.first_use("grant:a", T0 + 10)
+    assert not await cache.first_use("grant:a", T0 + 10)
+    with pytest.raises(ReplayUnavailable):
+        await cache.first_use("grant:b", T0 + 10)  # full of live identifiers: refused, reported
+    assert seen == [("grant:a", "first"), ("grant:a", "replayed"), ("grant:b", "unavailable")]

@@ -116,8 +116,12 @@ def test_forced_rotation_ignores_the_publish_delay() -> None:
     rotated = ring.rotate(T0 + 1, POLICY, alg="EdDSA", force=True)
     assert rotated.signing_key("EdDSA").kid == upcoming
     assert rotated.signing_key("ES256").kid == ring.signing_key("ES256").kid
+    # docs/architecture.md "Changing the signing algorithm":
+    # an algorithm the ring does not hold gets a next key first, even when forced.
+    prepared = ring.rotate(T0 + 1, POLICY, alg="RS256", force=True)
+    assert kid_in(prepared, "RS256", KeyState.NEXT)
     with pytest.raises(NoSigningKey):
-        ring.rotate(T0 + 1, POLICY, alg="RS256", force=True)
+        prepared.signing_key("RS256")
 
 
 def test_retiring_key_retires_after_the_retire_delay_and_loses_its_private_key() -> None:

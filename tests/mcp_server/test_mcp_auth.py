@@ -282,8 +282,10 @@ async def test_audit_lines_carry_the_decision_and_never_the_token(
         await client.call_tool("get_balance", {})
     (line,) = audit_lines(caplog)
     assert set(line) == {
-        "time", "sub", "client_id", "act", "sid", "jti", "tool", "outcome", "reason", "latency_ms",
+        "time", "service", "sub", "client_id", "act", "sid", "jti", "tool", "outcome", "reason", "latency_ms",
+        "trace_id",
     }  # fmt: skip
+    assert line["service"] == "mcp"
     assert (line["sub"], line["client_id"], line["act"], line["sid"], line["jti"]) == (
         "alice",
         "orchestrator",
@@ -305,3 +307,23 @@ async def test_metrics_count_verifications_by_reason(
     assert 'voicebank_mcp_token_verifications_total{outcome="rejected",reason="expired"} 1.0' in text
     assert 'voicebank_mcp_token_verifications_total{outcome="ok",reason="ok"} 1.0' in text
     assert 'voicebank_mcp_tool_latency_seconds_count{outcome="ok",tool="list_payees"} 1.0' in text
+
+
+async def test_audit_lines_carry_the_callers_trace_id(
+    http: httpx2.AsyncClient, mint: Mint, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="voicebank.audit")
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    traceparent = f"00-{trace_id}-00f067aa0ba902b7-01"
+    ok = await post(http, mint(), rpc("list_payees", {}), traceparent=traceparent)
+    assert ok.status_code == 200
+    denied = await post(http, "not-a-token", rpc("list_payees", {}), traceparent=traceparent)
+    assert denied.status_code == 401
+    untraced = await post(http, mint(), rpc("list_payees", {}))
+    assert untraced.status_code == 200
+    first, second, third = audit_lines(caplog)
+    assert (first["outcome"], second["outcome"]) == ("ok", "denied")
+    assert first["trace_id"] == second["trace_id"] == trace_id
+    # A caller without traceparent gets a trace of its own: the line still names one.
+    assert third["trace_id"] not in (None, trace_id)
+    assert len(third["trace_id"]) == 32

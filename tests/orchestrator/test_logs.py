@@ -8,13 +8,17 @@ import sys
 from pathlib import Path
 
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
 from pydantic import SecretStr
 
 from orchestrator._call._settings import AgentSettings
 from orchestrator._call._voice_call import AgentWiring
 from orchestrator._call._worker import build_server, use_our_logging
+from orchestrator._commands._cli import main
 from orchestrator._logs import (
     ACCESS_LOGGER,
+    JsonFormatter,
+    LogSettings,
     StripQueryString,
     TextFormatter,
     escape,
@@ -163,3 +167,62 @@ def test_every_uvicorn_server_we_build_leaves_logging_to_us() -> None:
                     calls.append((path.relative_to(root).as_posix(), given.get("log_config")))
     assert calls
     assert all(log_config == "None" for _, log_config in calls), calls
+
+
+def _record(message: str, *, exc: bool = False) -> logging.LogRecord:
+    info = None
+    if exc:
+        try:
+            raise ValueError("bad input\n2030-01-01 INFO forged")
+        except ValueError:
+            info = sys.exc_info()
+    return logging.LogRecord("issuer.errors", logging.WARNING, __file__, 1, message, None, info)
+
+
+def test_json_lines_escape_everything_and_carry_null_trace_ids_outside_a_trace() -> None:
+    line = JsonFormatter().format(_record(HOSTILE, exc=True))
+    assert "\n" not in line
+    assert line.isascii()
+    assert line.isprintable()
+    parsed = json.loads(line)
+    assert (parsed["level"], parsed["logger"], parsed["message"]) == ("WARNING", "issuer.errors", HOSTILE)
+    assert parsed["trace_id"] is None
+    assert parsed["exception"].endswith("ValueError: bad input\n2030-01-01 INFO forged")
+
+
+def test_both_formats_name_the_trace_a_record_was_written_in() -> None:
+    with TracerProvider().get_tracer("test").start_as_current_span("request") as span:
+        text = TextFormatter().format(_record("inside"))
+        structured = json.loads(JsonFormatter().format(_record("inside")))
+    trace_id = format(span.get_span_context().trace_id, "032x")
+    assert text.endswith(f"WARNING issuer.errors trace_id={trace_id} inside")
+    assert structured["trace_id"] == trace_id
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, TextFormatter),
+        ({"VOICEBANK_MODE": "prod"}, JsonFormatter),
+        ({"LOG_FORMAT": "json"}, JsonFormatter),
+        ({"VOICEBANK_MODE": "prod", "LOG_FORMAT": "text"}, TextFormatter),
+    ],
+)
+def test_log_format_follows_the_setting_and_the_mode(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], expected: type[logging.Formatter]
+) -> None:
+    for name in ("LOG_FORMAT", "VOICEBANK_MODE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert type(LogSettings().formatter()) is expected
+
+
+def test_an_unknown_log_format_is_a_one_line_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("LOG_FORMAT", "xml")
+    assert main(["up", "--only", "issuer"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("voicebank: invalid setting LOG_FORMAT")
+    assert err.count("\n") == 1

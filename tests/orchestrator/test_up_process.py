@@ -63,7 +63,12 @@ def test_regression_client_text_in_log_lines_is_escaped(up: Up) -> None:
     with httpx.Client() as http:
         assert http.get(f"{up.issuer}/%00%1b[2J%e2%80%aeevil").status_code == 404
     up.output.has(b"refused: not_found (no_route)")
-    (line,) = [line for line in up.output.lines if b"issuer.errors GET /" in line and b"evil" in line]
+    # The line names the request's trace (`trace_id=...`) between the logger and the message.
+    (line,) = [
+        line
+        for line in up.output.lines
+        if b" issuer.errors " in line and b" GET /" in line and b"evil" in line
+    ]
     assert b"/\\u0000\\u001b[2J\\u202eevil refused" in line
     text = b"".join(up.output.lines)
     assert not re.search(rb"[\x00-\x09\x0b-\x1f\x7f]", text)  # no raw control character, no colour

@@ -66,9 +66,12 @@ class Harness:
     clock: FakeClock
     keys: dict[str, KeyPair]
     issued: list[str] = field(default_factory=list)
+    """Every token, grant, refresh token and client assertion this harness saw (for secrecy checks)."""
 
     def auth(self, client_id: str, *, audience: str = TOKEN_ENDPOINT) -> dict[str, str]:
-        return assertion_form(client_id, self.keys[client_id], audience, self.clock())
+        form = assertion_form(client_id, self.keys[client_id], audience, self.clock())
+        self.issued.append(form["client_assertion"])
+        return form
 
     async def token(self, client: str, /, **params: str) -> httpx.Response:
         response = await self.http.post("/token", data={**params, **self.auth(client)})

@@ -15,7 +15,7 @@ ALL_SCOPES = "read transact configure"
 CLIENTS: Mapping[str, tuple[list[str], str]] = {
     "orchestrator": ([TOKEN_EXCHANGE, "refresh_token"], ALL_SCOPES),
     "backend": (["client_credentials"], "sessions:create"),
-    "admin": (["client_credentials"], "keys:admin"),
+    "admin": (["client_credentials"], "keys:admin sessions:revoke"),
     # A second agent-like client, to prove grants and refresh tokens are bound to their client.
     "other": ([TOKEN_EXCHANGE, "refresh_token"], "read"),
 }

@@ -15,6 +15,7 @@ import httpx
 import httpx2
 from fastmcp import Client
 from fastmcp.client.transports import StreamableHttpTransport
+from opentelemetry.trace import TracerProvider
 from sqlalchemy import Engine, MetaData, select
 
 from issuer import create_app as create_issuer
@@ -251,6 +252,7 @@ async def running_stack(
     clock: FakeClock | None = None,
     issuer_link_down: bool = False,
     jwks_retry_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    tracer_provider: TracerProvider | None = None,
 ) -> AsyncIterator[Stack]:
     """Start the issuer, then the MCP server whose JWKS cache fetches from it through an `IssuerLink`.
 
@@ -263,7 +265,7 @@ async def running_stack(
     (state / "issuer").mkdir()
     clients_file = write_client_registry(state / "clients.json", client_keys)
     settings = issuer_settings(state / "issuer", clients_file, keys_store=keys_store, redis_url=redis_url)
-    issuer_app = create_issuer(settings, clock=clock, rotation_sleep=never)
+    issuer_app = create_issuer(settings, clock=clock, rotation_sleep=never, tracer_provider=tracer_provider)
     engine = make_engine(f"sqlite:///{state / 'bank.db'}")
     create_schema(engine)
     seed(engine, clock=clock)
@@ -281,7 +283,12 @@ async def running_stack(
         await exits.enter_async_context(running(issuer_app))
         mcp_link = await exits.enter_async_context(httpx.AsyncClient(transport=link, base_url=ISSUER))
         mcp_app = build_app_from_settings(
-            mcp_settings, clock=clock, http_client=mcp_link, engine=engine, jwks_retry_sleep=jwks_retry_sleep
+            mcp_settings,
+            clock=clock,
+            http_client=mcp_link,
+            engine=engine,
+            jwks_retry_sleep=jwks_retry_sleep,
+            tracer_provider=tracer_provider,
         )
         await exits.enter_async_context(running(mcp_app))
         issuer_http = await exits.enter_async_context(
