@@ -67,7 +67,6 @@ class System:
             PATH=f"{Path(sys.executable).parent}:/usr/bin:/bin",
             MCP_RESOURCE_URL=self.resource,
             MCP_URL=self.resource,
-            ISSUER_CLIENTS_FILE=str(self.state / "clients.json"),
             **self.settings,
             **inputs,
         )
