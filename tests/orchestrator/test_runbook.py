@@ -116,7 +116,7 @@ class System:
 
     def run_command(self, command: str) -> str:
         done = subprocess.run(
-            ["bash", "-c", command], env=self.env(), capture_output=True, text=True, check=True
+            ["bash", "-c", command], env=self.env(), capture_output=True, text=True, timeout=120, check=True
         )
         return done.stdout
 
