@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from issuer._oauth._authorization_details import amount_cents
 from keys import DEFAULT_JWKS_MAX_AGE, Algorithm
 
 
@@ -62,6 +63,8 @@ class IssuerSettings(BaseSettings):
     issuer_token_lifetime: int = Field(default=300, gt=0, le=3600)
     """Seconds a bearer for the issuer's own endpoints (client credentials) lives."""
 
+    approval_threshold: str = "500.00"
+
     dpop_nonce: Literal["off", "required"] = "off"
     """`required`: a `/token` or `/bc-authorize` request without the current DPoP nonce gets 400
     `use_dpop_nonce` and a `DPoP-Nonce` header (RFC 9449 §8)."""
@@ -93,6 +96,8 @@ class IssuerSettings(BaseSettings):
             raise ValueError("KEYS_PASSPHRASE must be set when VOICEBANK_MODE=prod")
         if self.keys_store == "redis" and not self.redis_url:
             raise ValueError("KEYS_STORE=redis needs REDIS_URL")
+        if amount_cents(self.approval_threshold) is None:
+            raise ValueError("APPROVAL_THRESHOLD must be an amount like 500.00")
         if self.refresh_idle_lifetime > self.refresh_absolute_lifetime:
             raise ValueError("the refresh idle lifetime exceeds the absolute lifetime")
         return self
@@ -108,6 +113,14 @@ class IssuerSettings(BaseSettings):
     @property
     def token_endpoint(self) -> str:
         return self.issuer_url.rstrip("/") + "/token"
+
+    @property
+    def approval_threshold_cents(self) -> int:
+        """`APPROVAL_THRESHOLD` in cents: a session may authorize this much without out-of-band approval."""
+        cents = amount_cents(self.approval_threshold)
+        if cents is None:  # the validator refused this already
+            raise ValueError("APPROVAL_THRESHOLD must be an amount like 500.00")
+        return cents
 
     @property
     def livekit_enabled(self) -> bool:

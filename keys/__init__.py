@@ -37,6 +37,7 @@ from keys._errors import (
 )
 from keys._jose._header import unverified_header
 from keys._jose._sign import sign
+from keys._redis import exactly_once, idempotent, redis_client
 from keys._replay._cache import ReplayCache
 from keys._replay._memory import MemoryReplayCache
 from keys._replay._observed import ObservedReplayCache
@@ -143,9 +144,12 @@ __all__ = [
     "client_assertion",
     "client_key_path",
     "dpop_proof",
+    "exactly_once",
     "generate_key",
+    "idempotent",
     "key_events",
     "load_client_key",
+    "redis_client",
     "sign",
     "thumbprint",
     "unverified_header",

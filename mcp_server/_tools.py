@@ -28,6 +28,7 @@ from mcp_server._arguments import (
     Memo,
 )
 from mcp_server._audit import AuditLog
+from mcp_server._auth._binding import MOVEMENT_TOOLS, BindingMismatch, check_call
 from mcp_server._auth._principal import SCOPE_KEY, SPENT_KEY, Principal
 from mcp_server._auth._scopes import TOOL_SCOPES, TRANSACT
 from mcp_server._bank._errors import BankError
@@ -53,9 +54,17 @@ class BankTools:
         self._metrics = metrics
 
     async def run(
-        self, tool: str, call: Callable[[str], dict[str, Any]], *texts: str | None
+        self,
+        tool: str,
+        call: Callable[[str], dict[str, Any]],
+        *texts: str | None,
+        movement: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Run `call(sub)` in a worker thread; bank refusals become tool errors."""
+        """Run `call(sub)` in a worker thread; bank refusals become tool errors.
+
+        `movement` is a money-moving tool's arguments as FastMCP parsed them: checked against the token's
+        authorization details once more, so no difference between two JSON parsers can move other money.
+        """
         start = time.perf_counter()
         principal: Principal | None = None
         outcome: str = "error"
@@ -68,6 +77,11 @@ class BankTools:
             if TOOL_SCOPES[tool] == TRANSACT and get_http_request().scope.get(SPENT_KEY) is not True:
                 # Only a tools/call the middleware saw (and spent the jti for) may move money.
                 raise _Refused("jti_not_spent", "This action is not allowed in this call.")
+            if tool in MOVEMENT_TOOLS:
+                try:
+                    check_call(principal.movement, tool, movement)
+                except BindingMismatch as exc:
+                    raise _Refused(exc.reason, "This is not the payment that was authorized.") from None
             sub = principal.sub
             # Off the event loop, with the bank call: no check of client text ever holds up other users.
             result = await anyio.to_thread.run_sync(lambda: _without_tokens(texts, lambda: call(sub)))
@@ -190,6 +204,12 @@ def build_mcp(tools: BankTools) -> FastMCP:
             amount,
             idempotency_key,
             memo,
+            movement={
+                "from_account_id": from_account_id,
+                "payee_id": payee_id,
+                "amount": amount,
+                "idempotency_key": idempotency_key,
+            },
         )
 
     @mcp.tool(annotations=hints("transfer_between_accounts"), meta=needs("transfer_between_accounts"))
@@ -206,6 +226,12 @@ def build_mcp(tools: BankTools) -> FastMCP:
             to_account_id,
             amount,
             idempotency_key,
+            movement={
+                "from_account_id": from_account_id,
+                "to_account_id": to_account_id,
+                "amount": amount,
+                "idempotency_key": idempotency_key,
+            },
         )
 
     @mcp.tool(annotations=hints("update_notification_settings"), meta=needs("update_notification_settings"))

@@ -103,7 +103,7 @@ async def open_bank(
     client = IssuerClient(
         http, issuer=settings.issuer_url, client_id=settings.orchestrator_client_id, key=key, dpop=dpop
     )
-    tokens = TokenManager(client)
+    tokens = TokenManager(client, session_id=identity.session_id)
     try:
         await tokens.start(identity.session_grant)
     except BaseException:

@@ -13,7 +13,14 @@ from typing import Any
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from issuer import GRANT_CLIENT_CREDENTIALS, GRANT_REFRESH, GRANT_TOKEN_EXCHANGE, IssuerSettings, key_store
+from issuer import (
+    GRANT_CIBA,
+    GRANT_CLIENT_CREDENTIALS,
+    GRANT_REFRESH,
+    GRANT_TOKEN_EXCHANGE,
+    IssuerSettings,
+    key_store,
+)
 from keys import (
     KeyMaterialError,
     KeyPair,
@@ -27,8 +34,8 @@ from orchestrator._errors import OrchestratorError
 
 # client id -> (grant types, scope): docs/architecture.md "Clients".
 DEV_CLIENTS: dict[str, tuple[list[str], str]] = {
-    "orchestrator": ([GRANT_TOKEN_EXCHANGE, GRANT_REFRESH], "read transact configure"),
-    "backend": ([GRANT_CLIENT_CREDENTIALS], "sessions:create"),
+    "orchestrator": ([GRANT_TOKEN_EXCHANGE, GRANT_REFRESH, GRANT_CIBA], "read transact configure"),
+    "backend": ([GRANT_CLIENT_CREDENTIALS], "sessions:create approvals:decide"),
     "admin": ([GRANT_CLIENT_CREDENTIALS], "keys:admin sessions:revoke"),
 }
 

@@ -8,6 +8,7 @@ def test_public_names() -> None:
         "Client",
         "ClientRegistry",
         "ClientRegistryError",
+        "GRANT_CIBA",
         "GRANT_CLIENT_CREDENTIALS",
         "GRANT_REFRESH",
         "GRANT_TOKEN_EXCHANGE",
