@@ -64,6 +64,8 @@ class IssuerSettings(BaseSettings):
     """Seconds a bearer for the issuer's own endpoints (client credentials) lives."""
 
     approval_threshold: str = "500.00"
+    """The amount (a decimal like `500.00`) a call's session may move in all without the user's own approval;
+    a movement that would pass it waits for the user to approve it in their banking app (CIBA)."""
 
     dpop_nonce: Literal["off", "required"] = "off"
     """`required`: a `/token` or `/bc-authorize` request without the current DPoP nonce gets 400
