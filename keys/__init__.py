@@ -35,7 +35,7 @@ from keys._errors import (
     WrongTokenType,
     WrongUri,
 )
-from keys._jose._header import unverified_header
+from keys._jose._header import unverified_claims, unverified_header
 from keys._jose._sign import sign
 from keys._redis import exactly_once, idempotent, redis_client
 from keys._replay._cache import ReplayCache
@@ -152,6 +152,7 @@ __all__ = [
     "redis_client",
     "sign",
     "thumbprint",
+    "unverified_claims",
     "unverified_header",
     "write_private_file",
 ]

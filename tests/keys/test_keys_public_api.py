@@ -90,6 +90,7 @@ def test_public_names() -> None:
         "redis_client",
         "sign",
         "thumbprint",
+        "unverified_claims",
         "unverified_header",
         "write_private_file",
     ]
