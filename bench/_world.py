@@ -15,9 +15,10 @@ from orchestrator import IssuerClient, RetryPolicy
 
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"  # noqa: S105 - a grant type
 JWT_TYPE = "urn:ietf:params:oauth:token-type:jwt"
+CIBA = "urn:openid:params:grant-type:ciba"
 CLIENTS = {
-    "orchestrator": ([TOKEN_EXCHANGE, "refresh_token"], "read transact configure"),
-    "backend": (["client_credentials"], "sessions:create"),
+    "orchestrator": ([TOKEN_EXCHANGE, "refresh_token", CIBA], "read transact configure"),
+    "backend": (["client_credentials"], "sessions:create approvals:decide"),
     "admin": (["client_credentials"], "keys:admin"),
 }
 
@@ -72,6 +73,26 @@ async def bearer(
     return token
 
 
+async def open_session(
+    http: httpx.AsyncClient,
+    issuer: str,
+    client_keys: dict[str, keys.KeyPair],
+    *,
+    user: str = "alice",
+    scope: str = "read transact configure",
+    now: float | None = None,
+) -> tuple[str, str]:
+    """What the user's app backend does: `POST /sessions`, answering the session id and its grant."""
+    token = await bearer(http, issuer, client_keys, "backend", "sessions:create", now)
+    created = await http.post(
+        f"{issuer}/sessions",
+        json={"user_id": user, "scope": scope},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    created.raise_for_status()
+    return str(created.json()["session_id"]), str(created.json()["session_grant"])
+
+
 async def session_grant(
     http: httpx.AsyncClient,
     issuer: str,
@@ -81,16 +102,8 @@ async def session_grant(
     scope: str = "read transact configure",
     now: float | None = None,
 ) -> str:
-    """What the user's app backend does: `POST /sessions`, answering the session grant."""
-    token = await bearer(http, issuer, client_keys, "backend", "sessions:create", now)
-    created = await http.post(
-        f"{issuer}/sessions",
-        json={"user_id": user, "scope": scope},
-        headers={"Authorization": f"Bearer {token}"},
-    )
-    created.raise_for_status()
-    grant: str = created.json()["session_grant"]
-    return grant
+    """The session grant of a new session (`open_session`)."""
+    return (await open_session(http, issuer, client_keys, user=user, scope=scope, now=now))[1]
 
 
 def orchestrator_client(

@@ -79,6 +79,9 @@ DETAILS = {
         ("from_account_id", "to_account_id", "amount", "idempotency_key"),
     ),
 }
+# A movement whose amount is no amount meets the auth layer first: no token's authorization details can name
+# it, so the call is refused (403) before the input schema or the bank see it. That is its answer here.
+DETAILS_REFUSED = b'{"error": "insufficient_authorization_details"}'
 # Plausible text for each argument, repeated to the length under test.
 BENIGN = {
     "account_type": "checking",
@@ -111,6 +114,11 @@ class Case:
     cap: int
     length: int
     base: dict[str, Any]
+
+    @property
+    def refusable(self) -> bool:
+        """Whether the auth layer may refuse the call outright (a movement's amount)."""
+        return self.tool in DETAILS and self.argument == "amount"
 
     @property
     def label(self) -> str:
@@ -182,11 +190,16 @@ def headers(tool: str, token: str) -> dict[str, str]:
     }
 
 
-async def post(http: httpx.AsyncClient, url: str, tool: str, payload: bytes, token: str) -> float:
-    """One call's latency; any answer but a JSON-RPC result (a refusal is one) is a finding."""
+async def post(
+    http: httpx.AsyncClient, url: str, tool: str, payload: bytes, token: str, *, refusable: bool = False
+) -> float:
+    """One call's latency; any answer but a JSON-RPC result (a refusal is one) is a finding, but for the auth
+    layer's refusal of a movement's amount when `refusable`."""
     start = time.perf_counter()
     response = await http.post(url, content=payload, headers=headers(tool, token))
     elapsed = time.perf_counter() - start
+    if refusable and (response.status_code, response.content) == (403, DETAILS_REFUSED):
+        return elapsed
     if response.status_code != 200 or b'"result"' not in response.content:
         raise RuntimeError(f"{tool} answered HTTP {response.status_code}: {response.text[:200]}")
     return elapsed
@@ -269,9 +282,13 @@ async def measure_shapes(
                     arguments = case.arguments(shape)
                     payload = body(case.tool, arguments)
                     batch = tokens.batch("alice", scope, block + 1, (case.tool, arguments))
-                    await post(http, url, case.tool, payload, batch[0])  # warm: connection, first payment
+                    refusable = case.refusable
+                    # warm: connection, first payment
+                    await post(http, url, case.tool, payload, batch[0], refusable=refusable)
                     cpu_before = server.cpu_seconds()
-                    latencies = [await post(http, url, case.tool, payload, t) for t in batch[1:]]
+                    latencies = [
+                        await post(http, url, case.tool, payload, t, refusable=refusable) for t in batch[1:]
+                    ]
                     cpu = (server.cpu_seconds() - cpu_before) / block
                     measured[shape] = (statistics.median(latencies), cpu)
                 row = got[case.label]

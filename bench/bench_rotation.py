@@ -43,7 +43,7 @@ from _common import (
 from _world import bearer, client_keys, orchestrator_client, seeded_bank, session_grant, write_issuer_state
 
 import keys
-from orchestrator import BankError, McpBank, TokenManager
+from orchestrator import BankError, McpBank, Movement, TokenManager
 
 READERS = 2
 PAYERS = 2
@@ -91,9 +91,10 @@ async def measure(
                     if role == "get_balance":
                         await bank.get_balance()
                     else:
-                        await bank.make_payment(
-                            account["account_id"], payee["payee_id"], "0.01", str(uuid.uuid4())
-                        )
+                        key = str(uuid.uuid4())
+                        source, target = account["account_id"], payee["payee_id"]
+                        confirmed = Movement("payment", source, target, "0.01", "USD", key)
+                        await bank.make_payment(source, target, "0.01", key, confirmed=confirmed)
                 except BankError as exc:
                     failures[f"{role}: {exc.code}: {exc}"] += 1
                     continue

@@ -1,4 +1,4 @@
-"""A simulated two-hour voice session, a `get_balance` every 20 s: issuer requests per hour vs the minimum.
+"""A simulated two-hour voice session, a `get_balance` every 20 s, then payments: issuer requests vs minimum.
 
 Run: .venv/bin/python bench/bench_session.py [--quick] [--seconds SIMULATED]
 The real issuer app and the real MCP server app (production wiring: keys.JWKSCache fed by that issuer) run
@@ -6,8 +6,14 @@ in-process over `httpx.ASGITransport`; time is one injected clock that the loop 
 two hours take a few seconds. The orchestrator side is the agent's own `TokenManager` + `McpBank`. Counted:
 the orchestrator's `/token` requests (minimum: the exchange, then one refresh per 80 % of the 300 s
 access-token lifetime = 15 per hour) and the MCP server's JWKS requests (minimum: one per 80 % of the 300 s
-max-age = 15 per hour, plus the start-up fetch). Target (issue 7): the minimum. Writes
-bench/results/session.json.
+max-age = 15 per hour, plus the start-up fetch). Target (issue 7): the minimum.
+
+Payments (issue 15), in the same session afterwards: ten payments of 45.00 below APPROVAL_THRESHOLD (500.00),
+each counted in issuer requests (target 1: the refresh grant that returns the bound token); then payments of
+750.00 that the user approves in their banking app after 5, 31 and 90 simulated seconds (the app is played by
+the backend client over `GET/POST /approvals`; the token manager's poll waits move the clock). Above the
+threshold a payment costs the refresh grant that answers interaction_required, `/bc-authorize`, and the polls;
+target: polls <= approval time / interval + 1. Writes bench/results/session.json.
 """
 
 from __future__ import annotations
@@ -31,11 +37,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import Check, Report, parse_args, print_table, quiet_logs
 from _serve import issuer_settings
-from _world import client_keys, orchestrator_client, seeded_bank, session_grant, write_issuer_state
+from _world import bearer, client_keys, open_session, orchestrator_client, seeded_bank, write_issuer_state
 
+import keys
 from issuer import create_app as create_issuer
 from mcp_server import McpSettings, build_app_from_settings
-from orchestrator import McpBank, TokenManager
+from orchestrator import ApprovalRequired, McpBank, Movement, TokenManager
 
 ISSUER = "http://127.0.0.1:8000"
 RESOURCE = "http://127.0.0.1:8001/mcp"
@@ -43,6 +50,11 @@ CALL_EVERY = 20.0
 ACCESS_LIFETIME = 300
 REFRESH_RATIO = 0.8
 JWKS_MAX_AGE = 300
+SMALL_PAYMENTS = 10
+SMALL_AMOUNT = "45.00"  # ten of them: 450.00, under the 500.00 threshold
+LARGE_AMOUNT = "750.00"
+APPROVAL_TIMES = (5.0, 31.0, 90.0)  # simulated seconds from /bc-authorize to the user's tap
+POLL_INTERVAL = 2.0
 
 
 class Clock:
@@ -56,15 +68,87 @@ class Clock:
 
 
 class Counting(httpx.AsyncBaseTransport):
-    """Counts requests by path on their way to an in-process app."""
+    """Counts requests by path (and CIBA polls apart) on their way to an in-process app."""
 
     def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
         self.inner = inner
         self.paths: collections.Counter[str] = collections.Counter()
+        self.polls = 0
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         self.paths[request.url.path] += 1
+        if b"grant-type%3Aciba" in request.content:
+            self.polls += 1
         return await self.inner.handle_async_request(request)
+
+    def total(self) -> int:
+        return sum(self.paths.values())
+
+
+class BankingApp:
+    """The user's banking app (client `backend`): approves the one pending request once its time has come."""
+
+    def __init__(self, http: httpx.AsyncClient, ck: dict[str, keys.KeyPair], clock: Clock) -> None:
+        self.http = http
+        self.ck = ck
+        self.clock = clock
+        self.approve_at: float | None = None
+
+    async def tick(self) -> None:
+        if self.approve_at is None or self.clock.now < self.approve_at:
+            return
+        self.approve_at = None
+        token = await bearer(self.http, ISSUER, self.ck, "backend", "approvals:decide", self.clock.now)
+        headers = {"Authorization": f"Bearer {token}"}
+        listed = await self.http.get("/approvals", params={"user_id": "alice"}, headers=headers)
+        for request in listed.json()["approvals"]:
+            await self.http.post(
+                f"/approvals/{request['auth_req_id']}", json={"decision": "approve"}, headers=headers
+            )
+
+
+async def payments(
+    bank: McpBank, wire: Counting, app: BankingApp, clock: Clock
+) -> dict[str, list[dict[str, float]]]:
+    """Small payments under the threshold, then large ones the user approves after a while."""
+    # From savings (12,000.00): enough for every payment below.
+    account = next(a for a in (await bank.get_balance("savings"))["accounts"] if a["status"] == "open")
+    payee = (await bank.list_payees())["payees"][0]["payee_id"]
+    small: list[dict[str, float]] = []
+    for n in range(SMALL_PAYMENTS):
+        before = wire.total()
+        movement = Movement("payment", account["account_id"], payee, SMALL_AMOUNT, "USD", f"bench-s{n}")
+        await bank.make_payment(
+            movement.from_account_id, payee, SMALL_AMOUNT, movement.idempotency_key, confirmed=movement
+        )
+        small.append({"issuer_requests": wire.total() - before})
+        clock.now += CALL_EVERY
+    large: list[dict[str, float]] = []
+    for n, wait in enumerate(APPROVAL_TIMES):
+        before, polls_before = wire.total(), wire.polls
+        movement = Movement("payment", account["account_id"], payee, LARGE_AMOUNT, "USD", f"bench-l{n}")
+        try:
+            await bank.make_payment(
+                movement.from_account_id, payee, LARGE_AMOUNT, movement.idempotency_key, confirmed=movement
+            )
+        except ApprovalRequired as waiting:
+            app.approve_at = clock.now + wait
+            await waiting.approval.outcome()
+        polls = wire.polls - polls_before
+        large.append(
+            {
+                "approval_seconds": wait,
+                "issuer_requests": wire.total() - before,
+                "polls": polls,
+                "polls_allowed": wait / POLL_INTERVAL + 1,
+            }
+        )
+        clock.now += CALL_EVERY
+    return {"small": small, "large": large}
+
+
+def _jwks(wire: Counting) -> int:
+    return sum(n for path, n in wire.paths.items() if path.endswith("jwks.json"))
 
 
 async def _never(_: float) -> None:
@@ -113,9 +197,21 @@ async def simulate(state: Path, bank_db: Path, duration: float) -> dict[str, Any
         ):
             mcp_app = build_app_from_settings(mcp_settings, clock=clock, http_client=mcp_http)
             async with lifespan_in_task(mcp_app):
-                tokens = TokenManager(orchestrator_client(agent_http, ISSUER, ck, clock=clock), clock=clock)
+                app = BankingApp(backend, ck, clock)
+
+                async def poll_wait(seconds: float) -> None:
+                    clock.now += seconds  # simulated time: the user taps approve when its time comes
+                    await app.tick()
+
+                sid, grant = await open_session(backend, ISSUER, ck, now=clock())
+                tokens = TokenManager(
+                    orchestrator_client(agent_http, ISSUER, ck, clock=clock),
+                    clock=clock,
+                    session_id=sid,
+                    sleep=poll_wait,
+                )
                 bank = McpBank(tokens, RESOURCE, transport=httpx2.ASGITransport(app=mcp_app))
-                await tokens.start(await session_grant(backend, ISSUER, ck, now=clock()), "read")
+                await tokens.start(grant, "read")
                 calls = failures = 0
                 start = clock.now
                 while clock.now - start < duration:
@@ -126,14 +222,20 @@ async def simulate(state: Path, bank_db: Path, duration: float) -> dict[str, Any
                         failures += 1
                     clock.now += CALL_EVERY
                 last_call = clock.now - CALL_EVERY - start
+                # The payments come after the two hours: their traffic is counted apart.
+                before_payments = collections.Counter(agent_wire.paths)
+                jwks_before_payments = _jwks(jwks_wire)
+                paid = await payments(bank, agent_wire, app, clock)
+                payment_paths = collections.Counter(agent_wire.paths) - before_payments
                 await tokens.revoke()
                 await bank.aclose()
     return {
         "calls": calls,
         "failures": failures,
         "last_call_at": last_call,
-        "agent": dict(agent_wire.paths),
-        "jwks": sum(n for path, n in jwks_wire.paths.items() if path.endswith("jwks.json")),
+        "agent": dict(collections.Counter(agent_wire.paths) - payment_paths),
+        "payments": paid,
+        "jwks": jwks_before_payments,
     }
 
 
@@ -183,6 +285,48 @@ def main(argv: Sequence[str] | None = None) -> None:
             ),
             ("orchestrator /revoke", got["agent"].get("/revoke", 0), "-", 1, "-"),
             ("MCP server JWKS", got["jwks"], got["jwks"] / hours, minimum_jwks, minimum_jwks / hours),
+        ],
+    )
+    small = [p["issuer_requests"] for p in got["payments"]["small"]]
+    large = got["payments"]["large"]
+    report.figures |= {
+        "payments_below_threshold_issuer_requests": small,
+        "payments_above_threshold": large,
+    }
+    report.checks += [
+        Check("issuer requests per payment below the threshold (max)", max(small), 1, "<=", unit="count"),
+        # The CIBA flow (docs/architecture.md, "Payments"): the refresh grant answers interaction_required,
+        # then /bc-authorize, then the polls.
+        Check(
+            "issuer requests above the threshold besides the polls (max)",
+            max(p["issuer_requests"] - p["polls"] for p in large),
+            2,
+            "<=",
+            unit="count",
+        ),
+        *(
+            Check(
+                f"polls for an approval after {p['approval_seconds']:g} s / allowed",
+                p["polls"] / p["polls_allowed"],
+                1.0,
+                "<=",
+            )
+            for p in large
+        ),
+    ]
+    print_table(
+        f"payments {len(small)} x {SMALL_AMOUNT} under the threshold, {len(large)} x {LARGE_AMOUNT} approved",
+        ("payment", "issuer requests", "of which polls", "polls allowed", "approval after"),
+        [(f"{SMALL_AMOUNT} (each)", max(small), 0, "-", "-")]
+        + [
+            (
+                LARGE_AMOUNT,
+                p["issuer_requests"],
+                p["polls"],
+                p["polls_allowed"],
+                f"{p['approval_seconds']:g} s",
+            )
+            for p in large
         ],
     )
     report.write()

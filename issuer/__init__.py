@@ -3,6 +3,7 @@
 from issuer._build import IssuerStartupError, key_store, preflight
 from issuer._http._app import create_app, issuer_state, metrics_app, reload_clients
 from issuer._oauth._clients import (
+    GRANT_CIBA,
     GRANT_CLIENT_CREDENTIALS,
     GRANT_REFRESH,
     GRANT_TOKEN_EXCHANGE,
@@ -14,6 +15,7 @@ from issuer._oauth._errors import IssuerError, OAuthError
 from issuer._settings import IssuerSettings
 
 __all__ = [
+    "GRANT_CIBA",
     "GRANT_CLIENT_CREDENTIALS",
     "GRANT_REFRESH",
     "GRANT_TOKEN_EXCHANGE",

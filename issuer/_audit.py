@@ -1,10 +1,10 @@
 """The issuer's audit log: one JSON object per decision on the `voicebank.audit` logger, never a token.
 
-Every line has the same members (DESIGN "Operations"), null when unknown: `time, service, event,
-client_id, sub, sid, scope, jti, kid, exp, family, outcome, reason, trace_id`. `jti`, `kid` and `exp`
-name what was issued (a token's id, never the token); `family` is a refresh-token family id, never a
-refresh token. `outcome` is `ok`, `refused` (the client's request was turned down, `reason` says why)
-or `error` (the issuer could not decide: a store was down).
+Every line has the same members (docs/architecture.md "Audit, tracing and metrics"), null when unknown:
+`time, service, event, client_id, sub, sid, scope, jti, kid, exp, family, outcome, reason, trace_id`.
+`jti`, `kid` and `exp` name what was issued (a token's id, never the token); `family` is a refresh-token
+family id, never a refresh token. `outcome` is `ok`, `refused` (the client's request was turned down,
+`reason` says why) or `error` (the issuer could not decide: a store was down).
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ class Decision:
 
 
 class IssuerAudit:
-    """Writes DESIGN "Operations" audit lines; every field is always present (null when unknown)."""
+    """Writes the audit lines of docs/architecture.md; every field is always present (null when unknown)."""
 
     def __init__(
         self, *, clock: Callable[[], float] = time.time, logger: logging.Logger | None = None

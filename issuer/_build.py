@@ -14,6 +14,8 @@ from redis.exceptions import RedisError
 
 from issuer._audit import IssuerAudit
 from issuer._metrics import IssuerMetrics
+from issuer._oauth._approvals import ApprovalStore, MemoryApprovalStore
+from issuer._oauth._approvals_redis import RedisApprovalStore
 from issuer._oauth._bearer import BearerGuard
 from issuer._oauth._client_auth import ClientAuthenticator
 from issuer._oauth._clients import ClientRegistry, ClientRegistryError
@@ -21,6 +23,7 @@ from issuer._oauth._dpop import DPoPGate
 from issuer._oauth._errors import IssuerError
 from issuer._oauth._refresh import MemoryRefreshStore, RefreshLifetimes, RefreshStore
 from issuer._oauth._refresh_redis import RedisRefreshStore
+from issuer._oauth._spending import MemorySpendingLedger, RedisSpendingLedger, SpendingLedger
 from issuer._settings import IssuerSettings
 from issuer._signing._key_events import KeyEvents
 from issuer._signing._mint import SESSION_GRANT_TYP, Minter
@@ -43,6 +46,7 @@ from keys import (
     RotationPolicy,
     Verifier,
     VerifyPolicy,
+    redis_client,
 )
 
 DPOP_NONCE_PREFIX = "voicebank:dpop-nonce:issuer"
@@ -130,7 +134,7 @@ def preflight(settings: IssuerSettings) -> None:
 async def _load_ring(settings: IssuerSettings) -> None:
     redis = None
     if settings.keys_store == "redis" and settings.redis_url:
-        redis = aioredis.Redis.from_url(settings.redis_url)
+        redis = redis_client(settings.redis_url)
     try:
         await key_store(settings, redis).load(time.time())
     except KeyRingError as exc:
@@ -156,7 +160,8 @@ async def build_state(
     registry = load_registry(settings)
     redis: aioredis.Redis | None = None
     if settings.redis_url:
-        redis = aioredis.Redis.from_url(settings.redis_url)
+        # Each command is resent after a dropped connection only when that is safe (`keys.idempotent`).
+        redis = redis_client(settings.redis_url)
         stack.push_async_callback(redis.aclose)
     http = httpx.AsyncClient(transport=http_transport, timeout=5.0)
     stack.push_async_callback(http.aclose)
@@ -175,12 +180,18 @@ async def build_state(
     lifetimes = RefreshLifetimes(settings.refresh_idle_lifetime, settings.refresh_absolute_lifetime)
     refresh: RefreshStore
     replay: ReplayCache
+    approvals: ApprovalStore
+    spending: SpendingLedger
     if redis is not None:
         refresh = RedisRefreshStore(redis, lifetimes)
         replay = RedisReplayCache(redis, prefix="voicebank:replay", clock=clock)
+        approvals = RedisApprovalStore(redis)
+        spending = RedisSpendingLedger(redis, clock=clock)
     else:
         refresh = MemoryRefreshStore(lifetimes)
         replay = MemoryReplayCache(clock=clock)
+        approvals = MemoryApprovalStore()
+        spending = MemorySpendingLedger(clock=clock)
     replay = ObservedReplayCache(replay, metrics.observe_replay)
     nonces: NonceSource | None = None
     if settings.dpop_nonce == "required":
@@ -234,4 +245,6 @@ async def build_state(
         audit=IssuerAudit(clock=clock),
         http=http,
         redis=redis,
+        approvals=approvals,
+        spending=spending,
     )

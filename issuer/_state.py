@@ -10,11 +10,13 @@ import redis.asyncio as aioredis
 
 from issuer._audit import IssuerAudit
 from issuer._metrics import IssuerMetrics
+from issuer._oauth._approvals import ApprovalStore
 from issuer._oauth._bearer import BearerGuard
 from issuer._oauth._client_auth import ClientAuthenticator
 from issuer._oauth._clients import ClientRegistry
 from issuer._oauth._dpop import DPoPGate
 from issuer._oauth._refresh import RefreshStore
+from issuer._oauth._spending import SpendingLedger
 from issuer._settings import IssuerSettings
 from issuer._signing._key_events import KeyEvents
 from issuer._signing._mint import Minter
@@ -43,3 +45,5 @@ class IssuerState:
     audit: IssuerAudit
     http: httpx.AsyncClient
     redis: aioredis.Redis | None
+    approvals: ApprovalStore
+    spending: SpendingLedger

@@ -35,8 +35,9 @@ from keys._errors import (
     WrongTokenType,
     WrongUri,
 )
-from keys._jose._header import unverified_header
+from keys._jose._header import unverified_claims, unverified_header
 from keys._jose._sign import sign
+from keys._redis import exactly_once, idempotent, redis_client
 from keys._replay._cache import ReplayCache
 from keys._replay._memory import MemoryReplayCache
 from keys._replay._observed import ObservedReplayCache
@@ -143,11 +144,15 @@ __all__ = [
     "client_assertion",
     "client_key_path",
     "dpop_proof",
+    "exactly_once",
     "generate_key",
+    "idempotent",
     "key_events",
     "load_client_key",
+    "redis_client",
     "sign",
     "thumbprint",
+    "unverified_claims",
     "unverified_header",
     "write_private_file",
 ]

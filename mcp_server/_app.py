@@ -8,10 +8,11 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
-import redis.asyncio as aioredis
+import anyio.to_thread
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import TracerProvider as AnyTracerProvider
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -28,8 +29,10 @@ from keys import (
     RedisNonces,
     RedisReplayCache,
     ReplayCache,
+    redis_client,
 )
 from mcp_server._audit import AuditLog
+from mcp_server._auth._binding import CurrencyUnavailable
 from mcp_server._auth._dpop import ResourceDPoP
 from mcp_server._auth._key_events import KeyDropper, KeyEventSubscriber
 from mcp_server._auth._metadata import WELL_KNOWN, ResourceMetadata, metadata_url, resource_path
@@ -69,11 +72,12 @@ def create_app(
     """
     owns_engine = engine is None
     bank_engine = engine if engine is not None else make_engine(settings.database_url)
-    redis_client = aioredis.Redis.from_url(settings.redis_url) if settings.redis_url else None
+    # Each command is resent after a dropped connection only when that is safe (`keys.idempotent`).
+    redis = redis_client(settings.redis_url) if settings.redis_url else None
     if replay is None:
         replay = (
-            RedisReplayCache(redis_client, prefix=JTI_PREFIX, clock=clock)
-            if redis_client
+            RedisReplayCache(redis, prefix=JTI_PREFIX, clock=clock)
+            if redis
             else MemoryReplayCache(clock=clock)
         )
     audit = AuditLog(clock=clock)
@@ -82,9 +86,7 @@ def create_app(
     nonces: NonceSource | None = None
     if settings.dpop_nonce == "required":
         nonces = (
-            RedisNonces(redis_client, prefix=DPOP_NONCE_PREFIX, clock=clock)
-            if redis_client
-            else MemoryNonces(clock=clock)
+            RedisNonces(redis, prefix=DPOP_NONCE_PREFIX, clock=clock) if redis else MemoryNonces(clock=clock)
         )
     # Proof jtis go to the same replay cache as transact jtis: every replica refuses a proof seen by another.
     dpop = ResourceDPoP(
@@ -103,14 +105,14 @@ def create_app(
         json_response=True,
         host_origin_protection=False,
     )
-    subscriber = KeyEventSubscriber(redis_client, key_cache) if redis_client and key_cache else None
+    subscriber = KeyEventSubscriber(redis, key_cache) if redis and key_cache else None
     metadata = ResourceMetadata(
         resource_url=settings.mcp_resource_url,
         issuer_url=settings.mcp_issuer_url,
         dpop_required=dpop.required,
         dpop_algorithms=dpop.algorithms,
     )
-    readiness = Readiness(keys_usable=keys_usable or _always, engine=bank_engine, redis=redis_client)
+    readiness = Readiness(keys_usable=keys_usable or _always, engine=bank_engine, redis=redis)
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -119,14 +121,20 @@ def create_app(
             if lifespan_hook is not None:
                 await stack.enter_async_context(lifespan_hook())
             await stack.enter_async_context(mcp_app.router.lifespan_context(mcp_app))
-            if redis_client is not None:
-                stack.push_async_callback(redis_client.aclose)
+            if redis is not None:
+                stack.push_async_callback(redis.aclose)
             if subscriber is not None:
                 task = asyncio.create_task(subscriber.run(), name="voicebank-key-events")
                 stack.push_async_callback(_cancel, task)
             if owns_engine:
                 stack.callback(bank_engine.dispose)
             yield
+
+    async def currency_of(user_id: str, account_id: str) -> str | None:
+        try:
+            return await anyio.to_thread.run_sync(bank.account_currency, user_id, account_id)
+        except SQLAlchemyError as exc:
+            raise CurrencyUnavailable(type(exc).__name__) from exc
 
     async def healthz(_request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
@@ -140,6 +148,7 @@ def create_app(
         resource_metadata_url=metadata_url(settings.mcp_resource_url),
         audit=audit,
         metrics=metrics,
+        currency_of=currency_of,
         dpop=dpop,
         max_body_bytes=settings.mcp_max_body_bytes,
         allowed_origins=settings.mcp_allowed_origins,

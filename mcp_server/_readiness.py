@@ -16,6 +16,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from keys import idempotent
+
 _PROBE_TIMEOUT = 2.0
 
 
@@ -41,7 +43,7 @@ class Readiness:
         if self._redis is not None:
             try:
                 async with asyncio.timeout(_PROBE_TIMEOUT):
-                    await self._redis.ping()
+                    await idempotent(self._redis, self._redis.ping)
             except (RedisError, OSError, TimeoutError):
                 return "redis_unavailable"
         return None

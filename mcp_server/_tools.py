@@ -17,6 +17,7 @@ from fastmcp.server.middleware import CallNext, Middleware, MiddlewareContext
 from fastmcp.tools import ToolResult
 from pydantic import ValidationError as PydanticValidationError
 
+from mcp_server._advertised import hints, needs, server_version
 from mcp_server._arguments import (
     AccountTypeArg,
     Amount,
@@ -28,6 +29,7 @@ from mcp_server._arguments import (
     Memo,
 )
 from mcp_server._audit import AuditLog
+from mcp_server._auth._binding import MOVEMENT_TOOLS, BindingMismatch, check_call
 from mcp_server._auth._principal import SCOPE_KEY, SPENT_KEY, Principal
 from mcp_server._auth._scopes import TOOL_SCOPES, TRANSACT
 from mcp_server._bank._errors import BankError
@@ -55,9 +57,17 @@ class BankTools:
         self._limiter = anyio.CapacityLimiter(threads) if threads else None
 
     async def run(
-        self, tool: str, call: Callable[[str], dict[str, Any]], *texts: str | None
+        self,
+        tool: str,
+        call: Callable[[str], dict[str, Any]],
+        *texts: str | None,
+        movement: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Run `call(sub)` in a worker thread; bank refusals become tool errors."""
+        """Run `call(sub)` in a worker thread; bank refusals become tool errors.
+
+        `movement` is a money-moving tool's arguments as FastMCP parsed them: checked against the token's
+        authorization details once more, so no difference between two JSON parsers can move other money.
+        """
         start = time.perf_counter()
         principal: Principal | None = None
         outcome: str = "error"
@@ -70,6 +80,11 @@ class BankTools:
             if TOOL_SCOPES[tool] == TRANSACT and get_http_request().scope.get(SPENT_KEY) is not True:
                 # Only a tools/call the middleware saw (and spent the jti for) may move money.
                 raise _Refused("jti_not_spent", "This action is not allowed in this call.")
+            if tool in MOVEMENT_TOOLS:
+                try:
+                    check_call(principal.movement, tool, movement)
+                except BindingMismatch as exc:
+                    raise _Refused(exc.reason, "This is not the payment that was authorized.") from None
             sub = principal.sub
             # Off the event loop, with the bank call: no check of client text ever holds up other users.
             result = await anyio.to_thread.run_sync(
@@ -148,35 +163,36 @@ def build_mcp(tools: BankTools) -> FastMCP:
     """The FastMCP server with the seven banking tools."""
     mcp = FastMCP(
         "voicebank",
+        version=server_version(),
         mask_error_details=True,
         strict_input_validation=True,
         middleware=[_ArgumentGate(tools)],
     )
     bank = tools.bank
 
-    @mcp.tool
+    @mcp.tool(annotations=hints("get_balance"), meta=needs("get_balance"))
     async def get_balance(account_type: AccountTypeArg | None = None) -> dict[str, Any]:
         """Balances of the caller's accounts; account_type is checking, savings or credit."""
         return await tools.run("get_balance", lambda sub: bank.get_balance(sub, account_type), account_type)
 
-    @mcp.tool
+    @mcp.tool(annotations=hints("list_transactions"), meta=needs("list_transactions"))
     async def list_transactions(account_id: Id | None = None, limit: Limit = 10) -> dict[str, Any]:
         """The caller's recent transactions, newest first (limit 1 to 100)."""
         return await tools.run(
             "list_transactions", lambda sub: bank.list_transactions(sub, account_id, limit), account_id
         )
 
-    @mcp.tool
+    @mcp.tool(annotations=hints("list_loans"), meta=needs("list_loans"))
     async def list_loans() -> dict[str, Any]:
         """The caller's loans."""
         return await tools.run("list_loans", bank.list_loans)
 
-    @mcp.tool
+    @mcp.tool(annotations=hints("list_payees"), meta=needs("list_payees"))
     async def list_payees() -> dict[str, Any]:
         """The people and companies the caller can pay."""
         return await tools.run("list_payees", bank.list_payees)
 
-    @mcp.tool
+    @mcp.tool(annotations=hints("make_payment"), meta=needs("make_payment"))
     async def make_payment(
         from_account_id: Id,
         payee_id: Id,
@@ -193,9 +209,15 @@ def build_mcp(tools: BankTools) -> FastMCP:
             amount,
             idempotency_key,
             memo,
+            movement={
+                "from_account_id": from_account_id,
+                "payee_id": payee_id,
+                "amount": amount,
+                "idempotency_key": idempotency_key,
+            },
         )
 
-    @mcp.tool
+    @mcp.tool(annotations=hints("transfer_between_accounts"), meta=needs("transfer_between_accounts"))
     async def transfer_between_accounts(
         from_account_id: Id, to_account_id: Id, amount: Amount, idempotency_key: IdempotencyKey
     ) -> dict[str, Any]:
@@ -209,9 +231,15 @@ def build_mcp(tools: BankTools) -> FastMCP:
             to_account_id,
             amount,
             idempotency_key,
+            movement={
+                "from_account_id": from_account_id,
+                "to_account_id": to_account_id,
+                "amount": amount,
+                "idempotency_key": idempotency_key,
+            },
         )
 
-    @mcp.tool
+    @mcp.tool(annotations=hints("update_notification_settings"), meta=needs("update_notification_settings"))
     async def update_notification_settings(
         low_balance_alert: bool | None = None,
         low_balance_threshold: Amount | None = None,

@@ -13,10 +13,16 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from orchestrator._agent._banking_agent import BankingAgent, CallState
     from orchestrator._bank._mcp import McpBank
+    from orchestrator._bank._movement import Movement
     from orchestrator._bank._protocol import (
+        ApprovalDeclined,
+        ApprovalExpired,
+        ApprovalRequired,
         AuthorizationLost,
         Bank,
         BankError,
+        NotAuthorized,
+        PendingApproval,
         ServiceUnavailable,
         ToolRefused,
     )
@@ -38,6 +44,9 @@ if TYPE_CHECKING:
 __all__ = [
     "AgentSettings",
     "AgentWiring",
+    "ApprovalDeclined",
+    "ApprovalExpired",
+    "ApprovalRequired",
     "AuthorizationLost",
     "Bank",
     "BankError",
@@ -50,8 +59,11 @@ __all__ = [
     "IssuerClient",
     "McpBank",
     "MemorySessionStore",
+    "Movement",
+    "NotAuthorized",
     "NotConfigured",
     "OrchestratorError",
+    "PendingApproval",
     "RedisSessionStore",
     "RetryPolicy",
     "ServiceUnavailable",
@@ -76,7 +88,22 @@ def _module_of(name: str) -> ModuleType:
         from orchestrator._bank import _mcp
 
         return _mcp
-    if name in ("AuthorizationLost", "Bank", "BankError", "ServiceUnavailable", "ToolRefused"):
+    if name == "Movement":
+        from orchestrator._bank import _movement
+
+        return _movement
+    if name in (
+        "ApprovalDeclined",
+        "ApprovalExpired",
+        "ApprovalRequired",
+        "AuthorizationLost",
+        "Bank",
+        "BankError",
+        "NotAuthorized",
+        "PendingApproval",
+        "ServiceUnavailable",
+        "ToolRefused",
+    ):
         from orchestrator._bank import _protocol
 
         return _protocol

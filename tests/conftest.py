@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import redis
 
+from tests.support.redis_proxy import AnswerLosingProxy
 from tests.support.servers import PostgresServer, RedisServer
 
 
@@ -28,6 +29,13 @@ def redis_url(redis_server: RedisServer) -> str:
     client.flushall()
     client.close()
     return redis_server.url
+
+
+@pytest.fixture
+async def redis_proxy(redis_url: str, redis_server: RedisServer) -> AsyncIterator[AnswerLosingProxy]:
+    """A proxy to the empty Redis database of `redis_url` that can lose one answer on demand."""
+    async with AnswerLosingProxy(redis_server.port).running() as proxy:
+        yield proxy
 
 
 @pytest.fixture(scope="session")

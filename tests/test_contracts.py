@@ -1,8 +1,8 @@
 """Facts the MCP server and the orchestrator must agree on, where each side keeps its own copy.
 
-The agent's runtime may import only `keys` (DESIGN.md "Layout"), so it cannot read the MCP server's tool
-table: the MCP server owns the tool surface and the tool -> scope table, the orchestrator keeps a copy of
-each (its `Bank` protocol and `_tokens/_scopes.py`), and these tests pin the copies equal.
+The agent's runtime may import only `keys` (docs/architecture.md "Where things live"), so it cannot read the
+MCP server's tool table: the MCP server owns the tool surface and the tool -> scope table, the orchestrator
+keeps a copy of each (its `Bank` protocol and `_tokens/_scopes.py`), and these tests pin the copies equal.
 """
 
 from __future__ import annotations
@@ -61,7 +61,12 @@ def test_the_agent_bank_protocol_is_the_tool_surface(served_tools: dict[str, dic
     methods = _protocol_methods(AgentBank)
     assert sorted(methods) == sorted(served_tools)
     for name, signature in methods.items():
-        params = {p.name: p for p in signature.parameters.values() if p.name != "self"}
+        # Keyword-only parameters are not tool arguments: a movement's `confirmed` binds its token.
+        params = {
+            p.name: p
+            for p in signature.parameters.values()
+            if p.name != "self" and p.kind is not inspect.Parameter.KEYWORD_ONLY
+        }
         schema = served_tools[name]
         assert set(params) == set(schema.get("properties", {})), name
         required = {p.name for p in params.values() if p.default is inspect.Parameter.empty}

@@ -6,6 +6,8 @@ import hashlib
 import json
 from typing import Any
 
+from issuer._oauth._authorization_details import TYPES as DETAIL_TYPES
+from issuer._oauth._clients import GRANT_CIBA
 from issuer._oauth._scope import ISSUER_SCOPES, RESOURCE_SCOPES
 from issuer._settings import IssuerSettings
 from keys import ALGORITHMS, DPOP_ALGORITHMS, KeyRing
@@ -42,10 +44,14 @@ def metadata(settings: IssuerSettings) -> dict[str, Any]:
             "urn:ietf:params:oauth:grant-type:token-exchange",
             "refresh_token",
             "client_credentials",
+            GRANT_CIBA,
         ],
         "token_endpoint_auth_methods_supported": ["private_key_jwt"],
         "token_endpoint_auth_signing_alg_values_supported": algs,
         "revocation_endpoint_auth_methods_supported": ["private_key_jwt"],
         "revocation_endpoint_auth_signing_alg_values_supported": algs,
+        "authorization_details_types_supported": list(DETAIL_TYPES),
+        "backchannel_authentication_endpoint": base + "/bc-authorize",
+        "backchannel_token_delivery_modes_supported": ["poll"],
         "dpop_signing_alg_values_supported": list(DPOP_ALGORITHMS),
     }

@@ -12,8 +12,8 @@ from issuer._oauth._errors import InvalidRequest, InvalidScope
 from issuer._oauth._scope import RESOURCE_SCOPES, format_scope, parse_scope
 from issuer._state import IssuerState
 
-_USER_ID = re.compile(r"[A-Za-z0-9._@+-]{1,128}")
-_ROOM = re.compile(r"[A-Za-z0-9_-]{1,128}")
+USER_ID = re.compile(r"[A-Za-z0-9._@+-]{1,128}")
+SESSION_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")  # a LiveKit room name
 
 
 def _string(body: dict[str, Any], name: str, pattern: re.Pattern[str]) -> str:
@@ -28,9 +28,9 @@ async def create_session(state: IssuerState, body: dict[str, Any], decision: Dec
     unknown = body.keys() - {"user_id", "scope", "room"}
     if unknown:
         raise InvalidRequest(f"unknown members: {', '.join(sorted(unknown))[:200]}")
-    user_id = _string(body, "user_id", _USER_ID)
+    user_id = _string(body, "user_id", USER_ID)
     decision.sub = user_id
-    room = _string(body, "room", _ROOM) if body.get("room") is not None else None
+    room = _string(body, "room", SESSION_ID) if body.get("room") is not None else None
     scope_value = body.get("scope", "read")
     if not isinstance(scope_value, str):
         raise InvalidRequest("scope must be a space-delimited string")

@@ -1,4 +1,4 @@
-"""`POST /token`: client credentials, token exchange (RFC 8693) and rotating refresh tokens."""
+"""`POST /token`: client credentials, token exchange (RFC 8693), rotating refresh tokens, the CIBA grant."""
 
 from __future__ import annotations
 
@@ -6,8 +6,17 @@ from collections.abc import Sequence
 from typing import Any
 
 from issuer._audit import Decision
+from issuer._endpoints._ciba import ciba_token
+from issuer._endpoints._transact import TRANSACT, requested_detail, reserve
 from issuer._http._body import optional_param, required_param
-from issuer._oauth._clients import GRANT_CLIENT_CREDENTIALS, GRANT_REFRESH, GRANT_TOKEN_EXCHANGE, Client
+from issuer._oauth._authorization_details import AuthorizationDetail
+from issuer._oauth._clients import (
+    GRANT_CIBA,
+    GRANT_CLIENT_CREDENTIALS,
+    GRANT_REFRESH,
+    GRANT_TOKEN_EXCHANGE,
+    Client,
+)
 from issuer._oauth._dpop import require_key
 from issuer._oauth._errors import (
     InvalidGrant,
@@ -17,6 +26,7 @@ from issuer._oauth._errors import (
     UnauthorizedClient,
     UnsupportedGrantType,
 )
+from issuer._oauth._refresh import RefreshFamily
 from issuer._oauth._scope import ISSUER_SCOPES, RESOURCE_SCOPES, format_scope, parse_scope
 from issuer._signing._mint import Minted
 from issuer._state import IssuerState
@@ -29,6 +39,7 @@ _EVENTS = {
     GRANT_CLIENT_CREDENTIALS: "token.client_credentials",
     GRANT_TOKEN_EXCHANGE: "token.exchange",
     GRANT_REFRESH: "token.refresh",
+    GRANT_CIBA: "token.ciba",
 }
 
 
@@ -45,11 +56,6 @@ def _resource(state: IssuerState, form: dict[str, str]) -> str:
         if value is not None and value != resource:
             raise InvalidTarget(f"unknown {name}; this issuer serves only {resource}")
     return resource
-
-
-def _lifetime(state: IssuerState, scopes: frozenset[str]) -> int:
-    settings = state.settings
-    return settings.transact_token_lifetime if "transact" in scopes else settings.access_token_lifetime
 
 
 def _jkt(proof: DPoPProof | None) -> str | None:
@@ -140,6 +146,11 @@ async def _token_exchange(
     holdable = granted & client.scopes & RESOURCE_SCOPES
     if not requested <= holdable:
         raise InvalidScope("the requested scope exceeds the session grant or the client's registration")
+    if TRANSACT in requested:
+        raise InvalidRequest(
+            "a transact token comes from the refresh grant with authorization_details",
+            reason="exchange_transact",
+        )
     # Checked last so a request refused above does not burn the grant.
     if not await state.replay.first_use(f"grant:{grant['jti']}", float(grant["exp"]) + CLOCK_LEEWAY):
         raise InvalidGrant("the session grant was already exchanged", reason="grant_replayed")
@@ -151,7 +162,7 @@ async def _token_exchange(
         scope=scope,
         audience=resource,
         now=now,
-        lifetime=_lifetime(state, requested),
+        lifetime=state.settings.access_token_lifetime,
         sid=sid,
         jkt=_jkt(proof),
     )
@@ -180,27 +191,50 @@ async def _refresh_token(
     token = required_param(form, "refresh_token")
     resource = _resource(state, form)
     family = await state.refresh.peek(token)
-    if family is not None and family.client_id == client.client_id:
-        require_key(proof, family.jkt)  # before spending: a wrong key changes nothing
+    own = family if family is not None and family.client_id == client.client_id else None
+    if own is not None:
+        require_key(proof, own.jkt)  # before spending: a wrong key changes nothing
     scope_param = optional_param(form, "scope")
     decision.scope = scope_param
     if family is not None:
         # Known before spending, so a reuse (theft signal) is written with its family, user and session.
         decision.family, decision.sub, decision.sid = family.family_id, family.sub, family.sid
-    # Checked before spending, so asking for too much does not cost the client its token.
-    if (
-        family is not None
-        and family.client_id == client.client_id
-        and scope_param is not None
-        and not parse_scope(scope_param) <= parse_scope(family.scope)
-    ):
+    asked = parse_scope(scope_param) if scope_param is not None else None
+    # Checked before spending, so a refused request does not cost the client its token.
+    if own is not None and asked is not None and not asked <= parse_scope(own.scope):
         raise InvalidScope("the requested scope exceeds the refresh token's scope")
+    if own is not None and asked is None:
+        asked = _default_scope(own)
+    detail = requested_detail(form, asked or frozenset())
+    if detail is None:
+        return await _plain_refresh(state, client, token, asked, resource, proof, decision)
+    decision.event, decision.scope = "token.transact", TRANSACT
+    return await _transact_refresh(state, client, token, own, detail, resource, proof, decision)
+
+
+def _default_scope(family: RefreshFamily) -> frozenset[str]:
+    # Without `scope`, everything the family holds but `transact`, which needs authorization_details.
+    scopes = parse_scope(family.scope) - {TRANSACT}
+    if not scopes:
+        raise InvalidRequest("scope is required: this refresh token holds only transact")
+    return scopes
+
+
+async def _plain_refresh(
+    state: IssuerState,
+    client: Client,
+    token: str,
+    asked: frozenset[str] | None,
+    resource: str,
+    proof: DPoPProof | None,
+    decision: Decision,
+) -> dict[str, Any]:
     now = state.clock()
     family, next_token = await state.refresh.spend(
         token, client_id=client.client_id, now=now, jkt=_jkt(proof)
     )
     decision.family, decision.sub, decision.sid = family.family_id, family.sub, family.sid
-    requested = parse_scope(scope_param) if scope_param is not None else parse_scope(family.scope)
+    requested = asked if asked is not None else _default_scope(family)
     if not requested <= parse_scope(family.scope):
         raise InvalidScope("the requested scope exceeds the refresh token's scope")
     scope = format_scope(requested)
@@ -210,7 +244,7 @@ async def _refresh_token(
         scope=scope,
         audience=resource,
         now=now,
-        lifetime=_lifetime(state, requested),
+        lifetime=state.settings.access_token_lifetime,
         sid=family.sid,
         jkt=_jkt(proof),
     )
@@ -219,10 +253,61 @@ async def _refresh_token(
     return _answer(minted, scope, _jkt(proof), refresh_token=next_token)
 
 
+async def _transact_refresh(
+    state: IssuerState,
+    client: Client,
+    token: str,
+    own: RefreshFamily | None,
+    detail: AuthorizationDetail,
+    resource: str,
+    proof: DPoPProof | None,
+    decision: Decision,
+) -> dict[str, Any]:
+    """A single-use token for exactly one movement, within the session's approval threshold."""
+    if own is None:
+        # Unknown, revoked or another client's token: spending it gives the usual answer and rules.
+        await state.refresh.spend(token, client_id=client.client_id, now=state.clock(), jkt=_jkt(proof))
+        raise InvalidGrant("the refresh token is invalid, expired or revoked", reason="refresh_unknown")
+    # Before spending: above the threshold the client keeps its refresh token and asks the user instead.
+    await reserve(state, own, detail)
+    try:
+        now = state.clock()
+        family, next_token = await state.refresh.spend(
+            token, client_id=client.client_id, now=now, jkt=_jkt(proof)
+        )
+    except BaseException:
+        await state.spending.release(own.sid, detail.cents)
+        raise
+    minted = await state.minter.access_token(
+        sub=family.sub,
+        client_id=client.client_id,
+        scope=TRANSACT,
+        audience=resource,
+        now=now,
+        lifetime=state.settings.transact_token_lifetime,
+        sid=family.sid,
+        authorization_details=detail.claim(),
+        jkt=_jkt(proof),
+    )
+    decision.issued(minted)
+    return _answer(minted, TRANSACT, _jkt(proof), refresh_token=next_token)
+
+
+async def _ciba(
+    state: IssuerState,
+    client: Client,
+    form: dict[str, str],
+    proof: DPoPProof | None,
+    decision: Decision,
+) -> dict[str, Any]:
+    return _answer(await ciba_token(state, client, form, decision, proof), TRANSACT, _jkt(proof))
+
+
 _GRANTS = {
     GRANT_CLIENT_CREDENTIALS: _client_credentials,
     GRANT_TOKEN_EXCHANGE: _token_exchange,
     GRANT_REFRESH: _refresh_token,
+    GRANT_CIBA: _ciba,
 }
 
 

@@ -1,4 +1,4 @@
-"""The issuer FastAPI app: discovery, JWKS, `/token`, `/sessions`, `/revoke`, admin, health."""
+"""The issuer FastAPI app: discovery, JWKS, `/token`, `/sessions`, `/revoke`, approvals, admin, health."""
 
 from __future__ import annotations
 
@@ -19,6 +19,13 @@ from starlette.responses import JSONResponse, Response
 from issuer._audit import Decision
 from issuer._build import build_state, reload_registry
 from issuer._endpoints._admin import ADMIN_SCOPE, retire_algorithm, revoke_key, ring_view, rotate_keys
+from issuer._endpoints._ciba import (
+    APPROVALS_SCOPE,
+    BC_AUTHORIZE_PATH,
+    bc_authorize,
+    decide_approval,
+    list_approvals,
+)
 from issuer._endpoints._discovery import JWKS_PATH, METADATA_PATH, etag_matches, jwks_document, metadata
 from issuer._endpoints._revocations import REVOKE_SCOPE, revoke_families
 from issuer._endpoints._revoke import revoke_token
@@ -33,6 +40,7 @@ from issuer._metrics import IssuerMetrics
 from issuer._settings import IssuerSettings
 from issuer._signing._rotation import Sleep
 from issuer._state import IssuerState
+from keys import idempotent
 
 SESSIONS_SCOPE = "sessions:create"
 
@@ -190,6 +198,30 @@ def create_app(
         body = await read_json_object(request, limit)
         return _answer(state, decision, await create_session(state, body, decision), status=201)
 
+    @route(BC_AUTHORIZE_PATH, "POST")
+    async def backchannel_authorize(request: Request) -> JSONResponse:
+        decision = _decision(request, "bc_authorize")
+        state = _state(request)
+        form = await read_form(request, limit)
+        answer = await bc_authorize(
+            state, form, request.headers.get("authorization"), decision, request.headers.getlist("dpop")
+        )
+        return _answer(state, decision, answer, headers=await state.dpop.nonce_headers())
+
+    @route("/approvals", "GET")
+    async def approvals(request: Request) -> JSONResponse:
+        state, decision = await _guarded(request, "approvals.list", APPROVALS_SCOPE)
+        users = request.query_params.getlist("user_id")
+        user_id = users[0] if len(users) == 1 else None
+        return _answer(state, decision, await list_approvals(state, user_id, decision))
+
+    @route("/approvals/{auth_req_id}", "POST")
+    async def decide(request: Request) -> JSONResponse:
+        auth_req_id: str = request.path_params["auth_req_id"]
+        state, decision = await _guarded(request, "approvals.decide", APPROVALS_SCOPE)
+        body = await read_json_object(request, limit)
+        return _answer(state, decision, await decide_approval(state, auth_req_id, body, decision))
+
     @route("/admin/keys", "GET")
     async def admin_keys(request: Request) -> JSONResponse:
         state, decision = await _guarded(request, "admin.keys.list", ADMIN_SCOPE)
@@ -229,7 +261,7 @@ def create_app(
         state = _state(request)
         try:
             if state.redis is not None:
-                await state.redis.ping()
+                await idempotent(state.redis, state.redis.ping)
             await state.store.current()
             await state.refresh.ping()
         except Exception as exc:

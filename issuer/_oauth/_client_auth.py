@@ -3,6 +3,11 @@
 The assertion's `aud` may be the token endpoint URL or the issuer URL: RFC 7523 §3 asks for a value that
 identifies the authorization server and names the token endpoint URL as one such value; the issuer
 identifier is the value later guidance (OIDC, RFC 7523bis) prefers, so both are accepted, nothing else.
+
+The header's `kid` names the key, and through it the client. A client with exactly one key may leave it out
+(docs/architecture.md): the client is then the `client_id` parameter, else the assertion's `sub` (equal
+to its `iss`), read unverified only to choose whose one key checks the signature; a client with several
+keys is refused rather than having each key tried.
 """
 
 from __future__ import annotations
@@ -26,9 +31,12 @@ from keys import (
     ReplayCache,
     StaticKeys,
     TokenError,
+    TokenHeader,
+    UnknownKey,
     Verifier,
     VerifyPolicy,
     WrongAudience,
+    unverified_claims,
 )
 
 MAX_ASSERTION_LIFETIME = 300
@@ -68,7 +76,12 @@ class ClientAuthenticator:
         self._headers = Verifier(
             StaticKeys.from_keys([]),
             VerifyPolicy(
-                issuer, token_endpoint, typ=ASSERTION_TYP, typ_optional=True, max_size=MAX_ASSERTION_SIZE
+                issuer,
+                token_endpoint,
+                typ=ASSERTION_TYP,
+                typ_optional=True,
+                kid_optional=True,
+                max_size=MAX_ASSERTION_SIZE,
             ),
         )
         self._by_kid: dict[str, str] = {}
@@ -93,15 +106,17 @@ class ClientAuthenticator:
             audience=audience,
             typ=ASSERTION_TYP,
             typ_optional=True,
+            # Without a kid the key source answers with its only key, or with none when it holds several.
+            kid_optional=True,
             leeway=self._leeway,
             max_lifetime=MAX_ASSERTION_LIFETIME,
             max_size=MAX_ASSERTION_SIZE,
         )
         return Verifier(source, policy, clock=self._clock)
 
-    def _kid(self, assertion: str) -> str:
+    def _header(self, assertion: str) -> TokenHeader:
         try:
-            return self._headers.check_header(assertion).kid
+            return self._headers.check_header(assertion)
         except TokenError as exc:
             raise _refuse(f"assertion_{exc.code}") from None
 
@@ -114,12 +129,35 @@ class ClientAuthenticator:
             raise _refuse("unknown_client_key")
         return entry
 
-    async def _claims(self, entry: _ClientVerifiers, assertion: str) -> dict[str, Any]:
+    def _find_without_kid(self, assertion: str, claimed: str | None) -> _ClientVerifiers:
+        """The client a kid-less assertion names: `client_id` when sent, else its `sub`, equal to its `iss`.
+
+        The name is unverified: it only chooses whose single key checks the signature. That client's
+        verifier then demands `iss` == the client, and `authenticate` demands `sub` == the client.
+        """
+        if claimed is None:
+            try:
+                claims = unverified_claims(assertion)
+            except TokenError as exc:
+                raise _refuse(f"assertion_{exc.code}") from None
+            sub = claims.get("sub")
+            if not isinstance(sub, str) or sub != claims.get("iss"):
+                raise _refuse("assertion_names_no_client")
+            claimed = sub
+        entry = self._clients.get(claimed)
+        if entry is None:
+            raise _refuse("unknown_client")
+        return entry
+
+    async def _claims(self, entry: _ClientVerifiers, assertion: str, kid: str | None) -> dict[str, Any]:
         try:
             try:
                 return await entry.endpoint.verify_async(assertion)
             except WrongAudience:
                 return await entry.issuer.verify_async(assertion)
+        except UnknownKey as exc:
+            # Without a kid, an unknown key means the client does not have exactly one key.
+            raise _refuse("assertion_kid_required" if kid is None else f"assertion_{exc.code}") from None
         except TokenError as exc:
             raise _refuse(f"assertion_{exc.code}") from None
         except KeysUnavailable:
@@ -138,8 +176,10 @@ class ClientAuthenticator:
             raise _refuse("no_client_auth", "client authentication with private_key_jwt is required")
         if assertion_type != JWT_BEARER:
             raise _refuse("wrong_assertion_type", f"client_assertion_type must be {JWT_BEARER}")
-        entry = self._find(self._kid(assertion), form.get("client_id") or None)
-        claims = await self._claims(entry, assertion)
+        kid = self._header(assertion).kid
+        claimed = form.get("client_id") or None
+        entry = self._find(kid, claimed) if kid is not None else self._find_without_kid(assertion, claimed)
+        claims = await self._claims(entry, assertion, kid)
         client_id = entry.client.client_id
         if entry.client.disabled:
             raise _refuse("client_disabled")

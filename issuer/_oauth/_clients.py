@@ -18,7 +18,13 @@ from keys import KeyMaterialError, VerifyKey
 GRANT_TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"  # noqa: S105
 GRANT_REFRESH = "refresh_token"
 GRANT_CLIENT_CREDENTIALS = "client_credentials"
-GrantType = Literal["urn:ietf:params:oauth:grant-type:token-exchange", "refresh_token", "client_credentials"]
+GRANT_CIBA = "urn:openid:params:grant-type:ciba"
+GrantType = Literal[
+    "urn:ietf:params:oauth:grant-type:token-exchange",
+    "refresh_token",
+    "client_credentials",
+    "urn:openid:params:grant-type:ciba",
+]
 
 
 class ClientRegistryError(IssuerError):

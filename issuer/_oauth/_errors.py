@@ -13,6 +13,14 @@
         ├── InvalidScope        invalid_scope              400
         ├── InvalidTarget       invalid_target             400 (RFC 8693)
         ├── UnsupportedTokenType unsupported_token_type    400 (RFC 7009 / 8693)
+        ├── InvalidAuthorizationDetails invalid_authorization_details 400 (RFC 9396)
+        ├── InteractionRequired interaction_required       400 (a movement above the approval threshold)
+        ├── AuthorizationPending authorization_pending     400 (CIBA §11: not decided yet)
+        ├── SlowDown            slow_down                  400 (CIBA §11: polled faster than the interval)
+        ├── AccessDenied        access_denied              400 (CIBA: the user declined, or the app is full)
+        ├── ExpiredToken        expired_token              400 (CIBA §11: the request expired)
+        ├── UnknownUserId       unknown_user_id            400 (CIBA §13: login_hint names no live session)
+        ├── InvalidBindingMessage invalid_binding_message  400 (CIBA §13)
         ├── InvalidToken        invalid_token              401 (RFC 6750 bearer)
         ├── InsufficientScope   insufficient_scope         403 (RFC 6750 bearer)
         ├── InvalidDPoPProof    invalid_dpop_proof         400 (RFC 9449 §5)
@@ -89,6 +97,38 @@ class InvalidTarget(OAuthError):
 
 class UnsupportedTokenType(OAuthError):
     code = "unsupported_token_type"
+
+
+class InvalidAuthorizationDetails(OAuthError):
+    code = "invalid_authorization_details"
+
+
+class InteractionRequired(OAuthError):
+    code = "interaction_required"
+
+
+class AuthorizationPending(OAuthError):
+    code = "authorization_pending"
+
+
+class SlowDown(OAuthError):
+    code = "slow_down"
+
+
+class AccessDenied(OAuthError):
+    code = "access_denied"
+
+
+class ExpiredToken(OAuthError):
+    code = "expired_token"
+
+
+class UnknownUserId(OAuthError):
+    code = "unknown_user_id"
+
+
+class InvalidBindingMessage(OAuthError):
+    code = "invalid_binding_message"
 
 
 class InvalidToken(OAuthError):

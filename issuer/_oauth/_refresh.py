@@ -41,6 +41,15 @@ class RefreshFamily:
     jkt: str | None = None  # the DPoP key every request of the family must prove (RFC 9449 §5)
 
 
+def is_live(family: RefreshFamily, lifetimes: RefreshLifetimes, now: float) -> bool:
+    """Neither revoked nor past its idle or absolute lifetime."""
+    return (
+        not family.revoked
+        and now - family.created_at <= lifetimes.absolute
+        and now - family.last_used <= lifetimes.idle
+    )
+
+
 # A spend by another key than the family's changes nothing: a thief without the key cannot end the family.
 WRONG_KEY = "wrong_key"
 
@@ -79,6 +88,10 @@ class RefreshStore(Protocol):
         """Revoke the token's whole family; the family it was, or None when the token is unknown."""
         ...
 
+    async def session_family(self, sid: str, client_id: str, now: float) -> RefreshFamily | None:
+        """The live (unrevoked, unexpired) family of session `sid` held by `client_id`, or None."""
+        ...
+
     async def revoke_all(
         self, *, now: float, sid: str | None = None, sub: str | None = None, client_id: str | None = None
     ) -> int:
@@ -109,11 +122,17 @@ class MemoryRefreshStore:
         self._families: dict[str, RefreshFamily] = {}
         self._family_tokens: dict[str, list[str]] = {}  # family id -> the hashes of its tokens
         self._created: deque[tuple[float, str]] = deque()  # (created_at, family id), oldest first
+        self._by_sid: dict[str, set[str]] = {}  # sid -> family ids
 
     def _prune(self, now: float) -> None:
         while self._created and now - self._created[0][0] > self._lifetimes.absolute:
             _, family_id = self._created.popleft()
-            self._families.pop(family_id, None)
+            family = self._families.pop(family_id, None)
+            if family is not None:
+                session = self._by_sid.get(family.sid, set())
+                session.discard(family_id)
+                if not session:
+                    self._by_sid.pop(family.sid, None)
             for digest in self._family_tokens.pop(family_id, ()):
                 self._tokens.pop(digest, None)
 
@@ -129,6 +148,7 @@ class MemoryRefreshStore:
         self._families[family_id] = RefreshFamily(family_id, client_id, sub, sid, scope, now, now, jkt=jkt)
         self._family_tokens[family_id] = []
         self._created.append((now, family_id))
+        self._by_sid.setdefault(sid, set()).add(family_id)
         token = new_refresh_token()
         self._remember(token_hash(token), family_id, spent=False)
         return token
@@ -185,6 +205,13 @@ class MemoryRefreshStore:
         family = self._families.get(entry[0])
         self._revoke_family(entry[0])
         return family
+
+    async def session_family(self, sid: str, client_id: str, now: float) -> RefreshFamily | None:
+        for family_id in sorted(self._by_sid.get(sid, ())):
+            family = self._families.get(family_id)
+            if family is not None and family.client_id == client_id and is_live(family, self._lifetimes, now):
+                return family
+        return None
 
     async def revoke_all(
         self, *, now: float, sid: str | None = None, sub: str | None = None, client_id: str | None = None

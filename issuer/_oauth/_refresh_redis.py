@@ -1,4 +1,11 @@
-"""The refresh-token store on Redis: one Lua script spends a token atomically across issuer replicas."""
+"""The refresh-token store on Redis: one Lua script spends a token atomically across issuer replicas.
+
+Commands safe to send twice are resent once after a dropped connection (`keys.idempotent`): reads, writes
+of fixed values, and the spend script, which remembers the successor it made so that a second sending of
+the same rotation (its answer lost with the connection) is recognised as such, not as reuse. The successor
+is random per request, so nobody else's request can pass for it. An operator's revocation of many
+families answers how many were live, which a second run would get wrong: it is sent `keys.exactly_once`.
+"""
 
 from __future__ import annotations
 
@@ -12,23 +19,28 @@ from redis.typing import EncodableT, FieldT
 from issuer._oauth._refresh import (
     RefreshFamily,
     RefreshLifetimes,
+    is_live,
     new_refresh_token,
     one_target,
     reject,
     token_hash,
 )
+from keys import exactly_once, idempotent
 
 # KEYS[1] token key. ARGV: now, idle, absolute, next hash, client id, key prefix, ttl, proved DPoP key.
 # Keys are built from the stored family id, so this needs a single Redis (not a cluster).
 _SPEND = """
-local rt = redis.call('HMGET', KEYS[1], 'family', 'spent')
+local rt = redis.call('HMGET', KEYS[1], 'family', 'spent', 'next')
 if not rt[1] then return {'unknown'} end
 local fkey = ARGV[6] .. ':fam:' .. rt[1]
 local fam = redis.call('HMGET', fkey, 'client_id', 'created_at', 'last_used', 'revoked', 'jkt')
 if not fam[1] or fam[4] == '1' then return {'revoked'} end
 if fam[1] ~= ARGV[5] then redis.call('HSET', fkey, 'revoked', '1') return {'wrong_client'} end
 if fam[5] and fam[5] ~= '' and fam[5] ~= ARGV[8] then return {'wrong_key'} end
-if rt[2] == '1' then redis.call('HSET', fkey, 'revoked', '1') return {'reused'} end
+if rt[2] == '1' then
+  if rt[3] == ARGV[4] then return {'ok', rt[1]} end -- this very rotation, sent again: its first run counts
+  redis.call('HSET', fkey, 'revoked', '1') return {'reused'}
+end
 local now = tonumber(ARGV[1])
 if now - tonumber(fam[2]) > tonumber(ARGV[3]) then
   redis.call('HSET', fkey, 'revoked', '1') return {'expired_absolute'}
@@ -36,7 +48,7 @@ end
 if now - tonumber(fam[3]) > tonumber(ARGV[2]) then
   redis.call('HSET', fkey, 'revoked', '1') return {'expired_idle'}
 end
-redis.call('HSET', KEYS[1], 'spent', '1')
+redis.call('HSET', KEYS[1], 'spent', '1', 'next', ARGV[4])
 local nkey = ARGV[6] .. ':rt:' .. ARGV[4]
 redis.call('HSET', nkey, 'family', rt[1], 'spent', '0')
 redis.call('EXPIRE', nkey, tonumber(ARGV[7]))
@@ -109,19 +121,23 @@ class RedisRefreshStore:
             "revoked": "0",
             "jkt": jkt or "",
         }
-        async with self._client.pipeline(transaction=True) as pipe:
-            pipe.hset(self._family_key(family_id), mapping=fields)
-            pipe.expire(self._family_key(family_id), self._ttl)
-            pipe.hset(self._token_key(token), mapping={"family": family_id, "spent": "0"})
-            pipe.expire(self._token_key(token), self._ttl)
-            for kind, value in (("sid", sid), ("sub", sub), ("client_id", client_id)):
-                pipe.sadd(self._index_key(kind, value), family_id)
-                pipe.expire(self._index_key(kind, value), self._ttl)
-            await pipe.execute()
+
+        async def write() -> None:
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.hset(self._family_key(family_id), mapping=fields)
+                pipe.expire(self._family_key(family_id), self._ttl)
+                pipe.hset(self._token_key(token), mapping={"family": family_id, "spent": "0"})
+                pipe.expire(self._token_key(token), self._ttl)
+                for kind, value in (("sid", sid), ("sub", sub), ("client_id", client_id)):
+                    pipe.sadd(self._index_key(kind, value), family_id)
+                    pipe.expire(self._index_key(kind, value), self._ttl)
+                await pipe.execute()
+
+        await idempotent(self._client, write)
         return token
 
     async def _family(self, family_id: str) -> RefreshFamily | None:
-        raw = await self._client.hgetall(self._family_key(family_id))
+        raw = await idempotent(self._client, lambda: self._client.hgetall(self._family_key(family_id)))
         if not raw:
             return None
         data = {_text(k): _text(v) for k, v in raw.items()}
@@ -138,7 +154,9 @@ class RedisRefreshStore:
         )
 
     async def _family_id(self, token: str) -> str | None:
-        family_id = await self._client.hget(self._token_key(token), "family")
+        family_id = await idempotent(
+            self._client, lambda: self._client.hget(self._token_key(token), "family")
+        )
         return None if family_id is None else _text(family_id)
 
     async def peek(self, token: str) -> RefreshFamily | None:
@@ -162,7 +180,7 @@ class RedisRefreshStore:
             self._ttl,
             jkt or "",
         ]
-        result = await self._spend(keys=[self._token_key(token)], args=args)
+        result = await idempotent(self._client, lambda: self._spend(keys=[self._token_key(token)], args=args))
         outcome = _text(result[0])
         if outcome != "ok":
             raise reject(outcome)
@@ -177,8 +195,18 @@ class RedisRefreshStore:
             return None
         family = await self._family(family_id)
         if family is not None:
-            await self._client.hset(self._family_key(family_id), "revoked", "1")
+            key = self._family_key(family_id)
+            await idempotent(self._client, lambda: self._client.hset(key, "revoked", "1"))
         return family
+
+    async def session_family(self, sid: str, client_id: str, now: float) -> RefreshFamily | None:
+        key = self._index_key("sid", sid)
+        members = await idempotent(self._client, lambda: self._client.smembers(key))
+        for family_id in sorted(_text(m) for m in members):
+            family = await self._family(family_id)
+            if family is not None and family.client_id == client_id and is_live(family, self._lifetimes, now):
+                return family
+        return None
 
     async def revoke_all(
         self, *, now: float, sid: str | None = None, sub: str | None = None, client_id: str | None = None
@@ -186,7 +214,10 @@ class RedisRefreshStore:
         kind, value = one_target(sid, sub, client_id)
         lifetimes = [repr(float(self._lifetimes.idle)), repr(float(self._lifetimes.absolute))]
         args = [self._prefix, repr(now), *lifetimes]
-        return int(await self._revoke_all(keys=[self._index_key(kind, value)], args=args))
+        keys = [self._index_key(kind, value)]
+        # Sent once: a second run would find the families revoked already and answer a wrong count.
+        revoked = await exactly_once(self._client, lambda c: self._revoke_all(keys=keys, args=args, client=c))
+        return int(revoked)
 
     async def ping(self) -> None:
-        await self._client.ping()
+        await idempotent(self._client, self._client.ping)

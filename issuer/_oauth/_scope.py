@@ -7,7 +7,7 @@ import re
 from issuer._oauth._errors import InvalidScope
 
 RESOURCE_SCOPES = frozenset({"read", "transact", "configure"})
-ISSUER_SCOPES = frozenset({"sessions:create", "keys:admin", "sessions:revoke"})
+ISSUER_SCOPES = frozenset({"sessions:create", "approvals:decide", "keys:admin", "sessions:revoke"})
 _SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 
 

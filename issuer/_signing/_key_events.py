@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from keys import KEY_EVENTS_CHANNEL, KeyEvent, KeyRing, key_events
+from keys import KEY_EVENTS_CHANNEL, KeyEvent, KeyRing, idempotent, key_events
 
 log = logging.getLogger("issuer.key_events")
 
@@ -24,9 +25,12 @@ class KeyEvents:
         events = key_events(old, new)
         if self._client is None:
             return events
+        client = self._client
         for event in events:
+            message = event.encode()
             try:
-                await self._client.publish(KEY_EVENTS_CHANNEL, event.encode())
+                # Safe to send twice: a verifier told twice drops (or refetches) a key once.
+                await idempotent(client, functools.partial(client.publish, KEY_EVENTS_CHANNEL, message))
             except RedisError as exc:
                 # Verifiers still drop the key at their next JWKS refresh; the change itself is stored.
                 log.warning("could not publish key event %s: %s", event.type, type(exc).__name__)

@@ -57,10 +57,12 @@ class Minter:
         lifetime: int,
         sid: str | None = None,
         act: bool = True,
+        authorization_details: list[dict[str, str]] | None = None,
         jkt: str | None = None,
     ) -> Minted:
         """An RFC 9068 access token; `act` names the client acting for `sub` (RFC 8693 delegation).
 
+        `authorization_details` (RFC 9396) binds a `transact` token to the one movement it may make;
         `jkt` binds it to a DPoP key (RFC 9449 §6.1: `cnf.jkt`, that key's RFC 7638 thumbprint).
         """
         claims = self._base(sub=sub, aud=audience, now=now, lifetime=lifetime)
@@ -69,6 +71,8 @@ class Minter:
             claims["sid"] = sid
         if act:
             claims["act"] = {"sub": client_id}
+        if authorization_details is not None:
+            claims["authorization_details"] = authorization_details
         if jkt is not None:
             claims["cnf"] = {"jkt": jkt}
         return await self._sign(claims, ACCESS_TOKEN_TYP, lifetime)

@@ -20,9 +20,9 @@ class RingKeys:
             self._keys = StaticKeys(ring.jwks())
             self._ring = ring
 
-    def get(self, kid: str) -> VerifyKey | None:
+    def get(self, kid: str | None) -> VerifyKey | None:
         return self._keys.get(kid)
 
-    async def fetch_unknown(self, kid: str) -> VerifyKey | None:
+    async def fetch_unknown(self, kid: str | None) -> VerifyKey | None:
         await self.sync()
         return self._keys.get(kid)

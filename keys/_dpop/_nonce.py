@@ -19,6 +19,7 @@ from redis.exceptions import RedisError
 
 from keys._clock import wall_clock
 from keys._errors import ReplayUnavailable
+from keys._redis import idempotent
 
 NONCE_WINDOW = 300
 """Seconds per nonce window; read tokens are refreshed every 240 s, within one window of the last answer."""
@@ -103,9 +104,12 @@ class RedisNonces:
         current = number == self._windows.number()
         try:
             if current:
-                # The first replica to need this window's nonce sets it; the others read the winner's.
-                await self._client.set(key, secrets.token_urlsafe(16), nx=True, ex=3 * self._windows.window)
-            value = await self._client.get(key)
+                # The first replica to need this window's nonce sets it; the others read the winner's. Both
+                # are safe to send twice: a second SET NX changes nothing.
+                nonce = secrets.token_urlsafe(16)
+                ttl = 3 * self._windows.window
+                await idempotent(self._client, lambda: self._client.set(key, nonce, nx=True, ex=ttl))
+            value = await idempotent(self._client, lambda: self._client.get(key))
         except RedisError as exc:
             raise ReplayUnavailable(f"the nonce store cannot answer ({type(exc).__name__})") from None
         if value is None:

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import math
+import secrets
 from collections.abc import Callable
 
 import redis.asyncio as aioredis
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from keys._clock import wall_clock
 from keys._errors import ReplayUnavailable
+from keys._redis import idempotent
 
 
 class RedisReplayCache:
@@ -28,14 +29,13 @@ class RedisReplayCache:
         # Hashed, so that identifiers a client chose cannot shape Redis keys or their length.
         name = f"{self._prefix}:{hashlib.sha256(key.encode()).hexdigest()}"
         ttl = max(1, math.ceil(expires_at - self._clock()))
+        # A mark of this call only: `SET NX GET` answers the value already there, so a second sending after
+        # a dropped connection recognises its own first one (first use) and anyone else's (a replay).
+        mark = secrets.token_hex(8).encode()
         try:
-            try:
-                stored = await self._client.set(name, b"1", nx=True, ex=ttl)
-            except RedisConnectionError:
-                # After a Redis restart a pooled connection is stale and its first command fails (redis-py
-                # does not retry by default). One retry on a fresh connection is safe here: had the first
-                # SET reached Redis, the retry finds the key and refuses - closed, never open.
-                stored = await self._client.set(name, b"1", nx=True, ex=ttl)
+            held = await idempotent(
+                self._client, lambda: self._client.set(name, mark, nx=True, ex=ttl, get=True)
+            )
         except RedisError as exc:
             raise ReplayUnavailable(f"Redis cannot answer ({type(exc).__name__})") from None
-        return bool(stored)
+        return held is None or held == mark

@@ -15,6 +15,7 @@ from keys._algorithms._verify_key import VerifyKey
 from keys._clock import wall_clock
 from keys._errors import KeyMaterialError, KeysError, KeysUnavailable
 from keys._timing import DEFAULT_JWKS_MAX_AGE
+from keys._verify._verifier import lookup
 
 logger = logging.getLogger(__name__)
 
@@ -107,19 +108,19 @@ class JWKSCache:
         """Keys were fetched and are not stale past the limit: a token can be checked (readiness)."""
         return self._usable(self._clock())
 
-    def get(self, kid: str) -> VerifyKey | None:
-        """The known key for `kid`; starts a background refresh when one is due."""
+    def get(self, kid: str | None) -> VerifyKey | None:
+        """The known key for `kid` (None: the only key); starts a background refresh when one is due."""
         now = self._clock()
         if now >= self._refresh_at:
             self._due(now)
         if not self._servable(now):
             return None  # past max-age: the async path waits for the refetch started above
-        return self._keys.get(kid)
+        return lookup(self._keys, kid)
 
-    async def fetch_unknown(self, kid: str) -> VerifyKey | None:
+    async def fetch_unknown(self, kid: str | None) -> VerifyKey | None:
         """Refetch for an unknown kid, joining a fetch in flight and at most once per refetch interval."""
         now = self._clock()
-        key = self._keys.get(kid)
+        key = lookup(self._keys, kid)
         if key is not None and self._servable(now):
             return key
         if self._inflight is not None:
@@ -128,7 +129,7 @@ class JWKSCache:
             await asyncio.shield(self._start())
         if not self._usable(self._clock()):
             raise KeysUnavailable("issuer keys are unavailable")
-        return self._keys.get(kid)
+        return lookup(self._keys, kid)
 
     async def refresh(self) -> None:
         """Fetch now (or join the fetch in flight); raise KeysUnavailable if that fetch failed."""

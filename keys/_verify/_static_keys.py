@@ -7,6 +7,7 @@ from typing import Any
 
 from keys._algorithms._verify_key import VerifyKey
 from keys._errors import KeyMaterialError
+from keys._verify._verifier import lookup
 
 
 class StaticKeys:
@@ -28,11 +29,11 @@ class StaticKeys:
     def kids(self) -> frozenset[str]:
         return frozenset(self._keys)
 
-    def get(self, kid: str) -> VerifyKey | None:
-        return self._keys.get(kid)
+    def get(self, kid: str | None) -> VerifyKey | None:
+        return lookup(self._keys, kid)
 
-    async def fetch_unknown(self, kid: str) -> VerifyKey | None:
-        return self._keys.get(kid)
+    async def fetch_unknown(self, kid: str | None) -> VerifyKey | None:
+        return lookup(self._keys, kid)
 
 
 def _index(keys: Iterable[VerifyKey]) -> dict[str, VerifyKey]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple, Protocol
 
 from keys._algorithms._base import ALGORITHMS
@@ -41,15 +41,35 @@ class TokenHeader(NamedTuple):
     """A protected header that passed every header rule of a policy; nothing about it is verified yet."""
 
     alg: str
-    kid: str
+    kid: str | None
+    """None only under a policy with `kid_optional`: the token names no key."""
 
 
 class KeySource(Protocol):
-    """Where a verifier finds keys: `get` is a sync lookup, `fetch_unknown` may go to the network."""
+    """Where a verifier finds keys: `get` is a sync lookup, `fetch_unknown` may go to the network.
 
-    def get(self, kid: str) -> VerifyKey | None: ...
+    A kid of None asks for the source's only key: None when the source holds several (or none), so a token
+    without a kid is checked against one key or refused, never tried against each key in turn.
+    """
 
-    async def fetch_unknown(self, kid: str) -> VerifyKey | None: ...
+    def get(self, kid: str | None) -> VerifyKey | None: ...
+
+    async def fetch_unknown(self, kid: str | None) -> VerifyKey | None: ...
+
+
+def lookup(keys: Mapping[str, VerifyKey], kid: str | None) -> VerifyKey | None:
+    """How a key source answers `get`: the key of `kid`, or for None the only key it holds."""
+    if kid is not None:
+        return keys.get(kid)
+    if len(keys) != 1:
+        return None
+    return next(iter(keys.values()))
+
+
+def _unknown(kid: str | None) -> UnknownKey:
+    if kid is None:
+        return UnknownKey("token has no kid and the keys hold more than one key")
+    return UnknownKey("no known key has this kid")
 
 
 def _date(claims: dict[str, Any], name: str) -> float:
@@ -92,7 +112,8 @@ class Verifier:
 
         The size cap, the compact form, forbidden members, the algorithm allowlist, `typ` and `kid` are
         checked; the signature and the claims are not, so the kid may only choose where to look for a key
-        (a client registry finding the client that claims to have signed), never be trusted.
+        (a client registry finding the client that claims to have signed), never be trusted. The kid is None
+        only when the policy has `kid_optional` and the header has none.
         """
         parts = self._split(token)
         return self._headers.get(parts[0]) or self._parse_header(parts[0])
@@ -103,7 +124,7 @@ class Verifier:
         header = self._headers.get(parts[0]) or self._parse_header(parts[0], remember=False)
         key = self._keys.get(header.kid)
         if key is None:
-            raise UnknownKey("no known key has this kid")
+            raise _unknown(header.kid)
         self._remember(parts[0], header)
         return self._finish(token, parts, header.alg, key)
 
@@ -118,7 +139,7 @@ class Verifier:
         if key is None:
             key = await self._keys.fetch_unknown(header.kid)
             if key is None:
-                raise UnknownKey("no known key has this kid")
+                raise _unknown(header.kid)
         self._remember(parts[0], header)
         return self._finish(token, parts, header.alg, key)
 
@@ -150,7 +171,9 @@ class Verifier:
         elif not isinstance(typ, str) or normalize_typ(typ) != self._policy.normalized_typ:
             raise WrongTokenType("header typ is not the expected type")
         kid = header.get("kid")
-        if not isinstance(kid, str) or not 0 < len(kid) <= MAX_KID or not kid.isprintable():
+        if kid is None and "kid" not in header and self._policy.kid_optional:
+            pass
+        elif not isinstance(kid, str) or not 0 < len(kid) <= MAX_KID or not kid.isprintable():
             raise MalformedToken("header kid is missing or invalid")
         checked = TokenHeader(alg, kid)
         if remember:

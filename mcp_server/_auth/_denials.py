@@ -9,6 +9,7 @@
      ├── MalformedRequest        malformed_request        400 invalid_request
      ├── InsufficientScope       insufficient_scope       403 insufficient_scope
      ├── TemporarilyUnavailable  temporarily_unavailable  503 temporarily_unavailable, Retry-After
+     ├── BindingMismatch         insufficient_authorization_details  403 (`_binding.py`)
      └── DPoPRefusal             dpop_refused             401 DPoP challenges, 503 (`_dpop.py`)
 
 Each denial also carries its precise `reason` (the verifier's code, `lone_surrogate`, `replayed`, ...). A

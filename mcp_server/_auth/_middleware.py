@@ -1,5 +1,8 @@
 """Token auth in front of FastMCP: who calls, with which scopes, for which tool; a transact jti spent once.
 
+A `transact` call must also be the one movement its token's authorization details name (`_binding.py`),
+checked after the scope and before the `jti` is spent, so a refused call leaves the token usable.
+
 Credentials are `Authorization: Bearer <token>` or `Authorization: DPoP <token>` with a `DPoP` proof
 (`_dpop.py` holds the DPoP rules). Each step of `_admit` either returns or raises a `Denial`; `__call__`
 turns a denial into the HTTP answer (`_denials.answer`: challenges name the scheme the client used, DPoP
@@ -9,7 +12,7 @@ ones with `algs`), the audit line and the metrics, in one place.
 from __future__ import annotations
 
 import time
-from collections.abc import Collection
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import parse_qsl
@@ -18,6 +21,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keys import CLOCK_LEEWAY, KeysUnavailable, ReplayCache, ReplayUnavailable, TokenError
 from mcp_server._audit import AuditLog
+from mcp_server._auth._binding import (
+    MOVEMENT_TOOLS,
+    BindingMismatch,
+    CurrencyUnavailable,
+    check_call,
+    check_currency,
+)
 from mcp_server._auth._denials import (
     BodyTooLarge,
     Denial,
@@ -32,13 +42,17 @@ from mcp_server._auth._denials import (
 )
 from mcp_server._auth._dpop import BEARER, DPOP, DPoPRefusal, ResourceDPoP
 from mcp_server._auth._principal import SCOPE_KEY, SPENT_KEY, InvalidPrincipal, Principal
-from mcp_server._auth._rpc_body import called_tools
+from mcp_server._auth._rpc_body import ToolCall, called_tools
 from mcp_server._auth._scopes import TOOL_SCOPES, TRANSACT
 from mcp_server._auth._transport_refusals import watch_refusals
 from mcp_server._metrics import Metrics
 
 Headers = list[tuple[bytes, bytes]]
 _SCHEMES = {"bearer": BEARER, "dpop": DPOP}
+
+CurrencyLookup = Callable[[str, str], Awaitable[str | None]]
+"""The currency of a user's account (`sub`, account id), None when the user has no such account;
+`CurrencyUnavailable` when the bank cannot answer."""
 
 
 class TokenVerifier(Protocol):
@@ -72,6 +86,7 @@ class BearerAuthMiddleware:
         resource_metadata_url: str,
         audit: AuditLog,
         metrics: Metrics,
+        currency_of: CurrencyLookup,
         dpop: ResourceDPoP,
         max_body_bytes: int = 64 * 1024,
         allowed_origins: Collection[str] = (),
@@ -86,6 +101,7 @@ class BearerAuthMiddleware:
         self._metrics = metrics
         self._max_body = max_body_bytes
         self._origins = frozenset(allowed_origins)
+        self._currency_of = currency_of
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] not in self._paths:
@@ -131,12 +147,14 @@ class BearerAuthMiddleware:
         seen.scheme, token = _credentials(scope)
         seen.principal = principal = await self._authenticate(seen.scheme, token, scope)
         body = await _read_body(receive, self._max_body, _single_header(headers, b"content-length"))
-        tools = called_tools(body)
+        calls = called_tools(body)
+        tools = [call.name for call in calls]
         # Only a known tool name goes to the audit log: any other is client text of any length.
         seen.tool = next((name for name in tools if name in TOOL_SCOPES), None)
         if (name := _single_header(headers, b"mcp-name")) is not None and tools and name not in tools:
             raise MalformedRequest("mcp_name_mismatch")
         if self._authorize(principal, tools):
+            await self._check_movement(principal, calls)
             await self._spend(principal)
             seen.spent = True
         return body
@@ -182,6 +200,21 @@ class BearerAuthMiddleware:
                 raise InsufficientScope(needed)
             spends = spends or needed == TRANSACT
         return spends
+
+    async def _check_movement(self, principal: Principal, calls: list[ToolCall]) -> None:
+        """The request's one money movement is the one the token authorizes; `BindingMismatch` otherwise."""
+        movements = [call for call in calls if call.name in MOVEMENT_TOOLS]
+        if len(movements) != 1:
+            # One token, one movement: a batch cannot spend one authorization twice.
+            raise BindingMismatch("details_several_movements" if movements else "details_no_movement")
+        (call,) = movements
+        movement = check_call(principal.movement, call.name, call.arguments)
+        try:
+            currency = await self._currency_of(principal.sub, movement.from_account_id)
+        except CurrencyUnavailable as exc:
+            # Fail closed, and as an outage: the call was not judged, so the token stays usable.
+            raise TemporarilyUnavailable(exc.code) from None
+        check_currency(movement, currency)
 
     async def _spend(self, principal: Principal) -> None:
         try:

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from mcp_server._auth._binding import Movement
 from mcp_server._errors import McpServerError
 
 # Key under which the auth middleware leaves the principal in the ASGI scope.
@@ -31,6 +32,8 @@ class Principal:
     exp: float
     sid: str | None = None
     act: str | None = None
+    movement: Movement | None = None
+    """The one movement a `transact` token authorizes (its `authorization_details`), if any."""
 
     @classmethod
     def from_claims(cls, claims: Mapping[str, Any]) -> Principal:
@@ -51,4 +54,5 @@ class Principal:
             exp=float(exp),
             sid=sid if isinstance(sid, str) else None,
             act=actor if isinstance(actor, str) else None,
+            movement=Movement.from_claim(claims.get("authorization_details")),
         )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from mcp_server._auth._denials import MalformedRequest
 
@@ -19,8 +19,15 @@ from mcp_server._auth._denials import MalformedRequest
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def called_tools(body: bytes) -> list[str]:
-    """Names of the tools a JSON-RPC message (or batch) calls; `MalformedRequest` for anything unreadable."""
+class ToolCall(NamedTuple):
+    """One `tools/call` of the body: the tool's name and its arguments as sent (any JSON value)."""
+
+    name: str
+    arguments: Any
+
+
+def called_tools(body: bytes) -> list[ToolCall]:
+    """The tool calls of a JSON-RPC message (or batch); `MalformedRequest` for anything unreadable."""
     if not body.strip():
         return []
     try:
@@ -30,15 +37,14 @@ def called_tools(body: bytes) -> list[str]:
     if _has_lone_surrogate(payload):
         raise MalformedRequest("lone_surrogate")
     messages = payload if isinstance(payload, list) else [payload]
-    names: list[str] = []
+    calls: list[ToolCall] = []
     for message in messages:
         if isinstance(message, Mapping) and message.get("method") == "tools/call":
             params = message.get("params")
-            name = params.get("name") if isinstance(params, Mapping) else None
-            if not isinstance(name, str):
+            if not isinstance(params, Mapping) or not isinstance(name := params.get("name"), str):
                 raise MalformedRequest("malformed_tool_call")
-            names.append(name)
-    return names
+            calls.append(ToolCall(name, params.get("arguments")))
+    return calls
 
 
 def _has_lone_surrogate(payload: Any) -> bool:

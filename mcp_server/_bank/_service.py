@@ -163,6 +163,14 @@ class Bank:
             "payees": [{"payee_id": p.id, "name": p.name, "account_number": p.account_number} for p in payees]
         }
 
+    def account_currency(self, user_id: str, account_id: str) -> str | None:
+        """The currency of one of the user's accounts, or None when the user has no such account."""
+        with self._read() as session, session.begin():
+            currency = session.scalar(
+                select(Account.currency).where(Account.id == account_id, Account.user_id == user_id)
+            )
+        return currency
+
     # -- money movements ----------------------------------------------------------------------
 
     def make_payment(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -14,11 +13,13 @@ from livekit.agents import Agent, RunContext, StopResponse, ToolError, function_
 from livekit.agents.types import FlushSentinel
 from livekit.agents.voice.agent import ModelSettings
 
-from orchestrator._agent._confirmation import PendingOperation, classify_answer
+from orchestrator._agent._approvals import ApprovalWaits, waiting_sentence
+from orchestrator._agent._confirmation import PendingOperation, amount_cents, classify_answer
 from orchestrator._agent._pii import collect_names, mask_data, mask_text, split_speakable
 from orchestrator._agent._refs import RefTable, UnknownRef
-from orchestrator._agent._speech import AUTHORIZATION_LOST, speakable_error
-from orchestrator._bank._protocol import AuthorizationLost, Bank, BankError, ToolRefused
+from orchestrator._agent._speech import AUTHORIZATION_LOST, NOT_CONFIRMED, speakable_error
+from orchestrator._bank._movement import binding_message
+from orchestrator._bank._protocol import ApprovalRequired, AuthorizationLost, Bank, BankError, ToolRefused
 from orchestrator._call._identity import CallerIdentity
 
 __all__ = ["INSTRUCTIONS", "BankingAgent", "CallState"]
@@ -31,12 +32,12 @@ Accounts, payees and other items are named by references such as account-1 or pa
 pass those references back to the tools, never invent them, and never read them aloud.
 Account numbers are masked; say "ending in" and the last four digits.
 To pay someone: call prepare_payment, read its summary to the customer word for word, ask them to confirm,
-and call make_payment with the confirmation id only after they clearly say yes in their next answer.
-Transfers work the same way with prepare_transfer and make_transfer.
+and call make_payment with the confirmation id and the same account, payee and amount only after they
+clearly say yes in their next answer. Transfers work the same way with prepare_transfer and make_transfer.
+Large payments also need the customer's approval in their banking app: the bank tells them, and tells
+them the outcome when it arrives; meanwhile carry on with whatever else they ask.
 When a tool returns an error, tell the customer its sentence plainly.
 Keep answers short and conversational: this is a phone call, not a document."""
-
-_AMOUNT = re.compile(r"\d{1,9}(?:\.\d{1,2})?")
 
 AccountType = Literal["checking", "savings", "credit"]
 Channel = Literal["sms", "email", "push"]
@@ -52,9 +53,13 @@ class CallState:
     """Speakable, masked descriptions of references ("checking account ending in 1234")."""
     names: set[str] = field(default_factory=set)
     """Counterparty full names seen this call, masked wherever they appear unless the user said them."""
+    currencies: dict[str, str] = field(default_factory=dict)
+    """The currency of each account reference seen this call."""
     pending: PendingOperation | None = None
     confirmations: int = 0
     authorization_lost: bool = False
+    approvals: ApprovalWaits = field(default_factory=ApprovalWaits)
+    """Movements waiting for the customer's approval in their banking app."""
 
 
 def user_words(chat_ctx: llm.ChatContext) -> str:
@@ -202,6 +207,10 @@ class BankingAgent(Agent):
                 # Said directly rather than left to the LLM, so the user always hears it plainly.
                 context.session.say(AUTHORIZATION_LOST)
             raise StopResponse() from None
+        except ApprovalRequired:
+            if settles_pending:
+                state.pending = None  # the customer's banking app decides it now
+            raise
         except BankError as err:
             if settles_pending and isinstance(err, ToolRefused):
                 state.pending = None
@@ -218,6 +227,8 @@ class BankingAgent(Agent):
         for account in masked.get("accounts", []):
             number = str(account.get("account_number", ""))[-4:]
             state.labels[account["account_id"]] = f"{account.get('type', '')} account ending in {number}"
+            if isinstance(account.get("currency"), str):
+                state.currencies[account["account_id"]] = account["currency"]
         for payee in masked.get("payees", []):
             state.labels[payee["payee_id"]] = str(payee.get("name", "the payee"))
         return masked
@@ -271,9 +282,20 @@ class BankingAgent(Agent):
 
     def _check_amount(self, amount: str) -> str:
         amount = amount.strip()
-        if _AMOUNT.fullmatch(amount) is None or float(amount) <= 0:
+        if not amount_cents(amount):
             raise ToolError("The amount must be a positive number with at most two decimals, like 12.50.")
         return amount
+
+    async def _currency(self, context: RunContext[CallState], account: str) -> str:
+        """The currency of an account reference, from the balances (looked up once if not seen yet)."""
+        state = context.userdata
+        ref = account.strip().lower()
+        if ref not in state.currencies:
+            await self._call(context, lambda: self._bank.get_balance())
+        currency = state.currencies.get(ref)
+        if currency is None:
+            raise ToolError(f"I don't know the currency of {account!r}; look up the balances first.")
+        return currency
 
     def _prepare(
         self,
@@ -281,6 +303,10 @@ class BankingAgent(Agent):
         tool: Literal["make_payment", "transfer_between_accounts"],
         arguments: dict[str, str | None],
         summary: str,
+        *,
+        currency: str,
+        phrase: str,
+        label: str,
     ) -> str:
         state = context.userdata
         state.confirmations += 1
@@ -292,6 +318,9 @@ class BankingAgent(Agent):
             idempotency_key=self._new_key(),
             summary=self._mask_spoken(summary),
             asked_after=last.id if last is not None else None,
+            currency=currency,
+            phrase=self._mask_spoken(phrase),
+            label=binding_message(label),
         )
         # One operation waits at a time: preparing another replaces it.
         state.pending = pending
@@ -308,6 +337,7 @@ class BankingAgent(Agent):
         context: RunContext[CallState],
         tool: Literal["make_payment", "transfer_between_accounts"],
         confirmation_id: str,
+        restated: dict[str, str],
     ) -> dict[str, Any]:
         state = context.userdata
         self._guard(state)
@@ -326,13 +356,58 @@ class BankingAgent(Agent):
             raise ToolError(f"The customer did not confirm, so the {noun} was not made.")
         if verdict == "unclear":
             raise ToolError(f"The customer's answer was not a clear yes; ask them to confirm the {noun}.")
-        arguments = {**pending.arguments, "idempotency_key": pending.idempotency_key}
+        if not self._restates(state, pending, restated):
+            # The model asked for something else than what the customer confirmed: nothing is sent, the
+            # confirmation is spent, and the customer hears it from us rather than from the model.
+            state.pending = None
+            context.session.say(NOT_CONFIRMED.format(noun=noun))
+            raise StopResponse()
+        movement = pending.movement()
 
         async def run() -> dict[str, Any]:
-            result: dict[str, Any] = await getattr(self._bank, tool)(**arguments)
+            result: dict[str, Any] = await getattr(self._bank, tool)(
+                **pending.arguments, idempotency_key=pending.idempotency_key, confirmed=movement
+            )
             return result
 
-        return await self._call(context, run, settles_pending=True)
+        try:
+            return await self._call(context, run, settles_pending=True)
+        except ApprovalRequired as waiting:
+            self._wait_for_approval(context, waiting, pending.phrase)
+            raise StopResponse() from None
+
+    def _restates(self, state: CallState, pending: PendingOperation, restated: dict[str, str]) -> bool:
+        """Whether the model's call names exactly the confirmed accounts, payee and amount."""
+        for name, ref in restated.items():
+            if name == "amount":
+                if amount_cents(ref.strip()) != amount_cents(str(pending.arguments["amount"])):
+                    return False
+                continue
+            kind = "payee" if name == "payee_id" else "account"
+            try:
+                if state.refs.resolve(kind, ref) != pending.arguments[name]:
+                    return False
+            except UnknownRef:
+                return False
+        return True
+
+    def _wait_for_approval(
+        self, context: RunContext[CallState], waiting: ApprovalRequired, phrase: str
+    ) -> None:
+        state = context.userdata
+        session = context.session
+
+        async def tell(sentence: str) -> None:
+            await session.say(sentence)
+
+        def made(result: dict[str, Any]) -> None:
+            self._present(state, result, user_words(session.history))
+
+        def lost() -> None:
+            state.authorization_lost = True
+
+        session.say(waiting_sentence(phrase))
+        state.approvals.start(waiting.approval, phrase, tell=tell, made=made, lost=lost)
 
     @function_tool
     async def prepare_payment(
@@ -353,26 +428,47 @@ class BankingAgent(Agent):
         """
         state = context.userdata
         self._guard(state)
+        amount = self._check_amount(amount)
         arguments: dict[str, str | None] = {
             "from_account_id": self._resolve(state, "account", from_account),
             "payee_id": self._resolve(state, "payee", payee),
-            "amount": self._check_amount(amount),
+            "amount": amount,
             "memo": memo,
         }
+        currency = await self._currency(context, from_account)
         source = state.labels.get(from_account.strip().lower(), "your account")
         target = state.labels.get(payee.strip().lower(), "the payee")
-        summary = f"Pay {arguments['amount']} from your {source} to {target}"
+        summary = f"Pay {amount} from your {source} to {target}"
         summary += f" with the note {memo!r}." if memo else "."
-        return self._prepare(context, "make_payment", arguments, summary)
+        return self._prepare(
+            context,
+            "make_payment",
+            arguments,
+            summary,
+            currency=currency,
+            phrase=f"the payment of {amount} {currency} to {target}",
+            label=f"Pay {amount} {currency} to {target}",
+        )
 
     @function_tool
-    async def make_payment(self, context: RunContext[CallState], confirmation_id: str) -> str:
+    async def make_payment(
+        self,
+        context: RunContext[CallState],
+        confirmation_id: str,
+        from_account: str,
+        payee: str,
+        amount: str,
+    ) -> str:
         """Make the prepared payment, only after the customer clearly confirmed its summary.
 
         Args:
             confirmation_id: the confirmation id returned by prepare_payment.
+            from_account: the account reference the customer confirmed paying from.
+            payee: the payee reference the customer confirmed.
+            amount: the amount the customer confirmed, such as 12.50.
         """
-        return _dumps(await self._confirm(context, "make_payment", confirmation_id))
+        restated = {"from_account_id": from_account, "payee_id": payee, "amount": amount}
+        return _dumps(await self._confirm(context, "make_payment", confirmation_id, restated))
 
     @function_tool
     async def prepare_transfer(
@@ -387,24 +483,45 @@ class BankingAgent(Agent):
         """
         state = context.userdata
         self._guard(state)
+        amount = self._check_amount(amount)
         arguments: dict[str, str | None] = {
             "from_account_id": self._resolve(state, "account", from_account),
             "to_account_id": self._resolve(state, "account", to_account),
-            "amount": self._check_amount(amount),
+            "amount": amount,
         }
+        currency = await self._currency(context, from_account)
         source = state.labels.get(from_account.strip().lower(), "your account")
         target = state.labels.get(to_account.strip().lower(), "your other account")
-        summary = f"Move {arguments['amount']} from your {source} to your {target}."
-        return self._prepare(context, "transfer_between_accounts", arguments, summary)
+        summary = f"Move {amount} from your {source} to your {target}."
+        return self._prepare(
+            context,
+            "transfer_between_accounts",
+            arguments,
+            summary,
+            currency=currency,
+            phrase=f"the transfer of {amount} {currency} to your {target}",
+            label=f"Move {amount} {currency} to your {target}",
+        )
 
     @function_tool
-    async def make_transfer(self, context: RunContext[CallState], confirmation_id: str) -> str:
+    async def make_transfer(
+        self,
+        context: RunContext[CallState],
+        confirmation_id: str,
+        from_account: str,
+        to_account: str,
+        amount: str,
+    ) -> str:
         """Make the prepared transfer, only after the customer clearly confirmed its summary.
 
         Args:
             confirmation_id: the confirmation id returned by prepare_transfer.
+            from_account: the account reference the customer confirmed taking the money from.
+            to_account: the account reference the customer confirmed putting the money in.
+            amount: the amount the customer confirmed, such as 100.00.
         """
-        return _dumps(await self._confirm(context, "transfer_between_accounts", confirmation_id))
+        restated = {"from_account_id": from_account, "to_account_id": to_account, "amount": amount}
+        return _dumps(await self._confirm(context, "transfer_between_accounts", confirmation_id, restated))
 
     # -- settings ----------------------------------------------------------------------------------
 

@@ -6,7 +6,9 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["Answer", "PendingOperation", "classify_answer"]
+from orchestrator._bank._movement import Movement
+
+__all__ = ["Answer", "PendingOperation", "amount_cents", "classify_answer"]
 
 Answer = Literal["yes", "no", "unclear"]
 
@@ -18,6 +20,18 @@ _AFFIRMATIVE = re.compile(
     r"absolutely|affirmative|proceed|send it|pay it)\b",
     re.IGNORECASE,
 )
+
+
+# The MCP server's amount rule: the only amounts; [0-9], not \d, which also matches other scripts' digits.
+_AMOUNT = re.compile(r"[0-9]{1,9}(?:\.[0-9]{1,2})?")
+
+
+def amount_cents(text: str) -> int | None:
+    """Cents of an amount that matches the amount rule exactly, else None."""
+    if _AMOUNT.fullmatch(text) is None:
+        return None
+    units, _, frac = text.partition(".")
+    return int(units) * 100 + int(frac.ljust(2, "0"))
 
 
 def classify_answer(text: str) -> Answer:
@@ -45,3 +59,22 @@ class PendingOperation:
     summary: str
     asked_after: str | None
     """Id of the last user message before the read-back: the confirming answer must come after it."""
+    currency: str
+    phrase: str
+    """How the agent names it afterwards ("the payment of 25.00 USD to Jane S.")."""
+    label: str
+    """What the user's banking app shows if it needs their approval (at most 80 characters)."""
+
+    def movement(self) -> Movement:
+        """Exactly what the user confirmed: what the payment's token is bound to."""
+        arguments = self.arguments
+        target = arguments["payee_id"] if self.tool == "make_payment" else arguments["to_account_id"]
+        return Movement(
+            kind="payment" if self.tool == "make_payment" else "transfer",
+            from_account_id=str(arguments["from_account_id"]),
+            to_id=str(target),
+            amount=str(arguments["amount"]),
+            currency=self.currency,
+            idempotency_key=self.idempotency_key,
+            label=self.label,
+        )

@@ -8,6 +8,7 @@ from orchestrator._bank._protocol import AuthorizationLost, BankError, ServiceUn
 __all__ = [
     "AUTHORIZATION_LOST",
     "CANNOT_VERIFY",
+    "NOT_CONFIRMED",
     "SERVICE_UNAVAILABLE",
     "speakable_error",
 ]
@@ -16,6 +17,10 @@ CANNOT_VERIFY = "I'm sorry, I cannot verify who is calling, so I can't help with
 AUTHORIZATION_LOST = (
     "I'm sorry, I can no longer access your accounts on this call. "
     "Please hang up and start a new call if you need anything else."
+)
+NOT_CONFIRMED = (
+    "I did not make that {noun}: it was not exactly what you confirmed, so no money moved. "
+    "Please tell me again what you would like to do."
 )
 SERVICE_UNAVAILABLE = "I can't reach the bank right now. Please try again in a moment."
 REFUSED = "The bank could not do that."

@@ -16,12 +16,17 @@ from fastmcp.client.transports import StreamableHttpTransport
 from fastmcp.exceptions import McpError
 from opentelemetry import trace
 
-from orchestrator._bank._protocol import ServiceUnavailable, ToolRefused
+from orchestrator._bank._movement import Movement
+from orchestrator._bank._protocol import ApprovalRequired, NotAuthorized, ServiceUnavailable, ToolRefused
 from orchestrator._tokens._bearer import ToolBearer
 from orchestrator._tokens._dpop import CallKey
-from orchestrator._tokens._manager import TokenManager
+from orchestrator._tokens._errors import InteractionRequired
+from orchestrator._tokens._issuer_client import BackchannelRequest
+from orchestrator._tokens._manager import AccessToken, TokenManager
 from orchestrator._tokens._scopes import TOOL_SCOPES
 from orchestrator._tracing import trace_headers, tracer
+
+TRANSACT = "transact"
 
 __all__ = ["McpBank"]
 
@@ -147,8 +152,11 @@ class McpBank:
         amount: str,
         idempotency_key: str,
         memo: str | None = None,
+        *,
+        confirmed: Movement,
     ) -> dict[str, Any]:
-        return await self._call(
+        return await self._move(
+            confirmed,
             "make_payment",
             from_account_id=from_account_id,
             payee_id=payee_id,
@@ -163,8 +171,11 @@ class McpBank:
         to_account_id: str,
         amount: str,
         idempotency_key: str,
+        *,
+        confirmed: Movement,
     ) -> dict[str, Any]:
-        return await self._call(
+        return await self._move(
+            confirmed,
             "transfer_between_accounts",
             from_account_id=from_account_id,
             to_account_id=to_account_id,
@@ -224,6 +235,27 @@ class McpBank:
         except _CALL_FAILED as exc:
             log.debug("closing a failed MCP client: %s", type(exc).__name__)
 
+    async def _move(self, confirmed: Movement, tool: str, **arguments: Any) -> dict[str, Any]:
+        """A payment or transfer under a token bound to `confirmed`, the movement the user confirmed.
+
+        The call's arguments travel separately from the token's binding: should they ever differ, the MCP
+        server refuses the call (`NotAuthorized`) and nothing moves.
+        """
+
+        async def renew() -> AccessToken:
+            try:
+                return await self._tokens.transact_access(confirmed)
+            except InteractionRequired:
+                raise ServiceUnavailable(_UNVERIFIED) from None
+
+        try:
+            access = await self._tokens.transact_access(confirmed)
+        except InteractionRequired:
+            request = await self._tokens.request_approval(confirmed)
+            log.info("%s waits for the user's approval in their banking app", tool)
+            raise ApprovalRequired(_Approval(self, confirmed, request, tool, arguments)) from None
+        return await self._send(tool, ToolBearer(TRANSACT, access, renew, self._dpop), arguments)
+
     async def _call(self, tool: str, **arguments: Any) -> dict[str, Any]:
         # A span per tool call: its token request and its MCP request are the children.
         with self._tracer.start_as_current_span(f"tool {tool}", attributes={"voicebank.tool": tool}):
@@ -231,8 +263,16 @@ class McpBank:
 
     async def _call_traced(self, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
         scope = TOOL_SCOPES[tool]
+
+        async def renew() -> AccessToken:
+            self._tokens.invalidate(scope, first.token)
+            return await self._tokens.get_access(scope)
+
         # Issuer trouble raises its own typed error here, before any MCP traffic.
-        bearer = ToolBearer(self._tokens, scope, await self._tokens.get_access(scope), self._dpop)
+        first = await self._tokens.get_access(scope)
+        return await self._send(tool, ToolBearer(scope, first, renew, self._dpop), arguments)
+
+    async def _send(self, tool: str, bearer: ToolBearer, arguments: dict[str, Any]) -> dict[str, Any]:
         sent = {name: value for name, value in arguments.items() if value is not None}
         # The request itself, not `call_tool_mcp`: that revalidates every result against the tool's
         # output schema and so lists the tools first, a second request (and token check) per call.
@@ -253,10 +293,37 @@ class McpBank:
         return _outcome(tool, result)
 
 
+class _Approval:
+    """A movement waiting for approval: `outcome()` polls, then makes it with the approved token."""
+
+    def __init__(
+        self,
+        bank: McpBank,
+        movement: Movement,
+        request: BackchannelRequest,
+        tool: str,
+        arguments: dict[str, Any],
+    ) -> None:
+        self.movement = movement
+        self._bank = bank
+        self._request = request
+        self._tool = tool
+        self._arguments = arguments
+
+    async def outcome(self) -> dict[str, Any]:
+        access = await self._bank._tokens.await_approval(self._request)
+        # An approved token cannot be replaced without a new approval: no retry on 401.
+        bearer = ToolBearer(TRANSACT, access, None, self._bank._dpop)
+        return await self._bank._send(self._tool, bearer, self._arguments)
+
+
 def _failure(tool: str, bearer: ToolBearer, exc: Exception) -> Exception:
     """Name what went wrong from what the bearer saw: the MCP SDK hides HTTP statuses."""
     if bearer.error is not None:
         return bearer.error
+    if bearer.status == 403 and bearer.challenge == "insufficient_authorization_details":
+        log.warning("MCP server refused %s: not the movement its token is bound to", tool)
+        return NotAuthorized()
     if bearer.status == 403:
         log.warning("MCP server refused %s: insufficient_scope", tool)
         return ToolRefused(_FORBIDDEN)

@@ -73,6 +73,7 @@ class VoiceCall:
         self.bank: Bank | None = None
         self.refusal: str | None = None
         """Why the call was refused (an `IdentityRefused` or `BankError` code), or None."""
+        self.state: CallState | None = None
         self._ended = False
 
     async def start(
@@ -119,7 +120,7 @@ class VoiceCall:
             self.refusal = err.code
             await self._farewell(session, speakable_error(err), start_options)
             return False
-        session.userdata = CallState(identity=identity)
+        self.state = session.userdata = CallState(identity=identity)
         await session.start(BankingAgent(self.bank), **start_options)
         return True
 
@@ -130,7 +131,7 @@ class VoiceCall:
         await session.say(sentence, allow_interruptions=False)
 
     async def end(self) -> None:
-        """Close the session record and hand the bank to `on_end`, once; the call's trace ends here."""
+        """Cancel pending approvals, close the session record, hand the bank to `on_end`; end the trace."""
         if self._ended:
             return
         self._ended = True
@@ -141,6 +142,9 @@ class VoiceCall:
             self._span.end()
 
     async def _end(self) -> None:
+        if self.state is not None:
+            # Hanging up cancels every payment still waiting for the caller's approval.
+            await self.state.approvals.cancel()
         if self.identity is None:
             return
         try:

@@ -1,14 +1,18 @@
-"""The credentials of one MCP tool call: its scope's token on every request, one forced refresh on 401."""
+"""The credentials of one MCP tool call: its token on every request, one replacement on 401."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+import re
+from collections.abc import AsyncGenerator, Awaitable, Callable
 
 import httpx2
 
 from orchestrator._bank._protocol import BankError
 from orchestrator._tokens._dpop import CallKey, nonce_challenge
-from orchestrator._tokens._manager import AccessToken, TokenManager
+from orchestrator._tokens._manager import AccessToken
+
+Renew = Callable[[], Awaitable[AccessToken]]
+"""Fetch a replacement token after a 401 (None: the token cannot be replaced, e.g. an approved one)."""
 
 
 class ToolBearer(httpx2.Auth):
@@ -18,20 +22,21 @@ class ToolBearer(httpx2.Auth):
     surface as typed errors rather than as MCP transport noise. A bound token goes out as
     `Authorization: DPoP <token>` with a `DPoP` proof of this very request (`htm`, `htu`, `ath`) signed by
     the call's key; a `use_dpop_nonce` challenge is answered once with the server's nonce. On the first
-    other 401 the token is invalidated, a new one is fetched and the same request is resent once: same
-    body, so a payment keeps its idempotency key. What happened is recorded here because the MCP SDK turns
-    any HTTP error status into an opaque JSON-RPC error.
+    other 401 a new token is fetched with `renew` and the same request is resent once: same body, so a
+    payment keeps its idempotency key. What happened is recorded here because the MCP SDK turns any HTTP
+    error status into an opaque JSON-RPC error.
     """
 
     def __init__(
-        self, tokens: TokenManager, scope: str, access: AccessToken, dpop: CallKey | None = None
+        self, scope: str, access: AccessToken, renew: Renew | None, dpop: CallKey | None = None
     ) -> None:
-        self._tokens = tokens
         self.scope = scope
         self._access = access
+        self._renew = renew
         self._dpop = dpop
         self.retried = False
         self.status: int | None = None  # the last HTTP error status the MCP server answered
+        self.challenge: str | None = None  # the `error` of its WWW-Authenticate challenge
         self.error: BankError | None = None  # the token manager's error during the forced refresh
 
     def _authorize(self, request: httpx2.Request) -> None:
@@ -59,11 +64,10 @@ class ToolBearer(httpx2.Auth):
             nonce_answered = True
             self._authorize(request)
             response = yield request
-        if response.status_code == 401 and not self.retried:
+        if response.status_code == 401 and not self.retried and self._renew is not None:
             self.retried = True
-            self._tokens.invalidate(self.scope, self._access.token)
             try:
-                self._access = await self._tokens.get_access(self.scope)
+                self._access = await self._renew()
             except BankError as exc:
                 self.error = exc
                 self.status = 401
@@ -75,3 +79,13 @@ class ToolBearer(httpx2.Auth):
                 response = yield request
         if response.status_code in (401, 403):
             self.status = response.status_code
+            self.challenge = _challenge_error(response.headers.get("www-authenticate", ""))
+
+
+_ERROR = re.compile(r'error="([a-z_]{1,64})"')
+
+
+def _challenge_error(header: str) -> str | None:
+    """The `error` parameter of an RFC 6750 / RFC 9449 challenge (a bounded, linear match)."""
+    match = _ERROR.search(header[:1024])
+    return match.group(1) if match else None

@@ -1,4 +1,4 @@
-"""The orchestrator's OAuth client of the issuer: token exchange, refresh, revocation.
+"""The orchestrator's OAuth client of the issuer: token exchange, refresh, revocation, CIBA approval.
 
 Retries: every try carries a fresh client assertion (its `jti` is single-use). Revocation is idempotent
 and is retried on any 5xx or network error. Token exchange and refresh are not: the session grant is
@@ -9,10 +9,12 @@ whole family. Those two are therefore retried only when the request provably did
 rotated); a read timeout, a broken connection mid-request or a proxy's 502/504 raise `IssuerUnavailable`
 at once. The token manager then keeps the old refresh token: if the issuer did rotate, the next refresh
 is a reuse and the session ends with `GrantRevoked` - a rare, loud, safe failure rather than a silent one.
+`/bc-authorize` and CIBA polls follow the same rule: a repeated one could show the user a second request
+or lose the one approved token.
 
-DPoP: with the call's key, every `/token` request carries a fresh proof, and the tokens come back bound to
-that key (`token_type` DPoP). A `use_dpop_nonce` answer is retried once, at once, with the issuer's nonce:
-the issuer refused before acting, so nothing was spent.
+DPoP: with the call's key, every `/token` and `/bc-authorize` request carries a fresh proof, and the tokens
+come back bound to that key (`token_type` DPoP). A `use_dpop_nonce` answer is retried once, at once, with the
+issuer's nonce: the issuer refused before acting, so nothing was spent.
 """
 
 from __future__ import annotations
@@ -29,16 +31,28 @@ from opentelemetry import trace
 
 import keys
 from keys import JWT_BEARER, client_assertion
+from orchestrator._bank._protocol import ApprovalDeclined, ApprovalExpired, ToolRefused
 from orchestrator._tokens._dpop import CallKey, nonce_challenge
-from orchestrator._tokens._errors import GrantRevoked, IssuerRefused, IssuerUnavailable, ScopeNotGranted
+from orchestrator._tokens._errors import (
+    ApprovalPending,
+    DetailsRefused,
+    GrantRevoked,
+    InteractionRequired,
+    IssuerRefused,
+    IssuerUnavailable,
+    ScopeNotGranted,
+    SlowDown,
+)
 from orchestrator._tokens._retry import IN_DOUBT_STATUSES, NOT_SENT_ERRORS, RetryPolicy, Sleep
 from orchestrator._tracing import trace_headers, tracer
 
-__all__ = ["IssuerClient", "TokenResponse"]
+__all__ = ["BackchannelRequest", "IssuerClient", "TokenResponse"]
 
 log = logging.getLogger(__name__)
 
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"  # noqa: S105 - a grant type
+CIBA = "urn:openid:params:grant-type:ciba"
+TOO_MANY_APPROVALS = "Too many approvals are already waiting in your banking app, so no money moved."
 JWT_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:jwt"  # noqa: S105 - a token type URN
 
 
@@ -51,6 +65,22 @@ class TokenResponse:
     scope: str
     refresh_token: str | None = field(default=None, repr=False)
     token_type: str = "Bearer"  # noqa: S105 - "DPoP" when bound to the call's key
+
+
+@dataclass(frozen=True)
+class BackchannelRequest:
+    """A CIBA approval request the user's app now shows; poll for its outcome every `interval` seconds."""
+
+    auth_req_id: str = field(repr=False)
+    expires_in: float
+    interval: float
+
+
+def _seconds(value: object) -> float | None:
+    """A positive number of seconds below a day, or None."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 86400:
+        return None
+    return float(value)
 
 
 def _wall_clock() -> float:
@@ -78,6 +108,7 @@ class IssuerClient:
         self._tracer = tracer(tracer_provider)
         self._issuer = issuer.rstrip("/")
         self._token_endpoint = f"{self._issuer}/token"
+        self._proved = (self._token_endpoint, f"{self._issuer}/bc-authorize")  # what carries a DPoP proof
         self._client_id = client_id
         self._key = key
         self._retry = retry or RetryPolicy()
@@ -96,11 +127,69 @@ class IssuerClient:
         response = await self._post("/token", form, idempotent=False)
         return self._token_response(response, scope)
 
-    async def refresh(self, refresh_token: str, scope: str) -> TokenResponse:
-        """The refresh-token grant for exactly `scope`; the answer carries the rotated refresh token."""
+    async def refresh(
+        self, refresh_token: str, scope: str, authorization_details: str | None = None
+    ) -> TokenResponse:
+        """The refresh-token grant for exactly `scope`; the answer carries the rotated refresh token.
+
+        A `transact` token is asked for with the `authorization_details` (RFC 9396) of its one movement;
+        above the session's approval threshold the issuer answers `InteractionRequired` and keeps the
+        refresh token unspent.
+        """
         form = {"grant_type": "refresh_token", "refresh_token": refresh_token, "scope": scope}
+        if authorization_details is not None:
+            form["authorization_details"] = authorization_details
         response = await self._post("/token", form, idempotent=False)
         return self._token_response(response, scope)
+
+    async def backchannel_authorize(
+        self, session_id: str, authorization_details: str, binding_message: str
+    ) -> BackchannelRequest:
+        """OpenID CIBA: ask the user (found by the session) to approve one movement on their own device."""
+        form = {
+            "scope": "transact",
+            "login_hint": session_id,
+            "authorization_details": authorization_details,
+            "binding_message": binding_message,
+        }
+        response = await self._post("/bc-authorize", form, idempotent=False)
+        if response.status_code != 200:
+            error = _json_object(response).get("error")
+            # About this one movement, not the session: the call goes on.
+            if error in ("invalid_authorization_details", "invalid_binding_message"):
+                log.warning("issuer refused the approval request: %s", error)
+                raise DetailsRefused()
+            if error == "access_denied":
+                log.warning("issuer refused the approval request: access_denied")
+                raise ToolRefused(TOO_MANY_APPROVALS)
+            raise _refusal(response, "transact")
+        body = _json_object(response)
+        auth_req_id = body.get("auth_req_id")
+        expires_in, interval = _seconds(body.get("expires_in")), _seconds(body.get("interval"))
+        if not (isinstance(auth_req_id, str) and auth_req_id) or expires_in is None or interval is None:
+            log.error("issuer /bc-authorize answered 200 with a malformed body")
+            raise IssuerUnavailable
+        return BackchannelRequest(auth_req_id, expires_in, interval)
+
+    async def poll(self, auth_req_id: str) -> TokenResponse:
+        """One CIBA poll: the approved `transact` token, or `ApprovalPending`, `SlowDown`,
+        `ApprovalDeclined`, `ApprovalExpired`."""
+        form = {"grant_type": CIBA, "auth_req_id": auth_req_id}
+        response = await self._post("/token", form, idempotent=False)
+        if response.status_code == 200:
+            return self._token_response(response, "transact")
+        error = _json_object(response).get("error")
+        # Undecided is the normal answer while the user looks at their phone: not worth a warning.
+        if error == "authorization_pending":
+            raise ApprovalPending()
+        if error == "slow_down":
+            log.info("issuer asked to poll more slowly")
+            raise SlowDown()
+        if error == "invalid_grant":
+            # The request is unknown, spent or its call ended: no token will come from it.
+            log.warning("issuer refused the approval poll: invalid_grant")
+            raise ApprovalExpired()
+        raise _refusal(response, "transact")
 
     async def revoke(self, refresh_token: str) -> None:
         """RFC 7009: revoke the refresh token, and with it its whole family."""
@@ -111,7 +200,7 @@ class IssuerClient:
 
     async def _send(self, url: str, form: Mapping[str, str]) -> httpx.Response:
         """One request: a fresh assertion, a fresh proof on `/token`, one retry on a nonce challenge."""
-        proves = self._dpop is not None and url == self._token_endpoint
+        proves = self._dpop is not None and url in self._proved
         for _ in range(2):
             data = {
                 **form,
@@ -206,9 +295,20 @@ def _refusal(response: httpx.Response, scope: str) -> Exception:
     """Map an RFC 6749 §5.2 error answer to a typed error."""
     error = _json_object(response).get("error")
     error = error if isinstance(error, str) else f"http_{response.status_code}"
-    log.warning("issuer refused: %s (HTTP %d)", error, response.status_code)
+    # Above the approval threshold is an ordinary answer, not trouble.
+    level = logging.INFO if error == "interaction_required" else logging.WARNING
+    log.log(level, "issuer refused: %s (HTTP %d)", error, response.status_code)
     if error == "invalid_grant":
         return GrantRevoked()
     if error == "invalid_scope":
         return ScopeNotGranted(scope)
+    # Answers about one movement, never about the session: none of them ends the call's authorization.
+    if error == "interaction_required":
+        return InteractionRequired()
+    if error == "invalid_authorization_details":
+        return DetailsRefused()
+    if error == "access_denied":
+        return ApprovalDeclined()
+    if error == "expired_token":
+        return ApprovalExpired()
     return IssuerRefused(error)

@@ -7,15 +7,20 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
+from orchestrator._bank._movement import Movement
 from orchestrator._bank._protocol import AuthorizationLost, BankError, ServiceUnavailable
+from orchestrator._tokens._approval import poll_until_decided
 from orchestrator._tokens._errors import IssuerRefused, SessionEnded
-from orchestrator._tokens._issuer_client import IssuerClient, TokenResponse
+from orchestrator._tokens._issuer_client import BackchannelRequest, IssuerClient, TokenResponse
+from orchestrator._tokens._retry import Sleep
 from orchestrator._tokens._scopes import SINGLE_USE_SCOPES
 
 __all__ = ["AccessToken", "TokenManager"]
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 def _monotonic() -> float:
@@ -48,9 +53,11 @@ class TokenManager:
     Every refresh rotates the single refresh token, so all issuer calls are serialised under one lock:
     two concurrent refreshes would present the same refresh token twice, which the issuer treats as
     reuse and answers by revoking the family. `read` and `configure` tokens are cached and refreshed
-    once `refresh_ratio` of their lifetime (from `expires_in`) has passed; `transact` tokens are
-    fetched fresh for every use. After `AuthorizationLost` every call raises it without contacting
-    the issuer.
+    once `refresh_ratio` of their lifetime (from `expires_in`) has passed; a `transact` token is fetched
+    fresh for every movement and bound to it (`transact_token`), and above the session's approval
+    threshold the user approves the movement on their own device (`request_approval`, then
+    `await_approval`, which polls without the lock). After `AuthorizationLost` every call raises it
+    without contacting the issuer.
     """
 
     def __init__(
@@ -61,9 +68,13 @@ class TokenManager:
         refresh_ratio: float = 0.8,
         expiry_margin: float = 5.0,
         failure_cooldown: float = 5.0,
+        session_id: str | None = None,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         self._issuer = issuer
         self._clock = clock
+        self._session_id = session_id  # the CIBA login_hint: the issuer finds the user by the session
+        self._sleep = sleep
         self._refresh_ratio = refresh_ratio
         self._expiry_margin = expiry_margin  # covers the trip to the MCP server
         self._failure_cooldown = failure_cooldown  # no early refresh this long after a failed one
@@ -94,16 +105,14 @@ class TokenManager:
                 self._store(scope, response, sent)
 
     async def get_token(self, scope: str) -> str:
-        """An access token for exactly `scope`: cached for read/configure, fresh for transact."""
+        """An access token for exactly `scope` (`read`, `configure`), cached and refreshed ahead."""
         return (await self.get_access(scope)).token
 
     async def get_access(self, scope: str) -> AccessToken:
         """Like `get_token`, with the scheme the token is presented with."""
-        self._raise_if_lost()
         if scope in SINGLE_USE_SCOPES:
-            async with self._lock:
-                self._raise_if_lost()
-                return _access(await self._refresh(scope))
+            raise ValueError(f"a {scope} token is bound to one movement: use transact_token()")
+        self._raise_if_lost()
         cached = self._cache.get(scope)
         now = self._clock()
         # Early refresh is someone else's job while one runs, and pointless just after one failed.
@@ -127,6 +136,44 @@ class TokenManager:
                     return cached.access
                 raise
 
+    async def transact_token(self, movement: Movement) -> str:
+        """A fresh single-use `transact` token bound to exactly `movement`.
+
+        Raises `InteractionRequired` when the movement takes the session above its approval threshold
+        (the refresh token is then unspent: the call goes on).
+        """
+        return (await self.transact_access(movement)).token
+
+    async def transact_access(self, movement: Movement) -> AccessToken:
+        """Like `transact_token`, with the scheme the token is presented with."""
+        self._raise_if_lost()
+        async with self._lock:
+            self._raise_if_lost()
+            return _access(await self._refresh("transact", movement.authorization_details()))
+
+    async def request_approval(self, movement: Movement) -> BackchannelRequest:
+        """Ask the user to approve `movement` in their banking app (OpenID CIBA `/bc-authorize`)."""
+        if self._session_id is None:
+            raise RuntimeError("approvals need the session id: pass session_id to the TokenManager")
+        self._raise_if_lost()
+        return await self._call(
+            self._issuer.backchannel_authorize(
+                self._session_id, movement.authorization_details(), movement.binding_message()
+            )
+        )
+
+    async def await_approval(self, request: BackchannelRequest) -> AccessToken:
+        """The approved movement's `transact` token; `ApprovalDeclined`, `ApprovalExpired` otherwise.
+
+        Polls at the issuer's interval without holding the lock, so the call's other tools go on.
+        """
+        response = await self._call(
+            poll_until_decided(
+                self._issuer, request, sleep=self._sleep, clock=self._clock, check=self._raise_if_lost
+            )
+        )
+        return _access(response)
+
     def invalidate(self, scope: str, token: str | None = None) -> None:
         """Forget the cached token of `scope` (the MCP server answered 401), unless already replaced."""
         cached = self._cache.get(scope)
@@ -149,7 +196,7 @@ class TokenManager:
                 return False
             return True
 
-    async def _refresh(self, scope: str) -> TokenResponse:
+    async def _refresh(self, scope: str, authorization_details: str | None = None) -> TokenResponse:
         """One refresh-token grant; the caller holds the lock."""
         if not self._started:
             raise RuntimeError("start() must exchange the session grant first")
@@ -158,14 +205,14 @@ class TokenManager:
             self._lose(IssuerRefused("no_refresh_token"))  # the exchange did not give us one
             raise IssuerRefused("no_refresh_token")
         sent = self._clock()
-        response = await self._call(self._issuer.refresh(refresh_token, scope))
+        response = await self._call(self._issuer.refresh(refresh_token, scope, authorization_details))
         if response.refresh_token is not None:
             self._refresh_token = response.refresh_token
         if scope not in SINGLE_USE_SCOPES:
             self._store(scope, response, sent)
         return response
 
-    async def _call(self, request: Awaitable[TokenResponse]) -> TokenResponse:
+    async def _call(self, request: Awaitable[_T]) -> _T:
         try:
             response = await request
         except AuthorizationLost as exc:

@@ -46,6 +46,8 @@ FIGURES = {
         "token_requests_per_hour",
         "jwks_requests",
         "jwks_requests_minimum",
+        "payments_below_threshold_issuer_requests",
+        "payments_above_threshold",
     },
 }
 
@@ -80,6 +82,15 @@ def test_the_session_bench_counts_the_orchestrators_issuer_traffic(tmp_path: Pat
     assert figures["failed_calls"] == 0
     assert figures["token_requests_minimum"] == 3
     assert figures["token_requests"] >= figures["token_requests_minimum"]
+
+
+def test_the_session_bench_counts_the_issuer_requests_of_each_payment(tmp_path: Path) -> None:
+    """Below the threshold one request a payment; above it the polls stay within the approval time."""
+    figures = run_quick("session", tmp_path)["figures"]
+    assert figures["payments_below_threshold_issuer_requests"] == [1] * 10
+    for payment in figures["payments_above_threshold"]:
+        assert payment["issuer_requests"] == payment["polls"] + 2  # interaction_required, /bc-authorize
+        assert payment["polls"] <= payment["approval_seconds"] / 2 + 1
 
 
 def test_percentile_interpolates_between_ranks() -> None:

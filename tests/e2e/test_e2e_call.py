@@ -9,7 +9,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from keys import KEY_EVENTS_CHANNEL, assertion_form, load_client_key
-from orchestrator import AuthorizationLost, CallBank, ConnectionSettings, McpBank, open_bank
+from orchestrator import AuthorizationLost, CallBank, ConnectionSettings, McpBank, Movement, open_bank
 from tests.support.e2e import (
     McpReplica,
     Stack,
@@ -56,14 +56,20 @@ async def test_a_full_call_through_the_orchestrator_code_across_replicas(stack: 
         assert 0 < len(history) <= 3
         assert payee in {p["payee_id"] for p in (await bank.list_payees())["payees"]}
 
-        paid = await other.make_payment(checking, payee, "12.50", "e2e-pay-1", memo="power bill")
+        bill = Movement("payment", checking, payee, "12.50", "USD", "e2e-pay-1")
+        paid = await other.make_payment(
+            checking, payee, "12.50", "e2e-pay-1", memo="power bill", confirmed=bill
+        )
         assert paid["status"] == "completed"
         # The same idempotency key on the other replica returns the first payment and moves nothing.
-        again = await bank.make_payment(checking, payee, "12.50", "e2e-pay-1", memo="power bill")
+        again = await bank.make_payment(
+            checking, payee, "12.50", "e2e-pay-1", memo="power bill", confirmed=bill
+        )
         assert again["payment_id"] == paid["payment_id"]
         assert Decimal(stack.balance()) == before["checking"] - Decimal("12.50")
 
-        moved = await bank.transfer_between_accounts(checking, savings, "20.00", "e2e-move-1")
+        move = Movement("transfer", checking, savings, "20.00", "USD", "e2e-move-1")
+        moved = await bank.transfer_between_accounts(checking, savings, "20.00", "e2e-move-1", confirmed=move)
         assert moved["status"] == "completed"
         assert Decimal(stack.balance()) == before["checking"] - Decimal("32.50")
         assert Decimal(stack.balance(kind="savings")) == before["savings"] + Decimal("20.00")
@@ -73,18 +79,21 @@ async def test_a_full_call_through_the_orchestrator_code_across_replicas(stack: 
         assert (await other.get_balance("checking"))["accounts"][0]["balance"] == stack.balance()
 
         # A transact token is single-use across replicas: spent on one, refused by the other.
-        single = await bank.tokens.get_token("transact")
         args = {"from_account_id": checking, "payee_id": payee, "amount": "1.00", "idempotency_key": "e2e-1"}
+        single = await bank.tokens.transact_token(
+            Movement("payment", checking, payee, "1.00", "USD", "e2e-1")
+        )
         assert tool_result(
             await mcp_post(
                 stack.mcp_urls[0], single, "make_payment", args, dpop=bank.dpop, resource=stack.resource
             )
         )["status"]
+        # The very payment it was bound to, on the other replica: only the spent jti stands in the way.
         replayed = await mcp_post(
             stack.mcp_urls[1],
             single,
             "make_payment",
-            args | {"idempotency_key": "e2e-2"},
+            args,
             dpop=bank.dpop,
             resource=stack.resource,
         )

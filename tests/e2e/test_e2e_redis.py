@@ -14,7 +14,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from keys import KEY_EVENTS_CHANNEL, assertion_form, load_client_key
-from orchestrator import CallBank, ConnectionSettings, ServiceUnavailable, open_bank
+from orchestrator import CallBank, ConnectionSettings, Movement, ServiceUnavailable, open_bank
 from tests.support.e2e import (
     Stack,
     active_kids,
@@ -62,13 +62,16 @@ async def test_redis_restarted_mid_call_fails_closed_and_recovers(stack: Stack) 
     ring_before = await admin_keys(stack, 0)
     try:
         assert (await bank.get_balance())["accounts"]  # caches the read token
-        spare = await bank.tokens.get_token("transact")  # fetched while Redis is up, used while it is down
+        args = {"from_account_id": checking, "payee_id": payee, "amount": "5.00", "idempotency_key": "e2e-r"}
+        # Fetched while Redis is up, used while it is down.
+        spare = await bank.tokens.transact_token(Movement("payment", checking, payee, "5.00", "USD", "e2e-r"))
+        pay = Movement("payment", checking, payee, "5.00", "USD", "e2e-redis-pay")
         before = Decimal(stack.balance())
 
         stack.redis.kill()  # SIGKILL: no shutdown save; the fsynced append-only file is all that survives
 
         with pytest.raises(ServiceUnavailable) as caught:
-            await bank.make_payment(checking, payee, "5.00", "e2e-redis-pay")
+            await bank.make_payment(checking, payee, "5.00", "e2e-redis-pay", confirmed=pay)
         assert caught.value.code == "issuer_unavailable"
         assert "try again" in str(caught.value)
         assert bank.tokens.lost is None  # a store outage is not a lost authorization
@@ -84,7 +87,6 @@ async def test_redis_restarted_mid_call_fails_closed_and_recovers(stack: Stack) 
             assert answer.status_code == 503, answer.text
             assert answer.json()["error"] == "temporarily_unavailable"
         # The MCP server cannot spend a single-use token without Redis: it refuses, nothing moves.
-        args = {"from_account_id": checking, "payee_id": payee, "amount": "5.00", "idempotency_key": "e2e-r"}
         for url in stack.mcp_urls:
             refused = await mcp_post(
                 url, spare, "make_payment", args, dpop=bank.dpop, resource=stack.resource
@@ -110,7 +112,7 @@ async def test_redis_restarted_mid_call_fails_closed_and_recovers(stack: Stack) 
         stack.redis.start()  # same port, same append-only file
 
         assert await eventually(lambda: _ready(stack))
-        paid = await bank.make_payment(checking, payee, "5.00", "e2e-redis-pay")
+        paid = await bank.make_payment(checking, payee, "5.00", "e2e-redis-pay", confirmed=pay)
         assert paid["status"] == "completed"
         assert Decimal(stack.balance()) == before - Decimal("5.00")
         # The spare token was never spent, so it still pays once - and the replay cache holds after restart.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from tests.support.stack import INVALID_TOKEN, Stack, segment, with_header
+from tests.support.stack import INVALID_TOKEN, Stack, bound, segment, with_header
 
 JWKS_MAX_AGE = 300
 
@@ -12,16 +12,15 @@ JWKS_MAX_AGE = 300
 async def test_calls_keep_working_from_the_cached_jwks_while_the_issuer_is_down(stack: Stack) -> None:
     tokens = await stack.tokens()
     read = await tokens.get_token("read")
-    transact = await tokens.get_token("transact")
+    payment = stack.payment("5.00", "down-1")
+    transact = await tokens.transact_token(bound("make_payment", payment))
     configure = await tokens.get_token("configure")
     before = Decimal(stack.balance())
     fetches = stack.link.jwks_fetches
 
     stack.link.down = True
     assert (await stack.call(read, "get_balance"))["accounts"]
-    assert (await stack.call(transact, "make_payment", **stack.payment("5.00", "down-1")))[
-        "status"
-    ] == "completed"
+    assert (await stack.call(transact, "make_payment", **payment))["status"] == "completed"
     assert (await stack.call(configure, "update_notification_settings", channel="sms"))["settings"]
     assert stack.link.refused == 0  # a fresh cache never needed the issuer
 

@@ -6,7 +6,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from issuer import issuer_state
-from tests.support.stack import Stack
+from tests.support.stack import Stack, bound
 
 
 def value(registry: CollectorRegistry, name: str, **labels: str) -> float | None:
@@ -41,10 +41,12 @@ async def test_jwks_cache_fetches_failures_and_age(stack: Stack) -> None:
 async def test_single_use_spends_are_counted(stack: Stack) -> None:
     registry = stack.mcp_app.state.metrics.registry
     tokens = await stack.tokens()
-    token = await tokens.get_token("transact")
-    paid = await stack.call(token, "make_payment", **stack.payment("1.00", "metrics-1"))
+    payment = stack.payment("1.00", "metrics-1")
+    token = await tokens.transact_token(bound("make_payment", payment))
+    paid = await stack.call(token, "make_payment", **payment)
     assert paid["status"] == "completed"
-    replayed = await stack.post(token, "make_payment", stack.payment("1.00", "metrics-2"))
+    # The same token for the very movement it is bound to: spent, so a replay (not a mismatch).
+    replayed = await stack.post(token, "make_payment", payment)
     assert replayed.status_code == 401
     ops = "voicebank_mcp_replay_operations_total"
     assert value(registry, ops, kind="transact", outcome="first") == 1

@@ -1,10 +1,10 @@
 """An ES256 → RS256 migration walked end to end while a call keeps calling: not one call fails.
 
-The walk (DESIGN "Keys"; the runbook's steps): `rotate {"alg": "RS256"}` publishes a next RS256 key
-that does not sign; once it has been published for twice the JWKS max-age, replicas restart with
-`ISSUER_SIGNING_ALG=RS256` and sign with it; when every replica has switched, `retire {"alg": "ES256"}`
-lets the old key retire on the usual schedule, and the scheduled step removes it from the JWKS after
-its last token expired. Time moves with freezegun; two issuer apps share one Redis key ring.
+The walk (docs/architecture.md "Changing the signing algorithm"): `rotate {"alg": "RS256"}` publishes a
+next RS256 key that does not sign; once it has been published for twice the JWKS max-age, replicas restart
+with `ISSUER_SIGNING_ALG=RS256` and sign with it; when every replica has switched, `retire {"alg":
+"ES256"}` lets the old key retire on the usual schedule, and the scheduled step removes it from the JWKS
+after its last token expired. Time moves with freezegun; two issuer apps share one Redis key ring.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from orchestrator._tokens._retry import RetryPolicy
 from tests.support.clock import START, FakeClock
 from tests.support.issuer import ISSUER
 from tests.support.lifespan import running
-from tests.support.stack import Stack, kid_of, running_stack, segment
+from tests.support.stack import Stack, bound, kid_of, running_stack, segment
 
 STEP = 30.0  # seconds between two calls of the conversation
 
@@ -108,7 +108,11 @@ async def test_es256_to_rs256_under_continuous_calls_fails_no_call(
             for _ in range(steps):
                 clock.advance(STEP)
                 scope = ("read", "configure", "transact")[calls % 3]
-                token = await tokens.get_token(scope)
+                payment = stack.payment("1.00", f"mig-{calls}")
+                if scope == "transact":  # a single-use token bound to exactly this payment
+                    token = await tokens.transact_token(bound("make_payment", payment))
+                else:
+                    token = await tokens.get_token(scope)
                 signed[kid_of(token)] = segment(token, 0)["alg"]
                 if scope == "read":
                     assert (await stack.call(token, "get_balance"))["accounts"]
@@ -116,7 +120,7 @@ async def test_es256_to_rs256_under_continuous_calls_fails_no_call(
                     answer = await stack.call(token, "update_notification_settings", channel="sms")
                     assert answer["settings"]
                 else:
-                    paid = await stack.call(token, "make_payment", **stack.payment("1.00", f"mig-{calls}"))
+                    paid = await stack.call(token, "make_payment", **payment)
                     assert paid["status"] == "completed"
                 calls += 1
 

@@ -20,6 +20,7 @@ from tests.support.stack import (
     INVALID_TOKEN,
     Stack,
     b64_json,
+    bound,
     running_stack,
     segment,
     snapshot,
@@ -54,7 +55,7 @@ async def real_tokens(stack: Stack) -> Tokens:
     )
     assert exchange.status_code == 200, exchange.text
     return Tokens(
-        transact=await tokens.get_token("transact"),
+        transact=await tokens.transact_token(bound("make_payment", stack.payment("1.00", "after-rejection"))),
         read=await tokens.get_token("read"),
         grant=await stack.session_grant(),
         admin=await stack.bearer("admin", "keys:admin"),

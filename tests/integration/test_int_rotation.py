@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.stack import INVALID_TOKEN, Stack, kid_of, segment
+from tests.support.stack import INVALID_TOKEN, Stack, bound, kid_of, segment
 
 CALLS = 50
 ROTATE_EVERY = 10  # 5 rotations interleaved with 50 calls
@@ -30,13 +30,17 @@ async def test_forced_rotations_while_calling_fail_no_call(stack: Stack) -> None
     async def one_call(step: int) -> dict[str, Any]:
         nonlocal paid
         scope = ("read", "transact", "configure")[step % 3]
-        token = await tokens.get_token(scope)
+        payment = stack.payment("1.00", f"rot-{step}")
+        if scope == "transact":
+            token = await tokens.transact_token(bound("make_payment", payment))
+        else:
+            token = await tokens.get_token(scope)
         kids.append(kid_of(token))
         if scope == "read":
             return await stack.call(token, "get_balance")
         if scope == "transact":
             paid += 1
-            return await stack.call(token, "make_payment", **stack.payment("1.00", f"rot-{step}"))
+            return await stack.call(token, "make_payment", **payment)
         return await stack.call(token, "update_notification_settings", large_payment_alert=step % 2 == 0)
 
     rotations = 0

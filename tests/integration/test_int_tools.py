@@ -7,8 +7,9 @@ from decimal import Decimal
 import pytest
 from mcp.shared.exceptions import MCPError
 
+from orchestrator import Movement
 from tests.support.issuer import ISSUER, RESOURCE
-from tests.support.stack import INVALID_TOKEN, Stack, segment
+from tests.support.stack import INVALID_TOKEN, Stack, bound, segment
 
 
 async def test_every_tool_through_the_orchestrators_client(stack: Stack) -> None:
@@ -24,9 +25,11 @@ async def test_every_tool_through_the_orchestrators_client(stack: Stack) -> None
     assert history[0]["posted_at"] >= history[1]["posted_at"]  # newest first
     assert (await bank.list_loans())["loans"][0]["type"] == "auto"
     assert payee in {p["payee_id"] for p in (await bank.list_payees())["payees"]}
-    paid = await bank.make_payment(checking, payee, "12.50", "int-pay-1", memo="rent")
+    confirmed = Movement("payment", checking, payee, "12.50", "USD", "int-pay-1")
+    paid = await bank.make_payment(checking, payee, "12.50", "int-pay-1", memo="rent", confirmed=confirmed)
     assert (paid["status"], paid["amount"]) == ("completed", "12.50")
-    moved = await bank.transfer_between_accounts(checking, savings, "7.50", "int-move-1")
+    confirmed = Movement("transfer", checking, savings, "7.50", "USD", "int-move-1")
+    moved = await bank.transfer_between_accounts(checking, savings, "7.50", "int-move-1", confirmed=confirmed)
     assert (moved["status"], moved["balance_after"]) == ("completed", str(before - Decimal("20.00")))
     settings = await bank.update_notification_settings(low_balance_alert=False, channel="email")
     assert settings["settings"]["channel"] == "email"
@@ -46,16 +49,18 @@ async def test_every_tool_through_the_fastmcp_client_with_issuer_tokens(stack: S
     assert "loans" in await stack.call(read, "list_loans")
     assert (await stack.call(read, "list_payees"))["payees"]
     payment = stack.payment("1.00", "int-pay-2")
-    assert (await stack.call(await tokens.get_token("transact"), "make_payment", **payment))[
-        "status"
-    ] == "completed"
+    assert (
+        await stack.call(
+            await tokens.transact_token(bound("make_payment", payment)), "make_payment", **payment
+        )
+    )["status"] == "completed"
     transfer = {
         "from_account_id": stack.account(kind="savings"),
         "to_account_id": stack.account(),
         "amount": "2.00",
         "idempotency_key": "int-move-2",
     }
-    transact = await tokens.get_token("transact")
+    transact = await tokens.transact_token(bound("transfer_between_accounts", transfer))
     assert (await stack.call(transact, "transfer_between_accounts", **transfer))["status"] == "completed"
     configure = await tokens.get_token("configure")
     changed = await stack.call(configure, "update_notification_settings", low_balance_threshold="50.00")
@@ -64,13 +69,14 @@ async def test_every_tool_through_the_fastmcp_client_with_issuer_tokens(stack: S
 
 async def test_a_transact_token_used_twice_is_refused_and_money_moves_once(stack: Stack) -> None:
     tokens = await stack.tokens()
-    transact = await tokens.get_token("transact")
+    payment = stack.payment("25.00", "int-once-1")
+    transact = await tokens.transact_token(bound("make_payment", payment))
     before = Decimal(stack.balance())
 
-    paid = await stack.call(transact, "make_payment", **stack.payment("25.00", "int-once-1"))
+    paid = await stack.call(transact, "make_payment", **payment)
     assert paid["status"] == "completed"
-    # The same token again, even with another idempotency key: 401, nothing runs.
-    again = await stack.post(transact, "make_payment", stack.payment("25.00", "int-once-2"))
+    # The same token for the very payment it was bound to: 401 (spent), nothing runs.
+    again = await stack.post(transact, "make_payment", payment)
     assert again.status_code == 401
     assert again.headers["www-authenticate"] == INVALID_TOKEN
     transfer = {
@@ -83,7 +89,8 @@ async def test_a_transact_token_used_twice_is_refused_and_money_moves_once(stack
         await stack.call(transact, "transfer_between_accounts", **transfer)
     assert Decimal(stack.balance()) == before - Decimal("25.00")
     # A fresh transact token from the issuer works again.
-    fresh = await tokens.get_token("transact")
+    another = stack.payment("25.00", "int-once-4")
+    fresh = await tokens.transact_token(bound("make_payment", another))
     assert fresh != transact
-    await stack.call(fresh, "make_payment", **stack.payment("25.00", "int-once-4"))
+    await stack.call(fresh, "make_payment", **another)
     assert Decimal(stack.balance()) == before - Decimal("50.00")

@@ -1,4 +1,5 @@
-"""The issuer's audit log: one JSON line per decision with DESIGN's fields, never a token or a key."""
+"""The issuer's audit log: one JSON line per decision with the fields docs/architecture.md lists, never a
+token or a key."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 import pytest
 
 from keys import KeyPair
-from tests.support.issuer import Harness
+from tests.support.issuer import Harness, payment
 
 FIELDS = [
     "time", "service", "event", "client_id", "sub", "sid", "scope", "jti",
@@ -48,8 +49,10 @@ async def test_a_whole_flow_writes_one_line_per_decision_and_no_secret(
     jwks = await published(h)
     session = await h.session()
     exchanged = await h.exchange(session["session_grant"], scope="read")
-    refreshed = await h.refresh(exchanged.json()["refresh_token"], scope="transact")
+    refreshed = await h.refresh(exchanged.json()["refresh_token"], scope="configure")
     assert refreshed.status_code == 200
+    paid = await h.transact(refreshed.json()["refresh_token"], payment())
+    assert paid.status_code == 200
     admin = {"Authorization": f"Bearer {await h.bearer('admin', 'keys:admin')}"}
     assert (await h.http.get("/admin/keys", headers=admin)).status_code == 200
     rotated = await h.http.post("/admin/keys/rotate", json={"force": True}, headers=admin)
@@ -58,7 +61,7 @@ async def test_a_whole_flow_writes_one_line_per_decision_and_no_secret(
     assert (await h.http.post(f"/admin/keys/{retiring}/revoke", headers=admin)).status_code == 200
     revoked = await bearer_post(h, "/admin/revocations", "admin", "sessions:revoke", {"sub": "bob"})
     assert revoked.json() == {"revoked_families": 0}
-    form = {"token": refreshed.json()["refresh_token"], **h.auth("orchestrator")}
+    form = {"token": paid.json()["refresh_token"], **h.auth("orchestrator")}
     assert (await h.http.post("/revoke", data=form)).status_code == 200
     jwks += await published(h)
 
@@ -70,6 +73,7 @@ async def test_a_whole_flow_writes_one_line_per_decision_and_no_secret(
         "sessions.create",
         "token.exchange",
         "token.refresh",
+        "token.transact",
         "token.client_credentials",
         "admin.keys.list",
         "admin.keys.rotate",
@@ -86,16 +90,17 @@ async def test_a_whole_flow_writes_one_line_per_decision_and_no_secret(
     assert grant["kid"]
     assert grant["exp"]
     exchange, refresh = by_event["token.exchange"], by_event["token.refresh"]
+    transact = by_event["token.transact"]
     assert (exchange["client_id"], exchange["sub"], exchange["sid"]) == (
         "orchestrator",
         "alice",
         grant["sid"],
     )
     assert exchange["family"]
-    assert refresh["family"] == exchange["family"]
-    assert (exchange["scope"], refresh["scope"]) == ("read", "transact")
-    assert refresh["exp"] == h.clock() + 60
-    assert refresh["jti"] != exchange["jti"]
+    assert refresh["family"] == transact["family"] == exchange["family"]
+    assert (exchange["scope"], refresh["scope"], transact["scope"]) == ("read", "configure", "transact")
+    assert (refresh["exp"], transact["exp"]) == (h.clock() + 300, h.clock() + 60)
+    assert len({exchange["jti"], refresh["jti"], transact["jti"]}) == 3
     assert by_event["admin.keys.rotate"]["client_id"] == "admin"
     assert by_event["admin.keys.rotate"]["kid"]
     assert by_event["admin.keys.revoke"]["kid"] == retiring

@@ -12,7 +12,7 @@ from livekit import api
 from issuer import IssuerSettings
 from keys import Expired, KeyPair, StaticKeys, Verifier, VerifyPolicy
 from tests.support.clock import FakeClock
-from tests.support.issuer import ISSUER, RESOURCE, Harness, running
+from tests.support.issuer import ISSUER, RESOURCE, Harness, payment, running
 
 
 async def verifier(h: Harness, *, audience: str, typ: str = "at+jwt", **kw: Any) -> Verifier:
@@ -34,7 +34,7 @@ async def test_client_credentials_gives_an_issuer_bearer_without_refresh(issuer:
 
 async def test_client_credentials_default_scope_is_the_registration(issuer: Harness) -> None:
     response = await issuer.token("backend", grant_type="client_credentials")
-    assert response.json()["scope"] == "sessions:create"
+    assert response.json()["scope"] == "approvals:decide sessions:create"
 
 
 async def test_session_then_exchange_gives_a_delegated_access_token(issuer: Harness) -> None:
@@ -77,8 +77,8 @@ async def test_session_then_exchange_gives_a_delegated_access_token(issuer: Harn
 
 
 async def test_transact_tokens_live_sixty_seconds(issuer: Harness) -> None:
-    session = await issuer.session()
-    body = (await issuer.exchange(session["session_grant"], scope="transact", resource=RESOURCE)).json()
+    first = await issuer.login()
+    body = (await issuer.transact(first["refresh_token"], payment(), resource=RESOURCE)).json()
     assert body["expires_in"] == 60
     claims = (await verifier(issuer, audience=RESOURCE)).verify(body["access_token"])
     assert claims["exp"] - claims["iat"] == 60
@@ -93,9 +93,10 @@ async def test_refresh_rotates_and_narrows(issuer: Harness) -> None:
     assert second["refresh_token"] != first["refresh_token"]
     claims = (await verifier(issuer, audience=RESOURCE)).verify(second["access_token"])
     assert (claims["sub"], claims["scope"]) == ("alice", "configure")
-    # Without scope, the whole family scope (every grant scope the client may hold).
+    # Without scope, the whole family scope (every grant scope the client may hold) but transact, which
+    # needs authorization_details.
     third = (await issuer.refresh(second["refresh_token"])).json()
-    assert third["scope"] == "configure read transact"
+    assert third["scope"] == "configure read"
 
 
 async def test_refresh_family_holds_only_scopes_the_client_may_hold(issuer: Harness) -> None:

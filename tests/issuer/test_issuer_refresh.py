@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 
+from issuer import IssuerSettings
 from issuer._oauth._errors import InvalidGrant
 from issuer._oauth._refresh import MemoryRefreshStore, RefreshLifetimes, RefreshStore
 from issuer._oauth._refresh_redis import RedisRefreshStore
-from tests.support.issuer import Harness
+from keys import KeyPair
+from tests.support.clock import FakeClock
+from tests.support.issuer import Harness, running
 
 
 async def test_reuse_of_a_spent_token_revokes_the_family(h: Harness) -> None:
@@ -122,3 +126,21 @@ async def test_memory_store_forgets_families_past_their_absolute_lifetime_and_ke
     assert kept.sub == "bob"
     family, _ = await store.spend(live, client_id="c", now=151.0)
     assert family.sid == "s2"
+
+
+async def test_regression_a_redis_restart_between_two_requests_is_not_a_503(
+    make_settings: Callable[..., IssuerSettings],
+    clock: FakeClock,
+    client_keys: dict[str, KeyPair],
+    redis_server: Any,
+) -> None:
+    # A request leaves an idle connection in the pool; Redis restarts; that connection is dead. It used to
+    # answer the next /token with 503; a dropped connection is now replaced once (an outage still fails
+    # closed). The test server keeps no data over a restart, so the second request needs none: a client
+    # assertion, whose jti goes to the replay cache in Redis.
+    settings = make_settings(redis_url=redis_server.url)
+    async with running(settings, clock, client_keys) as h:
+        await h.bearer("backend", "sessions:create")
+        redis_server.restart()
+        response = await h.token("backend", grant_type="client_credentials", scope="sessions:create")
+    assert response.status_code == 200, response.text

@@ -442,3 +442,21 @@ def test_constructor_validates_bounds(clock: FakeClock) -> None:
         JWKSCache(URL, client, min_max_age=100, max_max_age=10)
     with pytest.raises(ValueError, match="refetch_interval"):
         JWKSCache(URL, client, refetch_interval=-1)
+
+
+async def test_no_kid_asks_for_the_only_key(
+    cache: JWKSCache, issuer: FakeIssuer, clock: FakeClock, pairs: list[KeyPair]
+) -> None:
+    # Two keys published: a kid-less lookup finds none (one fetch, for the first load), never a guess.
+    assert await cache.fetch_unknown(None) is None
+    assert cache.get(None) is None
+    assert cache.fetch_count == 1
+    issuer.publish([pairs[0]], '"v2"')
+    clock.now = T0 + 10  # past the refetch interval: the next kid-less miss refetches
+    only = await cache.fetch_unknown(None)
+    assert only is not None
+    assert only.kid == pairs[0].kid
+    assert cache.get(None) is only
+    assert cache.fetch_count == 2
+    cache.drop(pairs[0].kid)
+    assert cache.get(None) is None

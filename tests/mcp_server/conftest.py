@@ -17,7 +17,7 @@ from mcp_server import Bank, McpSettings, access_token_policy, create_app, creat
 from tests.support.clock import FakeClock
 from tests.support.issuer import ISSUER, RESOURCE
 from tests.support.lifespan import running
-from tests.support.mcp import MCP_START, Mint, http_client
+from tests.support.mcp import MCP_START, Mint, http_client, movement
 
 
 @pytest.fixture
@@ -59,11 +59,14 @@ def verifier(signing_key: KeyPair, clock: FakeClock, settings: McpSettings) -> V
 
 @pytest.fixture
 def mint(signing_key: KeyPair, clock: FakeClock) -> Mint:
-    """Sign an access token for `sub` with `scope`; overrides and `claims` replace claims, `without` drops."""
+    """Sign an access token for `sub` with `scope`; overrides and `claims` replace claims, `without` drops.
+
+    `bound=(tool, arguments)` binds a transact token to exactly that call, as the issuer does.
+    """
 
     def mint(sub: str = "alice", scope: str = "read", *, key: KeyPair | None = None, typ: str = "at+jwt",
              without: tuple[str, ...] = (), claims: dict[str, Any] | None = None,
-             **overrides: Any) -> str:  # fmt: skip
+             bound: tuple[str, dict[str, Any]] | None = None, **overrides: Any) -> str:  # fmt: skip
         now = int(clock())
         body: dict[str, Any] = {
             "iss": ISSUER,
@@ -78,6 +81,8 @@ def mint(signing_key: KeyPair, clock: FakeClock) -> Mint:
             "sid": "room-1",
             "act": {"sub": "orchestrator"},
         }
+        if bound is not None:
+            body["authorization_details"] = movement(*bound)
         body |= overrides | (claims or {})
         for name in without:
             body.pop(name, None)

@@ -72,7 +72,9 @@ async def test_no_bearer_token_is_a_plain_challenge(
 
 
 async def test_a_valid_token_passes(http: httpx2.AsyncClient, mint: Mint, payment: dict[str, Any]) -> None:
-    response = await post(http, mint(scope="transact"), rpc("make_payment", payment))
+    response = await post(
+        http, mint(scope="transact", bound=("make_payment", payment)), rpc("make_payment", payment)
+    )
     assert response.status_code == 200, response.text
     assert response.json()["result"]["structuredContent"]["status"] == "completed"
 
@@ -181,7 +183,11 @@ async def test_scope_matrix(
 ) -> None:
     needed = TOOL_SCOPES[tool]
     response = await post(http, mint(scope=scope), rpc(tool, {}))
-    if needed in scope.split():
+    if needed == "transact" and needed in scope.split():
+        # Allowed by scope, but a transact token without authorization details moves no money.
+        assert response.status_code == 403
+        assert 'error="insufficient_authorization_details"' in response.headers["www-authenticate"]
+    elif needed in scope.split():
         # Allowed through; the empty arguments are then refused by the tool itself.
         assert response.status_code == 200
     else:
@@ -219,13 +225,13 @@ async def test_unknown_tool_goes_to_fastmcp(http: httpx2.AsyncClient, mint: Mint
 async def test_transact_token_is_single_use(
     app: Starlette, http: httpx2.AsyncClient, mint: Mint, bank: Bank, engine: Engine, payment: dict[str, Any]
 ) -> None:
-    token = mint(scope="transact")
+    token = mint(scope="transact", bound=("make_payment", payment))
     # Discovery and listing do not spend it.
     async with mcp_client(app, token) as client:
         assert len(await client.list_tools()) == 7
         first = await client.call_tool("make_payment", payment)
     assert first.structured_content is not None
-    again = await post(http, token, rpc("make_payment", payment | {"idempotency_key": "auth-2"}))
+    again = await post(http, token, rpc("make_payment", payment))
     assert again.status_code == 401
     assert again.headers["www-authenticate"] == INVALID
     assert balance_of(bank, "alice", "checking") == "2440.13"
@@ -261,7 +267,8 @@ async def test_user_isolation_whatever_the_ids(app: Starlette, mint: Mint, bank:
     for scope, tool, arguments in attempts:
         if scope == "transact":
             arguments |= {"amount": "5.00", "idempotency_key": f"iso-{tool}-{len(arguments)}"}
-        async with mcp_client(app, mint("alice", scope)) as client:
+        bound = (tool, arguments) if scope == "transact" else None
+        async with mcp_client(app, mint("alice", scope, bound=bound)) as client:
             result = await client.call_tool(tool, arguments, raise_on_error=False)
         assert result.is_error
         assert result.content[0].text in ("Account not found.", "Payee not found.")  # type: ignore[union-attr]

@@ -48,11 +48,11 @@ async def test_a_spent_jti_is_remembered_while_the_leeway_still_accepts_its_toke
     checking = bank.get_balance("alice", "checking")["accounts"][0]["account_id"]
     payee = bank.list_payees("alice")["payees"][0]["payee_id"]
     payment = {"from_account_id": checking, "payee_id": payee, "amount": "1.00", "idempotency_key": "p-1"}
-    token = mint(scope="transact")  # exp = now + 60
+    token = mint(scope="transact", bound=("make_payment", payment))  # exp = now + 60
     assert (await post(http, token, rpc("make_payment", payment))).status_code == 200
     paid_once = balance()
     clock.advance(60 + CLOCK_LEEWAY - 1)  # past exp, but the verifier's leeway still accepts the token
-    again = await post(http, token, rpc("make_payment", payment | {"idempotency_key": "p-2"}))
+    again = await post(http, token, rpc("make_payment", payment))
     assert again.status_code == 401
     assert balance() == paid_once
 
@@ -109,7 +109,7 @@ async def test_twenty_concurrent_mcp_calls_with_one_key_pay_once(
     arguments = {"from_account_id": checking, "payee_id": payee, "amount": "30.00", "idempotency_key": "dup"}
 
     async def pay() -> dict[str, Any]:
-        async with mcp_client(app, mint(scope="transact")) as client:
+        async with mcp_client(app, mint(scope="transact", bound=("make_payment", arguments))) as client:
             result = await client.call_tool("make_payment", arguments)
         assert result.structured_content is not None
         return result.structured_content
@@ -132,7 +132,8 @@ async def test_fifty_concurrent_mcp_payments_never_overdraw(app: Starlette, mint
             "amount": "100.00",
             "idempotency_key": f"k{i}",
         }
-        async with mcp_client(app, mint(scope="transact")) as client:
+        token = mint(scope="transact", bound=("make_payment", arguments))
+        async with mcp_client(app, token) as client:
             result = await client.call_tool("make_payment", arguments, raise_on_error=False)
         return not result.is_error
 

@@ -49,7 +49,8 @@ async def test_a_spent_jti_stays_in_redis_for_the_token_lifetime_plus_the_leeway
 ) -> None:
     app = create_app(redis_settings, verifier=verifier, engine=engine, clock=clock)
     async with running(app), http_client(app) as http:
-        assert (await post(http, mint(scope="transact"), rpc("make_payment", payment))).status_code == 200
+        token = mint(scope="transact", bound=("make_payment", payment))
+        assert (await post(http, token, rpc("make_payment", payment))).status_code == 200
     client = aioredis.Redis.from_url(redis_url)
     try:
         spent = [key async for key in client.scan_iter("voicebank:mcp:jti:*")]
@@ -70,10 +71,10 @@ async def test_a_transact_token_spent_on_one_replica_is_refused_on_another(
 ) -> None:
     first = create_app(redis_settings, verifier=verifier, engine=engine, clock=clock)
     second = create_app(redis_settings, verifier=verifier, engine=engine, clock=clock)
-    token = mint(scope="transact")
+    token = mint(scope="transact", bound=("make_payment", payment))
     async with running(first), running(second), http_client(first) as a, http_client(second) as b:
         assert (await post(a, token, rpc("make_payment", payment))).status_code == 200
-        again = await post(b, token, rpc("make_payment", payment | {"idempotency_key": "r-2"}))
+        again = await post(b, token, rpc("make_payment", payment))
         assert again.status_code == 401
     assert bank.get_balance("alice", "checking")["accounts"][0]["balance"] == "2440.13"
 
@@ -92,7 +93,8 @@ async def test_replay_store_down_fails_closed(
     async with running(app), http_client(app) as http:
         redis_server.stop()
         try:
-            response = await post(http, mint(scope="transact"), rpc("make_payment", payment))
+            token = mint(scope="transact", bound=("make_payment", payment))
+            response = await post(http, token, rpc("make_payment", payment))
             # Reads do not need the replay store.
             assert (await post(http, mint(), rpc("list_payees", {}))).status_code == 200
         finally:
@@ -103,6 +105,32 @@ async def test_replay_store_down_fails_closed(
     assert response.headers["retry-after"] == "2"
     assert "www-authenticate" not in response.headers
     assert bank.get_balance("alice", "checking")["accounts"][0]["balance"] == "2450.13"
+
+
+async def test_regression_a_redis_restart_between_two_payments_is_not_a_503(
+    redis_settings: McpSettings,
+    redis_server: Any,
+    verifier: Verifier,
+    engine: Engine,
+    clock: FakeClock,
+    mint: Mint,
+    bank: Bank,
+    payment: dict[str, Any],
+) -> None:
+    # The first payment leaves an idle connection in the pool; Redis restarts; that connection is now dead.
+    # It used to answer the next payment with 503 (no retry on a dropped connection); a dead connection is
+    # replaced once instead, and an outage still fails closed (test above).
+    app = create_app(redis_settings, verifier=verifier, engine=engine, clock=clock)
+    second = payment | {"idempotency_key": "r-2"}
+    async with running(app), http_client(app) as http:
+        first = mint(scope="transact", bound=("make_payment", payment))
+        assert (await post(http, first, rpc("make_payment", payment))).status_code == 200
+        redis_server.restart()
+        token = mint(scope="transact", bound=("make_payment", second))
+        response = await post(http, token, rpc("make_payment", second))
+        assert response.status_code == 200, response.text
+        assert (await post(http, token, rpc("make_payment", second))).status_code == 401
+    assert bank.get_balance("alice", "checking")["accounts"][0]["balance"] == "2430.13"
 
 
 class JwksServer:

@@ -28,6 +28,7 @@ from tests.support.mcp import PROTOCOLS, Mint, audit_lines, call_raw, mcp_client
 HOSTILE = "eyJ" * 50_000  # ~150 KB of token fragments: the shape the old regex was quadratic on
 UNDER_BODY_CAP = "eyJ" * 21_000  # the same shape, as large as the 64 KiB body cap lets through
 AMOUNT_SENTENCE = "The amount must be a number with at most two decimal places, like 12.50."
+DETAILS_REFUSED = (403, {"error": "insufficient_authorization_details"})
 SCHEMA_REASONS = {"argument_too_long", "argument_not_allowed"}
 # The rule the scan implements, as the regex it replaced (fine on short strings, quadratic on long ones).
 OLD_RULE = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
@@ -126,11 +127,24 @@ async def test_regression_every_string_argument_has_a_cap_enforced_first(
             for protocol in PROTOCOLS:
                 caplog.clear()
                 arguments = base[tool] | {name: shaped(10 * cap)}
-                response = await call_raw(http, mint(scope=scope), tool, arguments, protocol=protocol)
-                assert tool_error(response)
+                # A transact token names its one movement (issue 15): bound to this very call, so that only
+                # the argument is judged; an amount the issuer would never sign is judged against a real one.
+                bound = (tool, base[tool] if name == "amount" else arguments) if scope == "transact" else None
+                token = mint(scope=scope, bound=bound)
+                response = await call_raw(http, token, tool, arguments, protocol=protocol)
                 (line,) = audit_lines(caplog)
-                assert (line["tool"], line["outcome"]) == (tool, "refused")
-                assert line["reason"] in SCHEMA_REASONS
+                if bound is not None and name == "amount":
+                    # The auth layer meets a transact amount first (the amount rule, before the jti is spent).
+                    assert (response.status_code, response.json()) == DETAILS_REFUSED
+                    assert (line["tool"], line["outcome"], line["reason"]) == (
+                        tool,
+                        "denied",
+                        "details_amount_rule",
+                    )
+                else:
+                    assert tool_error(response)
+                    assert (line["tool"], line["outcome"]) == (tool, "refused")
+                    assert line["reason"] in SCHEMA_REASONS
                 tried += 1
     assert tried == 2 * 13  # every string argument of the seven tools, on both paths
     assert movements(engine) == 0
@@ -166,8 +180,18 @@ async def test_regression_amount_is_ascii_digits_exactly(
     arguments = valid_arguments(bank)["make_payment"] | {"amount": amount}
     with pytest.raises(InvalidAmount):
         bank.make_payment("alice", **arguments)
+    valid = valid_arguments(bank)
     for protocol in PROTOCOLS:
-        response = await call_raw(http, mint(scope="transact"), "make_payment", arguments, protocol=protocol)
+        # A transact token bound to the payment as the user confirmed it: the amount rule refuses the call in
+        # the auth layer, before the token is spent (issue 15).
+        token = mint(scope="transact", bound=("make_payment", valid["make_payment"]))
+        response = await call_raw(http, token, "make_payment", arguments, protocol=protocol)
+        assert (response.status_code, response.json()) == DETAILS_REFUSED
+        # The input schema holds the same rule on every amount argument (here, one no token binds).
+        threshold = {"low_balance_threshold": amount}
+        response = await call_raw(
+            http, mint(scope="configure"), "update_notification_settings", threshold, protocol=protocol
+        )
         assert tool_error(response) == AMOUNT_SENTENCE
     assert movements(engine) == 0
 
@@ -193,8 +217,9 @@ async def test_regression_memo_over_the_cap_is_refused_on_every_path(
             ("x" * 141, "The memo must be at most 140 characters."),
             ("\u202erent", "The memo must not contain control or formatting characters."),
         ):
+            token = mint(scope="transact", bound=("make_payment", arguments))
             response = await call_raw(
-                http, mint(scope="transact"), "make_payment", arguments | {"memo": memo}, protocol=protocol
+                http, token, "make_payment", arguments | {"memo": memo}, protocol=protocol
             )
             assert tool_error(response) == sentence
     assert movements(engine) == 0

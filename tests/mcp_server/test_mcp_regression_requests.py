@@ -203,9 +203,8 @@ async def test_regression_a_lone_surrogate_is_a_clean_refusal_with_an_audit_line
 async def test_a_surrogate_pair_is_just_a_character(
     http: httpx2.AsyncClient, mint: Mint, payment: dict[str, Any]
 ) -> None:
-    response = await call_raw(
-        http, mint(scope="transact"), "make_payment", payment | {"memo": "rent \U0001f3e0"}
-    )
+    token = mint(scope="transact", bound=("make_payment", payment))
+    response = await call_raw(http, token, "make_payment", payment | {"memo": "rent \U0001f3e0"})
     assert response.json()["result"]["structuredContent"]["status"] == "completed"
     assert b"\\ud83c\\udfe0" in response.request.content  # it was sent as an escaped pair
 

@@ -77,7 +77,19 @@ async def test_payment_with_confirmation_moves_money_once(bank_call: Call) -> No
     assert summary["summary"] == "Pay 25.00 from your checking account ending in 1234 to Jane S.."
     assert "make_payment" not in bank_call.bank.calls
 
-    bank_call.llm.script([call("make_payment", "m1", confirmation_id="confirm-1")], "Done.")
+    bank_call.llm.script(
+        [
+            call(
+                "make_payment",
+                "m1",
+                confirmation_id="confirm-1",
+                from_account="account-1",
+                payee="payee-1",
+                amount="25.00",
+            )
+        ],
+        "Done.",
+    )
     paid = await bank_call.session.run(user_input="Yes, go ahead.")
 
     paid.expect.next_event().is_function_call(name="make_payment")
@@ -89,7 +101,19 @@ async def test_payment_with_confirmation_moves_money_once(bank_call: Call) -> No
     assert list(bank_call.bank.payments) == ["key-1"]
 
     # The same confirmation cannot be spent twice, even when the customer says yes again.
-    bank_call.llm.script([call("make_payment", "m2", confirmation_id="confirm-1")], "Already done.")
+    bank_call.llm.script(
+        [
+            call(
+                "make_payment",
+                "m2",
+                confirmation_id="confirm-1",
+                from_account="account-1",
+                payee="payee-1",
+                amount="25.00",
+            )
+        ],
+        "Already done.",
+    )
     again = await bank_call.session.run(user_input="Yes, do it again.")
     again.expect[1].is_function_call_output(is_error=True)
     assert bank_call.bank.calls.count("make_payment") == 1
@@ -101,7 +125,16 @@ async def test_payment_without_confirmation_never_reaches_the_bank(bank_call: Ca
     # The LLM tries to pay in the same turn it prepared, before the customer answered.
     bank_call.llm.script(
         [call("prepare_payment", "p1", from_account="account-1", payee="payee-1", amount="25.00")],
-        [call("make_payment", "m1", confirmation_id="confirm-1")],
+        [
+            call(
+                "make_payment",
+                "m1",
+                confirmation_id="confirm-1",
+                from_account="account-1",
+                payee="payee-1",
+                amount="25.00",
+            )
+        ],
         "Please confirm.",
     )
     result = await bank_call.session.run(user_input="Pay Jane 25 dollars.")
@@ -109,10 +142,34 @@ async def test_payment_without_confirmation_never_reaches_the_bank(bank_call: Ca
     assert "has not confirmed" in refused.item.output
 
     # A "no" cancels the pending payment for good.
-    bank_call.llm.script([call("make_payment", "m2", confirmation_id="confirm-1")], "Cancelled.")
+    bank_call.llm.script(
+        [
+            call(
+                "make_payment",
+                "m2",
+                confirmation_id="confirm-1",
+                from_account="account-1",
+                payee="payee-1",
+                amount="25.00",
+            )
+        ],
+        "Cancelled.",
+    )
     declined = await bank_call.session.run(user_input="No, don't.")
     assert "did not confirm" in declined.expect[1].is_function_call_output(is_error=True).event().item.output
-    bank_call.llm.script([call("make_payment", "m3", confirmation_id="confirm-1")], "Nothing to do.")
+    bank_call.llm.script(
+        [
+            call(
+                "make_payment",
+                "m3",
+                confirmation_id="confirm-1",
+                from_account="account-1",
+                payee="payee-1",
+                amount="25.00",
+            )
+        ],
+        "Nothing to do.",
+    )
     late = await bank_call.session.run(user_input="Yes.")
     assert "no payment waiting" in late.expect[1].is_function_call_output(is_error=True).event().item.output
 
@@ -122,8 +179,26 @@ async def test_payment_without_confirmation_never_reaches_the_bank(bank_call: Ca
     )
     await bank_call.session.run(user_input="Pay Robert five.")
     bank_call.llm.script(
-        [call("make_payment", "m4", confirmation_id="confirm-1")],
-        [call("make_payment", "m5", confirmation_id="confirm-2")],
+        [
+            call(
+                "make_payment",
+                "m4",
+                confirmation_id="confirm-1",
+                from_account="account-1",
+                payee="payee-2",
+                amount="5",
+            )
+        ],
+        [
+            call(
+                "make_payment",
+                "m5",
+                confirmation_id="confirm-2",
+                from_account="account-1",
+                payee="payee-2",
+                amount="5",
+            )
+        ],
         "Hmm.",
     )
     unclear = await bank_call.session.run(user_input="Hmm, maybe later.")
@@ -144,7 +219,16 @@ async def test_insufficient_funds_is_spoken_clearly(bank_call: Call) -> None:
     )
     await bank_call.session.run(user_input="Pay Jane 500.")
     bank_call.llm.script(
-        [call("make_payment", "m1", confirmation_id="confirm-1")],
+        [
+            call(
+                "make_payment",
+                "m1",
+                confirmation_id="confirm-1",
+                from_account="account-1",
+                payee="payee-1",
+                amount="500.00",
+            )
+        ],
         lambda ctx: ctx.items[-1].output,  # the LLM reads the tool's sentence out
     )
     result = await bank_call.session.run(user_input="Yes.")
@@ -166,13 +250,37 @@ async def test_unreachable_bank_is_spoken_and_a_retry_keeps_the_idempotency_key(
     await bank_call.session.run(user_input="Pay Robert ten.")
 
     bank_call.bank.fail_with = ServiceUnavailable("issuer down")
-    bank_call.llm.script([call("make_payment", "m1", confirmation_id="confirm-1")], SERVICE_UNAVAILABLE)
+    bank_call.llm.script(
+        [
+            call(
+                "make_payment",
+                "m1",
+                confirmation_id="confirm-1",
+                from_account="account-1",
+                payee="payee-2",
+                amount="10.00",
+            )
+        ],
+        SERVICE_UNAVAILABLE,
+    )
     failed = await bank_call.session.run(user_input="Yes please.")
     failed.expect[1].is_function_call_output(output=SERVICE_UNAVAILABLE, is_error=True)
     assert bank_call.state.pending is not None
 
     bank_call.bank.fail_with = None
-    bank_call.llm.script([call("make_payment", "m2", confirmation_id="confirm-1")], "Paid.")
+    bank_call.llm.script(
+        [
+            call(
+                "make_payment",
+                "m2",
+                confirmation_id="confirm-1",
+                from_account="account-1",
+                payee="payee-2",
+                amount="10.00",
+            )
+        ],
+        "Paid.",
+    )
     retried = await bank_call.session.run(user_input="Yes, try again.")
     retried.expect[1].is_function_call_output(is_error=False)
     assert bank_call.bank.calls.count("make_payment") == 2
@@ -222,11 +330,35 @@ async def test_transfer_needs_confirmation_too(bank_call: Call) -> None:
         == "Move 100 from your savings account ending in 7777 to your checking account ending in 1234."
     )
 
-    bank_call.llm.script([call("make_payment", "x", confirmation_id="confirm-1")], "Oops.")
+    bank_call.llm.script(
+        [
+            call(
+                "make_payment",
+                "x",
+                confirmation_id="confirm-1",
+                from_account="account-2",
+                payee="payee-1",
+                amount="100",
+            )
+        ],
+        "Oops.",
+    )
     wrong_tool = await bank_call.session.run(user_input="Yes.")
     wrong_tool.expect[1].is_function_call_output(is_error=True)
 
-    bank_call.llm.script([call("make_transfer", "t2", confirmation_id="confirm-1")], "Done.")
+    bank_call.llm.script(
+        [
+            call(
+                "make_transfer",
+                "t2",
+                confirmation_id="confirm-1",
+                from_account="account-2",
+                to_account="account-1",
+                amount="100.00",
+            )
+        ],
+        "Done.",
+    )
     done = await bank_call.session.run(user_input="Yes, correct.")
     done.expect[1].is_function_call_output(is_error=False)
     assert bank_call.bank.accounts["acc-000444555666"].balance == 4900

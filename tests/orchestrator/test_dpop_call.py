@@ -34,6 +34,7 @@ from issuer import create_app as create_issuer
 from keys import assertion_form, dpop_proof, generate_key, unverified_header
 from mcp_server import McpSettings, create_schema, make_engine, seed
 from mcp_server._app import create_app as create_mcp
+from orchestrator._bank._movement import Movement
 from orchestrator._call._identity import CallerIdentity
 from orchestrator._call._wiring import CallBank, ConnectionSettings, close_bank, open_bank
 from tests.support.issuer import CLIENT_KEYS, ISSUER, issuer_with_clients
@@ -231,7 +232,9 @@ async def _use(bank: CallBank) -> None:
     accounts = (await bank.get_balance())["accounts"]
     checking = next(a["account_id"] for a in accounts if a["type"] == "checking")
     payee = (await bank.list_payees())["payees"][0]["payee_id"]
-    paid = await bank.make_payment(checking, payee, "3.00", f"dpop-{time.time()}")
+    key = f"dpop-{time.time()}"
+    confirmed = Movement("payment", checking, payee, "3.00", "USD", key)
+    paid = await bank.make_payment(checking, payee, "3.00", key, confirmed=confirmed)
     assert paid["status"] == "completed"
     await bank.update_notification_settings(low_balance_alert=True)
 

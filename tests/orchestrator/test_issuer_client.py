@@ -14,14 +14,26 @@ from joserfc.jwk import ECKey
 
 import keys
 from orchestrator import (
+    ApprovalDeclined,
+    ApprovalExpired,
     AuthorizationLost,
     BankError,
     IssuerClient,
+    Movement,
     RetryPolicy,
     ServiceUnavailable,
     ToolRefused,
 )
-from orchestrator._tokens._errors import GrantRevoked, IssuerRefused, IssuerUnavailable, ScopeNotGranted
+from orchestrator._tokens._errors import (
+    ApprovalPending,
+    DetailsRefused,
+    GrantRevoked,
+    InteractionRequired,
+    IssuerRefused,
+    IssuerUnavailable,
+    ScopeNotGranted,
+    SlowDown,
+)
 from orchestrator._tokens._retry import full_jitter
 
 ISSUER = "http://issuer.test"
@@ -292,3 +304,86 @@ def test_full_jitter_stays_within_its_exponential_cap() -> None:
         samples = [delay(attempt) for _ in range(200)]
         assert all(0.0 <= s <= cap for s in samples)
         assert max(samples) > cap / 2  # jitter spreads over the whole range
+
+
+# -- payments: authorization details, out-of-band approval (CIBA) ----------------------------------------
+
+DETAILS = Movement("payment", "a", "p", "1.00", "USD", "k").authorization_details()
+APPROVAL = {"auth_req_id": "req-1", "expires_in": 120, "interval": 2}
+
+
+@pytest.mark.parametrize(
+    ("code", "error_type"),
+    [
+        ("interaction_required", InteractionRequired),
+        ("invalid_authorization_details", DetailsRefused),
+    ],
+)
+async def test_a_refused_movement_never_ends_the_session(make_client, code, error_type) -> None:
+    client, issuer, _ = make_client(error(400, code))
+    with pytest.raises(error_type) as caught:
+        await client.refresh("rt-1", "transact", DETAILS)
+    assert not isinstance(caught.value, AuthorizationLost)
+    assert issuer.forms[0]["authorization_details"] == DETAILS
+    assert issuer.forms[0]["scope"] == "transact"
+
+
+async def test_backchannel_authorize_sends_the_session_the_movement_and_the_message(make_client) -> None:
+    client, issuer, _ = make_client(ok(APPROVAL))
+    request = await client.backchannel_authorize("vb-room", DETAILS, "Pay 1.00 USD to P")
+    assert (request.auth_req_id, request.expires_in, request.interval) == ("req-1", 120, 2)
+    assert "req-1" not in repr(request)
+    (form,) = issuer.forms
+    assert issuer.requests[0].url.path == "/bc-authorize"
+    assert (form["login_hint"], form["scope"], form["binding_message"]) == (
+        "vb-room",
+        "transact",
+        "Pay 1.00 USD to P",
+    )
+    assert form["authorization_details"] == DETAILS
+    assert form["client_assertion"]
+
+
+@pytest.mark.parametrize(
+    ("answer", "error_type"),
+    [
+        (error(400, "invalid_binding_message"), DetailsRefused),
+        (error(400, "invalid_authorization_details"), DetailsRefused),
+        (error(400, "access_denied"), ToolRefused),
+        (error(400, "unknown_user_id"), IssuerRefused),
+        (ok({**APPROVAL, "interval": 0}), IssuerUnavailable),
+        (ok({**APPROVAL, "expires_in": "120"}), IssuerUnavailable),
+        (ok({**APPROVAL, "auth_req_id": ""}), IssuerUnavailable),
+    ],
+)
+async def test_backchannel_authorize_refusals(make_client, answer, error_type) -> None:
+    client, _, _ = make_client(answer)
+    with pytest.raises(error_type):
+        await client.backchannel_authorize("vb-room", DETAILS, "Pay")
+
+
+@pytest.mark.parametrize(
+    ("answer", "error_type"),
+    [
+        (error(400, "authorization_pending"), ApprovalPending),
+        (error(400, "slow_down"), SlowDown),
+        (error(400, "access_denied"), ApprovalDeclined),
+        (error(400, "expired_token"), ApprovalExpired),
+        (error(400, "invalid_grant"), ApprovalExpired),  # unknown, spent or its call ended: no token coming
+        (error(401, "invalid_client"), IssuerRefused),
+    ],
+)
+async def test_each_poll_answer_is_typed(make_client, answer, error_type) -> None:
+    client, issuer, _ = make_client(answer)
+    with pytest.raises(error_type):
+        await client.poll("req-1")
+    assert issuer.forms[0]["grant_type"] == "urn:openid:params:grant-type:ciba"
+    assert issuer.forms[0]["auth_req_id"] == "req-1"
+
+
+async def test_an_approved_poll_is_the_transact_token(make_client) -> None:
+    client, _, _ = make_client(
+        ok({"access_token": "at-t", "token_type": "Bearer", "expires_in": 60, "scope": "transact"})
+    )
+    answer = await client.poll("req-1")
+    assert (answer.access_token, answer.expires_in, answer.refresh_token) == ("at-t", 60, None)

@@ -26,11 +26,14 @@ from mcp_server import create_schema, make_engine, seed
 from mcp_server._app import create_app as create_mcp
 from mcp_server._settings import McpSettings
 from orchestrator import (
+    ApprovalRequired,
     AuthorizationLost,
     Bank,
     BankError,
     IssuerClient,
     McpBank,
+    Movement,
+    NotAuthorized,
     RetryPolicy,
     ServiceUnavailable,
     TokenManager,
@@ -171,7 +174,7 @@ class World:
     banks: list[McpBank] = field(default_factory=list)
     issuer_forms: list[dict[str, str]] = field(default_factory=list)
 
-    async def grant(self, scope: str = "read transact configure", user: str = "alice") -> str:
+    async def session(self, scope: str = "read transact configure", user: str = "alice") -> dict[str, Any]:
         auth = assertion_form("backend", CLIENT_KEYS["backend"], f"{ISSUER}/token", time.time())
         answer = await self.issuer_http.post(
             f"{ISSUER}/token", data={"grant_type": "client_credentials", "scope": "sessions:create", **auth}
@@ -183,8 +186,8 @@ class World:
             headers={"Authorization": f"Bearer {bearer}"},
         )
         assert created.status_code == 201, created.text
-        grant: str = created.json()["session_grant"]
-        return grant
+        body: dict[str, Any] = created.json()
+        return body
 
     async def bank(
         self, scope: str = "read transact configure", user: str = "alice"
@@ -197,8 +200,9 @@ class World:
             retry=RetryPolicy(attempts=2),
             sleep=_no_sleep,
         )
-        tokens = TokenManager(client)
-        await tokens.start(await self.grant(scope, user), "read")
+        session = await self.session(scope, user)
+        tokens = TokenManager(client, session_id=session["session_id"])
+        await tokens.start(session["session_grant"], "read")
         bank = McpBank(tokens, self.url, transport=self.wire)
         self.banks.append(bank)
         return bank, tokens
@@ -238,6 +242,11 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
             engine.dispose()
 
 
+def confirmed(kind: str, source: str, target: str, amount: str, key: str) -> Movement:
+    """What the user confirmed: the movement a transact token is bound to."""
+    return Movement("payment" if kind == "payment" else "transfer", source, target, amount, "USD", key)
+
+
 async def _accounts(bank: McpBank) -> dict[str, dict[str, Any]]:
     return {a["account_number"][-4:]: a for a in (await bank.get_balance())["accounts"]}
 
@@ -265,19 +274,55 @@ async def test_each_payment_gets_a_fresh_transact_token_and_the_key_is_idempoten
     bank, _ = await world.bank()
     checking = (await _accounts(bank))["1234"]["account_id"]
     payee = (await bank.list_payees())["payees"][0]["payee_id"]
-    first = await bank.make_payment(checking, payee, "12.50", "pay-1", memo="rent")
-    again = await bank.make_payment(checking, payee, "12.50", "pay-1", memo="rent")
+    movement = confirmed("payment", checking, payee, "12.50", "pay-1")
+    first = await bank.make_payment(checking, payee, "12.50", "pay-1", memo="rent", confirmed=movement)
+    again = await bank.make_payment(checking, payee, "12.50", "pay-1", memo="rent", confirmed=movement)
     assert first["status"] == "completed"
     assert again["payment_id"] == first["payment_id"]  # the same key never pays twice
     tokens = [s.token for s in world.wire.calls("make_payment")]
     assert len(tokens) == len(set(tokens)) == 2
 
 
+@pytest.mark.parametrize("changed", ["payee", "amount", "key"])
+async def test_a_call_that_differs_from_the_confirmed_movement_is_refused_by_the_mcp_server(
+    world: World, changed: str
+) -> None:
+    # A bug between the confirmation and the call: the token carries what was confirmed, the call
+    # something else. The MCP server refuses it before spending the token; no money moves.
+    bank, _ = await world.bank()
+    checking = (await _accounts(bank))["1234"]["account_id"]
+    payee, other = [p["payee_id"] for p in (await bank.list_payees())["payees"][:2]]
+    movement = confirmed("payment", checking, payee, "25.00", "pay-bound")
+    call = {"payee": (other, "25.00", "pay-bound"), "amount": (payee, "250.00", "pay-bound")}.get(
+        changed, (payee, "25.00", "pay-other")
+    )
+    before = (await _accounts(bank))["1234"]["balance"]
+    with pytest.raises(NotAuthorized) as refused:
+        await bank.make_payment(checking, *call, confirmed=movement)
+    assert str(refused.value) == "That was not the payment you confirmed, so no money moved."
+    assert world.wire.calls("make_payment")[-1].status == 403
+    assert (await _accounts(bank))["1234"]["balance"] == before
+
+
+async def test_above_the_threshold_nothing_is_paid_and_the_approval_is_asked_for(world: World) -> None:
+    bank, tokens = await world.bank()
+    checking = (await _accounts(bank))["1234"]["account_id"]
+    payee = (await bank.list_payees())["payees"][0]["payee_id"]
+    movement = confirmed("payment", checking, payee, "750.00", "pay-big")
+    with pytest.raises(ApprovalRequired) as waiting:
+        await bank.make_payment(checking, payee, "750.00", "pay-big", confirmed=movement)
+    assert waiting.value.approval.movement == movement
+    assert world.wire.calls("make_payment") == []
+    assert tokens.lost is None  # the call goes on: the refresh token was not spent
+    assert await bank.list_loans()
+
+
 async def test_transfer_and_settings_use_their_own_scopes(world: World) -> None:
     bank, _ = await world.bank()
     accounts = await _accounts(bank)
+    source, target = accounts["1234"]["account_id"], accounts["5678"]["account_id"]
     moved = await bank.transfer_between_accounts(
-        accounts["1234"]["account_id"], accounts["5678"]["account_id"], "5.00", "move-1"
+        source, target, "5.00", "move-1", confirmed=confirmed("transfer", source, target, "5.00", "move-1")
     )
     assert moved["status"] == "completed"
     settings = await bank.update_notification_settings(low_balance_alert=True, channel="sms")
@@ -298,11 +343,11 @@ async def test_transfer_and_settings_use_their_own_scopes(world: World) -> None:
 async def test_a_tool_refusal_is_the_tools_own_sentence(world: World) -> None:
     bank, _ = await world.bank()
     checking = (await _accounts(bank))["1234"]["account_id"]
-    payee = (await bank.list_payees())["payees"][0]["payee_id"]
+    unknown = "pye_unknown"
+    movement = confirmed("payment", checking, unknown, "1.00", "pay-unknown")
     with pytest.raises(ToolRefused) as caught:
-        await bank.make_payment(checking, payee, "999999.00", "pay-big")
-    assert str(caught.value).endswith(".")
-    assert "Traceback" not in str(caught.value)
+        await bank.make_payment(checking, unknown, "1.00", "pay-unknown", confirmed=movement)
+    assert str(caught.value) == "Payee not found."
     with pytest.raises(ToolRefused, match="not found"):
         await bank.list_transactions(account_id="acc_nope")
 
@@ -349,7 +394,8 @@ async def test_a_payment_retried_after_401_keeps_its_idempotency_key_and_pays_on
         return claims
 
     world.gate.verify_async = refuse_first_transact_at_the_tool_call  # type: ignore[method-assign]
-    paid = await bank.make_payment(checking, payee, "20.00", "pay-401")
+    movement = confirmed("payment", checking, payee, "20.00", "pay-401")
+    paid = await bank.make_payment(checking, payee, "20.00", "pay-401", confirmed=movement)
     calls = world.wire.calls("make_payment")
     assert [c.status for c in calls] == [401, 200]  # one forced refresh, one retry
     assert calls[0].token == refused_once[0] != calls[1].token
@@ -381,7 +427,9 @@ async def test_403_insufficient_scope_is_a_plain_refusal(world: World) -> None:
 async def test_a_scope_the_user_did_not_allow_is_refused_before_any_mcp_traffic(world: World) -> None:
     bank, tokens = await world.bank(scope="read")
     with pytest.raises(ToolRefused, match="payments"):
-        await bank.make_payment("acc", "pye", "1.00", "k")
+        await bank.make_payment(
+            "acc", "pye", "1.00", "k", confirmed=confirmed("payment", "acc", "pye", "1.00", "k")
+        )
     assert world.wire.sent == []
     assert tokens.lost is None
     assert await bank.list_loans()
@@ -391,7 +439,8 @@ async def test_lost_authorization_stops_every_tool_without_contacting_anyone(wor
     bank, tokens = await world.bank()
     await tokens.revoke()
     before = len(world.wire.sent)
-    for call in (bank.get_balance(), bank.list_payees(), bank.make_payment("a", "p", "1.00", "k")):
+    payment = bank.make_payment("a", "p", "1.00", "k", confirmed=confirmed("payment", "a", "p", "1.00", "k"))
+    for call in (bank.get_balance(), bank.list_payees(), payment):
         with pytest.raises(AuthorizationLost):
             await call
     assert len(world.wire.sent) == before
@@ -510,7 +559,13 @@ async def test_concurrent_calls_of_different_scopes_each_send_their_own_token(wo
     for round_ in range(3):
         await asyncio.gather(
             bank.list_loans(),
-            bank.transfer_between_accounts(checking, savings, "1.00", f"move-{round_}"),
+            bank.transfer_between_accounts(
+                checking,
+                savings,
+                "1.00",
+                f"move-{round_}",
+                confirmed=confirmed("transfer", checking, savings, "1.00", f"move-{round_}"),
+            ),
             bank.update_notification_settings(low_balance_alert=True),
             bank.get_balance(),
         )

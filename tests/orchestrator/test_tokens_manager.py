@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -19,15 +20,21 @@ from freezegun import freeze_time
 from issuer import create_app
 from keys import assertion_form
 from orchestrator import (
+    ApprovalDeclined,
+    ApprovalExpired,
     AuthorizationLost,
     IssuerClient,
+    Movement,
     RetryPolicy,
     ServiceUnavailable,
     TokenManager,
     ToolRefused,
 )
-from orchestrator._tokens._errors import GrantRevoked, SessionEnded
+from orchestrator._tokens._errors import GrantRevoked, InteractionRequired, SessionEnded
+from orchestrator._tokens._retry import Sleep
 from tests.support.issuer import CLIENT_KEYS, ISSUER, issuer_with_clients
+
+CIBA = "urn:openid:params:grant-type:ciba"
 
 
 def _wall_clock() -> float:
@@ -69,6 +76,21 @@ async def _no_sleep(_: float) -> None:
     return None
 
 
+_KEYS = itertools.count(1)
+
+
+def movement(amount: str = "10.00") -> Movement:
+    """A payment the user confirmed, with a fresh idempotency key."""
+    return Movement("payment", "acc_checking", "pye_jane", amount, "USD", f"key-{next(_KEYS)}", "Pay Jane")
+
+
+async def token(tokens: TokenManager, scope: str) -> str:
+    """A token of `scope`; a transact one bound to a fresh small payment."""
+    if scope == "transact":
+        return await tokens.transact_token(movement())
+    return await tokens.get_token(scope)
+
+
 @dataclass
 class Rig:
     """The real issuer in-process, a session on it, and the orchestrator's token manager."""
@@ -77,6 +99,8 @@ class Rig:
     wire: Wire
     frozen: Any
     grant: str = ""
+    sid: str = ""
+    slept: list[float] = field(default_factory=list)
 
     def issuer_client(self) -> IssuerClient:
         return IssuerClient(
@@ -103,14 +127,44 @@ class Rig:
         )
         assert created.status_code == 201, created.text
         grant: str = created.json()["session_grant"]
+        self.sid = created.json()["session_id"]
         self.wire.forms.clear()
         self.wire.answers.clear()
         return grant
 
-    async def started(self, scope: str = "read transact configure") -> TokenManager:
-        tokens = TokenManager(self.issuer_client())
-        await tokens.start(await self.session(scope), "read")
+    async def started(
+        self, scope: str = "read transact configure", sleep: Sleep | None = None
+    ) -> TokenManager:
+        grant = await self.session(scope)
+        tokens = TokenManager(self.issuer_client(), session_id=self.sid, sleep=sleep or self.sleep)
+        await tokens.start(grant, "read")
         return tokens
+
+    async def sleep(self, seconds: float) -> None:
+        """The token manager's wait between approval polls: recorded, and time moves on that much."""
+        self.slept.append(seconds)
+        self.frozen.tick(seconds)
+        await asyncio.sleep(0)
+
+    async def app(self, decision: str) -> None:
+        """The user's banking app decides the one pending approval (client backend, approvals:decide)."""
+        auth = assertion_form("backend", CLIENT_KEYS["backend"], f"{ISSUER}/token", time.time())
+        form = {"grant_type": "client_credentials", "scope": "approvals:decide", **auth}
+        answer = await self.http.post(f"{ISSUER}/token", data=form)
+        bearer = {"Authorization": f"Bearer {answer.json()['access_token']}"}
+        listed = await self.http.get(f"{ISSUER}/approvals", params={"user_id": "alice"}, headers=bearer)
+        (request,) = listed.json()["approvals"]
+        decided = await self.http.post(
+            f"{ISSUER}/approvals/{request['auth_req_id']}", json={"decision": decision}, headers=bearer
+        )
+        assert decided.status_code == 200, decided.text
+
+    def polls(self) -> int:
+        return sum(1 for f in self.forms_since_start if f.get("grant_type") == CIBA)
+
+    @property
+    def forms_since_start(self) -> list[dict[str, str]]:
+        return self.wire.forms
 
 
 @pytest.fixture
@@ -154,18 +208,18 @@ async def test_100_concurrent_callers_at_expiry_cause_exactly_one_refresh(rig: R
 async def test_concurrent_scopes_are_serialised_so_no_refresh_token_is_presented_twice(rig: Rig) -> None:
     tokens = await rig.started()
     scopes = ["configure", "transact", "transact", "configure", "transact", "read"] * 4
-    got = await asyncio.gather(*(tokens.get_token(s) for s in scopes))
+    got = await asyncio.gather(*(token(tokens, s) for s in scopes))
     assert all(got)
     presented = [f["refresh_token"] for f in rig.wire.refreshes()]
     assert len(presented) == len(set(presented))
     assert tokens.lost is None
-    assert await tokens.get_token("transact")  # the family is alive
+    assert await token(tokens, "transact")  # the family is alive
 
 
 async def test_transact_tokens_are_fresh_every_time_and_never_cached(rig: Rig) -> None:
     tokens = await rig.started()
-    t1 = await tokens.get_token("transact")
-    t2 = await tokens.get_token("transact")
+    t1 = await token(tokens, "transact")
+    t2 = await token(tokens, "transact")
     assert t1 != t2
     assert len(rig.wire.grants("transact")) == 2
     assert [a["expires_in"] for a in rig.wire.answers[-2:]] == [60, 60]
@@ -229,7 +283,7 @@ async def test_invalid_grant_loses_authorization_and_the_issuer_is_never_called_
     assert len(rig.wire.forms) == calls + 1
     for scope in ("read", "configure", "transact", "read"):
         with pytest.raises(AuthorizationLost):
-            await tokens.get_token(scope)
+            await token(tokens, scope)
     assert await tokens.revoke() is True
     assert len(rig.wire.forms) == calls + 1  # nothing more reached the issuer
     assert tokens.lost is not None
@@ -244,7 +298,7 @@ async def test_a_cached_token_is_not_served_once_authorization_is_lost(rig: Rig)
     revoked = await rig.http.post(f"{ISSUER}/revoke", data={"token": current, **auth})
     assert revoked.status_code == 200
     with pytest.raises(GrantRevoked):
-        await tokens.get_token("transact")
+        await token(tokens, "transact")
     with pytest.raises(AuthorizationLost):
         await tokens.get_token("read")
 
@@ -252,7 +306,7 @@ async def test_a_cached_token_is_not_served_once_authorization_is_lost(rig: Rig)
 async def test_invalid_scope_refuses_that_tool_but_keeps_the_session(rig: Rig) -> None:
     tokens = await rig.started(scope="read")
     with pytest.raises(ToolRefused, match="payments"):
-        await tokens.get_token("transact")
+        await token(tokens, "transact")
     assert tokens.lost is None
     rig.frozen.tick(250)
     assert await tokens.get_token("read")
@@ -319,3 +373,109 @@ async def test_an_exchange_that_never_reached_the_issuer_can_be_tried_again(rig:
     rig.wire.down = False
     await tokens.start(grant, "read")
     assert await tokens.get_token("read")
+
+
+# -- payments bound to one movement, and approval on the user's own device -------------------------------
+
+
+async def test_a_transact_token_carries_exactly_the_movement(rig: Rig) -> None:
+    tokens = await rig.started()
+    confirmed = movement("12.5")
+    await tokens.transact_token(confirmed)
+    (form,) = rig.wire.grants("transact")
+    assert json.loads(form["authorization_details"]) == json.loads(confirmed.authorization_details())
+    assert json.loads(form["authorization_details"])[0]["amount"] == "12.5"
+
+
+async def test_get_token_never_hands_out_an_unbound_transact_token(rig: Rig) -> None:
+    tokens = await rig.started()
+    sent = len(rig.wire.forms)
+    with pytest.raises(ValueError, match="bound to one movement"):
+        await tokens.get_token("transact")
+    assert len(rig.wire.forms) == sent
+
+
+async def test_above_the_threshold_the_issuer_asks_for_approval_and_the_session_goes_on(rig: Rig) -> None:
+    tokens = await rig.started()
+    with pytest.raises(InteractionRequired):
+        await tokens.transact_token(movement("750.00"))
+    assert tokens.lost is None
+    assert await tokens.get_token("configure")  # the refresh token was not spent
+    assert await token(tokens, "transact")
+
+
+async def test_approved_in_the_app_the_poll_gets_the_token_at_the_first_interval(rig: Rig) -> None:
+    tokens = await rig.started()
+    request = await tokens.request_approval(movement("750.00"))
+    assert (request.expires_in, request.interval) == (120, 2)
+    await rig.app("approve")
+    approved = await tokens.await_approval(request)
+    assert approved
+    assert rig.slept == [2]
+    assert rig.polls() == 1
+    bc = next(f for f in rig.wire.forms if "login_hint" in f)
+    assert (bc["login_hint"], bc["binding_message"], bc["scope"]) == (rig.sid, "Pay Jane", "transact")
+
+
+async def test_polls_follow_the_interval_and_slow_down_adds_five_seconds(rig: Rig) -> None:
+    early = True
+
+    async def sleep(seconds: float) -> None:
+        nonlocal early
+        rig.slept.append(seconds)
+        # The first wait ends a second early (a timer firing early, a skewed clock): the issuer says
+        # slow_down, and every later wait is 5 s longer.
+        rig.frozen.tick(seconds - 1 if early else seconds)
+        early = False
+        if len(rig.slept) == 4:
+            await rig.app("approve")
+
+    tokens = await rig.started(sleep=sleep)
+    request = await tokens.request_approval(movement("750.00"))
+    assert await tokens.await_approval(request)
+    assert rig.slept == [2, 7, 7, 7]
+    answers = [
+        a.get("error")
+        for f, a in zip(rig.wire.forms, rig.wire.answers, strict=True)
+        if f.get("grant_type") == CIBA
+    ]
+    assert answers == ["slow_down", "authorization_pending", "authorization_pending", None]
+
+
+async def test_declined_in_the_app_is_approval_declined(rig: Rig) -> None:
+    tokens = await rig.started()
+    request = await tokens.request_approval(movement("750.00"))
+    await rig.app("deny")
+    with pytest.raises(ApprovalDeclined):
+        await tokens.await_approval(request)
+    assert tokens.lost is None
+
+
+async def test_nobody_deciding_is_approval_expired_after_at_most_interval_polls(rig: Rig) -> None:
+    tokens = await rig.started()
+    request = await tokens.request_approval(movement("750.00"))
+    with pytest.raises(ApprovalExpired):
+        await tokens.await_approval(request)
+    assert rig.polls() <= 120 / 2 + 1
+    assert tokens.lost is None
+
+
+async def test_hanging_up_stops_the_polls(rig: Rig) -> None:
+    second_wait, hung_up = asyncio.Event(), asyncio.Event()
+
+    async def sleep(seconds: float) -> None:
+        rig.slept.append(seconds)
+        rig.frozen.tick(seconds)
+        if len(rig.slept) == 2:
+            second_wait.set()
+            await hung_up.wait()
+
+    tokens = await rig.started(sleep=sleep)
+    request = await tokens.request_approval(movement("750.00"))
+    waiting = asyncio.create_task(tokens.await_approval(request))
+    await second_wait.wait()
+    await tokens.revoke()
+    hung_up.set()
+    with pytest.raises(SessionEnded):
+        await waiting
+    assert rig.polls() == 1  # no poll after the call ended

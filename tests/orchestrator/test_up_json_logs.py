@@ -52,6 +52,8 @@ def test_every_log_line_is_one_json_object_with_the_fields(issuer: tuple[str, Ou
     with httpx.Client() as http:
         assert http.get(f"{url}/%00%1b[2J%e2%80%aeevil").status_code == 404
     output.has(b"not_found (no_route)")
+    # The access line is written after the error line and may reach the reader thread later: wait for it too.
+    output.has(b'"logger":"uvicorn.access"')
     found = records(output)
     assert {r["logger"] for r in found} >= {"uvicorn.error", "uvicorn.access", "issuer.errors"}
     assert all(set(r) >= {"time", "level", "logger", "message", "trace_id"} for r in found)

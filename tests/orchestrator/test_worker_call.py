@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from decimal import Decimal
 
 import pytest
 from livekit.agents import AgentSession
@@ -73,6 +74,36 @@ async def test_a_verified_caller_gets_the_banking_agent_and_the_call_is_closed_o
     ended = await store.get("room-1")
     assert ended is not None
     assert ended.state == "ended"
+    assert wiring.ended == [(CallerIdentity("alice", "room-1", GRANT), wiring.bank)]
+
+
+async def test_hanging_up_cancels_every_payment_waiting_for_approval(store: RedisSessionStore) -> None:
+    wiring = Wiring()
+    wiring.bank.approval_above = Decimal("50")
+    voice_call = VoiceCall(store=store, bank_factory=wiring.bank_factory, on_end=wiring.on_end)
+    payment = {"from_account": "account-1", "payee": "payee-1", "amount": "75.00"}
+    scripted = ScriptedLLM(
+        [
+            [call("get_balance", "c1"), call("list_payees", "c2")],
+            "I see them.",
+            [call("prepare_payment", "p1", **payment)],
+            "Pay 75.00 to Jane S.?",
+            [call("make_payment", "m1", confirmation_id="confirm-1", **payment)],
+        ]
+    )
+    async with AgentSession[CallState](llm=scripted) as session:
+        assert await voice_call.start(session, METADATA, room_name="room-1")
+        await session.run(user_input="Accounts and payees?")
+        await session.run(user_input="Pay Jane 75.")
+        await session.run(user_input="Yes.")
+        assert "needs your approval in your banking app" in (assistant_lines(session)[-1] or "")
+        assert len(session.userdata.approvals) == 1
+        await voice_call.end()
+        assert len(session.userdata.approvals) == 0
+
+    (held,) = wiring.bank.held
+    assert held.cancelled
+    assert wiring.bank.payments == {}
     assert wiring.ended == [(CallerIdentity("alice", "room-1", GRANT), wiring.bank)]
 
 

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from orchestrator import AuthorizationLost, BankError, ServiceUnavailable, ToolRefused
+from orchestrator import (
+    ApprovalRequired,
+    AuthorizationLost,
+    BankError,
+    Movement,
+    ServiceUnavailable,
+    ToolRefused,
+)
 from orchestrator._commands._demo._scripted_llm import ScriptedLLM, call
 
 __all__ = ["Account", "MemoryBank", "ScriptedLLM", "call"]
@@ -20,6 +28,22 @@ class Account:
     type: str
     account_number: str
     balance: Decimal
+
+
+class HeldApproval:
+    """A movement waiting for approval that nobody decides: `outcome()` waits until it is cancelled."""
+
+    def __init__(self, movement: Movement) -> None:
+        self.movement = movement
+        self.cancelled = False
+
+    async def outcome(self) -> dict[str, Any]:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.cancelled = True
+            raise
+        raise AssertionError("unreachable: nobody decides")
 
 
 @dataclass
@@ -51,9 +75,14 @@ class MemoryBank:
         }
     )
     calls: list[str] = field(default_factory=list)
+    confirmed: list[Movement] = field(default_factory=list)
+    """The movement each payment or transfer was bound to."""
     payments: dict[str, dict[str, Any]] = field(default_factory=dict)
     fail_with: BankError | None = None
     """When set, every call raises it (after being counted)."""
+    approval_above: Decimal | None = None
+    """Movements above this wait for an approval nobody gives (`held`)."""
+    held: list[HeldApproval] = field(default_factory=list)
 
     def _enter(self, name: str) -> None:
         self.calls.append(name)
@@ -108,9 +137,20 @@ class MemoryBank:
         return {"payees": list(self.payees.values())}
 
     async def make_payment(
-        self, from_account_id: str, payee_id: str, amount: str, idempotency_key: str, memo: str | None = None
+        self,
+        from_account_id: str,
+        payee_id: str,
+        amount: str,
+        idempotency_key: str,
+        memo: str | None = None,
+        *,
+        confirmed: Movement,
     ) -> dict[str, Any]:
         self._enter("make_payment")
+        self.confirmed.append(confirmed)
+        if self.approval_above is not None and Decimal(amount) > self.approval_above:
+            self.held.append(HeldApproval(confirmed))
+            raise ApprovalRequired(self.held[-1])
         if idempotency_key in self.payments:
             return self.payments[idempotency_key]
         account = self._account(from_account_id)
@@ -133,9 +173,16 @@ class MemoryBank:
         return result
 
     async def transfer_between_accounts(
-        self, from_account_id: str, to_account_id: str, amount: str, idempotency_key: str
+        self,
+        from_account_id: str,
+        to_account_id: str,
+        amount: str,
+        idempotency_key: str,
+        *,
+        confirmed: Movement,
     ) -> dict[str, Any]:
         self._enter("transfer_between_accounts")
+        self.confirmed.append(confirmed)
         if idempotency_key in self.payments:
             return self.payments[idempotency_key]
         source, target = self._account(from_account_id), self._account(to_account_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from issuer import IssuerSettings, create_app, metrics_app
 from keys import KeyPair, assertion_form, generate_key
 from tests.support.clock import FakeClock
 from tests.support.lifespan import running as lifespan_running
-from tests.support.registry import TOKEN_EXCHANGE, write_client_registry
+from tests.support.registry import CIBA, TOKEN_EXCHANGE, write_client_registry
 
 ISSUER = "http://127.0.0.1:8000"
 TOKEN_ENDPOINT = ISSUER + "/token"
@@ -55,6 +56,34 @@ def issuer_settings(state: Path, clients_file: Path, **overrides: Any) -> Issuer
 def issuer_with_clients(state: Path, keys: Mapping[str, KeyPair], **overrides: Any) -> IssuerSettings:
     """`issuer_settings` for `state`, with the clients of `keys` registered in `state/clients.json`."""
     return issuer_settings(state, write_client_registry(state / "clients.json", keys), **overrides)
+
+
+def payment(**members: Any) -> str:
+    """An `authorization_details` parameter for one payment; arguments replace members, None drops one."""
+    entry: dict[str, Any] = {
+        "type": "payment",
+        "from_account_id": "acc_checking",
+        "payee_id": "pay_jane",
+        "amount": "25.00",
+        "currency": "USD",
+        "idempotency_key": "key-1",
+    }
+    entry.update(members)
+    return json.dumps([{k: v for k, v in entry.items() if v is not None}])
+
+
+def transfer(**members: Any) -> str:
+    """An `authorization_details` parameter for one transfer; keyword arguments replace members."""
+    entry: dict[str, Any] = {
+        "type": "transfer",
+        "from_account_id": "acc_checking",
+        "to_account_id": "acc_savings",
+        "amount": "25.00",
+        "currency": "USD",
+        "idempotency_key": "key-1",
+    }
+    entry.update(members)
+    return json.dumps([{k: v for k, v in entry.items() if v is not None}])
 
 
 @dataclass
@@ -107,6 +136,38 @@ class Harness:
         self, refresh_token: str, client_id: str = "orchestrator", **params: str
     ) -> httpx.Response:
         return await self.token(client_id, grant_type="refresh_token", refresh_token=refresh_token, **params)
+
+    async def transact(
+        self, refresh_token: str, details: str, client_id: str = "orchestrator", **params: str
+    ) -> httpx.Response:
+        """The refresh grant for a `transact` token bound to `details`."""
+        return await self.refresh(
+            refresh_token, client_id, scope="transact", authorization_details=details, **params
+        )
+
+    async def bc_authorize(
+        self, sid: str, details: str, client_id: str = "orchestrator", **params: str
+    ) -> httpx.Response:
+        form = {"scope": "transact", "login_hint": sid, "authorization_details": details, **params}
+        form.setdefault("binding_message", "Pay 25.00 USD to Jane")
+        return await self.http.post("/bc-authorize", data={**form, **self.auth(client_id)})
+
+    async def approvals(self, user_id: str = "alice") -> httpx.Response:
+        bearer = await self.bearer("backend", "approvals:decide")
+        return await self.http.get(
+            "/approvals", params={"user_id": user_id}, headers={"Authorization": f"Bearer {bearer}"}
+        )
+
+    async def decide(self, auth_req_id: str, decision: str) -> httpx.Response:
+        bearer = await self.bearer("backend", "approvals:decide")
+        return await self.http.post(
+            f"/approvals/{auth_req_id}",
+            json={"decision": decision},
+            headers={"Authorization": f"Bearer {bearer}"},
+        )
+
+    async def poll(self, auth_req_id: str, client_id: str = "orchestrator") -> httpx.Response:
+        return await self.token(client_id, grant_type=CIBA, auth_req_id=auth_req_id)
 
     async def metrics(self) -> str:
         """What the metrics listener serves (`metrics_app`: never the public port)."""

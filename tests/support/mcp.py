@@ -26,6 +26,23 @@ _META = {
 }
 
 Mint = Callable[..., str]
+
+
+def movement(tool: str, arguments: dict[str, Any], currency: str = "USD") -> list[dict[str, str]]:
+    """The `authorization_details` claim binding a transact token to exactly this call."""
+    kind, target = ("payment", "payee_id") if tool == "make_payment" else ("transfer", "to_account_id")
+    return [
+        {
+            "type": kind,
+            "from_account_id": arguments["from_account_id"],
+            target: arguments[target],
+            "amount": arguments["amount"],
+            "currency": currency,
+            "idempotency_key": arguments["idempotency_key"],
+        }
+    ]
+
+
 # Where the MCP tests' clock starts (the seeded bank's history is dated from it).
 MCP_START = 1_790_000_000.0
 

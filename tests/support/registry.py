@@ -10,14 +10,15 @@ from typing import Any
 from keys import KeyPair
 
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+CIBA = "urn:openid:params:grant-type:ciba"
 ALL_SCOPES = "read transact configure"
 # client id -> (grant types, scope) of the clients tests register.
 CLIENTS: Mapping[str, tuple[list[str], str]] = {
-    "orchestrator": ([TOKEN_EXCHANGE, "refresh_token"], ALL_SCOPES),
-    "backend": (["client_credentials"], "sessions:create"),
+    "orchestrator": ([TOKEN_EXCHANGE, "refresh_token", CIBA], ALL_SCOPES),
+    "backend": (["client_credentials"], "sessions:create approvals:decide"),
     "admin": (["client_credentials"], "keys:admin sessions:revoke"),
-    # A second agent-like client, to prove grants and refresh tokens are bound to their client.
-    "other": ([TOKEN_EXCHANGE, "refresh_token"], "read"),
+    # A second agent-like client, to prove grants, refresh tokens and approvals are bound to their client.
+    "other": ([TOKEN_EXCHANGE, "refresh_token", CIBA], "read transact"),
 }
 
 

@@ -21,7 +21,7 @@ from sqlalchemy import Engine, MetaData, select
 from issuer import create_app as create_issuer
 from keys import KeyPair, assertion_form, generate_key
 from mcp_server import Bank, McpSettings, build_app_from_settings, create_schema, make_engine, seed
-from orchestrator import IssuerClient, McpBank, RetryPolicy, TokenManager
+from orchestrator import IssuerClient, McpBank, Movement, RetryPolicy, TokenManager
 from tests.support.clock import FakeClock
 from tests.support.issuer import ISSUER, RESOURCE, TOKEN_ENDPOINT, issuer_settings, never
 from tests.support.lifespan import running
@@ -54,6 +54,19 @@ class IssuerLink(httpx.AsyncBaseTransport):
         if request.url.path == JWKS_PATH:
             self.jwks_fetches += 1
         return await self.inner.handle_async_request(request)
+
+
+def bound(tool: str, arguments: dict[str, Any], currency: str = "USD") -> Movement:
+    """The movement a transact token for exactly this call is bound to (what the user confirmed)."""
+    kind, target = ("payment", "payee_id") if tool == "make_payment" else ("transfer", "to_account_id")
+    return Movement(
+        kind,
+        arguments["from_account_id"],
+        arguments[target],
+        arguments["amount"],
+        currency,
+        arguments["idempotency_key"],
+    )
 
 
 def b64_json(data: dict[str, Any]) -> str:

@@ -20,7 +20,7 @@ from livekit.agents.voice.run_result import (
 from orchestrator._commands._demo._scripted_llm import ScriptedLLM, call
 from orchestrator._commands._demo._timeline import Timeline
 
-__all__ = ["last_output", "play_turn", "script_payment", "speak_balances"]
+__all__ = ["last_call", "last_output", "play_turn", "script_confirmation", "script_payment", "speak_balances"]
 
 
 def last_output(ctx: llm.ChatContext, tool: str | None = None) -> dict[str, Any]:
@@ -71,12 +71,27 @@ def script_payment(scripted: ScriptedLLM, payee: str, amount: str, account_type:
     scripted.script([call("list_payees", "payees-1")], prepare, read_back)
 
 
-def script_confirmation(scripted: ScriptedLLM) -> None:
-    """After the caller's yes: make the prepared payment with its confirmation id, then report it."""
+def last_call(ctx: llm.ChatContext, tool: str) -> dict[str, Any]:
+    """The arguments of the latest call of `tool` the LLM made."""
+    for item in reversed(ctx.items):
+        if isinstance(item, llm.FunctionCall) and item.name == tool:
+            parsed = json.loads(item.arguments or "{}")
+            return parsed if isinstance(parsed, dict) else {}
+    return {}
+
+
+def script_confirmation(scripted: ScriptedLLM, *, reports: bool = True, **changed: str) -> None:
+    """After the caller's yes: make the prepared payment, restating what was prepared, then report it.
+
+    `changed` replaces restated arguments: a model that gets the payment wrong. Without `reports` the
+    model is not asked to speak afterwards (the agent itself tells the caller what happened).
+    """
 
     def confirm(ctx: llm.ChatContext) -> list[llm.FunctionToolCall]:
         confirmation = str(last_output(ctx, "prepare_payment").get("confirmation_id", ""))
-        return [call("make_payment", "pay-2", confirmation_id=confirmation)]
+        prepared = last_call(ctx, "prepare_payment")
+        restated = {name: str(prepared.get(name, "")) for name in ("from_account", "payee", "amount")}
+        return [call("make_payment", "pay-2", confirmation_id=confirmation, **(restated | changed))]
 
     def report(ctx: llm.ChatContext) -> str:
         done = last_output(ctx, "make_payment")
@@ -85,7 +100,10 @@ def script_confirmation(scripted: ScriptedLLM) -> None:
             return f"Done: {paid} paid. Your balance is now {done['balance_after']}."
         return str(done.get("error") or done.get("text") or "The payment did not go through.")
 
-    scripted.script(confirm, report)
+    if reports:
+        scripted.script(confirm, report)
+    else:
+        scripted.script(confirm)
 
 
 async def play_turn(session: Any, timeline: Timeline, text: str) -> RunResult[None]:

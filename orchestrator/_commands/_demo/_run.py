@@ -28,7 +28,7 @@ from keys import (
     unverified_header,
 )
 from orchestrator._agent._banking_agent import BankingAgent, CallState
-from orchestrator._bank._protocol import AuthorizationLost
+from orchestrator._bank._protocol import AuthorizationLost, BankError
 from orchestrator._call._identity import parse_identity
 from orchestrator._call._session_store import (
     MemorySessionStore,
@@ -45,13 +45,14 @@ from orchestrator._commands._demo._call import (
     speak_balances,
     speak_transactions,
 )
+from orchestrator._commands._demo._payments import BankingApp, PaymentsDemo
 from orchestrator._commands._demo._scripted_llm import ScriptedLLM, call
 from orchestrator._commands._demo._stack import StackError, free_port, running_stack
 from orchestrator._commands._demo._timeline import Timeline
 from orchestrator._commands._dev_init import DevInitError, dev_init
 from orchestrator._logs import logging_configured
 from orchestrator._tokens._dpop import CallKey
-from orchestrator._tokens._issuer_client import IssuerClient, TokenResponse
+from orchestrator._tokens._issuer_client import BackchannelRequest, IssuerClient, TokenResponse
 from orchestrator._tokens._manager import TokenManager
 
 __all__ = ["DemoOptions", "run_demo"]
@@ -89,6 +90,8 @@ class ObservedIssuerClient(IssuerClient):
         self.issued_at: dict[str, float] = {}
         self.refresh_token: str | None = None
         self.read_refreshes = 0
+        self.polls = 0
+        self.transact_arguments: dict[str, str] = {}
 
     def _record(self, response: TokenResponse, scope: str) -> None:
         self.last[scope] = response
@@ -107,13 +110,18 @@ class ObservedIssuerClient(IssuerClient):
         )
         return response
 
-    async def refresh(self, refresh_token: str, scope: str) -> TokenResponse:
-        response = await super().refresh(refresh_token, scope)
+    async def refresh(
+        self, refresh_token: str, scope: str, authorization_details: str | None = None
+    ) -> TokenResponse:
+        response = await super().refresh(refresh_token, scope, authorization_details)
         self._record(response, scope)
+        if authorization_details is not None:
+            entry = dict(json.loads(authorization_details)[0])
+            self.transact_arguments = {k: v for k, v in entry.items() if k not in ("type", "currency")}
         kid = kid_of(response.access_token)[:12]
         if scope == "transact":
             detail = f"single-use, kid {kid}…, expires in {response.expires_in:.0f} s; refresh token rotated"
-            self.timeline.step("Fresh transact token for the payment", detail)
+            self.timeline.step("Fresh transact token bound to exactly the confirmed payment", detail)
         else:
             if scope == "read":
                 self.read_refreshes += 1
@@ -121,6 +129,32 @@ class ObservedIssuerClient(IssuerClient):
                 f"scope {scope!r}, kid {kid}…, expires in {response.expires_in:.0f} s; refresh token rotated"
             )
             self.timeline.step(f"Refresh-token grant for {scope!r}", detail)
+        return response
+
+    async def backchannel_authorize(
+        self, session_id: str, authorization_details: str, binding_message: str
+    ) -> BackchannelRequest:
+        request = await super().backchannel_authorize(session_id, authorization_details, binding_message)
+        self.polls = 0
+        self.timeline.step(
+            "Approval requested in the caller's app (CIBA /bc-authorize)",
+            f"“{binding_message}”, lives {request.expires_in:.0f} s, polled every {request.interval:.0f} s",
+        )
+        return request
+
+    async def poll(self, auth_req_id: str) -> TokenResponse:
+        self.polls += 1
+        try:
+            response = await super().poll(auth_req_id)
+        except BankError as exc:
+            if exc.code != "authorization_pending":
+                self.timeline.step(f"Approval poll {self.polls}: {exc.code}")
+            raise
+        self._record(response, "transact")
+        self.timeline.step(
+            f"Approval poll {self.polls}: approved",
+            f"a single-use token bound to the approved payment, kid {kid_of(response.access_token)[:12]}…",
+        )
         return response
 
 
@@ -143,13 +177,14 @@ async def mcp_status(
     tool: str,
     *,
     proof_key: KeyPair | CallKey | None = None,
+    arguments: dict[str, str] | None = None,
 ) -> httpx.Response:
     """A raw `tools/call`, as Bearer or (with a key to sign a proof) as DPoP, to show the server's answer."""
     body = {
         "jsonrpc": "2.0",
         "id": 1,
         "method": "tools/call",
-        "params": {"name": tool, "arguments": {}},
+        "params": {"name": tool, "arguments": arguments or {}},
     }
     headers = {
         **MCP_HEADERS,
@@ -194,6 +229,7 @@ class Demo:
         self.state = state
         self.timeline = timeline
         self.issuer_url = ""
+        self.active_kid = "?"
         self.call_key: CallKey | None = None
 
     async def run(self, issuer_url: str, resource_url: str) -> None:
@@ -248,18 +284,31 @@ class Demo:
         client = ObservedIssuerClient(
             issuer_http, issuer=issuer_url, client_id="orchestrator", key=key, timeline=t, dpop=self.call_key
         )
-        tokens = TokenManager(client)
+        tokens = TokenManager(client, session_id=identity.session_id)
         await tokens.start(identity.session_grant)
         bank = CallBank(tokens, resource_url, issuer_http, self.call_key)
         scripted = ScriptedLLM()
+        call_state = CallState(identity=identity)
         try:
-            async with AgentSession[CallState](
-                llm=scripted, userdata=CallState(identity=identity)
-            ) as session:
+            async with AgentSession[CallState](llm=scripted, userdata=call_state) as session:
                 await session.start(BankingAgent(bank))
                 await self.conversation(session, scripted, client, http, issuer_url, resource_url)
+                await PaymentsDemo(
+                    t,
+                    session,
+                    scripted,
+                    call_state,
+                    tokens,
+                    http,
+                    issuer_url,
+                    resource_url,
+                    BankingApp(http, issuer_url, self.state),
+                    self.call_key,
+                ).run()
+                await self.attacks(http, issuer_url, resource_url, client)
         finally:
-            t.section("6. The call ends")
+            t.section("7. The call ends")
+            await call_state.approvals.cancel()
             revoked = await bank.end()
             t.check(revoked, "Refresh-token family revoked (RFC 7009)")
             await store.close(identity.session_id)
@@ -305,9 +354,15 @@ class Demo:
         t.check(completed, "Payment completed under a single-use transact token")
         transact = client.last.get("transact")
         if transact is not None:
-            # Even with a fresh proof by the call's own key: the token's jti is spent.
+            # The very payment it was bound to, sent again with a fresh proof by the call's own key: only
+            # the spent jti stands in the way.
             replay = await mcp_status(
-                http, resource_url, transact.access_token, "make_payment", proof_key=self.call_key
+                http,
+                resource_url,
+                transact.access_token,
+                "make_payment",
+                proof_key=self.call_key,
+                arguments=client.transact_arguments,
             )
             t.check(
                 replay.status_code == 401,
@@ -338,8 +393,14 @@ class Demo:
             f"kid {kid_of(before)[:12]}…",
         )
         await self.proactive_refresh(session, scripted, client, active)
+        self.active_kid = active
 
-        t.section("5. What an attacker gets")
+    async def attacks(
+        self, http: httpx.AsyncClient, issuer_url: str, resource_url: str, client: ObservedIssuerClient
+    ) -> None:
+        t = self.timeline
+        active = self.active_kid
+        t.section("6. What an attacker gets")
         forged = await mcp_status(
             http, resource_url, forged_token(active, issuer_url, resource_url), "get_balance"
         )
