@@ -25,7 +25,7 @@ RAW = "raw cryptography"
 
 
 def access_claims() -> dict[str, Any]:
-    """A realistic RFC 9068 access token of DESIGN.md."""
+    """A realistic RFC 9068 access token, as docs/architecture.md "Tokens" describes it."""
     return {
         "iss": ISSUER,
         "sub": "alice",

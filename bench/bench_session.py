@@ -295,7 +295,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     }
     report.checks += [
         Check("issuer requests per payment below the threshold (max)", max(small), 1, "<=", unit="count"),
-        # DESIGN's flow: the refresh grant answers interaction_required, then /bc-authorize, then the polls.
+        # The CIBA flow (docs/architecture.md, "Payments"): the refresh grant answers interaction_required,
+        # then /bc-authorize, then the polls.
         Check(
             "issuer requests above the threshold besides the polls (max)",
             max(p["issuer_requests"] - p["polls"] for p in large),

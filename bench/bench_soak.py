@@ -82,8 +82,10 @@ def services(state: Path, redis_url: str | None, log: Path) -> Iterator[tuple[st
     with log.open("ab") as sink:  # the services' own logs, for a failed run
         try:
             for name in ("issuer", "mcp"):
+                # The MCP server alone must be told where its issuer is.
+                own = ["--issuer-url", f"http://127.0.0.1:{issuer_port}"] if name == "mcp" else []
                 processes[name] = subprocess.Popen(
-                    [str(VOICEBANK), "up", "--only", name, *common],
+                    [str(VOICEBANK), "up", "--only", name, *common, *own],
                     env=env,
                     stdout=sink,
                     stderr=sink,

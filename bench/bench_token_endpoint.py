@@ -1,9 +1,9 @@
 """Issuer `/token`, server-bound: pre-signed bodies driven by wrk, against a bare endpoint of the same server.
 
 Run: .venv/bin/python bench/bench_token_endpoint.py [--quick] [--seconds N] [--rounds R]
-One issuer process (uvicorn, file key store, in-memory refresh store) also serves `POST /bare`, a FastAPI
-handler answering a fixed JSON body of a token answer's size. Before each round every request body is
-prepared: client assertions signed (single-use jtis, one per request), session grants signed with the
+One issuer process (uvicorn, file key store, in-memory refresh store) also serves `POST /bare`, a route of the
+same kind as /token answering a fixed JSON body of a token answer's size. Before each round every request body
+is prepared: client assertions signed (single-use jtis, one per request), session grants signed with the
 issuer's own key, refresh tokens obtained by untimed token exchanges. The timed phase is wrk posting those
 bodies (bench/wrk_bodies.lua) over 16 connections; the generator's own CPU (from the kernel) gives its
 capacity, which must be >= 3x the server's rate on the bare endpoint, or the figures measure the generator.

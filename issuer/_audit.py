@@ -1,10 +1,10 @@
 """The issuer's audit log: one JSON object per decision on the `voicebank.audit` logger, never a token.
 
-Every line has the same members (DESIGN "Operations"), null when unknown: `time, service, event,
-client_id, sub, sid, scope, jti, kid, exp, family, outcome, reason, trace_id`. `jti`, `kid` and `exp`
-name what was issued (a token's id, never the token); `family` is a refresh-token family id, never a
-refresh token. `outcome` is `ok`, `refused` (the client's request was turned down, `reason` says why)
-or `error` (the issuer could not decide: a store was down).
+Every line has the same members (docs/architecture.md "Audit, tracing and metrics"), null when unknown:
+`time, service, event, client_id, sub, sid, scope, jti, kid, exp, family, outcome, reason, trace_id`.
+`jti`, `kid` and `exp` name what was issued (a token's id, never the token); `family` is a refresh-token
+family id, never a refresh token. `outcome` is `ok`, `refused` (the client's request was turned down,
+`reason` says why) or `error` (the issuer could not decide: a store was down).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from opentelemetry import trace
 
@@ -24,6 +24,9 @@ AUDIT_LOGGER = "voicebank.audit"
 SERVICE = "issuer"
 # A refresh token presented a second time, or by a client it was not issued to: someone holds a copy.
 THEFT_REASONS = frozenset({"refresh_reused", "refresh_wrong_client"})
+# ensure_ascii: client-chosen text (ids, reasons) never reaches the log as raw control characters.
+# One encoder for every line (`json.dumps` with options builds a new one per call).
+_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True).encode
 
 
 def current_trace_id() -> str | None:
@@ -54,7 +57,7 @@ class Decision:
 
 
 class IssuerAudit:
-    """Writes DESIGN "Operations" audit lines; every field is always present (null when unknown)."""
+    """Writes the audit lines of docs/architecture.md; every field is always present (null when unknown)."""
 
     def __init__(
         self, *, clock: Callable[[], float] = time.time, logger: logging.Logger | None = None
@@ -96,12 +99,12 @@ class IssuerAudit:
             "reason": reason,
             "trace_id": trace_id or current_trace_id(),
         }
-        # ensure_ascii: client-chosen text (ids, reasons) never reaches the log as raw control characters.
-        self._logger.log(level, json.dumps(entry, separators=(",", ":"), ensure_ascii=True))
+        self._logger.log(level, _ENCODE(entry))
 
     def decided(self, decision: Decision, *, outcome: str = "ok", reason: str | None = None) -> None:
         """Write `decision`; a theft signal (refresh-token reuse) at WARNING."""
         level = logging.WARNING if reason in THEFT_REASONS else logging.INFO
-        fields = asdict(decision)
+        # Its fields are strings, ints and None: a shallow copy is `asdict` without the deep copying.
+        fields = dict(vars(decision))
         event, note = fields.pop("event"), fields.pop("reason")
         self.record(event, outcome=outcome, reason=reason or note, level=level, **fields)

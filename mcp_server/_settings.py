@@ -16,25 +16,41 @@ from mcp_server._bank._money import parse_cents
 class McpSettings(BaseSettings):
     """Environment of the MCP server (`MCP_ISSUER_URL`, `MCP_RESOURCE_URL`, `BANK_DB_URL`, ...)."""
 
-    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(use_attribute_docstrings=True, extra="ignore", frozen=True)
 
     mcp_issuer_url: str = "http://127.0.0.1:8000"
+    """The issuer the MCP server trusts: tokens must carry exactly this `iss`. `voicebank up` defaults it
+    to `ISSUER_URL`."""
     mcp_resource_url: str = "http://127.0.0.1:8001/mcp"
+    """This server's resource URL: every token must carry it in `aud`."""
     mcp_jwks_url: str | None = None
+    """Where to fetch the issuer's public keys; unset: `$MCP_ISSUER_URL/.well-known/jwks.json`."""
     bank_db_url: str | None = None
+    """The bank database, any SQLAlchemy URL (PostgreSQL: `postgresql+psycopg://...`); unset: SQLite at
+    `$VOICEBANK_STATE/bank.db`."""
     voicebank_state: Path = Path("./var")
+    """The state directory (the default SQLite bank lives there)."""
     redis_url: str | None = None
+    """Redis for the single-use `jti` cache and key events; unset: in-process memory, one replica only."""
     mcp_payment_limit: str = "5000.00"
-    # A tools/call with every argument at its cap is about 1 KiB: 64 KiB leaves room for any MCP request and
-    # bounds the JSON parsing a client can ask for before its arguments are checked.
+    """The largest single payment or transfer, a decimal amount."""
     mcp_max_body_bytes: int = Field(default=64 * 1024, gt=0)
+    """The largest request body the MCP server reads, in bytes. A `tools/call` with every argument at its cap
+    is about 1 KiB: 64 KiB leaves room for any MCP request and bounds the JSON parsing a client can ask for
+    before its arguments are checked."""
     voicebank_mode: Literal["dev", "prod"] = "dev"
-    mcp_require_dpop: bool | None = None  # unset: required exactly when VOICEBANK_MODE=prod
+    """`prod` makes DPoP-bound tokens the default requirement (`MCP_REQUIRE_DPOP`)."""
+    mcp_require_dpop: bool | None = None
+    """`true`: tokens without a DPoP binding are refused; unset: required exactly when
+    `VOICEBANK_MODE=prod`."""
     dpop_nonce: Literal["off", "required"] = "off"
-    # Prometheus metrics on a loopback listener of their own (0: none); never on the public port.
+    """`required`: a DPoP proof without the server's current nonce gets 401 `use_dpop_nonce` with a
+    `DPoP-Nonce` header (RFC 9449 §9)."""
     mcp_metrics_port: int = Field(default=8003, ge=0, le=65535)
-    # Browser origins allowed to call /mcp, comma-separated ("https://app.example.com"); none by default.
+    """Prometheus metrics on a loopback listener of their own (0: none); never on the public port."""
     mcp_allowed_origins: Annotated[tuple[str, ...], NoDecode] = ()
+    """Browser origins allowed to call `/mcp`, comma-separated (`https://app.example.com`); a request whose
+    `Origin` is not listed gets 403. None by default."""
 
     @field_validator("mcp_allowed_origins", mode="before")
     @classmethod

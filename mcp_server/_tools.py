@@ -17,6 +17,7 @@ from fastmcp.server.middleware import CallNext, Middleware, MiddlewareContext
 from fastmcp.tools import ToolResult
 from pydantic import ValidationError as PydanticValidationError
 
+from mcp_server._advertised import hints, needs, server_version
 from mcp_server._arguments import (
     AccountTypeArg,
     Amount,
@@ -162,35 +163,36 @@ def build_mcp(tools: BankTools) -> FastMCP:
     """The FastMCP server with the seven banking tools."""
     mcp = FastMCP(
         "voicebank",
+        version=server_version(),
         mask_error_details=True,
         strict_input_validation=True,
         middleware=[_ArgumentGate(tools)],
     )
     bank = tools.bank
 
-    @mcp.tool
+    @mcp.tool(annotations=hints("get_balance"), meta=needs("get_balance"))
     async def get_balance(account_type: AccountTypeArg | None = None) -> dict[str, Any]:
         """Balances of the caller's accounts; account_type is checking, savings or credit."""
         return await tools.run("get_balance", lambda sub: bank.get_balance(sub, account_type), account_type)
 
-    @mcp.tool
+    @mcp.tool(annotations=hints("list_transactions"), meta=needs("list_transactions"))
     async def list_transactions(account_id: Id | None = None, limit: Limit = 10) -> dict[str, Any]:
         """The caller's recent transactions, newest first (limit 1 to 100)."""
         return await tools.run(
             "list_transactions", lambda sub: bank.list_transactions(sub, account_id, limit), account_id
         )
 
-    @mcp.tool
+    @mcp.tool(annotations=hints("list_loans"), meta=needs("list_loans"))
     async def list_loans() -> dict[str, Any]:
         """The caller's loans."""
         return await tools.run("list_loans", bank.list_loans)
 
-    @mcp.tool
+    @mcp.tool(annotations=hints("list_payees"), meta=needs("list_payees"))
     async def list_payees() -> dict[str, Any]:
         """The people and companies the caller can pay."""
         return await tools.run("list_payees", bank.list_payees)
 
-    @mcp.tool
+    @mcp.tool(annotations=hints("make_payment"), meta=needs("make_payment"))
     async def make_payment(
         from_account_id: Id,
         payee_id: Id,
@@ -215,7 +217,7 @@ def build_mcp(tools: BankTools) -> FastMCP:
             },
         )
 
-    @mcp.tool
+    @mcp.tool(annotations=hints("transfer_between_accounts"), meta=needs("transfer_between_accounts"))
     async def transfer_between_accounts(
         from_account_id: Id, to_account_id: Id, amount: Amount, idempotency_key: IdempotencyKey
     ) -> dict[str, Any]:
@@ -237,7 +239,7 @@ def build_mcp(tools: BankTools) -> FastMCP:
             },
         )
 
-    @mcp.tool
+    @mcp.tool(annotations=hints("update_notification_settings"), meta=needs("update_notification_settings"))
     async def update_notification_settings(
         low_balance_alert: bool | None = None,
         low_balance_threshold: Amount | None = None,

@@ -7,7 +7,7 @@ OrchestratorError           orchestrator_error
 ├── NotConfigured           not_configured      the worker cannot start (`_call/_settings.py`)
 ├── UnknownRef              unknown_ref         the LLM named a reference this call never gave (`_agent`)
 └── the command layer's: DevInitError dev_init, AdminCommandError admin_command, StackError demo_stack,
-    UpError up, ServeError serve
+    UpError up, ServeError serve, TokenCommandError token_command
 """
 
 from __future__ import annotations

@@ -124,10 +124,15 @@ class JsonFormatter(TextFormatter):
 class LogSettings(BaseSettings):
     """`LOG_FORMAT=json|text`; unset, JSON when `VOICEBANK_MODE=prod` and text otherwise."""
 
-    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(
+        case_sensitive=False, extra="ignore", frozen=True, use_attribute_docstrings=True
+    )
 
     log_format: Literal["json", "text"] | None = None
+    """One JSON object per line, or `time level logger message` text, for every logger of the process;
+    unset: JSON when `VOICEBANK_MODE=prod`, text otherwise."""
     voicebank_mode: Literal["dev", "prod"] = "dev"
+    """`prod` makes JSON the default log format."""
 
     def formatter(self) -> TextFormatter:
         """The formatter these settings ask for."""

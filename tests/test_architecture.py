@@ -1,4 +1,5 @@
-"""DESIGN.md "Layout": the dependency rules between our packages, read from the source and by importing.
+"""docs/architecture.md "Where things live": the dependency rules between our packages, from the source and
+by importing.
 
 Static rules, over every import statement (lazy ones too) and every `importlib.import_module` string:
 - `keys` imports none of our packages;

@@ -1,8 +1,8 @@
 """Facts the MCP server and the orchestrator must agree on, where each side keeps its own copy.
 
-The agent's runtime may import only `keys` (DESIGN.md "Layout"), so it cannot read the MCP server's tool
-table: the MCP server owns the tool surface and the tool -> scope table, the orchestrator keeps a copy of
-each (its `Bank` protocol and `_tokens/_scopes.py`), and these tests pin the copies equal.
+The agent's runtime may import only `keys` (docs/architecture.md "Where things live"), so it cannot read the
+MCP server's tool table: the MCP server owns the tool surface and the tool -> scope table, the orchestrator
+keeps a copy of each (its `Bank` protocol and `_tokens/_scopes.py`), and these tests pin the copies equal.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ def participant_token(
     agent_name: str,
     ttl: int,
 ) -> str:
-    """A room-join token whose metadata carries the user and the session grant (contracts.md)."""
+    """A room-join token whose metadata carries the user and the session grant (docs/architecture.md)."""
     metadata = json.dumps({"user_id": user_id, "session_id": room, "session_grant": session_grant})
     token = (
         api.AccessToken(api_key, api_secret)

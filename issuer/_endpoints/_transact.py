@@ -14,7 +14,7 @@ TRANSACT = "transact"
 def requested_detail(form: dict[str, str], requested: frozenset[str]) -> AuthorizationDetail | None:
     """The movement a token request binds its `transact` token to; None when it asks for no transact token.
 
-    `scope=transact` without `authorization_details` is invalid_request (DESIGN), as are details without
+    `scope=transact` without `authorization_details` is invalid_request, as are details without
     `transact`: a token that could move money must say which money.
     """
     text = optional_param(form, "authorization_details")

@@ -5,9 +5,9 @@ identifies the authorization server and names the token endpoint URL as one such
 identifier is the value later guidance (OIDC, RFC 7523bis) prefers, so both are accepted, nothing else.
 
 The header's `kid` names the key, and through it the client. A client with exactly one key may leave it out
-(DESIGN amendments): the client is then the `client_id` parameter, else the assertion's `sub` (equal to its
-`iss`), read unverified only to choose whose one key checks the signature; a client with several keys is
-refused rather than having each key tried.
+(docs/architecture.md): the client is then the `client_id` parameter, else the assertion's `sub` (equal
+to its `iss`), read unverified only to choose whose one key checks the signature; a client with several
+keys is refused rather than having each key tried.
 """
 
 from __future__ import annotations

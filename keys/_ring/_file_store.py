@@ -76,6 +76,13 @@ class FileKeyStore:
         """The stored ring, bootstrapped when the directory holds none."""
         return (await self._transact(lambda ring: ring, now))[0]
 
+    async def peek(self) -> KeyRing | None:
+        """The stored ring as it is, or None when there is none; nothing is created, cleaned or cached."""
+        try:
+            return await asyncio.to_thread(self._stored)
+        except OSError as exc:
+            raise KeyStoreUnavailable(f"{self.directory}: {exc.strerror or type(exc).__name__}") from None
+
     async def current(self) -> KeyRing:
         """The cached ring; reread only when `keyring.json` was replaced (by this or another process)."""
         if self._cached is not None and self._signature == self._stat():
@@ -144,21 +151,25 @@ class FileKeyStore:
 
     def _read(self) -> KeyRing | None:
         """Under the lock: the committed ring (None when there is none), then leftovers removed."""
-        ring: KeyRing | None = None
-        if self._ring_path.exists():
-            records = decode_records(self._ring_path.read_bytes(), str(self._ring_path))
-            pems = {}
-            for record in records:
-                path = self.directory / f"{record.kid}.pem"
-                if record.live and path.exists():
-                    pems[record.kid] = path.read_bytes()
-            known = self._cached.pairs if self._cached is not None else None
-            try:
-                ring = build_ring(records, pems, self._passphrase, known)
-            except CorruptKeyRing as err:
-                raise CorruptKeyRing(f"{self._ring_path}: {err}") from None
+        ring = self._stored()
         self._clean(set(ring.pairs) if ring is not None else set())
         return ring
+
+    def _stored(self) -> KeyRing | None:
+        """The ring `keyring.json` names, with its private keys decrypted; None when there is none."""
+        if not self._ring_path.exists():
+            return None
+        records = decode_records(self._ring_path.read_bytes(), str(self._ring_path))
+        pems = {}
+        for record in records:
+            path = self.directory / f"{record.kid}.pem"
+            if record.live and path.exists():
+                pems[record.kid] = path.read_bytes()
+        known = self._cached.pairs if self._cached is not None else None
+        try:
+            return build_ring(records, pems, self._passphrase, known)
+        except CorruptKeyRing as err:
+            raise CorruptKeyRing(f"{self._ring_path}: {err}") from None
 
     def _clean(self, live: set[str]) -> None:
         """Remove what a crashed writer left: temp files and PEMs that `keyring.json` does not name."""

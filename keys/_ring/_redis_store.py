@@ -86,6 +86,10 @@ class RedisKeyStore:
     async def load(self, now: float) -> KeyRing:
         return (await self._commit(lambda ring: ring, now))[0]
 
+    async def peek(self) -> KeyRing | None:
+        """The stored ring as it is, or None when there is none; nothing is written or cached."""
+        return (await self._snapshot())[1]
+
     async def current(self) -> KeyRing:
         """The cached ring; one GET of the version, and a reload only when it changed."""
         if self._cached is None:

@@ -15,6 +15,10 @@ class KeyStore(Protocol):
         """The stored ring, bootstrapped (one active and one next key per algorithm) when empty."""
         ...
 
+    async def peek(self) -> KeyRing | None:
+        """The stored ring as it is, or None when there is none; changes nothing (`voicebank doctor`)."""
+        ...
+
     async def current(self) -> KeyRing:
         """Cheap: the ring this replica signs with now, reloaded only when the store changed."""
         ...

@@ -33,7 +33,7 @@ class VerifyPolicy:
     # RFC 7523 client assertions need not carry `typ`; when this is set a missing one is accepted,
     # while a present one must still match.
     typ_optional: bool = False
-    # A client with one registered key may leave `kid` out of its assertion (DESIGN amendments): when this
+    # A client with one registered key may leave `kid` out of its assertion (docs/architecture.md): when this
     # is set a token without one is checked against the key source's only key (see `KeySource`).
     kid_optional: bool = False
     normalized_typ: str = field(init=False, repr=False, compare=False)

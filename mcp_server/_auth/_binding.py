@@ -1,12 +1,12 @@
 """A `transact` token moves exactly the money it names: a call's arguments against its authorization details.
 
-The issuer binds each `transact` token to one movement (RFC 9396 `authorization_details`, DESIGN "Payments
-bound to what the user approved"). `make_payment` and `transfer_between_accounts` run only when the call's
-accounts, payee, amount (compared as a decimal, after the amount rule: `25`, `25.0` and `25.00` are equal,
-`25.001` is not an amount) and idempotency key equal the token's, and the source account's currency is the
-token's currency. Anything else is a `BindingMismatch`, a denial the middleware raises after the scope check
-and before the token's `jti` is spent (so the token stays usable for the movement it names); the tool checks
-once more with the arguments as FastMCP parsed them.
+The issuer binds each `transact` token to one movement (RFC 9396 `authorization_details`,
+docs/architecture.md: "Payments bound to what the caller approved"). `make_payment` and
+`transfer_between_accounts` run only when the call's accounts, payee, amount (compared as a decimal, after the
+amount rule: `25`, `25.0` and `25.00` are equal, `25.001` is not an amount) and idempotency key equal the
+token's, and the source account's currency is the token's currency. Anything else is a `BindingMismatch`, a
+denial the middleware raises after the scope check and before the token's `jti` is spent (so the token stays
+usable for the movement it names); the tool checks once more with the arguments as FastMCP parsed them.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ _AFFIRMATIVE = re.compile(
 )
 
 
-# DESIGN "MCP server": the only amounts; [0-9], not \d, which also matches other scripts' digits.
+# The MCP server's amount rule: the only amounts; [0-9], not \d, which also matches other scripts' digits.
 _AMOUNT = re.compile(r"[0-9]{1,9}(?:\.[0-9]{1,2})?")
 
 

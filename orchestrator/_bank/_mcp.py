@@ -1,8 +1,12 @@
-"""`McpBank`: the `Bank` protocol over FastMCP's client, each tool call under its own scope's token."""
+"""`McpBank`: the `Bank` protocol over one FastMCP client per call; each tool under its own scope's token."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncGenerator
+from contextvars import ContextVar
 from typing import Any
 
 import httpx2
@@ -65,12 +69,39 @@ class _SharedPool(httpx2.AsyncBaseTransport):
         return None  # the pool belongs to the McpBank, see McpBank.aclose
 
 
+class _ToolCallAuth(httpx2.Auth):
+    """The credentials and trace context of the tool call that sent the request.
+
+    One MCP client serves all tool calls of a voice call, so its HTTP client cannot hold one call's
+    credentials. The client sends each request from a task running in the sending call's context (the
+    SDK carries the sender's context with the message), where `current` names that call's `ToolBearer`
+    and the current span is that call's.
+    """
+
+    def __init__(self, current: ContextVar[ToolBearer]) -> None:
+        self._current = current
+
+    async def async_auth_flow(
+        self, request: httpx2.Request
+    ) -> AsyncGenerator[httpx2.Request, httpx2.Response]:
+        request.headers.update(trace_headers())
+        flow = self._current.get().async_auth_flow(request)
+        sent = await anext(flow)
+        while True:
+            response = yield sent
+            try:
+                sent = await flow.asend(response)
+            except StopAsyncIteration:
+                return
+
+
 class McpBank:
     """The banking tools of the MCP server at `url`, called for the session whose tokens `tokens` holds.
 
     Each tool call is one stateless MCP request (protocol 2026-07-28: no initialize, no session) carrying
-    a token of exactly that tool's scope, over a connection pool shared by all calls: an MCP server
-    restart costs nothing more than a new TCP connection, and a call it broke is resent once.
+    a token of exactly that tool's scope. One MCP client, opened at the first call, serves every call
+    over one connection pool: an MCP server restart costs nothing more than a new TCP connection, a call
+    it broke is resent once, and a client that died is replaced at the next call.
     """
 
     def __init__(
@@ -91,9 +122,15 @@ class McpBank:
         self._pool = transport if transport is not None else httpx2.AsyncHTTPTransport()
         self._shared = _SharedPool(self._pool)
         self._timeout = httpx2.Timeout(timeout, connect=connect_timeout)
+        self._bearer: ContextVar[ToolBearer] = ContextVar("tool_call_bearer")
+        self._auth = _ToolCallAuth(self._bearer)
+        self._client: Client[StreamableHttpTransport] | None = None
+        self._closing = contextlib.AsyncExitStack()  # closes `_client`
+        self._opening = asyncio.Lock()
 
     async def aclose(self) -> None:
-        """Close the connection pool."""
+        """Close the MCP client and the connection pool."""
+        await self._drop_client()
         await self._pool.aclose()
 
     async def get_balance(self, account_type: str | None = None) -> dict[str, Any]:
@@ -168,10 +205,35 @@ class McpBank:
         auth: httpx2.Auth | None = None,
         **kwargs: Any,
     ) -> httpx2.AsyncClient:
-        """FastMCP's per-session client, on the shared pool; our timeout unless the session asks longer."""
+        """The MCP client's HTTP client, on the shared pool; our timeout unless the client asks longer."""
         return httpx2.AsyncClient(
             transport=self._shared, headers=headers, auth=auth, timeout=timeout or self._timeout, **kwargs
         )
+
+    async def _connected(self) -> Client[StreamableHttpTransport]:
+        """The MCP client, opened at the first call (stateless: opening sends nothing)."""
+        async with self._opening:
+            if self._client is not None and not self._client.is_connected():
+                await self._drop_client()  # it died with a call that reported why
+            if self._client is None:
+                transport = StreamableHttpTransport(
+                    self._url, auth=self._auth, httpx_client_factory=self._http_client
+                )
+                client: Client[StreamableHttpTransport] = Client(transport, mode=PROTOCOL)
+                stack = contextlib.AsyncExitStack()
+                await stack.enter_async_context(client)
+                self._client, self._closing = client, stack
+                return client
+            return self._client
+
+    async def _drop_client(self) -> None:
+        """Close the MCP client; a client that died is closed quietly: the call it failed reported why."""
+        self._client = None
+        stack, self._closing = self._closing, contextlib.AsyncExitStack()
+        try:
+            await stack.aclose()
+        except _CALL_FAILED as exc:
+            log.debug("closing a failed MCP client: %s", type(exc).__name__)
 
     async def _move(self, confirmed: Movement, tool: str, **arguments: Any) -> dict[str, Any]:
         """A payment or transfer under a token bound to `confirmed`, the movement the user confirmed.
@@ -212,22 +274,22 @@ class McpBank:
 
     async def _send(self, tool: str, bearer: ToolBearer, arguments: dict[str, Any]) -> dict[str, Any]:
         sent = {name: value for name, value in arguments.items() if value is not None}
-        with self._tracer.start_as_current_span(f"mcp tools/call {tool}", kind=trace.SpanKind.CLIENT):
-            # The request carries this span's traceparent.
-            transport = StreamableHttpTransport(
-                self._url, headers=trace_headers(), auth=bearer, httpx_client_factory=self._http_client
-            )
-            try:
-                async with Client(transport, mode=PROTOCOL) as client:
-                    # The request itself, not `call_tool_mcp`: that revalidates every result against the
-                    # tool's output schema and so lists the tools first, a second request (and token check)
-                    # per call. Our own server answers; `_outcome` checks the shape we use.
-                    request = mcp_types.CallToolRequest(
-                        params=mcp_types.CallToolRequestParams(name=tool, arguments=sent)
-                    )
+        # The request itself, not `call_tool_mcp`: that revalidates every result against the tool's
+        # output schema and so lists the tools first, a second request (and token check) per call.
+        # Our own server answers; `_outcome` checks the shape we use.
+        request = mcp_types.CallToolRequest(params=mcp_types.CallToolRequestParams(name=tool, arguments=sent))
+        try:
+            # Opened before this call's bearer is set: the client's own tasks never see a call's token.
+            client = await self._connected()
+            # The request carries this span's traceparent and this call's token (`_ToolCallAuth`).
+            with self._tracer.start_as_current_span(f"mcp tools/call {tool}", kind=trace.SpanKind.CLIENT):
+                current = self._bearer.set(bearer)
+                try:
                     result = await client.session.send_request(request, mcp_types.CallToolResult)
-            except _CALL_FAILED as exc:
-                raise _failure(tool, bearer, exc) from None
+                finally:
+                    self._bearer.reset(current)
+        except _CALL_FAILED as exc:
+            raise _failure(tool, bearer, exc) from None
         return _outcome(tool, result)
 
 

@@ -59,7 +59,7 @@ def _id_field(obj: dict[str, Any], name: str) -> str:
 def parse_identity(metadata: str | None, *, room_name: str | None = None) -> CallerIdentity:
     """Parse `{"user_id", "session_id", "session_grant"}`; raise `IdentityRefused` on anything else.
 
-    With `room_name`, the session id must be that room's name (DESIGN: `sid` is the room name).
+    With `room_name`, the session id must be that room's name (docs/architecture.md: `sid` is the room name).
     """
     if not metadata:
         raise IdentityRefused("missing", "participant has no metadata")

@@ -24,17 +24,30 @@ class AgentSettings(BaseSettings):
     """
 
     model_config = SettingsConfigDict(
-        case_sensitive=False, extra="ignore", frozen=True, validate_by_name=True, validate_by_alias=True
+        use_attribute_docstrings=True,
+        case_sensitive=False,
+        extra="ignore",
+        frozen=True,
+        validate_by_name=True,
+        validate_by_alias=True,
     )
 
     livekit_url: str | None = None
+    """The LiveKit server the worker registers with."""
     livekit_api_key: str | None = None
+    """The LiveKit API key of the worker."""
     livekit_api_secret: SecretStr | None = None
+    """The LiveKit API secret of the worker."""
     livekit_agent_name: str = "voicebank-agent"
+    """The name calls are dispatched to (explicit dispatch only)."""
     stt: str | None = Field(default=None, validation_alias="ORCHESTRATOR_STT")
+    """Speech-to-text model, a LiveKit Inference model string such as `deepgram/nova-3`."""
     llm: str | None = Field(default=None, validation_alias="ORCHESTRATOR_LLM")
+    """Language model, a LiveKit Inference model string such as `openai/gpt-4.1-mini`."""
     tts: str | None = Field(default=None, validation_alias="ORCHESTRATOR_TTS")
+    """Text-to-speech model, a LiveKit Inference model string such as `cartesia/sonic-2`."""
     redis_url: str | None = None
+    """Redis for the session records; unset: the worker's memory."""
     otel_exporter_otlp_endpoint: str | None = None
     """OTLP/HTTP collector base URL; spans of each call are exported there when set."""
 

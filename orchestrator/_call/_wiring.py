@@ -32,13 +32,21 @@ __all__ = [
 class ConnectionSettings(BaseSettings):
     """Where the orchestrator finds the issuer and the MCP server, and the key it proves itself with."""
 
-    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(
+        use_attribute_docstrings=True, case_sensitive=False, extra="ignore", frozen=True
+    )
 
     issuer_url: str = "http://127.0.0.1:8000"
+    """Where the agent reaches the issuer (token exchange, refresh, revocation)."""
     mcp_url: str = "http://127.0.0.1:8001/mcp"
+    """Where the agent reaches the MCP server; it must serve the resource `MCP_RESOURCE_URL` names."""
     orchestrator_client_id: str = "orchestrator"
+    """The client id the agent authenticates as (`private_key_jwt`)."""
     orchestrator_client_key: Path | None = None
+    """The agent's private key (PKCS#8 PEM); unset: `$VOICEBANK_STATE/clients/<client id>.pem` from
+    `dev-init`."""
     voicebank_state: Path = Path("./var")
+    """The state directory holding the dev clients' keys."""
 
 
 def load_orchestrator_key(settings: ConnectionSettings) -> KeyPair:

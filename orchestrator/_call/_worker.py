@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from livekit.agents import AgentServer, AgentSession, JobContext
+from livekit import rtc
+from livekit.agents import AgentServer, AgentSession, CloseEvent, JobContext
 from livekit.agents.voice.room_io import RoomOptions
 from pydantic import ValidationError
 from redis.asyncio import Redis
@@ -20,9 +22,25 @@ from orchestrator._call._voice_call import AgentWiring, VoiceCall
 from orchestrator._logs import LogSettings, adopt_library_loggers, configure_logging
 from orchestrator._tracing import install_tracer_provider
 
-__all__ = ["build_server", "entrypoint", "main", "run_worker", "use_our_logging"]
+__all__ = [
+    "SessionFactory",
+    "build_server",
+    "entrypoint",
+    "inference_session",
+    "main",
+    "run_worker",
+    "use_our_logging",
+]
 
 log = logging.getLogger(__name__)
+
+SessionFactory = Callable[[AgentSettings], AgentSession[CallState]]
+"""Builds the agent session of one call (the tests give it a scripted LLM)."""
+
+
+def inference_session(settings: AgentSettings) -> AgentSession[CallState]:
+    """The production session: the LiveKit Inference models the settings name."""
+    return AgentSession[CallState](stt=settings.stt or "", llm=settings.llm or "", tts=settings.tts or "")
 
 
 def _session_store(settings: AgentSettings) -> tuple[SessionStore, Redis | None]:
@@ -32,8 +50,44 @@ def _session_store(settings: AgentSettings) -> tuple[SessionStore, Redis | None]
     return MemorySessionStore(), None
 
 
-async def entrypoint(ctx: JobContext, *, wiring: AgentWiring, settings: AgentSettings) -> None:
-    """One job: connect, wait for the caller, identify them, record the session and run the agent."""
+def _follow_the_caller(
+    ctx: JobContext, session: AgentSession[CallState], caller: rtc.RemoteParticipant
+) -> None:
+    """The call ends with the caller or the session; a metadata change never changes who the agent acts for.
+
+    Ending the job at once runs the shutdown callback, which revokes the call's refresh family.
+    """
+
+    def left(participant: rtc.RemoteParticipant) -> None:
+        if participant.identity == caller.identity:
+            ctx.shutdown(reason="caller left")
+
+    def metadata_changed(participant: rtc.Participant, _old: str, _new: str) -> None:
+        if participant.identity == caller.identity:
+            log.warning("the caller's metadata changed mid-call; the call keeps the identity it started with")
+
+    def closed(event: CloseEvent) -> None:
+        ctx.shutdown(reason=f"session closed: {event.reason.value}")
+
+    ctx.room.on("participant_disconnected", left)
+    ctx.room.on("participant_metadata_changed", metadata_changed)
+    session.on("close", closed)
+    if caller.identity not in ctx.room.remote_participants:  # gone while the grant was being exchanged
+        ctx.shutdown(reason="caller left")
+
+
+async def entrypoint(
+    ctx: JobContext,
+    *,
+    wiring: AgentWiring,
+    settings: AgentSettings,
+    new_session: SessionFactory = inference_session,
+    media: RoomOptions | None = None,
+) -> None:
+    """One job: connect, wait for the caller, identify them, record the session and run the agent.
+
+    `media` is the room's input and output (default: audio and text both ways).
+    """
     # Job processes start fresh: each sets its own global tracer provider once.
     install_tracer_provider("voicebank-agent", settings.otel_exporter_otlp_endpoint)
     store, redis_client = _session_store(settings)
@@ -49,19 +103,24 @@ async def entrypoint(ctx: JobContext, *, wiring: AgentWiring, settings: AgentSet
     ctx.add_shutdown_callback(close)
     await ctx.connect()
     participant = await ctx.wait_for_participant()
-    session = AgentSession[CallState](stt=settings.stt or "", llm=settings.llm or "", tts=settings.tts or "")
+    session = new_session(settings)
     started = await call.start(
         session,
         participant.metadata,
         room_name=ctx.room.name,
         room=ctx.room,
-        room_options=RoomOptions(participant_identity=participant.identity),
+        room_options=dataclasses.replace(media or RoomOptions(), participant_identity=participant.identity),
+        # No session host: no other participant of the room may drive this session or read its history.
+        session_host=False,
     )
     if not started:
         # The caller heard why; end the call for everyone rather than leave them in a silent room.
+        # The reason first: deleting the room disconnects everyone, which would also end the job.
+        ctx.shutdown(reason=f"call refused: {call.refusal}")
         session.shutdown()
         await ctx.delete_room()
-        ctx.shutdown(reason=f"call refused: {call.refusal}")
+        return
+    _follow_the_caller(ctx, session, participant)
 
 
 def build_server(settings: AgentSettings, wiring: AgentWiring) -> AgentServer:

@@ -11,14 +11,17 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from pydantic import ValidationError
 
 from issuer import IssuerSettings, IssuerStartupError
 from keys import ALGORITHMS
-from orchestrator._commands._dev_init import DevInitError, dev_init
-from orchestrator._commands._keys_admin import AdminCommandError, keys_command, revoke_sessions
+from orchestrator._commands._dev_init import dev_init
+from orchestrator._commands._keys_admin import keys_command, revoke_sessions
+from orchestrator._commands._token import TOKEN_SCOPES, TokenSettings, mint_token
+from orchestrator._errors import OrchestratorError
 
 DEFAULT_ISSUER = "http://127.0.0.1:8000"
 _KID = re.compile(r"-[A-Za-z0-9_-]{1,127}")
@@ -27,6 +30,14 @@ _KID = re.compile(r"-[A-Za-z0-9_-]{1,127}")
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> Any:  # argparse's usage errors: one line, exit 2
         self.exit(2, f"voicebank: {message}\n")
+
+
+def _http_url(value: str) -> str:
+    """An http(s) URL with a host, as the services' URLs must be."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise argparse.ArgumentTypeError(f"not an http(s) URL: {value!r}")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -58,6 +69,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--issuer-port", "--port", dest="issuer_port", type=int, default=8000)
     serve.add_argument("--mcp-port", type=int, default=8001)
     serve.add_argument("--only", choices=("issuer", "mcp", "agent"), help="serve one part only")
+    serve.add_argument(
+        "--issuer-url",
+        type=_http_url,
+        metavar="URL",
+        help="the issuer's URL (default $MCP_ISSUER_URL or $ISSUER_URL; required with --only mcp)",
+    )
     serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     serve.add_argument("--log-file", type=Path, help="write logs (and the audit log) to this file")
 
@@ -96,6 +113,20 @@ def _parser() -> argparse.ArgumentParser:
     target.add_argument("--user", help="the user id (every session of that user)")
     target.add_argument("--client", help="the client id (every family the client holds)")
 
+    doctor = commands.add_parser(
+        "doctor",
+        help="check this configuration: URLs, JWKS, clients, keys, Redis, database, file modes",
+    )
+    doctor.add_argument("--state", type=Path, help="state directory (default $VOICEBANK_STATE or ./var)")
+
+    token = commands.add_parser(
+        "token", help="print an access token for trying a generic MCP client (development mode only)"
+    )
+    token.add_argument("--user", required=True, help="the user the token acts for (alice, bob)")
+    token.add_argument("--scope", required=True, choices=TOKEN_SCOPES, help="the one scope of the token")
+    token.add_argument("--issuer", help=f"issuer URL (default $ISSUER_URL or {DEFAULT_ISSUER})")
+    token.add_argument("--state", type=Path, help="state directory with the dev-init clients' keys")
+
     demo = commands.add_parser("demo", help="run a scripted banking call against the real services")
     demo.add_argument(
         "--state", type=Path, help="state directory to use and keep (default: a fresh temporary one)"
@@ -116,7 +147,8 @@ def _settings(args: argparse.Namespace, **overrides: Any) -> IssuerSettings:
     return IssuerSettings(**overrides)
 
 
-def _run(args: argparse.Namespace, transport: httpx.AsyncBaseTransport | None) -> None:
+def _run(args: argparse.Namespace, transport: httpx.AsyncBaseTransport | None) -> int:
+    """Run one of the simple commands; the exit status."""
     if args.command == "dev-init":
         dev_init(
             _settings(args),
@@ -138,10 +170,26 @@ def _run(args: argparse.Namespace, transport: httpx.AsyncBaseTransport | None) -
             only=args.only,
             log_level=args.log_level,
             log_file=args.log_file,
+            issuer_url=args.issuer_url,
         )
-        status = up(options)
-        if status:
-            raise SystemExit(status)
+        return up(options)
+    elif args.command == "token":
+        overrides = {"voicebank_state": args.state} if args.state is not None else {}
+        issued = asyncio.run(
+            mint_token(
+                TokenSettings(**overrides),
+                user=args.user,
+                scope=args.scope,
+                issuer_url=args.issuer,
+                transport=transport,
+            )
+        )
+        print(issued.access_token)
+        print(
+            f"voicebank token: {issued.scope} token for {issued.user} (session {issued.session_id}), "
+            f"expires in {issued.expires_in:.0f} s; send it as `Authorization: Bearer <token>`",
+            file=sys.stderr,
+        )
     elif args.command == "keys":
         settings = _settings(args)
         issuer_url = getattr(args, "issuer", None) or settings.issuer_url
@@ -170,6 +218,7 @@ def _run(args: argparse.Namespace, transport: httpx.AsyncBaseTransport | None) -
                 )
             )
         )
+    return 0
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -181,6 +230,18 @@ def _bench(args: argparse.Namespace) -> int:
     argv = [sys.executable, str(script), *(["--quick"] if args.quick else [])]
     argv += ["--only", *args.only] if args.only else []
     return subprocess.run(argv, cwd=script.parents[1], check=False).returncode  # noqa: S603 - our own script
+
+
+def _doctor(args: argparse.Namespace, transport: httpx.AsyncBaseTransport | None) -> int:
+    """Print one line per check; the exit status is 1 when one failed."""
+    from orchestrator._commands._doctor._run import (  # FastMCP's settings load only for this command
+        DoctorSettings,
+        doctor,
+    )
+
+    lines, status = asyncio.run(doctor(DoctorSettings.from_environment(args.state), transport=transport))
+    print(lines)
+    return status
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -222,15 +283,16 @@ def _main(argv: Sequence[str] | None, transport: httpx.AsyncBaseTransport | None
             return run_demo(options)
         if args.command == "bench":
             return _bench(args)
-        _run(args, transport)
+        if args.command == "doctor":
+            return _doctor(args, transport)
+        return _run(args, transport)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]).upper() or "settings"
         print(f"voicebank: invalid setting {where}: {first['msg']}", file=sys.stderr)
         return 1
-    except (IssuerStartupError, DevInitError, AdminCommandError) as exc:
+    except (IssuerStartupError, OrchestratorError) as exc:  # each says what to do in one line
         print(f"voicebank: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
-    return 0

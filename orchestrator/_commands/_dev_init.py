@@ -32,7 +32,7 @@ from keys import (
 )
 from orchestrator._errors import OrchestratorError
 
-# client id -> (grant types, scope): DESIGN.md "Clients".
+# client id -> (grant types, scope): docs/architecture.md "Clients".
 DEV_CLIENTS: dict[str, tuple[list[str], str]] = {
     "orchestrator": ([GRANT_TOKEN_EXCHANGE, GRANT_REFRESH, GRANT_CIBA], "read transact configure"),
     "backend": ([GRANT_CLIENT_CREDENTIALS], "sessions:create approvals:decide"),
@@ -49,9 +49,10 @@ class DevInitError(OrchestratorError):
 class BankSettings(BaseSettings):
     """The one bank setting dev-init needs to seed the database."""
 
-    model_config = SettingsConfigDict(extra="ignore")
+    model_config = SettingsConfigDict(use_attribute_docstrings=True, extra="ignore")
 
     bank_db_url: str | None = None
+    """The bank database to seed; unset: SQLite at `$VOICEBANK_STATE/bank.db`."""
 
 
 def _passphrase(settings: IssuerSettings, force: bool, out: Callable[[str], None]) -> None:

@@ -31,6 +31,8 @@ class SharedLoopServer(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, sockets: list[socket.socket] | None = None) -> None:
         super().__init__(config)
         self.sockets = sockets
+        self.listening = asyncio.Event()
+        """Set once the lifespan has started and the socket accepts connections."""
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -38,6 +40,10 @@ class SharedLoopServer(uvicorn.Server):
 
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
         await super().serve(sockets or self.sockets)
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        self.listening.set()
 
 
 def issuer_server(settings: IssuerSettings, *, host: str, port: int) -> uvicorn.Server:
@@ -47,9 +53,22 @@ def issuer_server(settings: IssuerSettings, *, host: str, port: int) -> uvicorn.
     return SharedLoopServer(config)
 
 
+async def _started(server: uvicorn.Server, serving: asyncio.Task[None]) -> None:
+    """Return once `server` listens, or once it stopped trying."""
+    if not isinstance(server, SharedLoopServer):
+        return
+    listening = asyncio.create_task(server.listening.wait())
+    await asyncio.wait({serving, listening}, return_when=asyncio.FIRST_COMPLETED)
+    listening.cancel()
+
+
 async def serve_all(servers: Sequence[uvicorn.Server]) -> None:
     """Run servers together; SIGINT/SIGTERM stop them all (a second SIGINT forces); SIGHUP makes every
-    issuer among them reload its clients file."""
+    issuer among them reload its clients file.
+
+    They start in order, each once the one before listens: the MCP server's first JWKS fetch from the
+    issuer next to it then finds the issuer up.
+    """
     loop = asyncio.get_running_loop()
 
     def hangup() -> None:
@@ -73,9 +92,16 @@ async def serve_all(servers: Sequence[uvicorn.Server]) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop)
     loop.add_signal_handler(signal.SIGHUP, hangup)
+    serving: list[asyncio.Task[None]] = []
     try:
+        for server in servers:
+            serving.append(asyncio.create_task(serve(server)))
+            await _started(server, serving[-1])
+            if serving[-1].done():  # it could not start: start no other
+                stop()
+                break
         # Every server finishes its shutdown before a failure is raised.
-        outcomes = await asyncio.gather(*(serve(server) for server in servers), return_exceptions=True)
+        outcomes = await asyncio.gather(*serving, return_exceptions=True)
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
                 raise outcome

@@ -21,7 +21,16 @@ from orchestrator._errors import OrchestratorError
 from orchestrator._logs import LogSettings, configure_logging
 from orchestrator._tracing import tracer_provider
 
-__all__ = ["METRICS_HOST", "Service", "UpError", "UpOptions", "listening_socket", "service_urls", "up"]
+__all__ = [
+    "METRICS_HOST",
+    "Service",
+    "UpError",
+    "UpOptions",
+    "listening_socket",
+    "mcp_issuer_url",
+    "service_urls",
+    "up",
+]
 
 Service = Literal["issuer", "mcp", "agent"]
 
@@ -37,6 +46,14 @@ class UpOptions:
     only: Service | None = None
     log_level: str = "info"
     log_file: Path | None = None
+    issuer_url: str | None = None
+    """`--issuer-url`: the issuer's URL, outranking `ISSUER_URL` and `MCP_ISSUER_URL`."""
+
+
+class UpError(OrchestratorError):
+    """`up` cannot serve what it was asked to; the message is one line for the terminal."""
+
+    code = "up"
 
 
 def _public_host(host: str) -> str:
@@ -47,9 +64,31 @@ def _public_host(host: str) -> str:
 def service_urls(options: UpOptions, env: Mapping[str, str]) -> tuple[str, str]:
     """The issuer URL and the MCP resource URL: the environment's, else where this process listens."""
     host = _public_host(options.host)
-    issuer_url = env.get("ISSUER_URL") or f"http://{host}:{options.issuer_port}"
+    issuer_url = options.issuer_url or env.get("ISSUER_URL") or f"http://{host}:{options.issuer_port}"
     resource_url = env.get("MCP_RESOURCE_URL") or f"http://{host}:{options.mcp_port}/mcp"
     return issuer_url, resource_url
+
+
+def mcp_issuer_url(options: UpOptions, env: Mapping[str, str]) -> str:
+    """The issuer the MCP server trusts: `--issuer-url`, `MCP_ISSUER_URL`, `ISSUER_URL`, or the one here.
+
+    Served alone, the MCP server has no issuer of its own to default to: guessing the local default port
+    would trust whatever answers there.
+    """
+    named = options.issuer_url or env.get("MCP_ISSUER_URL") or env.get("ISSUER_URL")
+    if named:
+        return named
+    if options.only == "mcp":
+        raise UpError("--only mcp needs the issuer's URL: pass --issuer-url URL (or set MCP_ISSUER_URL)")
+    return service_urls(options, env)[0]
+
+
+def _where(name: str, url: str, host: str, port: int) -> str:
+    """Where a part listens, and its URL when that is somewhere else (a proxy, a load balancer)."""
+    listening = f"http://{_public_host(host)}:{port}"
+    if url.startswith(listening + "/") or url == listening:
+        return f"voicebank up: {name} at {url}"
+    return f"voicebank up: {name} listening on {host}:{port}, reached as {url}"
 
 
 def _state(options: UpOptions) -> dict[str, Any]:
@@ -57,12 +96,6 @@ def _state(options: UpOptions) -> dict[str, Any]:
 
 
 METRICS_HOST = "127.0.0.1"  # metrics name internal refusal reasons: they never leave the machine
-
-
-class UpError(OrchestratorError):
-    """`up` cannot serve; the message is one line for the terminal."""
-
-    code = "up"
 
 
 def listening_socket(host: str, port: int, what: str) -> socket.socket:
@@ -121,7 +154,7 @@ def _parts(options: UpOptions, env: Mapping[str, str]) -> list[_Part]:
         from mcp_server import metrics_app as mcp_metrics_app
 
         mcp = McpSettings(
-            mcp_issuer_url=env.get("MCP_ISSUER_URL") or issuer_url,
+            mcp_issuer_url=mcp_issuer_url(options, env),
             mcp_resource_url=resource_url,
             **_state(options),
         )
@@ -167,7 +200,7 @@ def _servers(options: UpOptions, env: Mapping[str, str]) -> list[uvicorn.Server]
     bound = iter(metrics_sockets)
     for part in parts:
         servers.append(SharedLoopServer(_config(part.app, options.host, part.port, options.log_level, "on")))
-        print(f"voicebank up: {part.name} at {part.url}", file=sys.stderr)
+        print(_where(part.name, part.url, options.host, part.port), file=sys.stderr)
         if part.metrics_port:
             config = _config(part.metrics, METRICS_HOST, part.metrics_port, options.log_level, "off")
             servers.append(SharedLoopServer(config, sockets=[next(bound)]))

@@ -170,7 +170,7 @@ def test_services_agree(compose: dict[str, Any]) -> None:
 def test_the_agent_is_dpop_bound_and_the_mcp_servers_require_dpop(
     compose: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # DESIGN "Sender-constrained tokens": compose registers the orchestrator bound and refuses bearer tokens.
+    # docs/architecture.md "Sender-constrained tokens": compose registers the orchestrator bound and refuses bearer tokens.
     for name in ("mcp-1", "mcp-2"):
         assert compose[name]["environment"]["MCP_REQUIRE_DPOP"] == "true"
     # The registry is made outside the cluster by the command the file documents: run that very command.

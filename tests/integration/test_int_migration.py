@@ -1,10 +1,10 @@
 """An ES256 → RS256 migration walked end to end while a call keeps calling: not one call fails.
 
-The walk (DESIGN "Keys"; the runbook's steps): `rotate {"alg": "RS256"}` publishes a next RS256 key
-that does not sign; once it has been published for twice the JWKS max-age, replicas restart with
-`ISSUER_SIGNING_ALG=RS256` and sign with it; when every replica has switched, `retire {"alg": "ES256"}`
-lets the old key retire on the usual schedule, and the scheduled step removes it from the JWKS after
-its last token expired. Time moves with freezegun; two issuer apps share one Redis key ring.
+The walk (docs/architecture.md "Changing the signing algorithm"): `rotate {"alg": "RS256"}` publishes a
+next RS256 key that does not sign; once it has been published for twice the JWKS max-age, replicas restart
+with `ISSUER_SIGNING_ALG=RS256` and sign with it; when every replica has switched, `retire {"alg":
+"ES256"}` lets the old key retire on the usual schedule, and the scheduled step removes it from the JWKS
+after its last token expired. Time moves with freezegun; two issuer apps share one Redis key ring.
 """
 
 from __future__ import annotations

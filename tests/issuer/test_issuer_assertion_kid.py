@@ -1,4 +1,4 @@
-"""A client with one registered key may leave `kid` out of its assertion header (DESIGN amendments).
+"""A client with one registered key may leave `kid` out of its assertion header (docs/architecture.md).
 
 The product keeps sending a kid (keys.client_assertion); these tests build kid-less assertions by hand, sign
 them with real keys and send them to the real issuer app, registered by inline `jwks` and by `jwks_uri`.

@@ -1,4 +1,5 @@
-"""The issuer's audit log: one JSON line per decision with DESIGN's fields, never a token or a key."""
+"""The issuer's audit log: one JSON line per decision with the fields docs/architecture.md lists, never a
+token or a key."""
 
 from __future__ import annotations
 

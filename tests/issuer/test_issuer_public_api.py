@@ -1,4 +1,4 @@
-"""The public names of `issuer` are pinned: everything else is private (STYLE.md); each one resolves."""
+"""The public names of `issuer` are pinned: everything else is private; each one resolves."""
 
 import issuer
 

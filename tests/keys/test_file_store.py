@@ -241,6 +241,22 @@ async def test_store_repr_hides_the_passphrase(tmp_path: Path) -> None:
     assert "PASS" not in repr(store)
 
 
+async def test_peek_reads_the_stored_ring_and_changes_nothing(tmp_path: Path) -> None:
+    directory = tmp_path / "keys"
+    assert await store_at(directory).peek() is None
+    assert not directory.exists()  # no bootstrap, not even the directory
+    ring = await store_at(directory).load(T0)
+    leftover = directory / ".tmp-left-by-a-crash"
+    leftover.write_bytes(b"")
+    before = {path.name: path.stat().st_mtime_ns for path in directory.iterdir()}
+    peeked = await store_at(directory).peek()
+    assert peeked is not None
+    assert live_kids(peeked) == live_kids(ring)
+    assert {path.name: path.stat().st_mtime_ns for path in directory.iterdir()} == before  # no cleanup either
+    with pytest.raises(WrongPassphrase, match="wrong passphrase"):
+        await store_at(directory, passphrase=b"not it").peek()
+
+
 async def test_regression_an_unusable_directory_is_key_store_unavailable(tmp_path: Path) -> None:
     # Here a file is in the way; in production a directory without permissions or on a read-only disk:
     # the store is unavailable (the issuer answers 503), never a raw OSError (a 500, a traceback).

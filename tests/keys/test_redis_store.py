@@ -204,3 +204,17 @@ async def test_current_serves_the_cached_ring_while_redis_is_down(
         assert await store.current() is ring
     finally:
         redis_server.start()
+
+
+async def test_peek_reads_the_stored_ring_and_writes_nothing(new_client: Clients) -> None:
+    client = new_client()
+    assert await replica(client).peek() is None
+    assert await client.keys("*") == []  # no bootstrap
+    ring = await replica(client).load(T0)
+    version = await client.get("voicebank:keys:version")
+    peeked = await replica(new_client()).peek()
+    assert peeked is not None
+    assert set(peeked.pairs) == set(ring.pairs)
+    assert await client.get("voicebank:keys:version") == version
+    with pytest.raises(WrongPassphrase):
+        await replica(new_client(), passphrase=b"not it").peek()

@@ -116,7 +116,8 @@ def test_forced_rotation_ignores_the_publish_delay() -> None:
     rotated = ring.rotate(T0 + 1, POLICY, alg="EdDSA", force=True)
     assert rotated.signing_key("EdDSA").kid == upcoming
     assert rotated.signing_key("ES256").kid == ring.signing_key("ES256").kid
-    # DESIGN "Keys": an algorithm the ring does not hold gets a next key first, even when forced.
+    # docs/architecture.md "Changing the signing algorithm":
+    # an algorithm the ring does not hold gets a next key first, even when forced.
     prepared = ring.rotate(T0 + 1, POLICY, alg="RS256", force=True)
     assert kid_in(prepared, "RS256", KeyState.NEXT)
     with pytest.raises(NoSigningKey):

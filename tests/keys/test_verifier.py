@@ -142,7 +142,7 @@ def test_tokens_signed_by_joserfc_verify(verifier: Verifier, key_pairs: dict[str
     pem = pair.private_pem(None)
     jose_key = JOSE_KEYS[alg].import_key(pem)
     with warnings.catch_warnings():
-        # joserfc 1.8 flags "EdDSA" as deprecated by RFC 9864 ("Ed25519"); DESIGN fixes "EdDSA".
+        # joserfc 1.8 flags "EdDSA" as deprecated by RFC 9864 ("Ed25519"); docs/architecture.md fixes "EdDSA".
         warnings.simplefilter("ignore", SecurityWarning)
         token = jose_jwt.encode(
             {"alg": alg, "typ": "at+jwt", "kid": pair.kid}, claims(), jose_key, algorithms=[alg]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import socket
 import time
@@ -38,6 +39,7 @@ from orchestrator import (
     TokenManager,
     ToolRefused,
 )
+from orchestrator._tokens._scopes import TOOL_SCOPES
 from tests.support.issuer import CLIENT_KEYS, ISSUER, issuer_with_clients
 
 
@@ -539,3 +541,36 @@ async def test_regression_a_programming_error_is_not_reported_as_an_unreachable_
         await bank.get_balance(account_type=object())  # type: ignore[arg-type]
     assert not isinstance(caught.value, BankError), repr(caught.value)
     assert "loans" in await bank.list_loans()  # the bank itself is fine
+
+
+def _scope_of(token: str) -> str:
+    """The `scope` claim of a token the issuer signed (read, not verified: the MCP server verified it)."""
+    payload = token.split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    scope: str = claims["scope"]
+    return scope
+
+
+async def test_concurrent_calls_of_different_scopes_each_send_their_own_token(world: World) -> None:
+    """One MCP client serves every call of the voice call: each request still carries its own call's token."""
+    bank, _ = await world.bank()
+    accounts = await _accounts(bank)
+    checking, savings = accounts["1234"]["account_id"], accounts["5678"]["account_id"]
+    for round_ in range(3):
+        await asyncio.gather(
+            bank.list_loans(),
+            bank.transfer_between_accounts(
+                checking,
+                savings,
+                "1.00",
+                f"move-{round_}",
+                confirmed=confirmed("transfer", checking, savings, "1.00", f"move-{round_}"),
+            ),
+            bank.update_notification_settings(low_balance_alert=True),
+            bank.get_balance(),
+        )
+    sent = world.wire.calls()
+    assert len(sent) == 1 + 4 * 3
+    assert all(s.status == 200 for s in sent)
+    for request in sent:
+        assert _scope_of(request.token) == TOOL_SCOPES[request.body["params"]["name"]]

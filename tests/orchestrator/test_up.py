@@ -12,9 +12,17 @@ import httpx
 import pytest
 
 from issuer import IssuerSettings
+from orchestrator._commands import main
 from orchestrator._commands._dev_init import dev_init
 from orchestrator._commands._serve import SharedLoopServer
-from orchestrator._commands._up import UpOptions, _agent_process, _servers, service_urls
+from orchestrator._commands._up import (
+    UpError,
+    UpOptions,
+    _agent_process,
+    _servers,
+    mcp_issuer_url,
+    service_urls,
+)
 from tests.support.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,6 +43,68 @@ def test_urls_follow_the_listening_address_unless_the_environment_names_them() -
     assert service_urls(options, env) == ("https://issuer.example", "https://mcp.example/mcp")
 
 
+def test_the_issuer_url_option_outranks_the_environment() -> None:
+    env = {"ISSUER_URL": "http://issuer.env:8000", "MCP_ISSUER_URL": "http://mcp-issuer.env:8000"}
+    named = UpOptions(only="mcp", issuer_url="http://issuer.cli:8000")
+    assert mcp_issuer_url(named, env) == "http://issuer.cli:8000"
+    assert service_urls(named, env)[0] == "http://issuer.cli:8000"
+    assert mcp_issuer_url(UpOptions(only="mcp"), env) == "http://mcp-issuer.env:8000"
+    assert mcp_issuer_url(UpOptions(only="mcp"), {"ISSUER_URL": "http://issuer.env:8000"}) == (
+        "http://issuer.env:8000"
+    )
+    # Serving both, the MCP server trusts the issuer served next to it.
+    assert mcp_issuer_url(UpOptions(issuer_port=9000), {}) == "http://127.0.0.1:9000"
+
+
+def test_only_mcp_never_guesses_the_issuer() -> None:
+    with pytest.raises(UpError, match="--only mcp needs the issuer's URL: pass --issuer-url URL"):
+        mcp_issuer_url(UpOptions(only="mcp"), {})
+
+
+def test_only_mcp_without_an_issuer_url_is_one_line_and_exit_1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("ISSUER_URL", "MCP_ISSUER_URL", "MCP_RESOURCE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    assert main(["up", "--only", "mcp", "--state", str(tmp_path), "--mcp-port", str(free_port())]) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        "voicebank: --only mcp needs the issuer's URL: pass --issuer-url URL (or set MCP_ISSUER_URL)\n"
+    )
+
+
+@pytest.mark.parametrize("url", ["ftp://issuer.example", "issuer.example:8000", "http://", "http://i/?q=1"])
+def test_an_issuer_url_that_is_not_an_http_url_is_a_usage_error(
+    url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["up", "--only", "mcp", "--issuer-url", url])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err == f"voicebank: argument --issuer-url: not an http(s) URL: {url!r}\n"
+
+
+def test_up_says_where_each_part_listens_when_its_url_is_elsewhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("KEYS_STORE", "REDIS_URL", "VOICEBANK_MODE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ISSUER_METRICS_PORT", "0")
+    monkeypatch.setenv("MCP_METRICS_PORT", "0")
+    dev_init(IssuerSettings(voicebank_state=tmp_path), out=lambda _: None)
+    issuer, mcp = free_port(), free_port()
+    env = {"ISSUER_URL": "https://issuer.example", "MCP_RESOURCE_URL": "https://mcp.example/mcp"}
+    _servers(UpOptions(state=tmp_path, issuer_port=issuer, mcp_port=mcp), env)
+    assert capsys.readouterr().err.splitlines() == [
+        f"voicebank up: issuer listening on 127.0.0.1:{issuer}, reached as https://issuer.example",
+        f"voicebank up: MCP server listening on 127.0.0.1:{mcp}, reached as https://mcp.example/mcp",
+    ]
+    _servers(UpOptions(state=tmp_path, host="0.0.0.0", issuer_port=issuer, mcp_port=mcp), {})  # noqa: S104
+    assert capsys.readouterr().err.splitlines() == [
+        f"voicebank up: issuer at http://127.0.0.1:{issuer}",
+        f"voicebank up: MCP server at http://127.0.0.1:{mcp}/mcp",
+    ]
+
+
 def test_servers_built_per_part(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("ISSUER_URL", "MCP_RESOURCE_URL", "KEYS_STORE", "REDIS_URL", "VOICEBANK_MODE"):
         monkeypatch.delenv(name, raising=False)
@@ -44,7 +114,8 @@ def test_servers_built_per_part(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     ports = [free_port(), free_port(), free_port()]
     both = _servers(UpOptions(state=tmp_path, issuer_port=ports[0], mcp_port=ports[1]), {})
     assert [s.config.port for s in both] == ports[:2]
-    only_mcp = _servers(UpOptions(state=tmp_path, only="mcp", mcp_port=ports[2]), {})
+    issuer = f"http://127.0.0.1:{ports[0]}"
+    only_mcp = _servers(UpOptions(state=tmp_path, only="mcp", mcp_port=ports[2], issuer_url=issuer), {})
     assert [s.config.port for s in only_mcp] == ports[2:]
 
 

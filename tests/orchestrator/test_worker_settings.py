@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import io
+import json
+import logging
 import os
 import pickle
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from orchestrator import AgentSettings, AgentWiring, Bank, CallerIdentity, NotConfigured
-from orchestrator._call._worker import build_server, entrypoint, main
+from orchestrator._call._worker import build_server, entrypoint, main, use_our_logging
+from orchestrator._logs import JsonFormatter
 
 ROOT = Path(__file__).resolve().parents[2]
 VARIABLES = [
@@ -109,3 +114,54 @@ def test_settings_and_server(clean_env: pytest.MonkeyPatch) -> None:
 def test_build_server_refuses_missing_settings(clean_env: pytest.MonkeyPatch) -> None:
     with pytest.raises(NotConfigured):
         build_server(AgentSettings(), AgentWiring(module_bank_factory))
+
+
+def test_main_refuses_an_unknown_log_format_with_one_line(
+    clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name, value in CONFIGURED.items():
+        clean_env.setenv(name, value)
+    clean_env.setenv("LOG_FORMAT", "xml")
+    assert main([], wiring=AgentWiring(module_bank_factory)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("orchestrator: invalid setting LOG_FORMAT: ")
+    assert err.count("\n") == 1
+    assert "Traceback" not in err
+
+
+@pytest.fixture
+def logging_state() -> Iterator[None]:
+    """The logging configuration as it was, restored after a test that lets a worker take it over."""
+    loggers = [
+        logger for logger in logging.Logger.manager.loggerDict.values() if isinstance(logger, logging.Logger)
+    ]
+    kept = [(logger, logger.handlers[:], logger.propagate) for logger in [logging.getLogger(), *loggers]]
+    yield
+    for logger, handlers, propagate in kept:
+        logger.handlers[:] = handlers
+        logger.propagate = propagate
+
+
+def test_once_started_the_worker_logs_through_our_handler_only(
+    clean_env: pytest.MonkeyPatch, logging_state: None
+) -> None:
+    for name, value in CONFIGURED.items():
+        clean_env.setenv(name, value)
+    server = build_server(AgentSettings(), AgentWiring(module_bank_factory))
+    ours = logging.StreamHandler(io.StringIO())
+    ours.setFormatter(JsonFormatter())
+    # What livekit-agents does before it starts: a console handler of its own on the root logger and on
+    # its logger, which would print every record twice, and in another format.
+    theirs = logging.StreamHandler(io.StringIO())
+    logging.getLogger().addHandler(theirs)
+    library = logging.getLogger("livekit.agents")
+    library.addHandler(theirs)
+    use_our_logging(server, ours)
+    assert theirs in logging.getLogger().handlers  # nothing changes before the worker runs
+    server.emit("worker_started")
+    assert logging.getLogger().handlers == [ours]
+    assert (library.handlers, library.propagate) == ([], True)
+    library.warning("registered")
+    assert theirs.stream.getvalue() == ""
+    (record,) = [json.loads(line) for line in ours.stream.getvalue().splitlines()]
+    assert (record["logger"], record["message"]) == ("livekit.agents", "registered")

@@ -1,0 +1,1 @@
+"""`voicebank doctor`: checks a configuration before (or while) it serves, one line per check."""
