@@ -106,20 +106,6 @@ def thief_key() -> KeyPair:
     return generate_key("EdDSA")
 
 
-@pytest.fixture(params=["memory", "redis"])
-async def h(
-    request: pytest.FixtureRequest,
-    make_settings: Callable[..., IssuerSettings],
-    clock: FakeClock,
-    client_keys: dict[str, KeyPair],
-) -> AsyncIterator[Harness]:
-    overrides: dict[str, Any] = {}
-    if request.param == "redis":
-        overrides["redis_url"] = request.getfixturevalue("redis_url")
-    async with running(make_settings(**overrides), clock, client_keys) as harness:
-        yield harness
-
-
 # --- binding ----------------------------------------------------------------------------------
 
 
