@@ -89,7 +89,7 @@ def report(
     print(f"{head} {'rounds min..max':>13} {'target':>7}")
     for alg, per_alg in samples.items():
         raw = per_alg[RAW]
-        rows = {}
+        rows: dict[str, dict[str, Any]] = {}
         for name, values in per_alg.items():
             ratios = [v / r for v, r in zip(values, raw, strict=True)]
             ratio = statistics.median(ratios)

@@ -39,8 +39,10 @@ def without_auth(app: Starlette, resource_url: str, claims: Mapping[str, Any]) -
     fixed = Middleware(
         FixedPrincipalMiddleware, path=resource_path(resource_url), principal=Principal.from_claims(claims)
     )
-    stack = [fixed if entry.cls is BearerAuthMiddleware else entry for entry in app.user_middleware]
-    if sum(entry.cls is BearerAuthMiddleware for entry in app.user_middleware) != 1:
+    # Middleware.cls is typed as a factory protocol; what is compared here is the class object itself.
+    bearer: object = BearerAuthMiddleware
+    stack = [fixed if entry.cls is bearer else entry for entry in app.user_middleware]
+    if sum(entry.cls is bearer for entry in app.user_middleware) != 1:
         raise RuntimeError("the MCP app has no single bearer-auth middleware to replace")
     app.user_middleware = stack
     return app

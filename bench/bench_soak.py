@@ -49,6 +49,7 @@ from _world import orchestrator_client, session_grant
 import keys
 from keys import load_client_key
 from orchestrator._bank._mcp import McpBank
+from orchestrator._bank._movement import Movement
 from orchestrator._tokens._manager import TokenManager
 
 CALL_SECONDS = 60.0
@@ -161,7 +162,9 @@ class Soak:
                 turn += 1
                 if not paid and time.perf_counter() >= ends - CALL_SECONDS / 2:
                     key = str(uuid.uuid4())
-                    await self.timed("make_payment", bank.make_payment(account, payee, "0.01", key))
+                    confirmed = Movement("payment", account, payee, "0.01", "USD", key)
+                    payment = bank.make_payment(account, payee, "0.01", key, confirmed=confirmed)
+                    await self.timed("make_payment", payment)
                     paid = True
                 elif turn % 3 == 0:
                     await self.timed("list_transactions", bank.list_transactions(account, 5))

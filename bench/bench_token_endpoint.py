@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
 import httpx
@@ -310,7 +311,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     rows = []
     for variant, loads in samples.items():
         ratios = [load.rate / b.rate for load, b in zip(loads, bare, strict=True)]
-        figures = {
+        figures: dict[str, Any] = {
             "throughput_per_s": spread([load.rate for load in loads]),
             "ratio_to_bare": spread(ratios),
             "p50_ms": spread([load.p50_ms for load in loads]),

@@ -73,6 +73,12 @@ def test_bench_quick_run_writes_its_json(name: str, tmp_path: Path) -> None:
         assert {"name", "value", "target", "op", "passed"} <= check.keys()
         assert check["op"] in ("<=", ">=", "==")
         assert isinstance(check["passed"], bool)
+    if name == "soak":
+        # Speed is never asserted, but a simulated call that raises is a broken bench (a payment once went
+        # through an outdated McpBank signature and only showed up as "failed calls" in a 10-minute run).
+        memory = document["figures"]["memory"]
+        assert memory["calls_failed"] == 0, memory["failures"]
+        assert memory["operations"].get("make_payment", 0) >= 1
 
 
 def test_the_session_bench_counts_the_orchestrators_issuer_traffic(tmp_path: Path) -> None:
