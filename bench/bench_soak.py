@@ -9,7 +9,11 @@ one tool call per second through the real `McpBank` (balances, history, loans, p
 refreshed every 20 s, one payment of 0.01 half-way, and the refresh family revoked at the end; a call lasts
 60 s, then a new one starts. Targets (issue 12): 0 failed calls; each service's RSS grows <= 10 % after
 warm-up (the end of minute 2 against the end); p99 of the last minute <= 1.2x the second minute.
-Writes bench/results/soak.json (every minute's p50/p99, the RSS samples).
+Writes bench/results/soak.json: every minute's p50/p99, overall and per operation; RSS and CPU seconds of
+each service and of the generator every 5 s; the 100 slowest operations; the generator's own stalls (its
+loop waking late, its full garbage collections), so a tail can be told apart from the generator's.
+The generator freezes its startup heap as `voicebank up` does: a full collection walking it stalled
+every operation in flight.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import argparse
 import asyncio
 import collections
 import contextlib
+import gc
 import os
 import subprocess
 import sys
@@ -50,6 +55,7 @@ import keys
 from keys import load_client_key
 from orchestrator._bank._mcp import McpBank
 from orchestrator._bank._movement import Movement
+from orchestrator._commands._serve import freeze_startup_heap
 from orchestrator._tokens._manager import TokenManager
 
 CALL_SECONDS = 60.0
@@ -58,6 +64,12 @@ REFRESH_EVERY = 20.0
 RSS_GROWTH = 0.10
 P99_GROWTH = 1.2
 VOICEBANK = Path(sys.executable).parent / "voicebank"
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far, from /proc (fields 14 and 15 of stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_kib(pid: int) -> int:
@@ -132,6 +144,7 @@ class Soak:
         self.ops: list[tuple[float, str, float]] = []  # (seconds since start, operation, latency)
         self.calls_ok = 0
         self.failures: collections.Counter[str] = collections.Counter()
+        self.stalls: list[tuple[float, str, float]] = []  # the generator's own: (since start, kind, seconds)
 
     async def timed(self, name: str, operation: Any) -> Any:
         began = time.perf_counter()
@@ -194,16 +207,47 @@ async def soak(
     memory: list[dict[str, Any]] = []
     deadline = start + seconds
 
+    def sample() -> dict[str, Any]:
+        """RSS of each service, and CPU seconds of each service and of this load generator."""
+        return (
+            {"t": round(time.perf_counter() - start, 1)}
+            | {n: rss_kib(p) for n, p in pids.items()}
+            | {f"{n}_cpu_s": round(cpu_seconds(p), 2) for n, p in (pids | {"generator": os.getpid()}).items()}
+        )
+
     async def sample_memory() -> None:
         while True:
-            memory.append(
-                {"t": round(time.perf_counter() - start, 1)} | {n: rss_kib(p) for n, p in pids.items()}
-            )
+            memory.append(sample())
             await asyncio.sleep(5)
 
+    async def watch_loop() -> None:
+        """The generator's own stalls: how late a 50 ms sleep wakes up."""
+        while True:
+            began = time.perf_counter()
+            await asyncio.sleep(0.05)
+            late = time.perf_counter() - began - 0.05
+            if late > 0.01:
+                run.stalls.append((began - start, "loop_late", late))
+
+    gc_began: list[float] = []
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            gc_began[:] = [time.perf_counter()]
+        elif gc_began:
+            took = time.perf_counter() - gc_began[0]
+            if info["generation"] == 2 or took > 0.005:
+                run.stalls.append((gc_began[0] - start, f"gc{info['generation']}", took))
+
     limits = httpx.Limits(max_connections=calls * 2, max_keepalive_connections=calls)
+    # The generator's own full garbage collections walked its ~175,000 import-time objects, 0.1-0.3 s
+    # with every operation in flight waiting: its stalls, not the servers', made the p99. Unfrozen after
+    # the run (a test runs the bench in its own process).
+    freeze_startup_heap()
+    gc.callbacks.append(on_gc)
     async with httpx.AsyncClient(timeout=30, limits=limits) as http:
         sampler = asyncio.create_task(sample_memory())
+        watcher = asyncio.create_task(watch_loop())
         try:
             # Staggered starts, so calls do not begin and end in lockstep.
             async def staggered(index: int) -> None:
@@ -212,16 +256,33 @@ async def soak(
 
             await asyncio.gather(*(staggered(i) for i in range(calls)))
         finally:
-            sampler.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sampler
-    memory.append({"t": round(time.perf_counter() - start, 1)} | {n: rss_kib(p) for n, p in pids.items()})
+            gc.callbacks.remove(on_gc)
+            gc.unfreeze()
+            for task in (sampler, watcher):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+    memory.append(sample())
     return run, memory
 
 
 def rss_at(memory: list[dict[str, Any]], t: float, name: str) -> int:
     """The sample nearest to `t` seconds."""
     return int(min(memory, key=lambda m: abs(m["t"] - t))[name])
+
+
+def cpu_share(memory: list[dict[str, Any]], minute: int) -> dict[str, float]:
+    """Each process's CPU seconds per second over minute `minute` (from the samples nearest its ends)."""
+    first = min(memory, key=lambda m: abs(m["t"] - minute * 60))
+    last = min(memory, key=lambda m: abs(m["t"] - (minute + 1) * 60))
+    span = last["t"] - first["t"]
+    if span <= 0:
+        return {}
+    return {
+        key.removesuffix("_s"): round((last[key] - first[key]) / span, 3)
+        for key in first
+        if key.endswith("_cpu_s")
+    }
 
 
 def run_store(kind: str, minutes: float, calls: int, tmp: Path, report: Report) -> list[tuple[Any, ...]]:
@@ -264,6 +325,29 @@ def run_store(kind: str, minutes: float, calls: int, tmp: Path, report: Report) 
         }
         for name, v in sorted(by_op.items())
     }
+    by_minute_op: dict[int, dict[str, list[float]]] = collections.defaultdict(
+        lambda: collections.defaultdict(list)
+    )
+    for at, name, latency in run.ops:
+        by_minute_op[int(at // 60)][name].append(latency)
+    per_minute_operation = {
+        str(m): {
+            name: {
+                "n": len(v),
+                "p50_ms": round(percentile(v, 50) * 1000, 2),
+                "p99_ms": round(percentile(v, 99) * 1000, 2),
+            }
+            for name, v in sorted(ops.items())
+        }
+        for m, ops in sorted(by_minute_op.items())
+    }
+    cpu = {m: cpu_share(memory, m) for m in minutes_seen}
+    # How late the generator's own loop woke, per minute: a late loop delays every operation in flight, so
+    # a tail that matches it is the generator's, not the servers'.
+    late: dict[int, list[float]] = collections.defaultdict(list)
+    for at, kind_, took in run.stalls:
+        if kind_ == "loop_late":
+            late[int(at // 60)].append(took)
     report.figures[kind] = {
         "calls_ok": run.calls_ok,
         "calls_failed": sum(run.failures.values()),
@@ -271,6 +355,15 @@ def run_store(kind: str, minutes: float, calls: int, tmp: Path, report: Report) 
         "operations": dict(ops_count),
         "per_operation": per_operation,
         "per_minute": {str(m): {k: round(v, 3) for k, v in row.items()} for m, row in sorted(table.items())},
+        "per_minute_operation": per_minute_operation,
+        "slowest_operations": [
+            {"t": round(at, 2), "operation": name, "ms": round(latency * 1000, 1)}
+            for at, name, latency in sorted(run.ops, key=lambda op: -op[2])[:100]
+        ],
+        "generator_stalls": [
+            {"t": round(at, 2), "kind": kind, "ms": round(took * 1000, 1)} for at, kind, took in run.stalls
+        ],
+        "cpu_share_per_minute": {str(m): row for m, row in cpu.items()},
         "p99_last_over_second_minute": last / second if second else float("nan"),
         "rss_kib": memory,
         "rss_growth_after_warmup": {k: round(v, 4) for k, v in growth.items()},
@@ -289,6 +382,20 @@ def run_store(kind: str, minutes: float, calls: int, tmp: Path, report: Report) 
     ]
     for reason, count in run.failures.most_common(5):
         print(f"  {kind}: {count} x {reason}")
+    names = sorted({name for ops in by_minute_op.values() for name in ops})
+    print_table(
+        f"{kind}: p99 ms per operation and CPU share (1.0 = one core) per minute",
+        ("minute", *names, "issuer CPU", "MCP CPU", "generator CPU", "generator late max ms"),
+        [
+            (
+                m + 1,
+                *(percentile(by_minute_op[m].get(n, []), 99) * 1000 for n in names),
+                *(cpu[m].get(f"{p}_cpu", float("nan")) for p in ("issuer", "mcp", "generator")),
+                max(late.get(m, [0.0])) * 1000,
+            )
+            for m in minutes_seen
+        ],
+    )
     return [
         (
             f"{kind} minute {m + 1}",

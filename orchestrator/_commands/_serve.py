@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
+import logging
 import signal
 import socket
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import uvicorn
 from fastapi import FastAPI
@@ -14,6 +16,8 @@ from fastapi import FastAPI
 from issuer import IssuerSettings, create_app, reload_clients
 from orchestrator._errors import OrchestratorError
 from orchestrator._tracing import tracer_provider
+
+log = logging.getLogger("voicebank.up")
 
 
 class ServeError(OrchestratorError):
@@ -62,12 +66,25 @@ async def _started(server: uvicorn.Server, serving: asyncio.Task[None]) -> None:
     listening.cancel()
 
 
-async def serve_all(servers: Sequence[uvicorn.Server]) -> None:
+def freeze_startup_heap() -> int:
+    """Leave every object alive now out of all future garbage collections; how many were frozen.
+
+    A full collection walks every tracked object, and a server's startup heap (modules, classes, pydantic
+    and SQLAlchemy schemas, the apps: 100,000-200,000 objects) never becomes garbage, yet each walk held the
+    event loop for 0.1-0.2 s while every request in flight waited: the soak's p99 (issue 12). Collected
+    first, so no startup garbage is kept for good; what is made while serving is collected as before.
+    """
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
+
+
+async def serve_all(servers: Sequence[uvicorn.Server], *, started: Callable[[], None] | None = None) -> None:
     """Run servers together; SIGINT/SIGTERM stop them all (a second SIGINT forces); SIGHUP makes every
     issuer among them reload its clients file.
 
     They start in order, each once the one before listens: the MCP server's first JWKS fetch from the
-    issuer next to it then finds the issuer up.
+    issuer next to it then finds the issuer up. `started` runs once every server listens.
     """
     loop = asyncio.get_running_loop()
 
@@ -100,6 +117,9 @@ async def serve_all(servers: Sequence[uvicorn.Server]) -> None:
             if serving[-1].done():  # it could not start: start no other
                 stop()
                 break
+        else:
+            if started is not None:
+                started()
         # Every server finishes its shutdown before a failure is raised.
         outcomes = await asyncio.gather(*serving, return_exceptions=True)
         for outcome in outcomes:
@@ -110,8 +130,15 @@ async def serve_all(servers: Sequence[uvicorn.Server]) -> None:
             loop.remove_signal_handler(sig)
 
 
+def _frozen() -> None:
+    log.info("%d startup objects left out of garbage collection", freeze_startup_heap())
+
+
 def run_all(servers: Sequence[uvicorn.Server]) -> None:
-    """`serve_all` on the event loop uvicorn itself would pick (`loop="auto"`: uvloop when installed)."""
+    """`serve_all` on the event loop uvicorn itself would pick (`loop="auto"`: uvloop when installed).
+
+    This process serves from here on: once every server listens, its startup heap is frozen.
+    """
     factory = servers[0].config.get_loop_factory() if servers else None
     with asyncio.Runner(loop_factory=factory) as runner:
-        runner.run(serve_all(servers))
+        runner.run(serve_all(servers, started=_frozen))

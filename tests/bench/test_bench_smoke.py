@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import importlib
 import json
 import sys
@@ -79,6 +80,11 @@ def test_bench_quick_run_writes_its_json(name: str, tmp_path: Path) -> None:
         memory = document["figures"]["memory"]
         assert memory["calls_failed"] == 0, memory["failures"]
         assert memory["operations"].get("make_payment", 0) >= 1
+        # Which operation a tail is in, and whose CPU and stalls go with it, minute by minute.
+        assert "get_balance" in memory["per_minute_operation"]["0"]
+        assert {"issuer_cpu", "mcp_cpu", "generator_cpu"} <= memory["cpu_share_per_minute"]["0"].keys()
+        assert isinstance(memory["generator_stalls"], list)
+        assert gc.get_freeze_count() == 0  # the bench left this process's heap as it found it
 
 
 def test_the_session_bench_counts_the_orchestrators_issuer_traffic(tmp_path: Path) -> None:

@@ -32,16 +32,19 @@ async def test_serve_all_serves_and_stops_on_sigterm(make_settings: Callable[...
     port = free_port()
     server = issuer_server(make_settings(issuer_url=f"http://127.0.0.1:{port}"), host="127.0.0.1", port=port)
     server.config.log_level = "warning"
-    task = asyncio.create_task(serve_all([server]))
-    while not server.started:  # yields to the loop until uvicorn is listening; no wall-clock wait
+    started: list[bool] = []
+    task = asyncio.create_task(serve_all([server], started=lambda: started.append(server.started)))
+    while not started:  # yields to the loop until every server listens; no wall-clock wait
         assert not task.done()
         await asyncio.sleep(0)
+    assert started == [True]  # once, after uvicorn listens
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
         assert (await http.get("/healthz")).json() == {"status": "ok"}
         assert (await http.get("/readyz")).status_code == 200
     os.kill(os.getpid(), signal.SIGTERM)  # serve_all's handler stops every server
     await asyncio.wait_for(task, timeout=10)
     assert server.should_exit
+    assert started == [True]
 
 
 @pytest.mark.parametrize("alg", ["EdDSA", "RS256"])

@@ -89,9 +89,13 @@ async def test_a_server_that_still_cannot_bind_stops_the_others_cleanly(taken: i
         return SharedLoopServer(uvicorn.Config(Starlette(), port=port, log_config=None, lifespan="off"))
 
     healthy, blocked = server(free_port()), server(taken)
+    started: list[None] = []
     with pytest.raises(ServeError, match="could not start"):
-        await asyncio.wait_for(serve_all([healthy, blocked]), timeout=60)
+        await asyncio.wait_for(
+            serve_all([healthy, blocked], started=lambda: started.append(None)), timeout=60
+        )
     assert healthy.should_exit
+    assert started == []  # the process never served: nothing to freeze
 
 
 def test_regression_an_unreadable_keys_directory_is_one_line(state: Path) -> None:

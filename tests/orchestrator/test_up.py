@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import sys
 from pathlib import Path
@@ -196,6 +197,11 @@ async def test_up_serves_both_parts_logs_to_a_file_and_stops_on_sigterm(tmp_path
     assert '"reason":"no_token"' in text  # the audit line went to the file
     assert log.stat().st_mode & 0o777 == 0o600
     assert "Shutting down" in text
+    # Once both servers listened, their startup heap left full garbage collections (issue 12: each one
+    # walked it and stalled every request in flight).
+    frozen = re.search(r"(\d+) startup objects left out of garbage collection", text)
+    assert frozen is not None
+    assert int(frozen[1]) > 10_000
 
 
 def test_up_serves_on_the_loop_uvicorn_picks_uvloop() -> None:
