@@ -57,15 +57,17 @@ return {'ok', rt[1]}
 """
 
 
-# KEYS[1] an index set of family ids. ARGV: key prefix, now, idle, absolute. Revokes every family in it,
-# drops ids whose family expired, and answers how many families were live (unexpired) when revoked.
+# KEYS[1] an index of family ids scored by when each family's key expires. ARGV: key prefix, now, idle,
+# absolute. Revokes every family in it, drops ids whose family expired, and answers how many families were
+# live (unexpired) when revoked.
 _REVOKE_ALL = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
 local live = 0
-for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
   local fkey = ARGV[1] .. ':fam:' .. id
   local fam = redis.call('HMGET', fkey, 'revoked', 'created_at', 'last_used')
   if not fam[1] then
-    redis.call('SREM', KEYS[1], id)
+    redis.call('ZREM', KEYS[1], id)
   elseif fam[1] ~= '1' then
     redis.call('HSET', fkey, 'revoked', '1')
     local now = tonumber(ARGV[2])
@@ -103,8 +105,10 @@ class RedisRefreshStore:
         return f"{self._prefix}:fam:{family_id}"
 
     def _index_key(self, kind: str, value: str) -> str:
-        # The families of one session, user or client; hashed so client-chosen ids cannot shape keys.
-        return f"{self._prefix}:{kind}:{hashlib.sha256(value.encode()).hexdigest()}"
+        # The families of one session, user or client, as a sorted set scored by each family's expiry (a
+        # name of its own: the plain sets of earlier versions under `{kind}:` must not meet a ZADD); hashed
+        # so client-chosen ids cannot shape keys.
+        return f"{self._prefix}:{kind}-families:{hashlib.sha256(value.encode()).hexdigest()}"
 
     async def create(
         self, *, client_id: str, sub: str, sid: str, scope: str, now: float, jkt: str | None = None
@@ -129,8 +133,13 @@ class RedisRefreshStore:
                 pipe.hset(self._token_key(token), mapping={"family": family_id, "spent": "0"})
                 pipe.expire(self._token_key(token), self._ttl)
                 for kind, value in (("sid", sid), ("sub", sub), ("client_id", client_id)):
-                    pipe.sadd(self._index_key(kind, value), family_id)
-                    pipe.expire(self._index_key(kind, value), self._ttl)
+                    # A busy client's or user's index is renewed by every creation and never expires as a
+                    # whole: each creation drops the ids whose family expired, so it holds live ones only
+                    # (amortised O(log n) per family instead of a set that grows with all history).
+                    key = self._index_key(kind, value)
+                    pipe.zremrangebyscore(key, "-inf", repr(now))
+                    pipe.zadd(key, {family_id: now + self._ttl})
+                    pipe.expire(key, self._ttl)
                 await pipe.execute()
 
         await idempotent(self._client, write)
@@ -201,7 +210,7 @@ class RedisRefreshStore:
 
     async def session_family(self, sid: str, client_id: str, now: float) -> RefreshFamily | None:
         key = self._index_key("sid", sid)
-        members = await idempotent(self._client, lambda: self._client.smembers(key))
+        members = await idempotent(self._client, lambda: self._client.zrangebyscore(key, f"({now!r}", "+inf"))
         for family_id in sorted(_text(m) for m in members):
             family = await self._family(family_id)
             if family is not None and family.client_id == client_id and is_live(family, self._lifetimes, now):
