@@ -193,3 +193,28 @@ async def test_redis_session_family_and_revocation_skip_expired_families(redis_u
         assert old != live
     finally:
         await client.aclose()
+
+
+async def test_regression_revocation_after_an_upgrade_finds_families_an_earlier_version_indexed(
+    redis_url: str,
+) -> None:
+    # Earlier versions indexed families in plain sets under `<kind>:<hash>`; a family such a replica made
+    # during a rolling upgrade must still end with an operator's revocation and be found for its session.
+    client = aioredis.Redis.from_url(redis_url)
+    prefix = "test-legacy-index"
+    store = RedisRefreshStore(client, RefreshLifetimes(idle=1800, absolute=43200), prefix=prefix)
+    try:
+        token = await store.create(client_id="c", sub="carol", sid="s-old", scope="read", now=0.0)
+        family = await store.peek(token)
+        assert family is not None
+        for kind, value in (("sid", "s-old"), ("sub", "carol"), ("client_id", "c")):
+            digest = hashlib.sha256(value.encode()).hexdigest()
+            await client.delete(f"{prefix}:{kind}-families:{digest}")
+            await client.sadd(f"{prefix}:{kind}:{digest}", family.family_id)
+        assert await store.session_family("s-old", "c", 1.0) == family
+        assert await store.revoke_all(now=1.0, sub="carol") == 1
+        assert await store.peek(token) is None
+        with pytest.raises(InvalidGrant):
+            await store.spend(token, client_id="c", now=2.0)
+    finally:
+        await client.aclose()
