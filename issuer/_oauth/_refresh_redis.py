@@ -57,23 +57,27 @@ return {'ok', rt[1]}
 """
 
 
-# KEYS[1] an index set of family ids. ARGV: key prefix, now, idle, absolute. Revokes every family in it,
-# drops ids whose family expired, and answers how many families were live (unexpired) when revoked.
+# KEYS[1] an index of family ids scored by when each family's key expires, KEYS[2] the same index as a plain
+# set of an earlier version. ARGV: key prefix, now, idle, absolute. Revokes every family in either, drops ids
+# whose family expired, and answers how many families were live (unexpired) when revoked.
 _REVOKE_ALL = """
+local now = tonumber(ARGV[2])
 local live = 0
-for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+local function revoke(id, drop, index)
   local fkey = ARGV[1] .. ':fam:' .. id
   local fam = redis.call('HMGET', fkey, 'revoked', 'created_at', 'last_used')
   if not fam[1] then
-    redis.call('SREM', KEYS[1], id)
+    redis.call(drop, index, id)
   elseif fam[1] ~= '1' then
     redis.call('HSET', fkey, 'revoked', '1')
-    local now = tonumber(ARGV[2])
     if now - tonumber(fam[3]) <= tonumber(ARGV[3]) and now - tonumber(fam[2]) <= tonumber(ARGV[4]) then
       live = live + 1
     end
   end
 end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
+for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do revoke(id, 'ZREM', KEYS[1]) end
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do revoke(id, 'SREM', KEYS[2]) end
 return live
 """
 
@@ -103,7 +107,14 @@ class RedisRefreshStore:
         return f"{self._prefix}:fam:{family_id}"
 
     def _index_key(self, kind: str, value: str) -> str:
-        # The families of one session, user or client; hashed so client-chosen ids cannot shape keys.
+        # The families of one session, user or client, as a sorted set scored by each family's expiry (a
+        # name of its own: the plain sets of earlier versions under `{kind}:` must not meet a ZADD); hashed
+        # so client-chosen ids cannot shape keys.
+        return f"{self._prefix}:{kind}-families:{hashlib.sha256(value.encode()).hexdigest()}"
+
+    def _legacy_index_key(self, kind: str, value: str) -> str:
+        # The plain set of versions before the sorted index: families a replica of such a version made
+        # (a rolling upgrade) are still found by the revocations until the set expires on its own.
         return f"{self._prefix}:{kind}:{hashlib.sha256(value.encode()).hexdigest()}"
 
     async def create(
@@ -129,8 +140,13 @@ class RedisRefreshStore:
                 pipe.hset(self._token_key(token), mapping={"family": family_id, "spent": "0"})
                 pipe.expire(self._token_key(token), self._ttl)
                 for kind, value in (("sid", sid), ("sub", sub), ("client_id", client_id)):
-                    pipe.sadd(self._index_key(kind, value), family_id)
-                    pipe.expire(self._index_key(kind, value), self._ttl)
+                    # A busy client's or user's index is renewed by every creation and never expires as a
+                    # whole: each creation drops the ids whose family expired, so it holds live ones only
+                    # (amortised O(log n) per family instead of a set that grows with all history).
+                    key = self._index_key(kind, value)
+                    pipe.zremrangebyscore(key, "-inf", repr(now))
+                    pipe.zadd(key, {family_id: now + self._ttl})
+                    pipe.expire(key, self._ttl)
                 await pipe.execute()
 
         await idempotent(self._client, write)
@@ -200,9 +216,14 @@ class RedisRefreshStore:
         return family
 
     async def session_family(self, sid: str, client_id: str, now: float) -> RefreshFamily | None:
-        key = self._index_key("sid", sid)
-        members = await idempotent(self._client, lambda: self._client.smembers(key))
-        for family_id in sorted(_text(m) for m in members):
+        async def read() -> list[Any]:
+            async with self._client.pipeline(transaction=False) as pipe:
+                pipe.zrangebyscore(self._index_key("sid", sid), f"({now!r}", "+inf")
+                pipe.smembers(self._legacy_index_key("sid", sid))
+                return await pipe.execute()
+
+        indexed, legacy = await idempotent(self._client, read)
+        for family_id in sorted({_text(m) for m in (*indexed, *legacy)}):
             family = await self._family(family_id)
             if family is not None and family.client_id == client_id and is_live(family, self._lifetimes, now):
                 return family
@@ -214,7 +235,7 @@ class RedisRefreshStore:
         kind, value = one_target(sid, sub, client_id)
         lifetimes = [repr(float(self._lifetimes.idle)), repr(float(self._lifetimes.absolute))]
         args = [self._prefix, repr(now), *lifetimes]
-        keys = [self._index_key(kind, value)]
+        keys = [self._index_key(kind, value), self._legacy_index_key(kind, value)]
         # Sent once: a second run would find the families revoked already and answer a wrong count.
         revoked = await exactly_once(self._client, lambda c: self._revoke_all(keys=keys, args=args, client=c))
         return int(revoked)

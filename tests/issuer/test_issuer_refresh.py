@@ -144,3 +144,77 @@ async def test_regression_a_redis_restart_between_two_requests_is_not_a_503(
         redis_server.restart()
         response = await h.token("backend", grant_type="client_credentials", scope="sessions:create")
     assert response.status_code == 200, response.text
+
+
+async def test_redis_indexes_of_a_busy_client_and_user_hold_only_unexpired_families(redis_url: str) -> None:
+    # The client's and the user's index are renewed by every new family, so they never expire as a whole:
+    # each creation must drop what expired, or they grow with every family ever made.
+    client = aioredis.Redis.from_url(redis_url)
+    prefix = "test-bounded-index"
+    store = RedisRefreshStore(client, RefreshLifetimes(idle=10, absolute=100), prefix=prefix)
+    try:
+        for i in range(50):
+            await store.create(client_id="c", sub="alice", sid=f"old-{i}", scope="read", now=float(i))
+        token = await store.create(client_id="c", sub="alice", sid="new", scope="read", now=200.0)
+        family = await store.peek(token)
+        assert family is not None
+
+        async def members(kind: str, value: str) -> list[str]:
+            key = f"{prefix}:{kind}-families:{hashlib.sha256(value.encode()).hexdigest()}"
+            assert await client.type(key) == b"zset"
+            return [m.decode() for m in await client.zrange(key, 0, -1)]
+
+        # The 50 old families expired at 110..159 (absolute + idle after creation): only the new one is left.
+        assert await members("client_id", "c") == [family.family_id]
+        assert await members("sub", "alice") == [family.family_id]
+        assert await members("sid", "new") == [family.family_id]
+        # The revocations still find the live family, and count only it.
+        assert await store.session_family("new", "c", 201.0) == family
+        assert await store.revoke_all(now=201.0, client_id="c") == 1
+        assert await store.peek(token) is None
+    finally:
+        await client.aclose()
+
+
+async def test_redis_session_family_and_revocation_skip_expired_families(redis_url: str) -> None:
+    client = aioredis.Redis.from_url(redis_url)
+    store = RedisRefreshStore(client, RefreshLifetimes(idle=10, absolute=100), prefix="test-expired-index")
+    try:
+        old = await store.create(client_id="c", sub="bob", sid="s", scope="read", now=0.0)
+        # Past its key's expiry (110 s): neither the session's family nor counted by a revocation.
+        assert await store.session_family("s", "c", 111.0) is None
+        assert await store.revoke_all(now=111.0, sub="bob") == 0
+        live = await store.create(client_id="c", sub="bob", sid="s", scope="read", now=111.0)
+        found = await store.session_family("s", "c", 112.0)
+        assert found is not None
+        assert found == await store.peek(live)
+        assert await store.revoke_all(now=112.0, sid="s") == 1
+        assert await store.peek(live) is None
+        assert old != live
+    finally:
+        await client.aclose()
+
+
+async def test_regression_revocation_after_an_upgrade_finds_families_an_earlier_version_indexed(
+    redis_url: str,
+) -> None:
+    # Earlier versions indexed families in plain sets under `<kind>:<hash>`; a family such a replica made
+    # during a rolling upgrade must still end with an operator's revocation and be found for its session.
+    client = aioredis.Redis.from_url(redis_url)
+    prefix = "test-legacy-index"
+    store = RedisRefreshStore(client, RefreshLifetimes(idle=1800, absolute=43200), prefix=prefix)
+    try:
+        token = await store.create(client_id="c", sub="carol", sid="s-old", scope="read", now=0.0)
+        family = await store.peek(token)
+        assert family is not None
+        for kind, value in (("sid", "s-old"), ("sub", "carol"), ("client_id", "c")):
+            digest = hashlib.sha256(value.encode()).hexdigest()
+            await client.delete(f"{prefix}:{kind}-families:{digest}")
+            await client.sadd(f"{prefix}:{kind}:{digest}", family.family_id)
+        assert await store.session_family("s-old", "c", 1.0) == family
+        assert await store.revoke_all(now=1.0, sub="carol") == 1
+        assert await store.peek(token) is None
+        with pytest.raises(InvalidGrant):
+            await store.spend(token, client_id="c", now=2.0)
+    finally:
+        await client.aclose()
