@@ -242,8 +242,123 @@ def _worker_main(argv: Sequence[str]) -> None:
     sys.stdout.write(json.dumps(result))
 
 
+def run_python_requests(
+    url: str,
+    header_lines: Sequence[str],
+    body: bytes,
+    seconds: float,
+    *,
+    connections: int,
+    cycle: bool,
+    marker: bytes,
+) -> tuple[dict[str, object], float]:
+    """wrk_requests.lua's job for a machine without wrk: one Python process over raw sockets (no httpx).
+
+    Each request POSTs `body` with the next line's headers (`name<TAB>value...`; `cycle` repeats them); an
+    answer without `marker` is an error. Returns the worker's result and its own CPU seconds.
+    """
+    with tempfile.TemporaryDirectory(prefix="bench-requests-") as tmp:
+        headers_file, body_file = Path(tmp) / "headers", Path(tmp) / "body"
+        headers_file.write_text("\n".join(header_lines) + "\n")
+        body_file.write_bytes(body)
+        argv = [sys.executable, __file__, "requests", url, str(headers_file), str(body_file)]
+        argv += [str(connections), repr(seconds), "1" if cycle else "0", marker.decode()]
+        process = subprocess.Popen(argv, stdout=subprocess.PIPE)
+        assert process.stdout is not None
+        with process.stdout:
+            output = process.stdout.read()
+        cpu = _wait_cpu(process)
+    result: dict[str, object] = json.loads(output)
+    return result, cpu
+
+
+async def _requests_worker(
+    url: str,
+    lines: list[list[str]],
+    body: bytes,
+    connections: int,
+    seconds: float,
+    cycle: bool,
+    marker: bytes,
+) -> dict[str, object]:
+    parts = urlsplit(url)
+    host, port, path = parts.hostname or "127.0.0.1", parts.port or 80, parts.path or "/"
+    heads = []
+    for fields in lines:
+        extra = "".join(f"{name}: {value}\r\n" for name, value in zip(fields[::2], fields[1::2], strict=True))
+        heads.append(
+            (
+                f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\n{extra}Content-Length: {len(body)}\r\n\r\n"
+            ).encode()
+            + body
+        )
+    latencies: list[float] = []
+    errors = 0
+    cursor = 0
+    out_of_bodies = False
+    start = time.perf_counter()
+    deadline = start + seconds
+
+    async def connection() -> None:
+        nonlocal cursor, errors, out_of_bodies
+        reader, writer = await asyncio.open_connection(host, port)
+        while time.perf_counter() < deadline:
+            if cursor >= len(heads):
+                if not cycle:
+                    out_of_bodies = True
+                    break
+                cursor = 0
+            request = heads[cursor]
+            cursor += 1
+            sent = time.perf_counter()
+            writer.write(request)
+            status_line = await reader.readline()
+            length, chunked = 0, False
+            while (line := await reader.readline()) not in (b"\r\n", b""):
+                name, _, value = line.partition(b":")
+                name = name.strip().lower()
+                if name == b"content-length":
+                    length = int(value)
+                elif name == b"transfer-encoding" and b"chunked" in value.lower():
+                    chunked = True
+            if chunked:
+                answer = b""
+                while size := int((await reader.readline()).strip(), 16):
+                    answer += await reader.readexactly(size + 2)
+                await reader.readline()
+            else:
+                answer = await reader.readexactly(length)
+            latencies.append(time.perf_counter() - sent)
+            if status_line.split(b" ", 2)[1] != b"200" or marker not in answer:
+                errors += 1
+        writer.close()
+
+    await asyncio.gather(*(connection() for _ in range(connections)))
+    return {
+        "latencies": latencies,
+        "errors": errors,
+        "seconds": time.perf_counter() - start,
+        "out_of_bodies": out_of_bodies,
+    }
+
+
+def _requests_main(argv: Sequence[str]) -> None:
+    url, headers_path, body_path, connections, seconds, cycle, marker = argv
+    lines = [line.split("\t") for line in Path(headers_path).read_text().splitlines() if line]
+    body = Path(body_path).read_bytes()
+    result = asyncio.run(
+        _requests_worker(url, lines, body, int(connections), float(seconds), cycle == "1", marker.encode())
+    )
+    sys.stdout.write(json.dumps(result))
+
+
 if __name__ == "__main__":
     if len(sys.argv) == 6 and sys.argv[1] == "worker":
         _worker_main(sys.argv[2:])
+    elif len(sys.argv) == 9 and sys.argv[1] == "requests":
+        _requests_main(sys.argv[2:])
     else:
-        raise SystemExit("usage: python bench/_load.py worker URL BODIES CONNECTIONS SECONDS")
+        raise SystemExit(
+            "usage: python bench/_load.py worker URL BODIES CONNECTIONS SECONDS\n"
+            "       python bench/_load.py requests URL HEADERS BODY CONNECTIONS SECONDS CYCLE MARKER"
+        )

@@ -1,6 +1,6 @@
 """Issuer `/token`, server-bound: pre-signed bodies driven by wrk, against a bare endpoint of the same server.
 
-Run: .venv/bin/python bench/bench_token_endpoint.py [--quick] [--seconds N] [--rounds R]
+Run: .venv/bin/python bench/bench_token_endpoint.py [--quick] [--seconds N] [--rounds R] [--baseline DIR]
 One issuer process (uvicorn, file key store, in-memory refresh store) also serves `POST /bare`, a route of the
 same kind as /token answering a fixed JSON body of a token answer's size. Before each round every request body
 is prepared: client assertions signed (single-use jtis, one per request), session grants signed with the
@@ -10,6 +10,8 @@ capacity, which must be >= 3x the server's rate on the bare endpoint, or the fig
 Rounds interleave bare, client_credentials, refresh and token exchange (and node-oidc-provider's
 client_credentials when node and bench/node/node_modules are present: `cd bench/node && npm ci`).
 Targets (issue 12): each grant >= 0.5 of bare; ours >= 1.0x node's throughput at <= 1.0x its CPU per token.
+`--baseline DIR` adds the issuer of another checkout (its own .venv, its own state) with the same four
+variants interleaved with ours in every round: ours / baseline per round, for before/after figures.
 Without wrk (Debian: apt-get install wrk) the generator is Python processes over raw sockets.
 Writes bench/results/token_endpoint.json with every round's figures.
 """
@@ -61,6 +63,7 @@ HEADROOM = 3.0
 NODE_DIR = BENCH_DIR / "node"
 NODE = "node client_credentials"
 OURS = ("bare", "client_credentials", "refresh", "exchange")
+BASELINE_PREFIX = "baseline "
 
 
 def node_missing() -> str | None:
@@ -186,39 +189,48 @@ class Driver:
 
 def measure(
     servers: dict[str, ServerProcess],
-    bodies: Bodies,
+    bodies: dict[str, Bodies],
     node_bodies: Callable[[int], list[str]] | None,
     driver: Driver,
     rounds: int,
     slice_s: float,
 ) -> dict[str, list[Load]]:
-    """Interleaved rounds; each round prepares every body first, then times each variant once."""
-    issuer = servers["issuer"]
-    variants = list(OURS) + ([NODE] if node_bodies else [])
+    """Interleaved rounds; each round prepares every body first, then times each variant once.
+
+    `bodies` has one entry per issuer: "" for ours, BASELINE_PREFIX for a baseline checkout's (its variants
+    are named with that prefix and interleaved with ours).
+    """
+    prefixes = list(bodies)
+    variants = [p + v for p in prefixes for v in OURS] + ([NODE] if node_bodies else [])
+
+    def issuer_of(variant: str) -> tuple[ServerProcess, Bodies, str]:
+        prefix = BASELINE_PREFIX if variant.startswith(BASELINE_PREFIX) else ""
+        return servers[prefix + "issuer"], bodies[prefix], variant.removeprefix(prefix)
+
     urls = {
-        "bare": f"{issuer.base}/bare",
-        "client_credentials": f"{issuer.base}/token",
-        "refresh": f"{issuer.base}/token",
-        "exchange": f"{issuer.base}/token",
+        v: f"{issuer_of(v)[0].base}/{'bare' if issuer_of(v)[2] == 'bare' else 'token'}"
+        for v in variants
+        if v != NODE
     }
     if node_bodies:
         urls[NODE] = f"{servers['node'].base}/token"
-    cpu = {v: (servers["node"] if v == NODE else issuer).cpu_seconds for v in variants}
+    cpu = {v: (servers["node"] if v == NODE else issuer_of(v)[0]).cpu_seconds for v in variants}
     # Generous first guesses; later rounds size from the fastest rate seen (with headroom).
-    rate = dict.fromkeys(variants, 1000.0) | {"bare": 3000.0, "exchange": 500.0}
+    rate = {v: {"bare": 3000.0, "exchange": 500.0}.get(issuer_of(v)[2], 1000.0) for v in variants}
 
     def prepare(variant: str, seconds: float) -> list[str]:
         count = math.ceil(rate[variant] * seconds * 1.6) + 200
-        if variant == "bare":
-            return bodies.bare(count)
-        if variant == "client_credentials":
-            return bodies.client_credentials(count)
-        if variant == "exchange":
-            return bodies.exchange(count)
-        if variant == "refresh":
-            return bodies.refresh(driver.refresh_tokens(issuer.base, bodies, count))
-        assert node_bodies is not None
-        return node_bodies(count)
+        if variant == NODE:
+            assert node_bodies is not None
+            return node_bodies(count)
+        issuer, own, kind = issuer_of(variant)
+        if kind == "bare":
+            return own.bare(count)
+        if kind == "client_credentials":
+            return own.client_credentials(count)
+        if kind == "exchange":
+            return own.exchange(count)
+        return own.refresh(driver.refresh_tokens(issuer.base, own, count))
 
     def timed(variant: str, seconds: float, prepared: list[str] | None = None) -> Load:
         """One run; a run that ran out of bodies is void: sized up from what it saw and run again."""
@@ -251,6 +263,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--issuer-checkout", type=Path, help="serve the issuer of another checkout (its .venv): a before run"
     )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="another checkout (its .venv): its issuer too, interleaved with ours round by round",
+    )
     parser.add_argument("--results", type=Path, default=BENCH_DIR / "results")
     ns = parser.parse_args(argv)
     seconds = ns.seconds if ns.seconds is not None else (2.0 if ns.quick else 60.0)
@@ -267,7 +284,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     why_no_node = "left out (--no-node)" if ns.no_node else node_missing()
     if why_no_node:
         report.notes.append(f"node-oidc-provider peer skipped: {why_no_node}")
-    variants = len(OURS) + (0 if why_no_node else 1)
+    variants = len(OURS) * (2 if ns.baseline else 1) + (0 if why_no_node else 1)
     slice_s = float(max(1, round(seconds / (rounds * variants))))  # wrk counts whole seconds
 
     ck = client_keys()
@@ -277,6 +294,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         servers: dict[str, ServerProcess] = {
             "issuer": ServerProcess("issuer", "--state", str(state), checkout=checkout)
         }
+        if ns.baseline:
+            base_state = write_issuer_state(Path(tmp) / "baseline", ck)
+            servers[BASELINE_PREFIX + "issuer"] = ServerProcess(
+                "issuer", "--state", str(base_state), checkout=ns.baseline.resolve()
+            )
         node_bodies = None
         if not why_no_node:
             peer_port = free_port()
@@ -299,18 +321,23 @@ def main(argv: Sequence[str] | None = None) -> None:
             servers["node"] = NodePeer(config, peer_port)
         with running(*servers.values()):
             bodies = Bodies(servers["issuer"].base, ck, asyncio.run(issuer_key(state)))
+            issuers = {"": bodies}
+            if ns.baseline:
+                base = servers[BASELINE_PREFIX + "issuer"].base
+                issuers[BASELINE_PREFIX] = Bodies(base, ck, asyncio.run(issuer_key(base_state)))
             if "node" in servers:
                 node_base = servers["node"].base
 
                 def node_bodies(count: int) -> list[str]:
                     return bodies.client_credentials(count, base=node_base)
 
-            samples = measure(servers, bodies, node_bodies, driver, rounds, slice_s)
+            samples = measure(servers, issuers, node_bodies, driver, rounds, slice_s)
 
     bare = samples["bare"]
     rows = []
     for variant, loads in samples.items():
-        ratios = [load.rate / b.rate for load, b in zip(loads, bare, strict=True)]
+        own_bare = samples[BASELINE_PREFIX + "bare"] if variant.startswith(BASELINE_PREFIX) else bare
+        ratios = [load.rate / b.rate for load, b in zip(loads, own_bare, strict=True)]
         figures: dict[str, Any] = {
             "throughput_per_s": spread([load.rate for load in loads]),
             "ratio_to_bare": spread(ratios),
@@ -349,7 +376,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         ),
         Check(
             "failed /token requests",
-            sum(report.figures[v]["failed_requests"] for v in samples if v != "bare"),
+            sum(report.figures[v]["failed_requests"] for v in samples if not v.endswith("bare")),
             0,
             "==",
             unit="count",
@@ -377,6 +404,37 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     if ns.issuer_checkout:
         report.notes.append(f"the issuer of {ns.issuer_checkout} (its own .venv)")
+    if ns.baseline:
+        # Side by side: ours over the baseline's, per round, for the server's CPU per request.
+        report.figures["vs_baseline"] = {
+            v: {
+                "server_cpu_per_request": spread(
+                    [
+                        a.server_cpu_ms_per_request / b.server_cpu_ms_per_request
+                        for a, b in zip(samples[v], samples[BASELINE_PREFIX + v], strict=True)
+                    ]
+                ),
+                "throughput": spread(
+                    [a.rate / b.rate for a, b in zip(samples[v], samples[BASELINE_PREFIX + v], strict=True)]
+                ),
+            }
+            for v in OURS
+        }
+        report.notes.append(f"baseline: the issuer of {ns.baseline} (its own .venv), interleaved with ours")
+        print_table(
+            "token_endpoint: ours / baseline, per round (median, min-max)",
+            ("endpoint", "srv CPU per request", "min-max", "throughput", "min-max"),
+            [
+                (
+                    v,
+                    r["server_cpu_per_request"]["median"],
+                    f"{r['server_cpu_per_request']['min']:.3f}-{r['server_cpu_per_request']['max']:.3f}",
+                    r["throughput"]["median"],
+                    f"{r['throughput']['min']:.3f}-{r['throughput']['max']:.3f}",
+                )
+                for v, r in report.figures["vs_baseline"].items()
+            ],
+        )
     report.write()
 
 

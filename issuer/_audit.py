@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from opentelemetry import trace
 
 from issuer._signing._mint import Minted
+from keys import log_line
 
 AUDIT_LOGGER = "voicebank.audit"
 SERVICE = "issuer"
@@ -99,7 +100,9 @@ class IssuerAudit:
             "reason": reason,
             "trace_id": trace_id or current_trace_id(),
         }
-        self._logger.log(level, _ENCODE(entry))
+        # Written before the request's answer, as every audit line (keys.log_line: the cheap way when only
+        # our one handler would see it).
+        log_line(self._logger, level, _ENCODE(entry))
 
     def decided(self, decision: Decision, *, outcome: str = "ok", reason: str | None = None) -> None:
         """Write `decision`; a theft signal (refresh-token reuse) at WARNING."""

@@ -37,6 +37,7 @@ from keys._errors import (
 )
 from keys._jose._header import unverified_claims, unverified_header
 from keys._jose._sign import sign
+from keys._log_line import LineWriter, log_line
 from keys._redis import exactly_once, idempotent, redis_client
 from keys._replay._cache import ReplayCache
 from keys._replay._memory import MemoryReplayCache
@@ -102,6 +103,7 @@ __all__ = [
     "KeysError",
     "KeysUnavailable",
     "LifetimeTooLong",
+    "LineWriter",
     "MalformedToken",
     "MemoryNonces",
     "MemoryReplayCache",
@@ -149,6 +151,7 @@ __all__ = [
     "idempotent",
     "key_events",
     "load_client_key",
+    "log_line",
     "redis_client",
     "sign",
     "thumbprint",

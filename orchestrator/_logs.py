@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Literal
@@ -73,6 +74,18 @@ class TextFormatter(logging.Formatter):
 
     def __init__(self) -> None:
         super().__init__()
+        self._second: tuple[int, str] = (-1, "")
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        """logging's default `2026-01-31 12:00:00,123`, the part up to the second made once per second."""
+        if datefmt is not None:
+            return super().formatTime(record, datefmt)
+        second = int(record.created)
+        if self._second[0] != second:
+            self._second = (second, time.strftime(self.default_time_format, self.converter(record.created)))
+        if not self.default_msec_format:
+            return self._second[1]
+        return self.default_msec_format % (self._second[1], record.msecs)
 
     def fields(self, record: logging.LogRecord) -> dict[str, str]:
         """The record's fields, unescaped: what a renderer turns into one entry."""
@@ -169,7 +182,86 @@ def open_private_log(path: Path) -> IO[str]:
     return open(path, "a", encoding="utf-8", errors="backslashreplace", opener=private_opener)
 
 
-class _LogFileHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class _LogLine:
+    """What a formatter reads of a `LogRecord` (no exception, no stack), without the rest a record costs:
+    its caller's frame, thread, process and task names."""
+
+    __slots__ = (
+        "args",
+        "created",
+        "exc_info",
+        "exc_text",
+        "levelname",
+        "levelno",
+        "msecs",
+        "msg",
+        "name",
+        "stack_info",
+    )
+
+    def __init__(self, name: str, levelno: int, message: str, created: float) -> None:
+        self.name, self.levelno, self.msg, self.created = name, levelno, message, created
+        self.levelname = logging.getLevelName(levelno)
+        self.msecs = int((created - int(created)) * 1000) + 0.0  # as LogRecord computes it
+        self.args = ()
+        self.exc_info = self.exc_text = self.stack_info = None
+
+    def getMessage(self) -> str:
+        return self.msg
+
+
+class _LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Our one handler: each line is one `os.write` on the stream's descriptor, so a line is in the kernel
+    (and survives a crash of this process) when `emit` returns, as a flushed stream write would be.
+
+    `write_line` (`keys.LineWriter`) writes the line a record would give, formatted by the same formatter,
+    without building the record: `keys.log_line` uses it for the audit lines when this handler alone would
+    see them.
+    """
+
+    def __init__(self, stream: IO[str]) -> None:
+        super().__init__(stream)
+        try:
+            self._fd: int | None = stream.fileno()
+        except (AttributeError, OSError, ValueError):
+            self._fd = None  # a stream without a descriptor (a test's capture): written as a stream
+        self._encoding = getattr(stream, "encoding", None) or "utf-8"
+        self._errors = getattr(stream, "errors", None) or "strict"
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._write(self.format(record))
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(record)
+
+    def write_line(self, name: str, levelno: int, message: str) -> None:
+        line = _LogLine(name, levelno, message, time.time())
+        try:
+            self._write(self.format(line))  # type: ignore[arg-type]
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(line)  # type: ignore[arg-type]
+
+    def _write(self, text: str) -> None:
+        line = text + self.terminator
+        self.acquire()
+        try:
+            if self._fd is None:
+                self.stream.write(line)
+                self.stream.flush()
+                return
+            self.stream.flush()  # whatever went through the stream object itself comes first
+            data = memoryview(line.encode(self._encoding, self._errors))
+            while data:
+                data = data[os.write(self._fd, data) :]
+        finally:
+            self.release()
+
+
+class _LogFileHandler(_LineHandler):
     """A handler on a private log file, which it closes with itself."""
 
     def close(self) -> None:
@@ -207,7 +299,7 @@ def configure_logging(
     if log_file is not None:
         handler = _LogFileHandler(open_private_log(log_file))
     else:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _LineHandler(sys.stderr)
     handler.setFormatter(formatter or TextFormatter())
     logging.getLogger().setLevel(level.upper() if isinstance(level, str) else level)
     adopt_library_loggers(handler)
@@ -215,7 +307,9 @@ def configure_logging(
 
 
 @contextlib.contextmanager
-def logging_configured(level: str | int, *, log_file: Path | None = None) -> Iterator[logging.Handler]:
+def logging_configured(
+    level: str | int, *, log_file: Path | None = None, formatter: logging.Formatter | None = None
+) -> Iterator[logging.Handler]:
     """`configure_logging` for the length of a block (the demo, tests); the previous set-up comes back."""
     root = logging.getLogger()
     saved_level, saved_root = root.level, root.handlers[:]
@@ -224,7 +318,7 @@ def logging_configured(level: str | int, *, log_file: Path | None = None) -> Ite
         for logger in list(logging.Logger.manager.loggerDict.values())
         if isinstance(logger, logging.Logger) and logger.handlers
     }
-    handler = configure_logging(level, log_file=log_file)
+    handler = configure_logging(level, log_file=log_file, formatter=formatter)
     try:
         yield handler
     finally:
