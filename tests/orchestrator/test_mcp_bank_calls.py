@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import socket
 import time
@@ -17,7 +18,12 @@ import httpx
 import httpx2
 import pytest
 import uvicorn
+from fastmcp import FastMCP
 from sqlalchemy import Engine
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Route
 
 import keys
 from issuer import create_app as create_issuer
@@ -574,3 +580,104 @@ async def test_concurrent_calls_of_different_scopes_each_send_their_own_token(wo
     assert all(s.status == 200 for s in sent)
     for request in sent:
         assert _scope_of(request.token) == TOOL_SCOPES[request.body["params"]["name"]]
+
+
+# McpBank speaks the stateless protocol itself: against other servers' answers it must read what the MCP
+# SDK's client reads (an event stream, a redirect within the origin) and refuse the rest clearly.
+
+OTHER = "http://127.0.0.1:8001"
+
+
+def _sdk_server(*, json_response: bool, path: str = "/mcp", blob: int = 0) -> Starlette:
+    """An MCP server of the SDK's own making with a `get_balance` of its own (no auth: tokens are ignored)."""
+    server = FastMCP("other-bank")
+
+    @server.tool
+    async def get_balance(account_type: str | None = None) -> dict[str, Any]:
+        return {"accounts": [{"type": account_type or "checking", "note": "x" * blob}]}
+
+    return server.http_app(
+        path=path, stateless_http=True, json_response=json_response, host_origin_protection=False
+    )
+
+
+@contextlib.asynccontextmanager
+async def _bank_on(world: World, app: Starlette, path: str = "/mcp") -> AsyncIterator[McpBank]:
+    _, tokens = await world.bank()
+    bank = McpBank(tokens, OTHER + path, transport=httpx2.ASGITransport(app=app))
+    async with app.router.lifespan_context(app):
+        try:
+            yield bank
+        finally:
+            await bank.aclose()
+
+
+@pytest.mark.parametrize("json_response", [True, False], ids=["json", "event-stream"])
+async def test_a_server_answering_json_or_an_event_stream_is_read(world: World, json_response: bool) -> None:
+    async with _bank_on(world, _sdk_server(json_response=json_response)) as bank:
+        assert (await bank.get_balance("savings"))["accounts"][0]["type"] == "savings"
+
+
+async def test_a_redirect_within_the_servers_origin_is_followed(world: World) -> None:
+    # The server's endpoint is /mcp/: Starlette answers /mcp with a 307 to it, as the SDK's client follows.
+    async with _bank_on(world, _sdk_server(json_response=True, path="/mcp/"), path="/mcp") as bank:
+        assert (await bank.get_balance())["accounts"]
+
+
+async def test_a_redirect_to_another_origin_is_not_followed(world: World) -> None:
+    seen: list[str] = []
+
+    async def elsewhere(request: Request) -> Response:
+        seen.append(str(request.url))
+        if request.url.hostname == "127.0.0.1":
+            return RedirectResponse("http://elsewhere.example/mcp", status_code=307)
+        return JSONResponse({"jsonrpc": "2.0", "id": 1, "result": {}})
+
+    app = Starlette(routes=[Route("/mcp", elsewhere, methods=["POST"])])
+    async with _bank_on(world, app) as bank:
+        with pytest.raises(ServiceUnavailable, match="can't reach the bank"):
+            await bank.get_balance()
+    assert seen == [f"{OTHER}/mcp"]  # the token never went to the other origin
+
+
+@pytest.mark.parametrize("status", [200, 400, 500])
+async def test_a_json_rpc_error_is_unavailable(world: World, status: int) -> None:
+    error = {"jsonrpc": "2.0", "id": 1, "error": {"code": -32603, "message": "internal error"}}
+
+    async def endpoint(_: Request) -> Response:
+        return JSONResponse(error, status_code=status)
+
+    app = Starlette(routes=[Route("/mcp", endpoint, methods=["POST"])])
+    async with _bank_on(world, app) as bank:
+        with pytest.raises(ServiceUnavailable, match="can't reach the bank"):
+            await bank.get_balance()
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        PlainTextResponse("<html>a proxy's page</html>"),
+        Response(b"{not json", media_type="application/json"),
+        JSONResponse({"jsonrpc": "2.0", "id": 999, "result": {"content": []}}),  # not our request's id
+        JSONResponse({"jsonrpc": "2.0", "id": 1, "result": {"content": "not a list"}}),
+        Response(b"event: message\ndata: \n\n", media_type="text/event-stream"),  # ends without an answer
+    ],
+    ids=["html", "not-json", "other-id", "not-a-result", "stream-without-answer"],
+)
+async def test_an_answer_that_is_not_a_tools_call_result_is_unreadable(
+    world: World, answer: Response
+) -> None:
+    async def endpoint(_: Request) -> Response:
+        return answer
+
+    app = Starlette(routes=[Route("/mcp", endpoint, methods=["POST"])])
+    async with _bank_on(world, app) as bank:
+        with pytest.raises(ServiceUnavailable, match="could not read"):
+            await bank.get_balance()
+
+
+@pytest.mark.parametrize("json_response", [True, False], ids=["json", "event-stream"])
+async def test_an_answer_beyond_one_mebibyte_is_refused_unread(world: World, json_response: bool) -> None:
+    async with _bank_on(world, _sdk_server(json_response=json_response, blob=1 << 20)) as bank:
+        with pytest.raises(ServiceUnavailable):
+            await bank.get_balance()
