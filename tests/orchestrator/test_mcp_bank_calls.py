@@ -22,7 +22,13 @@ from fastmcp import FastMCP
 from sqlalchemy import Engine
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.responses import (
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
 from starlette.routing import Route
 
 import keys
@@ -588,7 +594,7 @@ async def test_concurrent_calls_of_different_scopes_each_send_their_own_token(wo
 OTHER = "http://127.0.0.1:8001"
 
 
-def _sdk_server(*, json_response: bool, path: str = "/mcp", blob: int = 0) -> Starlette:
+def _sdk_server(*, path: str = "/mcp", blob: int = 0) -> Starlette:
     """An MCP server of the SDK's own making with a `get_balance` of its own (no auth: tokens are ignored)."""
     server = FastMCP("other-bank")
 
@@ -596,9 +602,34 @@ def _sdk_server(*, json_response: bool, path: str = "/mcp", blob: int = 0) -> St
     async def get_balance(account_type: str | None = None) -> dict[str, Any]:
         return {"accounts": [{"type": account_type or "checking", "note": "x" * blob}]}
 
-    return server.http_app(
-        path=path, stateless_http=True, json_response=json_response, host_origin_protection=False
-    )
+    return server.http_app(path=path, stateless_http=True, json_response=True, host_origin_protection=False)
+
+
+def _streaming_server(blob: int = 0) -> Starlette:
+    """A server answering in the protocol's event-stream form: a notification, then the answer.
+
+    The SDK's server streams only when it has something to send before the answer (logs or progress,
+    which McpBank does not ask for), so its event stream is written out here."""
+
+    async def endpoint(request: Request) -> Response:
+        call = json.loads(await request.body())
+        accounts = [{"type": call["params"]["arguments"].get("account_type", "checking"), "note": "x" * blob}]
+        result = {
+            "content": [{"type": "text", "text": json.dumps({"accounts": accounts})}],
+            "structuredContent": {"accounts": accounts},
+            "isError": False,
+            "resultType": "complete",
+        }
+        note = {
+            "jsonrpc": "2.0",
+            "method": "notifications/message",
+            "params": {"level": "info", "data": "hi"},
+        }
+        answer = {"jsonrpc": "2.0", "id": call["id"], "result": result}
+        events = [f"event: message\ndata: {json.dumps(message)}\n\n" for message in (note, answer)]
+        return StreamingResponse(iter(events), media_type="text/event-stream")
+
+    return Starlette(routes=[Route("/mcp", endpoint, methods=["POST"])])
 
 
 @contextlib.asynccontextmanager
@@ -612,15 +643,15 @@ async def _bank_on(world: World, app: Starlette, path: str = "/mcp") -> AsyncIte
             await bank.aclose()
 
 
-@pytest.mark.parametrize("json_response", [True, False], ids=["json", "event-stream"])
-async def test_a_server_answering_json_or_an_event_stream_is_read(world: World, json_response: bool) -> None:
-    async with _bank_on(world, _sdk_server(json_response=json_response)) as bank:
+@pytest.mark.parametrize("stream", [False, True], ids=["sdk-server-json", "event-stream"])
+async def test_a_server_answering_json_or_an_event_stream_is_read(world: World, stream: bool) -> None:
+    async with _bank_on(world, _streaming_server() if stream else _sdk_server()) as bank:
         assert (await bank.get_balance("savings"))["accounts"][0]["type"] == "savings"
 
 
 async def test_a_redirect_within_the_servers_origin_is_followed(world: World) -> None:
     # The server's endpoint is /mcp/: Starlette answers /mcp with a 307 to it, as the SDK's client follows.
-    async with _bank_on(world, _sdk_server(json_response=True, path="/mcp/"), path="/mcp") as bank:
+    async with _bank_on(world, _sdk_server(path="/mcp/"), path="/mcp") as bank:
         assert (await bank.get_balance())["accounts"]
 
 
@@ -653,6 +684,18 @@ async def test_a_json_rpc_error_is_unavailable(world: World, status: int) -> Non
             await bank.get_balance()
 
 
+# A 2026-07-28 server may answer a tool call by asking the client for input first; the agent has none to give.
+_ASKS_FOR_INPUT = {
+    "resultType": "input_required",
+    "inputRequests": {
+        "confirm": {
+            "method": "elicitation/create",
+            "params": {"message": "Sure?", "requestedSchema": {"type": "object", "properties": {}}},
+        }
+    },
+}
+
+
 @pytest.mark.parametrize(
     "answer",
     [
@@ -661,8 +704,18 @@ async def test_a_json_rpc_error_is_unavailable(world: World, status: int) -> Non
         JSONResponse({"jsonrpc": "2.0", "id": 999, "result": {"content": []}}),  # not our request's id
         JSONResponse({"jsonrpc": "2.0", "id": 1, "result": {"content": "not a list"}}),
         Response(b"event: message\ndata: \n\n", media_type="text/event-stream"),  # ends without an answer
+        JSONResponse({"jsonrpc": "2.0", "id": 1}),  # neither a result nor an error
+        JSONResponse({"jsonrpc": "2.0", "id": 1, "result": _ASKS_FOR_INPUT}),
     ],
-    ids=["html", "not-json", "other-id", "not-a-result", "stream-without-answer"],
+    ids=[
+        "html",
+        "not-json",
+        "other-id",
+        "not-a-result",
+        "stream-without-answer",
+        "no-result",
+        "input-required",
+    ],
 )
 async def test_an_answer_that_is_not_a_tools_call_result_is_unreadable(
     world: World, answer: Response
@@ -676,8 +729,11 @@ async def test_an_answer_that_is_not_a_tools_call_result_is_unreadable(
             await bank.get_balance()
 
 
-@pytest.mark.parametrize("json_response", [True, False], ids=["json", "event-stream"])
-async def test_an_answer_beyond_one_mebibyte_is_refused_unread(world: World, json_response: bool) -> None:
-    async with _bank_on(world, _sdk_server(json_response=json_response, blob=1 << 20)) as bank:
+@pytest.mark.parametrize("stream", [False, True], ids=["sdk-server-json", "event-stream"])
+async def test_regression_an_answer_beyond_one_mebibyte_is_refused_unread(world: World, stream: bool) -> None:
+    """The SDK's client read a JSON answer of any size into memory: one MCP server (or anything answering
+    at its address) could exhaust the voice agent's memory with a single answer. Bounded before parsing."""
+    server = _streaming_server(blob=1 << 20) if stream else _sdk_server(blob=1 << 20)
+    async with _bank_on(world, server) as bank:
         with pytest.raises(ServiceUnavailable):
             await bank.get_balance()
