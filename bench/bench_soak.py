@@ -87,6 +87,8 @@ def services(state: Path, redis_url: str | None, log: Path) -> Iterator[tuple[st
         mcp_port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "ISSUER_", "MCP_"))}
     env |= {"VOICEBANK_STATE": str(state), "PYTHONPATH": str(ROOT)}
+    # No metrics listeners: their fixed default ports (8002, 8003) would clash with any other `voicebank up`.
+    env |= {"ISSUER_METRICS_PORT": "0", "MCP_METRICS_PORT": "0"}
     if redis_url:
         env["REDIS_URL"] = redis_url
     # Metrics listeners on free ports too: the defaults (8002, 8003) may be held by another `voicebank up`.

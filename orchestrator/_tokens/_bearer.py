@@ -16,15 +16,15 @@ Renew = Callable[[], Awaitable[AccessToken]]
 
 
 class ToolBearer(httpx2.Auth):
-    """`Authorization: DPoP` with a fresh proof (or `Bearer`) for one tool call's MCP session.
+    """`Authorization: DPoP` with a fresh proof (or `Bearer`) for one tool call's MCP request.
 
-    FastMCP's client speaks httpx2. The token is fetched before the session opens, so issuer failures
-    surface as typed errors rather than as MCP transport noise. A bound token goes out as
+    `McpBank` sends its requests with httpx2. The token is fetched before the request is sent, so issuer
+    failures surface as typed errors rather than as MCP transport noise. A bound token goes out as
     `Authorization: DPoP <token>` with a `DPoP` proof of this very request (`htm`, `htu`, `ath`) signed by
     the call's key; a `use_dpop_nonce` challenge is answered once with the server's nonce. On the first
     other 401 a new token is fetched with `renew` and the same request is resent once: same body, so a
-    payment keeps its idempotency key. What happened is recorded here because the MCP SDK turns any HTTP
-    error status into an opaque JSON-RPC error.
+    payment keeps its idempotency key. What happened is recorded here: `McpBank` names a failed call
+    from the last HTTP status and challenge this flow saw.
     """
 
     def __init__(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import socket
 import time
@@ -17,7 +18,18 @@ import httpx
 import httpx2
 import pytest
 import uvicorn
+from fastmcp import FastMCP
 from sqlalchemy import Engine
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import (
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
+from starlette.routing import Route
 
 import keys
 from issuer import create_app as create_issuer
@@ -574,3 +586,154 @@ async def test_concurrent_calls_of_different_scopes_each_send_their_own_token(wo
     assert all(s.status == 200 for s in sent)
     for request in sent:
         assert _scope_of(request.token) == TOOL_SCOPES[request.body["params"]["name"]]
+
+
+# McpBank speaks the stateless protocol itself: against other servers' answers it must read what the MCP
+# SDK's client reads (an event stream, a redirect within the origin) and refuse the rest clearly.
+
+OTHER = "http://127.0.0.1:8001"
+
+
+def _sdk_server(*, path: str = "/mcp", blob: int = 0) -> Starlette:
+    """An MCP server of the SDK's own making with a `get_balance` of its own (no auth: tokens are ignored)."""
+    server = FastMCP("other-bank")
+
+    @server.tool
+    async def get_balance(account_type: str | None = None) -> dict[str, Any]:
+        return {"accounts": [{"type": account_type or "checking", "note": "x" * blob}]}
+
+    return server.http_app(path=path, stateless_http=True, json_response=True, host_origin_protection=False)
+
+
+def _streaming_server(blob: int = 0) -> Starlette:
+    """A server answering in the protocol's event-stream form: a notification, then the answer.
+
+    The SDK's server streams only when it has something to send before the answer (logs or progress,
+    which McpBank does not ask for), so its event stream is written out here."""
+
+    async def endpoint(request: Request) -> Response:
+        call = json.loads(await request.body())
+        accounts = [{"type": call["params"]["arguments"].get("account_type", "checking"), "note": "x" * blob}]
+        result = {
+            "content": [{"type": "text", "text": json.dumps({"accounts": accounts})}],
+            "structuredContent": {"accounts": accounts},
+            "isError": False,
+            "resultType": "complete",
+        }
+        note = {
+            "jsonrpc": "2.0",
+            "method": "notifications/message",
+            "params": {"level": "info", "data": "hi"},
+        }
+        answer = {"jsonrpc": "2.0", "id": call["id"], "result": result}
+        events = [f"event: message\ndata: {json.dumps(message)}\n\n" for message in (note, answer)]
+        return StreamingResponse(iter(events), media_type="text/event-stream")
+
+    return Starlette(routes=[Route("/mcp", endpoint, methods=["POST"])])
+
+
+@contextlib.asynccontextmanager
+async def _bank_on(world: World, app: Starlette, path: str = "/mcp") -> AsyncIterator[McpBank]:
+    _, tokens = await world.bank()
+    bank = McpBank(tokens, OTHER + path, transport=httpx2.ASGITransport(app=app))
+    async with app.router.lifespan_context(app):
+        try:
+            yield bank
+        finally:
+            await bank.aclose()
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["sdk-server-json", "event-stream"])
+async def test_a_server_answering_json_or_an_event_stream_is_read(world: World, stream: bool) -> None:
+    async with _bank_on(world, _streaming_server() if stream else _sdk_server()) as bank:
+        assert (await bank.get_balance("savings"))["accounts"][0]["type"] == "savings"
+
+
+async def test_a_redirect_within_the_servers_origin_is_followed(world: World) -> None:
+    # The server's endpoint is /mcp/: Starlette answers /mcp with a 307 to it, as the SDK's client follows.
+    async with _bank_on(world, _sdk_server(path="/mcp/"), path="/mcp") as bank:
+        assert (await bank.get_balance())["accounts"]
+
+
+async def test_a_redirect_to_another_origin_is_not_followed(world: World) -> None:
+    seen: list[str] = []
+
+    async def elsewhere(request: Request) -> Response:
+        seen.append(str(request.url))
+        if request.url.hostname == "127.0.0.1":
+            return RedirectResponse("http://elsewhere.example/mcp", status_code=307)
+        return JSONResponse({"jsonrpc": "2.0", "id": 1, "result": {}})
+
+    app = Starlette(routes=[Route("/mcp", elsewhere, methods=["POST"])])
+    async with _bank_on(world, app) as bank:
+        with pytest.raises(ServiceUnavailable, match="can't reach the bank"):
+            await bank.get_balance()
+    assert seen == [f"{OTHER}/mcp"]  # the token never went to the other origin
+
+
+@pytest.mark.parametrize("status", [200, 400, 500])
+async def test_a_json_rpc_error_is_unavailable(world: World, status: int) -> None:
+    error = {"jsonrpc": "2.0", "id": 1, "error": {"code": -32603, "message": "internal error"}}
+
+    async def endpoint(_: Request) -> Response:
+        return JSONResponse(error, status_code=status)
+
+    app = Starlette(routes=[Route("/mcp", endpoint, methods=["POST"])])
+    async with _bank_on(world, app) as bank:
+        with pytest.raises(ServiceUnavailable, match="can't reach the bank"):
+            await bank.get_balance()
+
+
+# A 2026-07-28 server may answer a tool call by asking the client for input first; the agent has none to give.
+_ASKS_FOR_INPUT = {
+    "resultType": "input_required",
+    "inputRequests": {
+        "confirm": {
+            "method": "elicitation/create",
+            "params": {"message": "Sure?", "requestedSchema": {"type": "object", "properties": {}}},
+        }
+    },
+}
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        PlainTextResponse("<html>a proxy's page</html>"),
+        Response(b"{not json", media_type="application/json"),
+        JSONResponse({"jsonrpc": "2.0", "id": 999, "result": {"content": []}}),  # not our request's id
+        JSONResponse({"jsonrpc": "2.0", "id": 1, "result": {"content": "not a list"}}),
+        Response(b"event: message\ndata: \n\n", media_type="text/event-stream"),  # ends without an answer
+        JSONResponse({"jsonrpc": "2.0", "id": 1}),  # neither a result nor an error
+        JSONResponse({"jsonrpc": "2.0", "id": 1, "result": _ASKS_FOR_INPUT}),
+    ],
+    ids=[
+        "html",
+        "not-json",
+        "other-id",
+        "not-a-result",
+        "stream-without-answer",
+        "no-result",
+        "input-required",
+    ],
+)
+async def test_an_answer_that_is_not_a_tools_call_result_is_unreadable(
+    world: World, answer: Response
+) -> None:
+    async def endpoint(_: Request) -> Response:
+        return answer
+
+    app = Starlette(routes=[Route("/mcp", endpoint, methods=["POST"])])
+    async with _bank_on(world, app) as bank:
+        with pytest.raises(ServiceUnavailable, match="could not read"):
+            await bank.get_balance()
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["sdk-server-json", "event-stream"])
+async def test_regression_an_answer_beyond_one_mebibyte_is_refused_unread(world: World, stream: bool) -> None:
+    """The SDK's client read a JSON answer of any size into memory: one MCP server (or anything answering
+    at its address) could exhaust the voice agent's memory with a single answer. Bounded before parsing."""
+    server = _streaming_server(blob=1 << 20) if stream else _sdk_server(blob=1 << 20)
+    async with _bank_on(world, server) as bank:
+        with pytest.raises(ServiceUnavailable):
+            await bank.get_balance()
