@@ -55,7 +55,7 @@ import keys
 from keys import load_client_key
 from orchestrator._bank._mcp import McpBank
 from orchestrator._bank._movement import Movement
-from orchestrator._commands._serve import freeze_startup_heap
+from orchestrator._heap import freeze_startup_heap
 from orchestrator._tokens._manager import TokenManager
 
 CALL_SECONDS = 60.0

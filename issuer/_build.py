@@ -231,7 +231,8 @@ async def build_state(
             registry=registry,
             clock=clock,
         ),
-        grants=Verifier(ring_keys, grant_policy, clock=clock),
+        # Session grants are single-use (replay-checked by the exchange): none would be read from a cache.
+        grants=Verifier(ring_keys, grant_policy, clock=clock, cache_tokens=False),
         rotation=RotationLoop(
             store,
             clock=clock,

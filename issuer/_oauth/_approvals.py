@@ -18,6 +18,7 @@ deciding or polling at once cannot both win. Requests expire `expires_in` after 
 
 from __future__ import annotations
 
+import heapq
 import threading
 from dataclasses import dataclass, replace
 from typing import Literal, Protocol
@@ -91,35 +92,59 @@ class ApprovalStore(Protocol):
 
 
 class MemoryApprovalStore:
-    """Approval requests of one issuer process; a lock makes each transition one step."""
+    """Approval requests of one issuer process; a lock makes each transition one step.
+
+    Like Redis (a TTL per request, a per-user index by expiry), no call scans every stored request: a heap
+    by end of grace forgets old requests oldest-first, and a per-user index counts and lists one user's.
+    """
 
     def __init__(self, *, max_requests: int = 100_000) -> None:
         self._requests: dict[str, ApprovalRequest] = {}
+        self._by_user: dict[str, dict[str, None]] = {}  # user -> their auth_req_ids, oldest first
+        self._ends: list[tuple[float, str]] = []  # heap of (end of grace, auth_req_id)
         self._max = max_requests
         self._lock = threading.Lock()
 
+    def _forget(self, request: ApprovalRequest) -> None:
+        del self._requests[request.auth_req_id]
+        mine = self._by_user[request.user_id]
+        del mine[request.auth_req_id]
+        if not mine:
+            del self._by_user[request.user_id]
+
     def _prune(self, now: float) -> None:
-        self._requests = {k: r for k, r in self._requests.items() if r.expires_at + GRACE > now}
+        ends = self._ends
+        while ends and ends[0][0] <= now:
+            _end, auth_req_id = heapq.heappop(ends)
+            request = self._requests.get(auth_req_id)
+            # A poll may have forgotten it already (a late poll past the grace period).
+            if request is not None and request.expires_at + GRACE <= now:
+                self._forget(request)
+
+    def _mine(self, user_id: str) -> list[ApprovalRequest]:
+        return [self._requests[i] for i in self._by_user.get(user_id, ())]
 
     async def create(self, request: ApprovalRequest, *, now: float) -> bool:
         with self._lock:
             self._prune(now)
-            live = [r for r in self._requests.values() if r.expires_at > now]
-            mine = sum(1 for r in live if r.user_id == request.user_id)
+            mine = sum(1 for r in self._mine(request.user_id) if r.expires_at > now)
             if mine >= MAX_PENDING_PER_USER or len(self._requests) >= self._max:
                 return False
+            previous = self._requests.get(request.auth_req_id)
+            if previous is not None:  # ids are random; a repeated one replaces, as Redis's HSET does
+                self._forget(previous)
             self._requests[request.auth_req_id] = replace(request, last_poll=request.created_at)
+            self._by_user.setdefault(request.user_id, {})[request.auth_req_id] = None
+            heapq.heappush(self._ends, (request.expires_at + GRACE, request.auth_req_id))
             return True
 
     async def get(self, auth_req_id: str) -> ApprovalRequest | None:
         return self._requests.get(auth_req_id)
 
     async def pending(self, user_id: str, *, now: float) -> list[ApprovalRequest]:
-        found = [
-            r
-            for r in self._requests.values()
-            if r.user_id == user_id and r.state == "pending" and r.expires_at > now
-        ]
+        with self._lock:
+            mine = self._mine(user_id)
+        found = [r for r in mine if r.state == "pending" and r.expires_at > now]
         return sorted(found, key=lambda r: (r.created_at, r.auth_req_id))
 
     async def decide(self, auth_req_id: str, *, approve: bool, now: float) -> DecideOutcome:
@@ -140,7 +165,7 @@ class MemoryApprovalStore:
         with self._lock:
             request = self._requests.get(auth_req_id)
             if request is not None and now >= request.expires_at + GRACE:
-                del self._requests[auth_req_id]  # as Redis lets the key expire
+                self._forget(request)  # as Redis lets the key expire
                 request = None
             if request is None:
                 return "unknown", None

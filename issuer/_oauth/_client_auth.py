@@ -112,7 +112,8 @@ class ClientAuthenticator:
             max_lifetime=MAX_ASSERTION_LIFETIME,
             max_size=MAX_ASSERTION_SIZE,
         )
-        return Verifier(source, policy, clock=self._clock)
+        # Assertions are single-use (the replay cache refuses a second): caching them would only grow memory.
+        return Verifier(source, policy, clock=self._clock, cache_tokens=False)
 
     def _header(self, assertion: str) -> TokenHeader:
         try:

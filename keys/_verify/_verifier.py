@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple, Protocol
 
@@ -88,10 +89,19 @@ class Verifier:
 
     Every rejection is a `TokenError`; `verify_async` raises `KeysUnavailable` when the key source cannot
     answer at all (an outage, not a bad token).
+
+    `cache_tokens=False` is for single-use tokens (client assertions, session grants): the caller's replay
+    check refuses them the second time, so a cached entry would never be read again; it would only push
+    reused access tokens out and hold memory until evicted.
     """
 
     def __init__(
-        self, keys: KeySource, policy: VerifyPolicy, *, clock: Callable[[], float] = wall_clock
+        self,
+        keys: KeySource,
+        policy: VerifyPolicy,
+        *,
+        clock: Callable[[], float] = wall_clock,
+        cache_tokens: bool = True,
     ) -> None:
         self._keys = keys
         self._policy = policy
@@ -100,8 +110,11 @@ class Verifier:
         self._headers: dict[str, TokenHeader] = {}
         # Token -> (the key that verified it, its claims). A client reuses one access token for minutes, so
         # the signature is checked once per token; the dates are checked on every use, and a hit counts only
-        # while the source still holds that very key (a dropped or revoked kid ends it).
-        self._verified: dict[str, tuple[VerifyKey, dict[str, Any]]] = {}
+        # while the source still holds that very key (a dropped or revoked kid ends it). Full, it forgets its
+        # oldest entry per insert: clearing it all at once would make every live token pay a full verify
+        # together (a latency cliff every 4096 new tokens).
+        self._verified: OrderedDict[str, tuple[VerifyKey, dict[str, Any]]] = OrderedDict()
+        self._cache_tokens = cache_tokens
 
     @property
     def policy(self) -> VerifyPolicy:
@@ -202,9 +215,11 @@ class Verifier:
         # Duplicate members matter before trust (the header); a verified payload is the signer's own words.
         claims = json_object(b64url_decode(parts[1]), strict=False)
         self._check_claims(claims)
-        if len(self._verified) >= _VERIFIED_CACHE_SIZE:
-            self._verified.clear()  # bounded, like the header cache
-        self._verified[token] = (key, claims)
+        if self._cache_tokens:
+            verified = self._verified
+            verified[token] = (key, claims)
+            if len(verified) > _VERIFIED_CACHE_SIZE:
+                verified.popitem(last=False)
         return dict(claims)
 
     def _check_claims(self, claims: dict[str, Any]) -> None:

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from livekit import rtc
-from livekit.agents import AgentServer, AgentSession, CloseEvent, JobContext
+from livekit.agents import AgentServer, AgentSession, CloseEvent, JobContext, JobProcess
 from livekit.agents.voice.room_io import RoomOptions
 from pydantic import ValidationError
 from redis.asyncio import Redis
@@ -19,6 +19,7 @@ from orchestrator._agent._banking_agent import CallState
 from orchestrator._call._session_store import MemorySessionStore, RedisSessionStore, SessionStore
 from orchestrator._call._settings import AgentSettings, NotConfigured
 from orchestrator._call._voice_call import AgentWiring, VoiceCall
+from orchestrator._heap import freeze_startup_heap
 from orchestrator._logs import LogSettings, adopt_library_loggers, configure_logging
 from orchestrator._tracing import install_tracer_provider
 
@@ -26,6 +27,7 @@ __all__ = [
     "SessionFactory",
     "build_server",
     "entrypoint",
+    "freeze_job_process",
     "inference_session",
     "main",
     "run_worker",
@@ -123,6 +125,17 @@ async def entrypoint(
     _follow_the_caller(ctx, session, participant)
 
 
+def freeze_job_process(_proc: JobProcess) -> None:
+    """livekit-agents' process setup hook: it runs once in each process that serves calls, before any job.
+
+    On Linux job processes fork from livekit-agents' forkserver, which froze only what it preloaded (the
+    framework and its plugins); this process then unpickled the entrypoint, importing the orchestrator,
+    the MCP client, the token half and their libraries. Without freezing them, every full collection walks
+    that heap while the calls on this process wait (issue 12), as `voicebank up` did before it froze its own.
+    """
+    log.info("%d startup objects left out of garbage collection", freeze_startup_heap())
+
+
 def build_server(settings: AgentSettings, wiring: AgentWiring) -> AgentServer:
     """An `AgentServer` for explicitly dispatched calls to `settings.livekit_agent_name`."""
     settings.require()
@@ -131,6 +144,7 @@ def build_server(settings: AgentSettings, wiring: AgentWiring) -> AgentServer:
         ws_url=settings.livekit_url,
         api_key=settings.livekit_api_key,
         api_secret=secret.get_secret_value() if secret is not None else None,
+        setup_fnc=freeze_job_process,
     )
     server.rtc_session(
         functools.partial(entrypoint, wiring=wiring, settings=settings),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import signal
 import socket
@@ -15,6 +14,7 @@ from fastapi import FastAPI
 
 from issuer import IssuerSettings, create_app, reload_clients
 from orchestrator._errors import OrchestratorError
+from orchestrator._heap import freeze_startup_heap
 from orchestrator._tracing import tracer_provider
 
 log = logging.getLogger("voicebank.up")
@@ -64,19 +64,6 @@ async def _started(server: uvicorn.Server, serving: asyncio.Task[None]) -> None:
     listening = asyncio.create_task(server.listening.wait())
     await asyncio.wait({serving, listening}, return_when=asyncio.FIRST_COMPLETED)
     listening.cancel()
-
-
-def freeze_startup_heap() -> int:
-    """Leave every object alive now out of all future garbage collections; how many were frozen.
-
-    A full collection walks every tracked object, and a server's startup heap (modules, classes, pydantic
-    and SQLAlchemy schemas, the apps: 100,000-200,000 objects) never becomes garbage, yet each walk held the
-    event loop for 0.1-0.2 s while every request in flight waited: the soak's p99 (issue 12). Collected
-    first, so no startup garbage is kept for good; what is made while serving is collected as before.
-    """
-    gc.collect()
-    gc.freeze()
-    return gc.get_freeze_count()
 
 
 async def serve_all(servers: Sequence[uvicorn.Server], *, started: Callable[[], None] | None = None) -> None:

@@ -193,6 +193,35 @@ async def test_memory_forgets_a_request_after_its_grace_period() -> None:
     assert (await store.poll("r1", client_id="orchestrator", now=120 + GRACE))[0] == "unknown"
 
 
+async def test_regression_memory_approvals_prune_oldest_first_and_stay_bounded() -> None:
+    # create() used to rebuild and scan every stored request: its cost grew with the history of approvals.
+    store = MemoryApprovalStore()
+    detail = parse_authorization_details(payment())
+    users = [f"user{n}" for n in range(50)]
+    window = 120 + GRACE  # a request is kept from creation to the end of its grace period
+    for n in range(3000):  # one request a second, 25 minutes, each user every 50 s
+        request = ApprovalRequest(
+            f"r{n}", "orchestrator", users[n % 50], f"s{n}", detail, None, created_at=n, expires_at=n + 120
+        )
+        assert await store.create(request, now=n)
+        if n == 1000:  # a late poll forgets a request before the next create reaches it in the heap
+            late = f"r{n + 1 - window}"
+            assert await store.get(late) is not None
+            assert (await store.poll(late, client_id="orchestrator", now=n + 1))[0] == "unknown"
+            assert await store.get(late) is None
+        assert len(store._requests) <= window  # the only way to observe it: the store itself
+        assert len(store._ends) <= window + 1
+        assert len(store._by_user) <= len(users)
+    now = 2999
+    assert await store.get(f"r{now - window}") is None  # past its grace period: pruned
+    assert await store.get(f"r{now - window + 1}") is not None  # expired, in grace: kept
+    polled = await store.poll(f"r{now - window + 1}", client_id="orchestrator", now=now)
+    assert polled[0] == "expired"
+    live = await store.pending("user49", now=now)  # created every 50 s: three within the 120 s lifetime
+    assert [r.auth_req_id for r in live] == ["r2899", "r2949", "r2999"]
+    assert sum(len(ids) for ids in store._by_user.values()) == len(store._requests)
+
+
 async def test_an_approved_request_expires_too(pair: tuple[Harness, Harness]) -> None:
     a, b = pair
     _, auth_req_id = await _requested(a)

@@ -114,3 +114,32 @@ def test_a_tampered_twin_of_a_cached_token_is_refused(pair: KeyPair) -> None:
     forged = ".".join((header, token(pair, sub="mallory").split(".")[1], signature))
     with pytest.raises(BadSignature):
         verifier.verify(forged)
+
+
+def test_a_single_use_verifier_leaves_its_cache_as_it_was(pair: KeyPair) -> None:
+    key = counting(pair)
+    verifier = Verifier(Keys(key), POLICY, clock=FakeClock(NOW), cache_tokens=False)
+    jwt = token(pair)
+    assert verifier.verify(jwt)["sub"] == "alice"
+    assert verifier._verified == {}  # the only way to observe it: the cache itself
+    assert verifier.verify(jwt)["sub"] == "alice"
+    assert key.counter[0] == 2  # every verification is a full one
+
+
+def test_the_cache_stays_bounded_and_keeps_the_newest_tokens_after_overflow(pair: KeyPair) -> None:
+    key = counting(pair)
+    verifier = Verifier(Keys(key), POLICY, clock=FakeClock(NOW))
+    bound = 4096
+    tokens = [token(pair, jti=f"j{n}") for n in range(bound + 100)]
+    for jwt in tokens:
+        verifier.verify(jwt)
+        assert len(verifier._verified) <= bound
+    assert list(verifier._verified) == tokens[100:]  # oldest-first eviction, never a full clear
+    checks = key.counter[0]
+    for jwt in tokens[-bound:]:
+        verifier.verify(jwt)
+    assert key.counter[0] == checks  # the newest tokens are all still served from the cache
+    verifier.verify(tokens[0])
+    assert key.counter[0] == checks + 1
+    assert list(verifier._verified)[-1] == tokens[0]
+    assert len(verifier._verified) == bound

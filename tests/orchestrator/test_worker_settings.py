@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import logging
@@ -13,9 +14,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from livekit.agents import JobExecutorType, JobProcess
 
 from orchestrator import AgentSettings, AgentWiring, Bank, CallerIdentity, NotConfigured
-from orchestrator._call._worker import build_server, entrypoint, main, use_our_logging
+from orchestrator._call._worker import build_server, entrypoint, freeze_job_process, main, use_our_logging
 from orchestrator._logs import JsonFormatter
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -109,6 +111,21 @@ def test_settings_and_server(clean_env: pytest.MonkeyPatch) -> None:
     job = pickle.loads(pickle.dumps(server._entrypoint_fnc))  # noqa: S301 - our own bytes
     assert job.func is entrypoint
     assert job.keywords["wiring"].bank_factory is module_bank_factory
+
+
+def test_the_process_that_serves_calls_freezes_its_startup_heap(clean_env: pytest.MonkeyPatch) -> None:
+    for name, value in CONFIGURED.items():
+        clean_env.setenv(name, value)
+    server = build_server(AgentSettings(), AgentWiring(module_bank_factory))
+    # livekit-agents runs the setup hook in each job process once its imports are done, before any job.
+    hook = pickle.loads(pickle.dumps(server.setup_fnc))  # noqa: S301 - our own bytes
+    assert hook is freeze_job_process
+    assert gc.get_freeze_count() == 0
+    try:
+        hook(JobProcess(executor_type=JobExecutorType.PROCESS, user_arguments=None, http_proxy=None))
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
 
 
 def test_build_server_refuses_missing_settings(clean_env: pytest.MonkeyPatch) -> None:
