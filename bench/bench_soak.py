@@ -91,8 +91,6 @@ def services(state: Path, redis_url: str | None, log: Path) -> Iterator[tuple[st
     env |= {"ISSUER_METRICS_PORT": "0", "MCP_METRICS_PORT": "0"}
     if redis_url:
         env["REDIS_URL"] = redis_url
-    # Metrics listeners on free ports too: the defaults (8002, 8003) may be held by another `voicebank up`.
-    env |= {"ISSUER_METRICS_PORT": str(free_port()), "MCP_METRICS_PORT": str(free_port())}
     common = ["--state", str(state), "--issuer-port", str(issuer_port), "--mcp-port", str(mcp_port)]
     common += ["--log-level", "warning"]
     processes: dict[str, subprocess.Popen[bytes]] = {}
