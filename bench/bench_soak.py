@@ -1,6 +1,7 @@
 """Soak: 50 concurrent simulated voice calls for N minutes against a real `voicebank up`, memory and Redis.
 
-Run: .venv/bin/python bench/bench_soak.py [--minutes N] [--calls C] [--store memory|redis|both] [--quick]
+Run: .venv/bin/python bench/bench_soak.py [--minutes N] [--calls C] [--generators G]
+     [--store memory|redis|both] [--quick]
 `voicebank dev-init` makes a state directory; `voicebank up --only issuer` and `--only mcp` run as
 two processes (so each service's memory is its own), with `REDIS_URL` set for the Redis kind (a redis-server
 of the bench's own). Each simulated call does what the agent does: the app backend creates the session
@@ -9,11 +10,15 @@ one tool call per second through the real `McpBank` (balances, history, loans, p
 refreshed every 20 s, one payment of 0.01 half-way, and the refresh family revoked at the end; a call lasts
 60 s, then a new one starts. Targets (issue 12): 0 failed calls; each service's RSS grows <= 10 % after
 warm-up (the end of minute 2 against the end); p99 of the last minute <= 1.2x the second minute.
+The calls run in G load generator processes (default 5, calls interleaved over them), so that the bench
+measures the servers, not its load generator: one process running all 50 calls did 2-3 full collections a
+minute over the live calls' objects and woke up to 244 ms late, and those pauses were the worst operations.
+Each generator process freezes its startup heap as `voicebank up` does, and sends its records back to this
+process, which merges them and only samples memory and CPU.
 Writes bench/results/soak.json: every minute's p50/p99, overall and per operation; RSS and CPU seconds of
-each service and of the generator every 5 s; the 100 slowest operations; the generator's own stalls (its
-loop waking late, its full garbage collections), so a tail can be told apart from the generator's.
-The generator freezes its startup heap as `voicebank up` does: a full collection walking it stalled
-every operation in flight.
+each service and of the generators (each, and all together) every 5 s; the 100 slowest operations; each
+generator process's own stalls (its loop waking late, its full garbage collections), so a tail can be told
+apart from the generators'.
 """
 
 from __future__ import annotations
@@ -23,7 +28,9 @@ import asyncio
 import collections
 import contextlib
 import gc
+import multiprocessing
 import os
+import queue
 import subprocess
 import sys
 import tempfile
@@ -63,6 +70,7 @@ TURN_SECONDS = 1.0
 REFRESH_EVERY = 20.0
 RSS_GROWTH = 0.10
 P99_GROWTH = 1.2
+STARTUP_SECONDS = 120  # for every generator process to import and load its keys
 VOICEBANK = Path(sys.executable).parent / "voicebank"
 
 
@@ -139,14 +147,14 @@ def wait_ready(base: str, process: subprocess.Popen[bytes], timeout: float = 60)
 
 
 class Soak:
-    """Simulated calls, their outcomes and latencies, and the services' memory over time."""
+    """One generator process's simulated calls: their outcomes, latencies, and the process's own stalls."""
 
     def __init__(self, issuer: str, mcp_url: str, ck: dict[str, keys.KeyPair], start: float) -> None:
         self.issuer, self.mcp_url, self.ck, self.start = issuer, mcp_url, ck, start
         self.ops: list[tuple[float, str, float]] = []  # (seconds since start, operation, latency)
         self.calls_ok = 0
         self.failures: collections.Counter[str] = collections.Counter()
-        self.stalls: list[tuple[float, str, float]] = []  # the generator's own: (since start, kind, seconds)
+        self.stalls: list[tuple[float, str, float]] = []  # this process's own: (since start, kind, seconds)
 
     async def timed(self, name: str, operation: Any) -> Any:
         began = time.perf_counter()
@@ -200,72 +208,154 @@ class Soak:
             except Exception as exc:  # a failed call is counted, named, and the caller goes on
                 self.failures[f"{type(exc).__name__}: {str(exc)[:120]}"] += 1
 
+    async def drive(self, indices: Sequence[int], calls: int, seconds: float) -> None:
+        """This process's share of the calls, staggered over the whole run's `calls` (so that the calls of all
+        processes together do not begin and end in lockstep), while recording the process's own stalls."""
 
-async def soak(
-    issuer: str, mcp_url: str, ck: dict[str, keys.KeyPair], pids: dict[str, int], seconds: float, calls: int
-) -> tuple[Soak, list[dict[str, Any]]]:
-    start = time.perf_counter()
-    run = Soak(issuer, mcp_url, ck, start)
-    memory: list[dict[str, Any]] = []
-    deadline = start + seconds
+        async def watch_loop() -> None:
+            """How late a 50 ms sleep wakes up: a late loop delays every operation in flight."""
+            while True:
+                began = time.perf_counter()
+                await asyncio.sleep(0.05)
+                late = time.perf_counter() - began - 0.05
+                if late > 0.01:
+                    self.stalls.append((began - self.start, "loop_late", late))
 
-    def sample() -> dict[str, Any]:
-        """RSS of each service, and CPU seconds of each service and of this load generator."""
-        return (
-            {"t": round(time.perf_counter() - start, 1)}
-            | {n: rss_kib(p) for n, p in pids.items()}
-            | {f"{n}_cpu_s": round(cpu_seconds(p), 2) for n, p in (pids | {"generator": os.getpid()}).items()}
-        )
+        gc_began: list[float] = []
 
-    async def sample_memory() -> None:
-        while True:
-            memory.append(sample())
-            await asyncio.sleep(5)
+        def on_gc(phase: str, info: dict[str, int]) -> None:
+            if phase == "start":
+                gc_began[:] = [time.perf_counter()]
+            elif gc_began:
+                took = time.perf_counter() - gc_began[0]
+                if info["generation"] == 2 or took > 0.005:
+                    self.stalls.append((gc_began[0] - self.start, f"gc{info['generation']}", took))
 
-    async def watch_loop() -> None:
-        """The generator's own stalls: how late a 50 ms sleep wakes up."""
-        while True:
-            began = time.perf_counter()
-            await asyncio.sleep(0.05)
-            late = time.perf_counter() - began - 0.05
-            if late > 0.01:
-                run.stalls.append((began - start, "loop_late", late))
+        deadline = self.start + seconds
+        limits = httpx.Limits(max_connections=len(indices) * 2, max_keepalive_connections=len(indices))
+        gc.callbacks.append(on_gc)
+        async with httpx.AsyncClient(timeout=30, limits=limits) as http:
+            watcher = asyncio.create_task(watch_loop())
+            try:
 
-    gc_began: list[float] = []
+                async def staggered(index: int) -> None:
+                    await asyncio.sleep(index * CALL_SECONDS / calls)
+                    await self.caller(http, index, deadline)
 
-    def on_gc(phase: str, info: dict[str, int]) -> None:
-        if phase == "start":
-            gc_began[:] = [time.perf_counter()]
-        elif gc_began:
-            took = time.perf_counter() - gc_began[0]
-            if info["generation"] == 2 or took > 0.005:
-                run.stalls.append((gc_began[0] - start, f"gc{info['generation']}", took))
-
-    limits = httpx.Limits(max_connections=calls * 2, max_keepalive_connections=calls)
-    # The generator's own full garbage collections walked its ~175,000 import-time objects, 0.1-0.3 s
-    # with every operation in flight waiting: its stalls, not the servers', made the p99. Unfrozen after
-    # the run (a test runs the bench in its own process).
-    freeze_startup_heap()
-    gc.callbacks.append(on_gc)
-    async with httpx.AsyncClient(timeout=30, limits=limits) as http:
-        sampler = asyncio.create_task(sample_memory())
-        watcher = asyncio.create_task(watch_loop())
-        try:
-            # Staggered starts, so calls do not begin and end in lockstep.
-            async def staggered(index: int) -> None:
-                await asyncio.sleep(index * CALL_SECONDS / calls)
-                await run.caller(http, index, deadline)
-
-            await asyncio.gather(*(staggered(i) for i in range(calls)))
-        finally:
-            gc.callbacks.remove(on_gc)
-            gc.unfreeze()
-            for task in (sampler, watcher):
-                task.cancel()
+                await asyncio.gather(*(staggered(i) for i in indices))
+            finally:
+                gc.callbacks.remove(on_gc)
+                watcher.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await task
-    memory.append(sample())
-    return run, memory
+                    await watcher
+
+
+def generate(
+    number: int,
+    indices: list[int],
+    calls: int,
+    services_at: tuple[str, str, str],
+    seconds: float,
+    ready: Any,
+    box: Any,
+) -> None:
+    """A generator process: imports, freezes that startup heap (its full collections walked ~175,000 objects,
+    0.1-0.3 s with every call in flight waiting), waits for the others, runs its calls, and sends back its
+    records as plain tuples (the parent merges them; times are seconds since this process's start, which
+    the barrier puts within milliseconds of the parent's and the other processes')."""
+    quiet_logs()
+    issuer, mcp_url, state = services_at
+    ck = {c: load_client_key(Path(state), c) for c in ("orchestrator", "backend", "admin")}
+    freeze_startup_heap()
+    ready.wait(timeout=STARTUP_SECONDS)
+    run = Soak(issuer, mcp_url, ck, time.perf_counter())
+    asyncio.run(run.drive(indices, calls, seconds))
+    box.put(
+        {
+            "generator": number,
+            "pid": os.getpid(),
+            "ops": run.ops,
+            "calls_ok": run.calls_ok,
+            "failures": dict(run.failures),
+            "stalls": [(at, kind, took, number) for at, kind, took in run.stalls],
+        }
+    )
+
+
+class Outcome:
+    """Every generator process's records, merged."""
+
+    def __init__(self, records: Sequence[dict[str, Any]]) -> None:
+        self.ops: list[tuple[float, str, float]] = [op for r in records for op in r["ops"]]
+        self.calls_ok = sum(r["calls_ok"] for r in records)
+        self.failures: collections.Counter[str] = sum(
+            (collections.Counter(r["failures"]) for r in records), collections.Counter()
+        )
+        self.stalls: list[tuple[float, str, float, int]] = sorted(s for r in records for s in r["stalls"])
+
+
+def soak(
+    issuer: str, mcp_url: str, state: Path, pids: dict[str, int], seconds: float, calls: int, generators: int
+) -> tuple[Outcome, list[dict[str, Any]]]:
+    """`calls` simulated calls spread over `generators` processes (so that no generator's own pauses are
+    the servers' tail); this process only samples each service's RSS and every process's CPU every 5 s."""
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no copy of this process's heap
+    ready = context.Barrier(generators + 1)
+    box = context.Queue()
+    services_at = (issuer, mcp_url, str(state))
+    workers = [
+        context.Process(
+            target=generate,
+            args=(n, list(range(n, calls, generators)), calls, services_at, seconds, ready, box),
+            name=f"soak-generator-{n}",
+        )
+        for n in range(generators)
+    ]
+    for worker in workers:
+        worker.start()
+    records: list[dict[str, Any]] = []
+    memory: list[dict[str, Any]] = []
+    try:
+        ready.wait(timeout=STARTUP_SECONDS)
+        start = time.perf_counter()
+        generator_pids = {f"generator{n}": w.pid for n, w in enumerate(workers) if w.pid}
+
+        cpu_seen: dict[str, float] = {}
+
+        def sample() -> dict[str, Any]:
+            """RSS of each service; CPU seconds of each service, of each generator and of all generators."""
+            for name, pid in (pids | generator_pids).items():
+                # A generator that has finished and been reaped keeps its last reading.
+                with contextlib.suppress(FileNotFoundError):
+                    cpu_seen[name] = cpu_seconds(pid)
+            cpu = dict(cpu_seen)
+            cpu["generator"] = sum(v for n, v in cpu.items() if n.startswith("generator"))
+            return (
+                {"t": round(time.perf_counter() - start, 1)}
+                | {n: rss_kib(p) for n, p in pids.items()}
+                | {f"{n}_cpu_s": round(v, 2) for n, v in cpu.items()}
+            )
+
+        next_sample = start
+        while len(records) < generators:
+            if time.perf_counter() >= next_sample:
+                memory.append(sample())
+                next_sample += 5
+            try:
+                records.append(box.get(timeout=max(0.0, next_sample - time.perf_counter())))
+            except queue.Empty:
+                if any(w.exitcode not in (None, 0) for w in workers):
+                    raise SystemExit("a soak generator process failed; see its traceback above") from None
+        memory.append(sample())
+    finally:
+        for worker in workers:
+            worker.join(timeout=30)
+            if worker.is_alive():
+                worker.kill()
+                worker.join()
+        box.close()
+        box.join_thread()
+    return Outcome(records), memory
 
 
 def rss_at(memory: list[dict[str, Any]], t: float, name: str) -> int:
@@ -287,17 +377,18 @@ def cpu_share(memory: list[dict[str, Any]], minute: int) -> dict[str, float]:
     }
 
 
-def run_store(kind: str, minutes: float, calls: int, tmp: Path, report: Report) -> list[tuple[Any, ...]]:
+def run_store(
+    kind: str, minutes: float, calls: int, generators: int, tmp: Path, report: Report
+) -> list[tuple[Any, ...]]:
     state = tmp / kind / "state"
     state.parent.mkdir(parents=True)
     subprocess.run(
         [str(VOICEBANK), "dev-init", "--state", str(state)], check=True, capture_output=True, cwd=ROOT
     )
-    ck = {c: load_client_key(state, c) for c in ("orchestrator", "backend", "admin")}
     with contextlib.ExitStack() as stack:
         redis_url = stack.enter_context(redis_server(tmp / kind)) if kind == "redis" else None
         issuer, mcp_url, pids = stack.enter_context(services(state, redis_url, tmp / kind / "up.log"))
-        run, memory = asyncio.run(soak(issuer, mcp_url, ck, pids, minutes * 60, calls))
+        run, memory = soak(issuer, mcp_url, state, pids, minutes * 60, calls, generators)
     per_minute = collections.defaultdict(list)
     for at, _, latency in run.ops:
         per_minute[int(at // 60)].append(latency)
@@ -347,7 +438,7 @@ def run_store(kind: str, minutes: float, calls: int, tmp: Path, report: Report) 
     # How late the generator's own loop woke, per minute: a late loop delays every operation in flight, so
     # a tail that matches it is the generator's, not the servers'.
     late: dict[int, list[float]] = collections.defaultdict(list)
-    for at, kind_, took in run.stalls:
+    for at, kind_, took, _ in run.stalls:
         if kind_ == "loop_late":
             late[int(at // 60)].append(took)
     report.figures[kind] = {
@@ -363,7 +454,8 @@ def run_store(kind: str, minutes: float, calls: int, tmp: Path, report: Report) 
             for at, name, latency in sorted(run.ops, key=lambda op: -op[2])[:100]
         ],
         "generator_stalls": [
-            {"t": round(at, 2), "kind": kind, "ms": round(took * 1000, 1)} for at, kind, took in run.stalls
+            {"t": round(at, 2), "generator": number, "kind": kind, "ms": round(took * 1000, 1)}
+            for at, kind, took, number in run.stalls
         ],
         "cpu_share_per_minute": {str(m): row for m, row in cpu.items()},
         "p99_last_over_second_minute": last / second if second else float("nan"),
@@ -415,12 +507,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=None, help="per store (default 10)")
     parser.add_argument("--calls", type=int, default=50, help="concurrent simulated calls (default 50)")
+    parser.add_argument("--generators", type=int, default=5, help="load generator processes (default 5)")
     parser.add_argument("--store", choices=["memory", "redis", "both"], default="both")  # --quick: memory
     parser.add_argument("--quick", action="store_true", help="a tiny run that only proves the bench works")
     parser.add_argument("--results", type=Path, default=RESULTS)
     ns = parser.parse_args(argv)
     minutes = ns.minutes if ns.minutes is not None else (0.25 if ns.quick else 10.0)
     calls = 5 if ns.quick and ns.calls == 50 else ns.calls
+    generators = max(1, min(calls, 2 if ns.quick and ns.generators == 5 else ns.generators))
     if ns.quick and ns.store == "both":
         ns.store = "memory"  # the smoke run proves the bench works; one store does
     report = Report("soak", Args(quick=ns.quick, seconds=minutes * 60, results=ns.results))
@@ -428,8 +522,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     rows: list[tuple[Any, ...]] = []
     with tempfile.TemporaryDirectory(prefix="bench-soak-") as tmp:
         for kind in kinds:
-            rows += run_store(kind, minutes, calls, Path(tmp), report)
-    report.figures |= {"minutes": minutes, "concurrent_calls": calls, "call_seconds": CALL_SECONDS}
+            rows += run_store(kind, minutes, calls, generators, Path(tmp), report)
+    report.figures |= {
+        "minutes": minutes,
+        "concurrent_calls": calls,
+        "generator_processes": generators,
+        "call_seconds": CALL_SECONDS,
+    }
     print_table(
         f"soak: {calls} concurrent calls, {minutes:g} min per store (latency of every operation, ms)",
         ("store / minute", "operations", "p50", "p99", "issuer RSS MiB", "MCP RSS MiB"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import re
 import signal
@@ -219,5 +220,8 @@ def test_up_serves_on_the_loop_uvicorn_picks_uvloop() -> None:
         async def serve(self, sockets: object = None) -> None:
             seen.append(type(asyncio.get_running_loop()))
 
-    run_all([Probe(uvicorn.Config(app=lambda *_: None))])
+    try:
+        run_all([Probe(uvicorn.Config(app=lambda *_: None))])
+    finally:
+        gc.unfreeze()  # run_all froze this test process's heap once its server "listened"
     assert seen == [uvloop.Loop]
