@@ -8,7 +8,7 @@ from typing import Any, cast
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from keys._algorithms._base import JwsAlgorithm, PrivateKey, PublicKey
 from keys._algorithms._members import int_member, uint_b64
@@ -39,11 +39,8 @@ class ES256(JwsAlgorithm):
     def verify(self, key: PublicKey, signing_input: bytes, signature: bytes) -> None:
         if len(signature) != 64:
             raise BadSignature("ES256 signature is not 64 bytes")
-        der = encode_dss_signature(
-            int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
-        )
         try:
-            cast(ec.EllipticCurvePublicKey, key).verify(der, signing_input, _ECDSA_SHA256)
+            cast(ec.EllipticCurvePublicKey, key).verify(_raw_to_der(signature), signing_input, _ECDSA_SHA256)
         except InvalidSignature:
             raise BadSignature("signature does not verify") from None
 
@@ -79,3 +76,21 @@ def _der_to_raw(der: bytes) -> bytes:
                     return r.rjust(32, b"\0") + s.rjust(32, b"\0")
     r_int, s_int = decode_dss_signature(der)
     return r_int.to_bytes(32, "big") + s_int.to_bytes(32, "big")
+
+
+def _raw_to_der(signature: bytes) -> bytes:
+    """The DER form OpenSSL verifies of a 64-byte r || s: SEQUENCE { INTEGER r, INTEGER s }.
+
+    Built by slicing, as `_der_to_raw` reads it, instead of `encode_dss_signature` (two ints and back).
+    """
+    r = _der_integer(signature[:32])
+    s = _der_integer(signature[32:])
+    return b"\x30" + bytes((len(r) + len(s),)) + r + s  # at most 70 bytes: short-form lengths
+
+
+def _der_integer(magnitude: bytes) -> bytes:
+    """A DER INTEGER of an unsigned big-endian value: minimal, with a 0 byte before a set high bit."""
+    value = magnitude.lstrip(b"\0") or b"\0"
+    if value[0] & 0x80:
+        value = b"\0" + value
+    return b"\x02" + bytes((len(value),)) + value

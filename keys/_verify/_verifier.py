@@ -46,6 +46,16 @@ class TokenHeader(NamedTuple):
     """None only under a policy with `kid_optional`: the token names no key."""
 
 
+class _Verified(NamedTuple):
+    """A cached verification: the key that checked the signature, the claims, and their dates."""
+
+    key: VerifyKey
+    claims: dict[str, Any]
+    exp: float
+    iat: float
+    nbf: float | None
+
+
 class KeySource(Protocol):
     """Where a verifier finds keys: `get` is a sync lookup, `fetch_unknown` may go to the network.
 
@@ -113,7 +123,7 @@ class Verifier:
         # while the source still holds that very key (a dropped or revoked kid ends it). Full, it forgets its
         # oldest entry per insert: clearing it all at once would make every live token pay a full verify
         # together (a latency cliff every 4096 new tokens).
-        self._verified: OrderedDict[str, tuple[VerifyKey, dict[str, Any]]] = OrderedDict()
+        self._verified: OrderedDict[str, _Verified] = OrderedDict()
         self._cache_tokens = cache_tokens
 
     @property
@@ -207,22 +217,25 @@ class Verifier:
         if alg != key.alg:
             raise UnsupportedAlgorithm("header alg is not the key's algorithm")
         cached = self._verified.get(token)
-        if cached is not None and cached[0] is key:
-            self._check_claims(cached[1])
-            return dict(cached[1])
+        if cached is not None and cached.key is key:
+            # Everything but the clock was checked when the token was cached, and its claims cannot change.
+            self._check_time(cached.exp, cached.iat, cached.nbf)
+            return dict(cached.claims)
         signature = b64url_decode(parts[2])
         key.check_signature(token[: len(token) - len(parts[2]) - 1].encode("ascii"), signature)
         # Duplicate members matter before trust (the header); a verified payload is the signer's own words.
         claims = json_object(b64url_decode(parts[1]), strict=False)
-        self._check_claims(claims)
-        if self._cache_tokens:
-            verified = self._verified
-            verified[token] = (key, claims)
-            if len(verified) > _VERIFIED_CACHE_SIZE:
-                verified.popitem(last=False)
+        exp, iat, nbf = self._check_claims(claims)
+        if not self._cache_tokens:
+            return claims
+        verified = self._verified
+        verified[token] = _Verified(key, claims, exp, iat, nbf)
+        if len(verified) > _VERIFIED_CACHE_SIZE:
+            verified.popitem(last=False)
         return dict(claims)
 
-    def _check_claims(self, claims: dict[str, Any]) -> None:
+    def _check_claims(self, claims: dict[str, Any]) -> tuple[float, float, float | None]:
+        """Check every claim rule; the dates, for a cache hit to check against the clock again."""
         policy = self._policy
         if not policy.claims_required <= claims.keys():
             missing = min(policy.claims_required - claims.keys())
@@ -238,15 +251,20 @@ class Verifier:
             raise WrongAudience("aud does not name this audience")
         exp = _date(claims, "exp")
         iat = _date(claims, "iat")
-        now = self._clock()
-        leeway = policy.leeway
-        if iat > now + leeway:
-            raise NotYetValid("iat is in the future")
-        if "nbf" in claims and _date(claims, "nbf") > now + leeway:
-            raise NotYetValid("nbf is in the future")
-        if exp <= now - leeway:
-            raise Expired("token has expired")
+        nbf = _date(claims, "nbf") if "nbf" in claims else None
+        self._check_time(exp, iat, nbf)
         if exp <= iat:
             raise InvalidClaim("exp is not after iat")
         if exp - iat > policy.max_lifetime:
             raise LifetimeTooLong("token lifetime exceeds the limit")
+        return exp, iat, nbf
+
+    def _check_time(self, exp: float, iat: float, nbf: float | None) -> None:
+        now = self._clock()
+        leeway = self._policy.leeway
+        if iat > now + leeway:
+            raise NotYetValid("iat is in the future")
+        if nbf is not None and nbf > now + leeway:
+            raise NotYetValid("nbf is in the future")
+        if exp <= now - leeway:
+            raise Expired("token has expired")

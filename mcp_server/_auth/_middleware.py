@@ -49,6 +49,8 @@ from mcp_server._metrics import Metrics
 
 Headers = list[tuple[bytes, bytes]]
 _SCHEMES = {"bearer": BEARER, "dpop": DPOP}
+# The request headers auth reads, gathered in one pass over the request's headers.
+_READ = (b"origin", b"authorization", b"dpop", b"content-length", b"mcp-name")
 
 CurrencyLookup = Callable[[str, str], Awaitable[str | None]]
 """The currency of a user's account (`sub`, account id), None when the user has no such account;
@@ -102,6 +104,7 @@ class BearerAuthMiddleware:
         self._max_body = max_body_bytes
         self._origins = frozenset(allowed_origins)
         self._currency_of = currency_of
+        self._verified_ok = metrics.verifications.labels("ok", "ok")  # one child lookup, not one per call
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] not in self._paths:
@@ -142,16 +145,16 @@ class BearerAuthMiddleware:
 
     async def _admit(self, scope: Scope, receive: Receive, seen: _Seen) -> bytes:
         """The request body once every check passed; a `Denial` at the first that fails."""
-        headers: Headers = scope["headers"]
-        self._check_origin(headers)
-        seen.scheme, token = _credentials(scope)
-        seen.principal = principal = await self._authenticate(seen.scheme, token, scope)
-        body = await _read_body(receive, self._max_body, _single_header(headers, b"content-length"))
+        headers = _read_headers(scope["headers"])
+        self._check_origin(headers[b"origin"])
+        seen.scheme, token = _credentials(headers[b"authorization"], scope.get("query_string", b""))
+        seen.principal = principal = await self._authenticate(seen.scheme, token, scope, headers[b"dpop"])
+        body = await _read_body(receive, self._max_body, _single(headers[b"content-length"]))
         calls = called_tools(body)
         tools = [call.name for call in calls]
         # Only a known tool name goes to the audit log: any other is client text of any length.
         seen.tool = next((name for name in tools if name in TOOL_SCOPES), None)
-        if (name := _single_header(headers, b"mcp-name")) is not None and tools and name not in tools:
+        if tools and (name := _single(headers[b"mcp-name"])) is not None and name not in tools:
             raise MalformedRequest("mcp_name_mismatch")
         if self._authorize(principal, tools):
             await self._check_movement(principal, calls)
@@ -159,13 +162,12 @@ class BearerAuthMiddleware:
             seen.spent = True
         return body
 
-    def _check_origin(self, headers: Headers) -> None:
+    def _check_origin(self, origins: list[bytes]) -> None:
         """A browser's request from a site not listed is refused (DNS rebinding); no Origin, no browser."""
-        origins = [value for key, value in headers if key == b"origin"]
         if origins and (len(origins) > 1 or origins[0].decode("latin-1").lower() not in self._origins):
             raise OriginNotAllowed("origin_not_allowed")
 
-    async def _authenticate(self, scheme: str, token: str, scope: Scope) -> Principal:
+    async def _authenticate(self, scheme: str, token: str, scope: Scope, dpop: list[bytes]) -> Principal:
         """The caller of a valid token whose DPoP proof (when bound) holds; `DPoPRefusal`s pass through."""
         try:
             claims = await self._verifier.verify_async(token)
@@ -176,7 +178,7 @@ class BearerAuthMiddleware:
             raise TemporarilyUnavailable(exc.code) from None
         except (TokenError, InvalidPrincipal) as exc:
             raise InvalidToken(exc.code) from None
-        proofs = [value.decode("latin-1") for key, value in scope["headers"] if key == b"dpop"]
+        proofs = [value.decode("latin-1") for value in dpop]
         await self._dpop.check(
             scheme=scheme,
             token=token,
@@ -185,7 +187,7 @@ class BearerAuthMiddleware:
             path=scope["path"],
             proofs=proofs,
         )
-        self._metrics.verifications.labels("ok", "ok").inc()
+        self._verified_ok.inc()
         return principal
 
     @staticmethod
@@ -226,13 +228,20 @@ class BearerAuthMiddleware:
             raise InvalidToken("replayed")
 
 
-def _credentials(scope: Scope) -> tuple[str, str]:
+def _read_headers(headers: Headers) -> dict[bytes, list[bytes]]:
+    """The values of each header in `_READ`, in order (ASGI names are lowercase); every other one skipped."""
+    found: dict[bytes, list[bytes]] = {name: [] for name in _READ}
+    for key, value in headers:
+        if key in found:
+            found[key].append(value)
+    return found
+
+
+def _credentials(values: list[bytes], query: bytes) -> tuple[str, str]:
     """The scheme and token of the one `Authorization` header (RFC 6750 §2.1, RFC 9449 §7), or the denial."""
-    query: bytes = scope.get("query_string", b"")
     # RFC 6750 §2.3 (a token in the URL, which ends up in logs) is not offered: alone it is no credential,
     # beside a header it is two methods in one request (RFC 6750 §2), a malformed request.
     in_query = b"access_token" in query and "access_token" in dict(parse_qsl(query.decode("latin-1")))
-    values = [value for key, value in scope["headers"] if key == b"authorization"]
     if not values:
         raise NoCredentials("token_in_query" if in_query else "no_token")
     if len(values) > 1:
@@ -249,8 +258,8 @@ def _credentials(scope: Scope) -> tuple[str, str]:
     return known, token
 
 
-def _single_header(headers: Headers, name: bytes) -> str | None:
-    values = [value for key, value in headers if key == name]
+def _single(values: list[bytes]) -> str | None:
+    """A header sent once; None when it is absent or repeated."""
     return values[0].decode("latin-1") if len(values) == 1 else None
 
 

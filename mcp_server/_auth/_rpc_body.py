@@ -34,7 +34,7 @@ def called_tools(body: bytes) -> list[ToolCall]:
         payload: Any = json.loads(body)
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise MalformedRequest("malformed_body") from None
-    if _has_lone_surrogate(payload):
+    if _may_hold_surrogates(body) and _has_lone_surrogate(payload):
         raise MalformedRequest("lone_surrogate")
     messages = payload if isinstance(payload, list) else [payload]
     calls: list[ToolCall] = []
@@ -45,6 +45,15 @@ def called_tools(body: bytes) -> list[ToolCall]:
                 raise MalformedRequest("malformed_tool_call")
             calls.append(ToolCall(name, params.get("arguments")))
     return calls
+
+
+def _may_hold_surrogates(body: bytes) -> bool:
+    """Whether the parsed body can hold a surrogate at all: the walk over it is skipped when not.
+
+    Each encoding `json.loads` reads (UTF-8, -16, -32) spells a backslash with the byte 0x5C, and ASCII
+    bytes make no code unit in the surrogate range: an ASCII body without a backslash has no surrogate.
+    """
+    return b"\\" in body or not body.isascii()
 
 
 def _has_lone_surrogate(payload: Any) -> bool:

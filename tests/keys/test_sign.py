@@ -37,3 +37,27 @@ def test_es256_raw_signature_matches_the_full_der_decoder() -> None:
     assert short > 0
     for r, s in ((1, 2), (2**255, 1), (2**256 - 1, 2**247)):  # crafted edge shapes
         assert _der_to_raw(encode_dss_signature(r, s)) == r.to_bytes(32, "big") + s.to_bytes(32, "big")
+
+
+def test_es256_der_builder_matches_encode_dss_signature_on_edge_values() -> None:
+    """The verifier's byte-slicing DER builder against cryptography's encoder, byte for byte."""
+    import secrets
+
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+    from keys._algorithms._es256 import _raw_to_der
+
+    halves = [
+        bytes(32),  # all zero
+        b"\xff" * 32,  # high bit set: a 0 byte goes first
+        b"\x00" * 31 + b"\x01",  # thirty-one leading zero bytes
+        b"\x00\x80" + bytes(30),  # a leading zero byte, then the high bit set
+        b"\x00\x7f" + b"\xff" * 30,  # a leading zero byte, high bit clear
+        b"\x7f" + b"\xff" * 31,  # the largest value without a 0 byte first
+        b"\x80" + bytes(31),  # the smallest with one
+        *(secrets.token_bytes(32) for _ in range(200)),
+    ]
+    for r in halves:
+        for s in halves[:12]:
+            expected = encode_dss_signature(int.from_bytes(r, "big"), int.from_bytes(s, "big"))
+            assert _raw_to_der(r + s) == expected

@@ -11,6 +11,7 @@ from keys import (
     BadSignature,
     Expired,
     KeyPair,
+    NotYetValid,
     UnknownKey,
     Verifier,
     VerifyKey,
@@ -81,6 +82,23 @@ def test_a_token_is_signature_checked_once_and_its_dates_every_time(pair: KeyPai
     clock.now += 300 + 61
     with pytest.raises(Expired):
         verifier.verify(jwt)
+
+
+def test_a_cached_token_meets_its_iat_and_nbf_again_on_every_use(pair: KeyPair) -> None:
+    key, clock = counting(pair), FakeClock(NOW + 100)
+    verifier = Verifier(Keys(key), POLICY, clock=clock)
+    with_nbf = token(pair, nbf=NOW + 50)
+    plain = token(pair, jti="j2")
+    verifier.verify(with_nbf)
+    verifier.verify(plain)
+    clock.now = NOW + 50 - POLICY.leeway - 1  # the clock stepped back: nbf is ahead again, iat is not
+    with pytest.raises(NotYetValid, match="nbf"):
+        verifier.verify(with_nbf)
+    assert verifier.verify(plain)["jti"] == "j2"
+    clock.now = NOW - POLICY.leeway - 1
+    with pytest.raises(NotYetValid, match="iat"):
+        verifier.verify(plain)
+    assert key.counter[0] == 2  # every refusal above came from the cached entries
 
 
 async def test_a_cached_token_stops_verifying_when_its_key_is_dropped(pair: KeyPair) -> None:
