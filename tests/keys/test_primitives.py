@@ -119,6 +119,21 @@ def test_duplicates_refused_only_when_strict() -> None:
         _compact.json_object(b'{"a":{"b":1,"b":2}}', strict=True)
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"iss": "https://i.test", "exp": 1800000300, "iat": 1.5, "aud": ["a"], "act": {"sub": "x"}}',
+        b' \n{"a": "caf\\u00e9 \\ud83c\\udfe0 \xc3\xa9", "b": [true, false, null, -0, 0.1, 1e308]}\t',
+        b'{"lone": "\\ud800", "n": 18446744073709551615, "m": -9223372036854775808}',
+        b'{"huge": 1e400, "tiny": -1e400, "digits": ' + b"9" * 400 + b"}",  # orjson refuses: json reads
+        b'{"a": 1, "a": 2}',  # a duplicate in a verified payload: the last one, as json reads it
+    ],
+)
+def test_payload_reading_agrees_with_json(raw: bytes) -> None:
+    """The verified payload's fast reader (orjson, with json for what it refuses) reads what json reads."""
+    assert _compact.json_object(raw, strict=False) == json.loads(raw)
+
+
 # --- keys and thumbprints ---------------------------------------------------------------------------
 
 
