@@ -14,7 +14,6 @@ import secrets
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.typing import EncodableT, FieldT
 
 from issuer._oauth._refresh import (
     RefreshFamily,
@@ -26,6 +25,27 @@ from issuer._oauth._refresh import (
     token_hash,
 )
 from keys import exactly_once, idempotent
+
+# KEYS[1] family key, KEYS[2] token key, KEYS[3..5] the session's, user's and client's indexes. ARGV: ttl,
+# now, the family's expiry, family id, client id, sub, sid, scope, DPoP key. One command instead of a
+# 13-command transaction: the same writes, as atomic, at a fraction of the client's encoding and parsing.
+# Each index is a sorted set of family ids scored by expiry: a creation drops the ids whose family expired,
+# so a busy client's or user's index (renewed by every creation, never expiring as a whole) holds live ones
+# only (amortised O(log n) per family instead of a set that grows with all history).
+_CREATE = """
+local ttl = tonumber(ARGV[1])
+redis.call('HSET', KEYS[1], 'client_id', ARGV[5], 'sub', ARGV[6], 'sid', ARGV[7], 'scope', ARGV[8],
+  'created_at', ARGV[2], 'last_used', ARGV[2], 'revoked', '0', 'jkt', ARGV[9])
+redis.call('EXPIRE', KEYS[1], ttl)
+redis.call('HSET', KEYS[2], 'family', ARGV[4], 'spent', '0')
+redis.call('EXPIRE', KEYS[2], ttl)
+for i = 3, 5 do
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', ARGV[2])
+  redis.call('ZADD', KEYS[i], ARGV[3], ARGV[4])
+  redis.call('EXPIRE', KEYS[i], ttl)
+end
+return 1
+"""
 
 # KEYS[1] token key. ARGV: now, idle, absolute, next hash, client id, key prefix, ttl, proved DPoP key.
 # Keys are built from the stored family id, so this needs a single Redis (not a cluster). A spend answers the
@@ -129,6 +149,7 @@ class RedisRefreshStore:
         self._prefix = prefix
         # Keys outlive the absolute lifetime a little so reuse is still detected near its end.
         self._ttl = int(lifetimes.absolute + lifetimes.idle)
+        self._create = client.register_script(_CREATE)
         self._spend = client.register_script(_SPEND)
         self._peek_script = client.register_script(_PEEK)
         self._revoke_all = client.register_script(_REVOKE_ALL)
@@ -155,34 +176,17 @@ class RedisRefreshStore:
     ) -> str:
         family_id = secrets.token_urlsafe(16)
         token = new_refresh_token()
-        fields: dict[FieldT, EncodableT] = {
-            "client_id": client_id,
-            "sub": sub,
-            "sid": sid,
-            "scope": scope,
-            "created_at": repr(now),
-            "last_used": repr(now),
-            "revoked": "0",
-            "jkt": jkt or "",
-        }
-
-        async def write() -> None:
-            async with self._client.pipeline(transaction=True) as pipe:
-                pipe.hset(self._family_key(family_id), mapping=fields)
-                pipe.expire(self._family_key(family_id), self._ttl)
-                pipe.hset(self._token_key(token), mapping={"family": family_id, "spent": "0"})
-                pipe.expire(self._token_key(token), self._ttl)
-                for kind, value in (("sid", sid), ("sub", sub), ("client_id", client_id)):
-                    # A busy client's or user's index is renewed by every creation and never expires as a
-                    # whole: each creation drops the ids whose family expired, so it holds live ones only
-                    # (amortised O(log n) per family instead of a set that grows with all history).
-                    key = self._index_key(kind, value)
-                    pipe.zremrangebyscore(key, "-inf", repr(now))
-                    pipe.zadd(key, {family_id: now + self._ttl})
-                    pipe.expire(key, self._ttl)
-                await pipe.execute()
-
-        await idempotent(self._client, write)
+        keys = [
+            self._family_key(family_id),
+            self._token_key(token),
+            *(
+                self._index_key(kind, value)
+                for kind, value in (("sid", sid), ("sub", sub), ("client_id", client_id))
+            ),
+        ]
+        args: list[str | int] = [self._ttl, repr(now), repr(now + self._ttl), family_id]
+        args += [client_id, sub, sid, scope, jkt or ""]
+        await idempotent(self._client, lambda: self._create(keys=keys, args=args))
         return token
 
     async def _family(self, family_id: str) -> RefreshFamily | None:
