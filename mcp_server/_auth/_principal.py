@@ -38,21 +38,24 @@ class Principal:
     @classmethod
     def from_claims(cls, claims: Mapping[str, Any]) -> Principal:
         """The principal of verified claims; raises InvalidPrincipal on a wrongly typed claim."""
-        sub, client_id, scope, jti, exp = (claims.get(k) for k in ("sub", "client_id", "scope", "jti", "exp"))
-        if not all(isinstance(v, str) and v for v in (sub, client_id, jti)) or not isinstance(scope, str):
+        get = claims.get
+        sub, client_id, scope, jti, exp = get("sub"), get("client_id"), get("scope"), get("jti"), get("exp")
+        if not (isinstance(sub, str) and sub and isinstance(client_id, str) and client_id):
+            raise InvalidPrincipal("sub, client_id, jti and scope must be strings")
+        if not (isinstance(jti, str) and jti and isinstance(scope, str)):
             raise InvalidPrincipal("sub, client_id, jti and scope must be strings")
         if isinstance(exp, bool) or not isinstance(exp, int | float):
             raise InvalidPrincipal("exp must be a number")
-        sid = claims.get("sid")
-        act = claims.get("act")
+        sid = get("sid")
+        act = get("act")
         actor = act.get("sub") if isinstance(act, Mapping) else None
         return cls(
-            sub=str(sub),
-            client_id=str(client_id),
+            sub=sub,
+            client_id=client_id,
             scopes=frozenset(scope.split()),
-            jti=str(jti),
+            jti=jti,
             exp=float(exp),
             sid=sid if isinstance(sid, str) else None,
             act=actor if isinstance(actor, str) else None,
-            movement=Movement.from_claim(claims.get("authorization_details")),
+            movement=Movement.from_claim(get("authorization_details")),
         )

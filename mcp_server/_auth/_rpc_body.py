@@ -12,6 +12,8 @@ import re
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
+import orjson
+
 from mcp_server._auth._denials import MalformedRequest
 
 # A code point in the surrogate range can only come from an unpaired `\ud800`-style escape (json.loads joins
@@ -31,9 +33,15 @@ def called_tools(body: bytes) -> list[ToolCall]:
     if not body.strip():
         return []
     try:
-        payload: Any = json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise MalformedRequest("malformed_body") from None
+        payload: Any = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        # Whatever orjson refuses (UTF-16, NaN, lone surrogates, bad JSON) json reads or refuses as before:
+        # the same documents pass. Only an integer beyond 64 bits differs (orjson: a float), and no tool
+        # name or bound argument is a number.
+        try:
+            payload = json.loads(body)
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            raise MalformedRequest("malformed_body") from None
     if _may_hold_surrogates(body) and _has_lone_surrogate(payload):
         raise MalformedRequest("lone_surrogate")
     messages = payload if isinstance(payload, list) else [payload]

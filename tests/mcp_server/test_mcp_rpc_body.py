@@ -36,3 +36,29 @@ def test_plain_and_escaped_bodies_name_their_tool_calls() -> None:
     assert called_tools(escaped) == [ToolCall("get_balance", {"account_type": "caf\u00e9 \U0001f3e0"})]
     raw = _call("x").replace("x", "caf\u00e9").encode()  # non-ASCII UTF-8, no backslash
     assert called_tools(raw)[0].arguments == {"account_type": "caf\u00e9"}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        _call("checking").encode(),
+        _call("checking").encode("utf-16"),  # json reads UTF-16 and -32; orjson refuses, json reads it
+        _call("x").replace('"x"', "NaN").encode(),  # a constant json accepts and FastMCP refuses later
+        b'[{"method": "tools/call", "params": {"name": "a"}},'
+        b' {"method": "tools/call", "params": {"name": "b"}}]',  # a batch
+        b'{"method": "tools/call", "params": {"name": "a", "name": "b"}}',  # a duplicate: the last, as json
+    ],
+)
+def test_the_body_is_read_as_json_reads_it(body: bytes) -> None:
+    messages = json.loads(body)
+    expected = [
+        ToolCall(m["params"]["name"], m["params"].get("arguments"))
+        for m in (messages if isinstance(messages, list) else [messages])
+    ]
+    assert called_tools(body) == expected
+
+
+@pytest.mark.parametrize("body", [b"{", b'{"a": 1} x', b"\xff\xfe\x00", b"[" * 5000 + b"]" * 5000])
+def test_an_unreadable_body_is_malformed(body: bytes) -> None:
+    with pytest.raises(MalformedRequest, match="malformed_body"):
+        called_tools(body)
