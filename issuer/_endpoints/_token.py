@@ -331,5 +331,5 @@ async def token_response(
         raise UnauthorizedClient("this client is not registered for this grant_type")
     proof = await state.dpop.proof(dpop, htu=state.settings.token_endpoint, client=client)
     answer = await handler(state, client, form, proof, decision)
-    state.metrics.tokens_issued.labels(grant_type=grant_type).inc()
+    state.metrics.issued(grant_type)
     return answer
