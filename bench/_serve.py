@@ -13,9 +13,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import secrets
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from starlette.applications import Starlette
 
 from issuer import IssuerSettings
 from issuer import create_app as create_issuer
-from keys import JWKSCache, Verifier
+from keys import JWKSCache, Verifier, VerifyKey, generate_key
 from mcp_server import McpSettings, access_token_policy, build_app_from_settings
 from mcp_server import create_app as create_mcp
 from orchestrator._commands._serve import run_all
@@ -43,6 +44,12 @@ BARE_BODY = {
     "scope": "read",
     "refresh_token": "y" * 43,
 }
+# The physical floor of a grant, as a route beside /bare: its unavoidable signature work alone, with the keys
+# package's own ES256 primitives (r||s to DER and back included), on a signing input of a client assertion's
+# size: `checks` signature checks (the client assertion; for the token exchange the session grant too) and
+# one signature (the access token). It reads nothing and answers what bare answers.
+FLOOR_CHECKS = (1, 2)
+FLOOR_SIGNING_INPUT = 450
 # The caller the auth-less MCP variants run as (the claims a real access token carries).
 BENCH_CLAIMS: dict[str, Any] = {
     "iss": "http://127.0.0.1:8000",
@@ -91,6 +98,22 @@ def issuer_settings(
     )
 
 
+def floor_endpoint(checks: int) -> Callable[[Request], Awaitable[Response]]:
+    """A route doing a grant's signature work and nothing else: `checks` ES256 checks and one signature."""
+    signer = generate_key("ES256")
+    checker = VerifyKey.from_public_key(signer.public_key(), "ES256", signer.kid)
+    signing_input = secrets.token_urlsafe(FLOOR_SIGNING_INPUT)[:FLOOR_SIGNING_INPUT].encode("ascii")
+    signature = signer.sign(signing_input)
+
+    async def endpoint(_request: Request) -> Response:
+        for _ in range(checks):
+            checker.check_signature(signing_input, signature)
+        signer.sign(signing_input)
+        return Response(orjson.dumps(BARE_BODY), media_type="application/json")
+
+    return endpoint
+
+
 def issuer_app(
     state: Path,
     port: int,
@@ -126,6 +149,8 @@ def issuer_app(
     # The baseline: same FastAPI app, same server, the same kind of route as /token (a plain Starlette
     # route), a handler doing nothing but answer fixed JSON.
     app.add_route("/bare", bare_endpoint, methods=["POST"])
+    for checks in FLOOR_CHECKS:
+        app.add_route(f"/floor/{checks}", floor_endpoint(checks), methods=["POST"])
     app.add_route("/bench/families", preload_families, methods=["POST"])
     return app
 

@@ -215,11 +215,12 @@ class Verifier:
         # Duplicate members matter before trust (the header); a verified payload is the signer's own words.
         claims = json_object(b64url_decode(parts[1]), strict=False)
         self._check_claims(claims)
-        if self._cache_tokens:
-            verified = self._verified
-            verified[token] = (key, claims)
-            if len(verified) > _VERIFIED_CACHE_SIZE:
-                verified.popitem(last=False)
+        if not self._cache_tokens:
+            return claims  # freshly parsed and kept nowhere: the caller's own
+        verified = self._verified
+        verified[token] = (key, claims)
+        if len(verified) > _VERIFIED_CACHE_SIZE:
+            verified.popitem(last=False)
         return dict(claims)
 
     def _check_claims(self, claims: dict[str, Any]) -> None:
