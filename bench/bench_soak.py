@@ -17,8 +17,8 @@ Each generator process freezes its startup heap as `voicebank up` does, and send
 process, which merges them and only samples memory and CPU.
 Writes bench/results/soak.json: every minute's p50/p99, overall and per operation; RSS and CPU seconds of
 each service and of the generators (each, and all together) every 5 s; the 100 slowest operations; each
-generator process's own stalls (its loop waking late, its full garbage collections), so a tail can be told
-apart from the generators'.
+generator process's own stalls (its loop waking late, its full garbage collections) and each service's (the
+stalls `voicebank up` logs, from its log file), so a tail can be pinned on a server or on a generator.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import gc
 import multiprocessing
 import os
 import queue
+import re
 import subprocess
 import sys
 import tempfile
@@ -88,8 +89,9 @@ def rss_kib(pid: int) -> int:
 
 
 @contextlib.contextmanager
-def services(state: Path, redis_url: str | None, log: Path) -> Iterator[tuple[str, str, dict[str, int]]]:
-    """`voicebank up --only issuer` and `--only mcp` as two processes; their URLs and pids."""
+def services(state: Path, redis_url: str | None, logs: Path) -> Iterator[tuple[str, str, dict[str, int]]]:
+    """`voicebank up --only issuer` and `--only mcp` as two processes; their URLs and pids. Each logs to
+    `logs/<name>.log` (warnings and up: errors, and the stalls of its event loop)."""
     issuer_port, mcp_port = free_port(), free_port()
     while mcp_port == issuer_port:
         mcp_port = free_port()
@@ -102,9 +104,11 @@ def services(state: Path, redis_url: str | None, log: Path) -> Iterator[tuple[st
     common = ["--state", str(state), "--issuer-port", str(issuer_port), "--mcp-port", str(mcp_port)]
     common += ["--log-level", "warning"]
     processes: dict[str, subprocess.Popen[bytes]] = {}
-    with log.open("ab") as sink:  # the services' own logs, for a failed run
+    logs.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as sinks:
         try:
             for name in ("issuer", "mcp"):
+                sink = sinks.enter_context((logs / f"{name}.log").open("ab"))
                 # The MCP server alone must be told where its issuer is.
                 own = ["--issuer-url", f"http://127.0.0.1:{issuer_port}"] if name == "mcp" else []
                 processes[name] = subprocess.Popen(
@@ -285,13 +289,33 @@ def generate(
 class Outcome:
     """Every generator process's records, merged."""
 
-    def __init__(self, records: Sequence[dict[str, Any]]) -> None:
+    def __init__(self, records: Sequence[dict[str, Any]], started_at: float) -> None:
+        self.started_at = started_at  # wall clock at the generators' start (their times count from it)
         self.ops: list[tuple[float, str, float]] = [op for r in records for op in r["ops"]]
         self.calls_ok = sum(r["calls_ok"] for r in records)
         self.failures: collections.Counter[str] = sum(
             (collections.Counter(r["failures"]) for r in records), collections.Counter()
         )
         self.stalls: list[tuple[float, str, float, int]] = sorted(s for r in records for s in r["stalls"])
+
+
+# A stall line of `voicebank up` (orchestrator/_stalls.py) in the text format: `time level logger message`.
+_STALL_LINE = re.compile(
+    r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) WARNING \S+ event loop stalled (\d+) ms"
+    r"(?: \(garbage collection (\d+) ms)?"
+)
+
+
+def logged_stalls(log: Path, started_at: float) -> list[dict[str, Any]]:
+    """The event-loop stalls a service logged, timed from the soak's start (the servers' own pauses)."""
+    stalls = []
+    for line in log.read_text(errors="replace").splitlines():
+        match = _STALL_LINE.match(line)
+        if match is None:
+            continue
+        at = time.mktime(time.strptime(match[1], "%Y-%m-%d %H:%M:%S")) + int(match[2]) / 1000
+        stalls.append({"t": round(at - started_at, 2), "ms": int(match[3]), "gc_ms": int(match[4] or 0)})
+    return stalls
 
 
 def soak(
@@ -318,6 +342,7 @@ def soak(
     try:
         ready.wait(timeout=STARTUP_SECONDS)
         start = time.perf_counter()
+        started_at = time.time()  # the services' log lines carry wall-clock times
         generator_pids = {f"generator{n}": w.pid for n, w in enumerate(workers) if w.pid}
 
         cpu_seen: dict[str, float] = {}
@@ -355,7 +380,7 @@ def soak(
                 worker.join()
         box.close()
         box.join_thread()
-    return Outcome(records), memory
+    return Outcome(records, started_at), memory
 
 
 def rss_at(memory: list[dict[str, Any]], t: float, name: str) -> int:
@@ -387,8 +412,13 @@ def run_store(
     )
     with contextlib.ExitStack() as stack:
         redis_url = stack.enter_context(redis_server(tmp / kind)) if kind == "redis" else None
-        issuer, mcp_url, pids = stack.enter_context(services(state, redis_url, tmp / kind / "up.log"))
+        issuer, mcp_url, pids = stack.enter_context(services(state, redis_url, tmp / kind / "logs"))
         run, memory = soak(issuer, mcp_url, state, pids, minutes * 60, calls, generators)
+    server_stalls = [
+        stall | {"service": name}
+        for name in ("issuer", "mcp")
+        for stall in logged_stalls(tmp / kind / "logs" / f"{name}.log", run.started_at)
+    ]
     per_minute = collections.defaultdict(list)
     for at, _, latency in run.ops:
         per_minute[int(at // 60)].append(latency)
@@ -438,6 +468,9 @@ def run_store(
     # How late the generator's own loop woke, per minute: a late loop delays every operation in flight, so
     # a tail that matches it is the generator's, not the servers'.
     late: dict[int, list[float]] = collections.defaultdict(list)
+    stalled: dict[tuple[str, int], list[float]] = collections.defaultdict(list)
+    for stall in server_stalls:
+        stalled[stall["service"], int(stall["t"] // 60)].append(stall["ms"])
     for at, kind_, took, _ in run.stalls:
         if kind_ == "loop_late":
             late[int(at // 60)].append(took)
@@ -453,6 +486,7 @@ def run_store(
             {"t": round(at, 2), "operation": name, "ms": round(latency * 1000, 1)}
             for at, name, latency in sorted(run.ops, key=lambda op: -op[2])[:100]
         ],
+        "server_stalls": server_stalls,
         "generator_stalls": [
             {"t": round(at, 2), "generator": number, "kind": kind, "ms": round(took * 1000, 1)}
             for at, kind, took, number in run.stalls
@@ -479,12 +513,22 @@ def run_store(
     names = sorted({name for ops in by_minute_op.values() for name in ops})
     print_table(
         f"{kind}: p99 ms per operation and CPU share (1.0 = one core) per minute",
-        ("minute", *names, "issuer CPU", "MCP CPU", "generator CPU", "generator late max ms"),
+        (
+            "minute",
+            *names,
+            "issuer CPU",
+            "MCP CPU",
+            "generator CPU",
+            "issuer stall max ms",
+            "MCP stall max ms",
+            "generator late max ms",
+        ),
         [
             (
                 m + 1,
                 *(percentile(by_minute_op[m].get(n, []), 99) * 1000 for n in names),
                 *(cpu[m].get(f"{p}_cpu", float("nan")) for p in ("issuer", "mcp", "generator")),
+                *(max(stalled.get((service, m), [0.0])) for service in ("issuer", "mcp")),
                 max(late.get(m, [0.0])) * 1000,
             )
             for m in minutes_seen

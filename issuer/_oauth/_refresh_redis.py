@@ -14,7 +14,6 @@ import secrets
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.typing import EncodableT, FieldT
 
 from issuer._oauth._refresh import (
     RefreshFamily,
@@ -27,8 +26,30 @@ from issuer._oauth._refresh import (
 )
 from keys import exactly_once, idempotent
 
+# KEYS[1] family key, KEYS[2] token key, KEYS[3..5] the session's, user's and client's indexes. ARGV: ttl,
+# now, the family's expiry, family id, client id, sub, sid, scope, DPoP key. One command instead of a
+# 13-command transaction: the same writes, as atomic, at a fraction of the client's encoding and parsing.
+# Each index is a sorted set of family ids scored by expiry: a creation drops the ids whose family expired,
+# so a busy client's or user's index (renewed by every creation, never expiring as a whole) holds live ones
+# only (amortised O(log n) per family instead of a set that grows with all history).
+_CREATE = """
+local ttl = tonumber(ARGV[1])
+redis.call('HSET', KEYS[1], 'client_id', ARGV[5], 'sub', ARGV[6], 'sid', ARGV[7], 'scope', ARGV[8],
+  'created_at', ARGV[2], 'last_used', ARGV[2], 'revoked', '0', 'jkt', ARGV[9])
+redis.call('EXPIRE', KEYS[1], ttl)
+redis.call('HSET', KEYS[2], 'family', ARGV[4], 'spent', '0')
+redis.call('EXPIRE', KEYS[2], ttl)
+for i = 3, 5 do
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', ARGV[2])
+  redis.call('ZADD', KEYS[i], ARGV[3], ARGV[4])
+  redis.call('EXPIRE', KEYS[i], ttl)
+end
+return 1
+"""
+
 # KEYS[1] token key. ARGV: now, idle, absolute, next hash, client id, key prefix, ttl, proved DPoP key.
-# Keys are built from the stored family id, so this needs a single Redis (not a cluster).
+# Keys are built from the stored family id, so this needs a single Redis (not a cluster). A spend answers the
+# family's fields as it left them, so a refresh costs one round trip here, not a second read after it.
 _SPEND = """
 local rt = redis.call('HMGET', KEYS[1], 'family', 'spent', 'next')
 if not rt[1] then return {'unknown'} end
@@ -38,7 +59,9 @@ if not fam[1] or fam[4] == '1' then return {'revoked'} end
 if fam[1] ~= ARGV[5] then redis.call('HSET', fkey, 'revoked', '1') return {'wrong_client'} end
 if fam[5] and fam[5] ~= '' and fam[5] ~= ARGV[8] then return {'wrong_key'} end
 if rt[2] == '1' then
-  if rt[3] == ARGV[4] then return {'ok', rt[1]} end -- this very rotation, sent again: its first run counts
+  if rt[3] == ARGV[4] then -- this very rotation, sent again: its first run counts
+    return {'ok', rt[1], redis.call('HGETALL', fkey)}
+  end
   redis.call('HSET', fkey, 'revoked', '1') return {'reused'}
 end
 local now = tonumber(ARGV[1])
@@ -53,7 +76,15 @@ local nkey = ARGV[6] .. ':rt:' .. ARGV[4]
 redis.call('HSET', nkey, 'family', rt[1], 'spent', '0')
 redis.call('EXPIRE', nkey, tonumber(ARGV[7]))
 redis.call('HSET', fkey, 'last_used', ARGV[1])
-return {'ok', rt[1]}
+return {'ok', rt[1], redis.call('HGETALL', fkey)}
+"""
+
+# KEYS[1] token key. ARGV: key prefix. The token's family id and the family's fields in one round trip
+# (false for an unknown token); the family's fields are empty once its key expired.
+_PEEK = """
+local id = redis.call('HGET', KEYS[1], 'family')
+if not id then return false end
+return {id, redis.call('HGETALL', ARGV[1] .. ':fam:' .. id)}
 """
 
 
@@ -86,6 +117,27 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def _fields(flat: list[Any]) -> dict[str, str]:
+    """A hash as Lua's HGETALL hands it back: field, value, field, value..."""
+    return {_text(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat) - 1, 2)}
+
+
+def _family(family_id: str, data: dict[str, str]) -> RefreshFamily | None:
+    if not data:
+        return None
+    return RefreshFamily(
+        family_id=family_id,
+        client_id=data["client_id"],
+        sub=data["sub"],
+        sid=data["sid"],
+        scope=data["scope"],
+        created_at=float(data["created_at"]),
+        last_used=float(data["last_used"]),
+        revoked=data["revoked"] == "1",
+        jkt=data.get("jkt") or None,
+    )
+
+
 class RedisRefreshStore:
     """Refresh families shared by issuer replicas."""
 
@@ -97,7 +149,9 @@ class RedisRefreshStore:
         self._prefix = prefix
         # Keys outlive the absolute lifetime a little so reuse is still detected near its end.
         self._ttl = int(lifetimes.absolute + lifetimes.idle)
+        self._create = client.register_script(_CREATE)
         self._spend = client.register_script(_SPEND)
+        self._peek_script = client.register_script(_PEEK)
         self._revoke_all = client.register_script(_REVOKE_ALL)
 
     def _token_key(self, token: str) -> str:
@@ -130,64 +184,36 @@ class RedisRefreshStore:
     ) -> tuple[str, str]:
         family_id = secrets.token_urlsafe(16)
         token = new_refresh_token()
-        fields: dict[FieldT, EncodableT] = {
-            "client_id": client_id,
-            "sub": sub,
-            "sid": sid,
-            "scope": scope,
-            "created_at": repr(now),
-            "last_used": repr(now),
-            "revoked": "0",
-            "jkt": jkt or "",
-        }
-
-        async def write() -> None:
-            async with self._client.pipeline(transaction=True) as pipe:
-                pipe.hset(self._family_key(family_id), mapping=fields)
-                pipe.expire(self._family_key(family_id), self._ttl)
-                pipe.hset(self._token_key(token), mapping={"family": family_id, "spent": "0"})
-                pipe.expire(self._token_key(token), self._ttl)
-                for kind, value in (("sid", sid), ("sub", sub), ("client_id", client_id)):
-                    # A busy client's or user's index is renewed by every creation and never expires as a
-                    # whole: each creation drops the ids whose family expired, so it holds live ones only
-                    # (amortised O(log n) per family instead of a set that grows with all history).
-                    key = self._index_key(kind, value)
-                    pipe.zremrangebyscore(key, "-inf", repr(now))
-                    pipe.zadd(key, {family_id: now + self._ttl})
-                    pipe.expire(key, self._ttl)
-                await pipe.execute()
-
-        await idempotent(self._client, write)
+        keys = [
+            self._family_key(family_id),
+            self._token_key(token),
+            *(
+                self._index_key(kind, value)
+                for kind, value in (("sid", sid), ("sub", sub), ("client_id", client_id))
+            ),
+        ]
+        args: list[str | int] = [self._ttl, repr(now), repr(now + self._ttl), family_id]
+        args += [client_id, sub, sid, scope, jkt or ""]
+        await idempotent(self._client, lambda: self._create(keys=keys, args=args))
         return token, family_id
 
     async def _family(self, family_id: str) -> RefreshFamily | None:
         raw = await idempotent(self._client, lambda: self._client.hgetall(self._family_key(family_id)))
-        if not raw:
-            return None
-        data = {_text(k): _text(v) for k, v in raw.items()}
-        return RefreshFamily(
-            family_id=family_id,
-            client_id=data["client_id"],
-            sub=data["sub"],
-            sid=data["sid"],
-            scope=data["scope"],
-            created_at=float(data["created_at"]),
-            last_used=float(data["last_used"]),
-            revoked=data["revoked"] == "1",
-            jkt=data.get("jkt") or None,
-        )
+        return _family(family_id, {_text(k): _text(v) for k, v in raw.items()})
 
-    async def _family_id(self, token: str) -> str | None:
-        family_id = await idempotent(
-            self._client, lambda: self._client.hget(self._token_key(token), "family")
+    async def _peek(self, token: str) -> tuple[str, RefreshFamily | None] | None:
+        """The family id a token names (None for an unknown token) and its family (None once expired)."""
+        result = await idempotent(
+            self._client, lambda: self._peek_script(keys=[self._token_key(token)], args=[self._prefix])
         )
-        return None if family_id is None else _text(family_id)
+        if not result:
+            return None
+        family_id = _text(result[0])
+        return family_id, _family(family_id, _fields(result[1]))
 
     async def peek(self, token: str) -> RefreshFamily | None:
-        family_id = await self._family_id(token)
-        if family_id is None:
-            return None
-        family = await self._family(family_id)
+        found = await self._peek(token)
+        family = None if found is None else found[1]
         return None if family is None or family.revoked else family
 
     async def spend(
@@ -208,16 +234,16 @@ class RedisRefreshStore:
         outcome = _text(result[0])
         if outcome != "ok":
             raise reject(outcome)
-        family = await self._family(_text(result[1]))
-        if family is None:  # expired between the script and this read
+        family = _family(_text(result[1]), _fields(result[2]))
+        if family is None:  # cannot happen: the script read the family it just spent in
             raise reject("revoked")
         return family, next_token
 
     async def revoke(self, token: str) -> RefreshFamily | None:
-        family_id = await self._family_id(token)
-        if family_id is None:
+        found = await self._peek(token)
+        if found is None:
             return None
-        family = await self._family(family_id)
+        family_id, family = found
         if family is not None:
             key = self._family_key(family_id)
             await idempotent(self._client, lambda: self._client.hset(key, "revoked", "1"))

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from issuer import IssuerSettings, create_app, reload_clients
 from orchestrator._errors import OrchestratorError
 from orchestrator._heap import freeze_startup_heap
+from orchestrator._stalls import StallWatch
 from orchestrator._tracing import tracer_provider
 
 log = logging.getLogger("voicebank.up")
@@ -121,11 +122,22 @@ def _frozen() -> None:
     log.info("%d startup objects left out of garbage collection", freeze_startup_heap())
 
 
+async def _serve_watched(servers: Sequence[uvicorn.Server]) -> None:
+    watch = asyncio.create_task(StallWatch(log).run())
+    try:
+        await serve_all(servers, started=_frozen)
+    finally:
+        watch.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watch
+
+
 def run_all(servers: Sequence[uvicorn.Server]) -> None:
     """`serve_all` on the event loop uvicorn itself would pick (`loop="auto"`: uvloop when installed).
 
-    This process serves from here on: once every server listens, its startup heap is frozen.
+    This process serves from here on: once every server listens, its startup heap is frozen, and a stall of
+    its event loop (a long garbage collection, say) is logged as a warning while it serves.
     """
     factory = servers[0].config.get_loop_factory() if servers else None
     with asyncio.Runner(loop_factory=factory) as runner:
-        runner.run(serve_all(servers, started=_frozen))
+        runner.run(_serve_watched(servers))

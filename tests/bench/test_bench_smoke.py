@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import importlib
 import json
+import logging
 import sys
+import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import httpx
 import pytest
+
+from orchestrator._logs import TextFormatter
+from orchestrator._stalls import StallWatch
+from tests.support.stalls import Script
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 if str(BENCH) not in sys.path:
@@ -88,7 +95,29 @@ def test_bench_quick_run_writes_its_json(name: str, tmp_path: Path) -> None:
         assert document["figures"]["generator_processes"] == 2
         assert {"generator0_cpu", "generator1_cpu"} <= memory["cpu_share_per_minute"]["0"].keys()
         assert all(stall["generator"] in (0, 1) for stall in memory["generator_stalls"])
+        assert all(stall["service"] in ("issuer", "mcp") for stall in memory["server_stalls"])
         assert gc.get_freeze_count() == 0  # the bench left this process's heap as it found it
+
+
+async def test_the_soak_reads_the_stalls_a_service_logged(tmp_path: Path) -> None:
+    """The soak's parser and `voicebank up`'s stall lines agree: written by the real formatter, read back."""
+    log = tmp_path / "mcp.log"
+    handler = logging.FileHandler(log)
+    handler.setFormatter(TextFormatter())
+    logger = logging.getLogger("voicebank.up.test-soak")
+    logger.addHandler(handler)
+    logger.propagate = False
+    script = Script([0.25, 0.0, 0.2], collect_at=frozenset({2}), gc_seconds=0.15)
+    started = time.time()
+    try:
+        with pytest.raises(asyncio.CancelledError):
+            await StallWatch(logger, clock=script.clock, sleep=script.sleep, interval=0.05).run()
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+    stalls = bench("soak").logged_stalls(log, started - 5)
+    assert [(s["ms"], s["gc_ms"]) for s in stalls] == [(250, 0), (200, 150)]
+    assert all(4 <= s["t"] <= 60 for s in stalls)  # the line's wall-clock time, from the soak's start
 
 
 def test_the_session_bench_counts_the_orchestrators_issuer_traffic(tmp_path: Path) -> None:

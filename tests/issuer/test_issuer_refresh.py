@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -112,6 +113,73 @@ async def test_a_new_family_names_its_id_as_peek_does_on_every_store(redis_url: 
         assert (family.family_id, family.sid, family.scope) == (family_id, "s", "read"), name
         other = await store.create(client_id="c", sub="alice", sid="s", scope="read", now=0.0)
         assert (await store.peek(other)) not in (None, family), name
+
+
+async def test_a_spend_answers_the_family_as_it_left_it_on_every_store(redis_url: str) -> None:
+    # The Redis spend script hands back the family's fields itself (no second read after it): they must be
+    # the fields as the spend left them, as the memory store's are.
+    async for name, store in stores(redis_url):
+        token = await store.create(client_id="c", sub="alice", sid="s-left", scope="read pay", now=10.0)
+        before = await store.peek(token)
+        family, next_token = await store.spend(token, client_id="c", now=15.5)
+        assert before is not None, name
+        assert family == replace(before, last_used=15.5), name
+        assert await store.peek(next_token) == family, name
+        assert await store.peek(token) == family, name  # spent, not revoked: still names its family
+
+
+async def test_redis_create_writes_the_layout_every_replica_reads(redis_url: str) -> None:
+    # Replicas of other versions read these keys during a rolling upgrade: the family hash, the token hash and
+    # the three expiry-scored indexes, each expiring with the family.
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    prefix = "test-layout"
+    lifetimes = RefreshLifetimes(idle=1800, absolute=43200)
+    store = RedisRefreshStore(client, lifetimes, prefix=prefix)
+    ttl = 43200 + 1800
+    try:
+        token = await store.create(client_id="c", sub="erin", sid="s-lay", scope="read", now=100.5, jkt="k1")
+        family = await store.peek(token)
+        assert family is not None
+        family_key = f"{prefix}:fam:{family.family_id}"
+        token_key = f"{prefix}:rt:{hashlib.sha256(token.encode()).hexdigest()}"
+        assert await client.hgetall(family_key) == {
+            "client_id": "c",
+            "sub": "erin",
+            "sid": "s-lay",
+            "scope": "read",
+            "created_at": "100.5",
+            "last_used": "100.5",
+            "revoked": "0",
+            "jkt": "k1",
+        }
+        assert await client.hgetall(token_key) == {"family": family.family_id, "spent": "0"}
+        for kind, value in (("sid", "s-lay"), ("sub", "erin"), ("client_id", "c")):
+            index = f"{prefix}:{kind}-families:{hashlib.sha256(value.encode()).hexdigest()}"
+            assert await client.zrange(index, 0, -1, withscores=True) == [(family.family_id, 100.5 + ttl)]
+            assert ttl - 5 <= await client.ttl(index) <= ttl
+        for key in (family_key, token_key):
+            assert ttl - 5 <= await client.ttl(key) <= ttl
+    finally:
+        await client.aclose()
+
+
+async def test_redis_token_whose_family_key_is_gone_is_unknown_to_every_operation(redis_url: str) -> None:
+    client = aioredis.Redis.from_url(redis_url)
+    prefix = "test-family-gone"
+    store = RedisRefreshStore(client, RefreshLifetimes(idle=1800, absolute=43200), prefix=prefix)
+    try:
+        token = await store.create(client_id="c", sub="dan", sid="s-gone", scope="read", now=0.0)
+        family = await store.peek(token)
+        assert family is not None
+        await client.delete(f"{prefix}:fam:{family.family_id}")
+        assert await store.peek(token) is None
+        assert await store.revoke(token) is None
+        with pytest.raises(InvalidGrant):
+            await store.spend(token, client_id="c", now=1.0)
+        assert await store.peek(f"{token}x") is None
+        assert await store.revoke(f"{token}x") is None
+    finally:
+        await client.aclose()
 
 
 async def test_revoke_ends_the_family_on_every_store(h: Harness) -> None:

@@ -215,13 +215,22 @@ def test_up_serves_on_the_loop_uvicorn_picks_uvloop() -> None:
     from orchestrator._commands._serve import run_all
 
     seen: list[type[asyncio.AbstractEventLoop]] = []
+    watched: list[bool] = []
+
+    def watching() -> bool:
+        return any(getattr(cb, "__qualname__", "") == "StallWatch._on_collection" for cb in gc.callbacks)
 
     class Probe(uvicorn.Server):
         async def serve(self, sockets: object = None) -> None:
             seen.append(type(asyncio.get_running_loop()))
+            await asyncio.sleep(0)  # the stall watch's first step
+            watched.append(watching())
 
     try:
         run_all([Probe(uvicorn.Config(app=lambda *_: None))])
     finally:
         gc.unfreeze()  # run_all froze this test process's heap once its server "listened"
     assert seen == [uvloop.Loop]
+    # Its stall watch ran with the servers and stopped with them.
+    assert watched == [True]
+    assert not watching()
