@@ -11,7 +11,7 @@ from keys._algorithms._base import Algorithm
 from keys._algorithms._keypair import KeyPair
 from keys._dpop._htu import target_uri
 from keys._errors import KeyMaterialError
-from keys._jose._b64 import b64url_encode
+from keys._jose._b64 import b64url_bytes, b64url_encode
 
 DPOP_TYP = "dpop+jwt"
 DPOP_ALGORITHMS: tuple[Algorithm, ...] = ("ES256", "EdDSA")
@@ -25,16 +25,16 @@ def access_token_hash(access_token: str) -> str:
 
 # kid (the key's thumbprint) -> header segment. Public values only: no reference to a private key outlives
 # the call that owns it.
-_HEADERS: dict[str, str] = {}
+_HEADERS: dict[str, bytes] = {}
 _HEADER_CACHE_SIZE = 64
 
 
-def _header_segment(key: KeyPair) -> str:
-    # A client signs every proof of its key with one header, so it is encoded once per key.
+def _header_segment(key: KeyPair) -> bytes:
+    # A client signs every proof of its key with one header, so it is encoded once per key (with its dot).
     segment = _HEADERS.get(key.kid)
     if segment is None:
         header = {"typ": DPOP_TYP, "alg": key.alg, "jwk": key.algorithm.public_members(key.public_key())}
-        segment = b64url_encode(orjson.dumps(header))
+        segment = b64url_bytes(orjson.dumps(header)) + b"."
         if len(_HEADERS) >= _HEADER_CACHE_SIZE:
             _HEADERS.clear()
         _HEADERS[key.kid] = segment
@@ -66,5 +66,5 @@ def dpop_proof(
         claims["ath"] = access_token_hash(access_token)
     if nonce is not None:
         claims["nonce"] = nonce
-    signing_input = f"{_header_segment(key)}.{b64url_encode(orjson.dumps(claims))}"
-    return f"{signing_input}.{b64url_encode(key.sign(signing_input.encode('ascii')))}"
+    signing_input = _header_segment(key) + b64url_bytes(orjson.dumps(claims))
+    return (signing_input + b"." + b64url_bytes(key.sign(signing_input))).decode("ascii")
