@@ -215,7 +215,9 @@ class ServerProcess:
         self.base = f"http://127.0.0.1:{self.port}"
         self._argv = [*argv, "--port", str(self.port)]
         self._inline = inline
-        # Another checkout (a baseline commit with its own .venv) serves the same bench server side by side.
+        # Another checkout (a baseline commit with its own .venv) serves the same bench server side by side:
+        # its product code under this bench's `_serve.py`, so the server harness (the bare route, the startup
+        # heap frozen as `voicebank up` does) is the same on both sides and only the product differs.
         self._root = checkout or ROOT
         self._process: subprocess.Popen[bytes] | None = None
         self._thread: threading.Thread | None = None
@@ -239,7 +241,7 @@ class ServerProcess:
         self._logs = tempfile.TemporaryDirectory(prefix="bench-server-log-")
         self.log_file = Path(self._logs.name) / f"{self._argv[0]}.log"
         self._process = subprocess.Popen(
-            [python, str(self._root / "bench" / "_serve.py"), *self._argv, "--log-file", str(self.log_file)],
+            [python, str(BENCH_DIR / "_serve.py"), *self._argv, "--log-file", str(self.log_file)],
             env=env,
             cwd=self._root,
         )

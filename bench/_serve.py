@@ -13,24 +13,27 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import secrets
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import uvicorn
 from _no_auth import without_auth  # bench/ is on sys.path: this runs as a script or from a bench
 from fastapi import Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.applications import Starlette
 
 from issuer import IssuerSettings
 from issuer import create_app as create_issuer
-from keys import JWKSCache, Verifier
+from keys import JWKSCache, Verifier, VerifyKey, generate_key
 from mcp_server import McpSettings, access_token_policy, build_app_from_settings
 from mcp_server import create_app as create_mcp
+from orchestrator._commands._serve import run_all
 from orchestrator._logs import configure_logging
 
 # What the bare endpoint answers: about the size of a /token answer, built once.
@@ -41,6 +44,12 @@ BARE_BODY = {
     "scope": "read",
     "refresh_token": "y" * 43,
 }
+# The physical floor of a grant, as a route beside /bare: its unavoidable signature work alone, with the keys
+# package's own ES256 primitives (r||s to DER and back included), on a signing input of a client assertion's
+# size: `checks` signature checks (the client assertion; for the token exchange the session grant too) and
+# one signature (the access token). It reads nothing and answers what bare answers.
+FLOOR_CHECKS = (1, 2)
+FLOOR_SIGNING_INPUT = 450
 # The caller the auth-less MCP variants run as (the claims a real access token carries).
 BENCH_CLAIMS: dict[str, Any] = {
     "iss": "http://127.0.0.1:8000",
@@ -89,6 +98,22 @@ def issuer_settings(
     )
 
 
+def floor_endpoint(checks: int) -> Callable[[Request], Awaitable[Response]]:
+    """A route doing a grant's signature work and nothing else: `checks` ES256 checks and one signature."""
+    signer = generate_key("ES256")
+    checker = VerifyKey.from_public_key(signer.public_key(), "ES256", signer.kid)
+    signing_input = secrets.token_urlsafe(FLOOR_SIGNING_INPUT)[:FLOOR_SIGNING_INPUT].encode("ascii")
+    signature = signer.sign(signing_input)
+
+    async def endpoint(_request: Request) -> Response:
+        for _ in range(checks):
+            checker.check_signature(signing_input, signature)
+        signer.sign(signing_input)
+        return Response(orjson.dumps(BARE_BODY), media_type="application/json")
+
+    return endpoint
+
+
 def issuer_app(
     state: Path,
     port: int,
@@ -101,8 +126,9 @@ def issuer_app(
     settings = issuer_settings(state, url, resource, access_lifetime, redis_url, file_keys)
     app = create_issuer(settings)
 
-    async def bare_endpoint(_request: Request) -> JSONResponse:
-        return JSONResponse(BARE_BODY)
+    async def bare_endpoint(_request: Request) -> Response:
+        # Rendered per request as /token renders its answers (orjson), with the same kind of response.
+        return Response(orjson.dumps(BARE_BODY), media_type="application/json")
 
     async def preload_families(request: Request) -> JSONResponse:
         """Bench state: `count` live refresh families made through the store's own `create`."""
@@ -123,6 +149,8 @@ def issuer_app(
     # The baseline: same FastAPI app, same server, the same kind of route as /token (a plain Starlette
     # route), a handler doing nothing but answer fixed JSON.
     app.add_route("/bare", bare_endpoint, methods=["POST"])
+    for checks in FLOOR_CHECKS:
+        app.add_route(f"/floor/{checks}", floor_endpoint(checks), methods=["POST"])
     app.add_route("/bench/families", preload_families, methods=["POST"])
     return app
 
@@ -241,4 +269,7 @@ def server(argv: list[str], *, inline: bool = False) -> uvicorn.Server:
 
 
 if __name__ == "__main__":
-    server(sys.argv[1:]).run()
+    # Served as `voicebank up` serves: its event loop, its signals, and its startup heap frozen once the
+    # server listens (without that, the full collections a grant's long-lived state triggers walk the whole
+    # startup heap: 0.25 s pauses measured here that production does not have).
+    run_all([server(sys.argv[1:])])

@@ -10,6 +10,9 @@ capacity, which must be >= 3x the server's rate on the bare endpoint, or the fig
 Rounds interleave bare, client_credentials, refresh and token exchange (and node-oidc-provider's
 client_credentials when node and bench/node/node_modules are present: `cd bench/node && npm ci`).
 Targets (issue 12): each grant >= 0.5 of bare; ours >= 1.0x node's throughput at <= 1.0x its CPU per token.
+Beside them, evidence: each grant's physical floor, a route of the same app doing only that grant's signature
+work (one ES256 check and one signature; two checks for the token exchange) and answering what bare answers,
+interleaved like the rest: grant / floor says how far the issuer is from what any ES256 issuer must spend.
 `--baseline DIR` adds the issuer of another checkout (its own .venv, its own state) with the same four
 variants interleaved with ours in every round: ours / baseline per round, for before/after figures.
 Without wrk (Debian: apt-get install wrk) the generator is Python processes over raw sockets.
@@ -64,6 +67,14 @@ NODE_DIR = BENCH_DIR / "node"
 NODE = "node client_credentials"
 OURS = ("bare", "client_credentials", "refresh", "exchange")
 BASELINE_PREFIX = "baseline "
+# Each grant's physical floor (bench/_serve.py): its signature checks and its one signature, nothing else.
+FLOORS = {"floor 1 check + 1 sign": "/floor/1", "floor 2 checks + 1 sign": "/floor/2"}
+GRANT_FLOOR = {
+    "client_credentials": "floor 1 check + 1 sign",  # the client assertion; the access token
+    "refresh": "floor 1 check + 1 sign",
+    "exchange": "floor 2 checks + 1 sign",  # the client assertion and the session grant; the access token
+}
+ROUTES = {"bare": "/bare", **FLOORS}
 
 
 def node_missing() -> str | None:
@@ -201,16 +212,16 @@ def measure(
     are named with that prefix and interleaved with ours).
     """
     prefixes = list(bodies)
-    variants = [p + v for p in prefixes for v in OURS] + ([NODE] if node_bodies else [])
+    # The floors are harness routes, the same on either side: measured on ours only.
+    ours = [*OURS, *FLOORS]
+    variants = ours + [p + v for p in prefixes if p for v in OURS] + ([NODE] if node_bodies else [])
 
     def issuer_of(variant: str) -> tuple[ServerProcess, Bodies, str]:
         prefix = BASELINE_PREFIX if variant.startswith(BASELINE_PREFIX) else ""
         return servers[prefix + "issuer"], bodies[prefix], variant.removeprefix(prefix)
 
     urls = {
-        v: f"{issuer_of(v)[0].base}/{'bare' if issuer_of(v)[2] == 'bare' else 'token'}"
-        for v in variants
-        if v != NODE
+        v: f"{issuer_of(v)[0].base}{ROUTES.get(issuer_of(v)[2], '/token')}" for v in variants if v != NODE
     }
     if node_bodies:
         urls[NODE] = f"{servers['node'].base}/token"
@@ -224,7 +235,7 @@ def measure(
             assert node_bodies is not None
             return node_bodies(count)
         issuer, own, kind = issuer_of(variant)
-        if kind == "bare":
+        if kind in ROUTES:  # bare and the floors read nothing
             return own.bare(count)
         if kind == "client_credentials":
             return own.client_credentials(count)
@@ -252,6 +263,50 @@ def measure(
         for variant in order:
             samples[variant].append(timed(variant, slice_s, prepared[variant]))
     return samples
+
+
+def per_round(
+    loads: Sequence[Load], others: Sequence[Load], figure: Callable[[Load], float]
+) -> dict[str, Any]:
+    """`figure` of each round's load over the same round's other load: median, min and max."""
+    return spread([figure(a) / figure(b) for a, b in zip(loads, others, strict=True)])
+
+
+def report_floors(report: Report, samples: dict[str, list[Load]]) -> None:
+    """How far each grant is from its physical floor, and the floor from bare: evidence beside the targets."""
+
+    def cpu(load: Load) -> float:
+        return load.server_cpu_ms_per_request
+
+    def rate(load: Load) -> float:
+        return load.rate
+
+    figures: dict[str, dict[str, Any]] = {}
+    for grant, floor in GRANT_FLOOR.items():
+        figures[grant] = {
+            "floor": floor,
+            "throughput_grant_over_floor": per_round(samples[grant], samples[floor], rate),
+            "cpu_grant_over_floor": per_round(samples[grant], samples[floor], cpu),
+            "throughput_floor_over_bare": per_round(samples[floor], samples["bare"], rate),
+            "cpu_floor_over_bare": per_round(samples[floor], samples["bare"], cpu),
+        }
+    report.figures["floors"] = figures
+    print_table(
+        "token_endpoint: each grant against its physical floor (its signature work alone), per round",
+        ("grant", "floor", "thr grant/floor", "min-max", "CPU grant/floor", "thr floor/bare", "min-max"),
+        [
+            (
+                grant,
+                f["floor"],
+                f["throughput_grant_over_floor"]["median"],
+                f"{f['throughput_grant_over_floor']['min']:.3f}-{f['throughput_grant_over_floor']['max']:.3f}",
+                f["cpu_grant_over_floor"]["median"],
+                f["throughput_floor_over_bare"]["median"],
+                f"{f['throughput_floor_over_bare']['min']:.3f}-{f['throughput_floor_over_bare']['max']:.3f}",
+            )
+            for grant, f in figures.items()
+        ],
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -284,7 +339,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     why_no_node = "left out (--no-node)" if ns.no_node else node_missing()
     if why_no_node:
         report.notes.append(f"node-oidc-provider peer skipped: {why_no_node}")
-    variants = len(OURS) * (2 if ns.baseline else 1) + (0 if why_no_node else 1)
+    variants = len(OURS) * (2 if ns.baseline else 1) + len(FLOORS) + (0 if why_no_node else 1)
     slice_s = float(max(1, round(seconds / (rounds * variants))))  # wrk counts whole seconds
 
     ck = client_keys()
@@ -402,6 +457,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         ("endpoint", "req/s", "p50 ms", "p99 ms", "srv CPU ms/req", "x bare", "x bare min-max", "failed"),
         rows,
     )
+    report_floors(report, samples)
     if ns.issuer_checkout:
         report.notes.append(f"the issuer of {ns.issuer_checkout} (its own .venv)")
     if ns.baseline:

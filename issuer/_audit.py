@@ -15,7 +15,9 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
+import orjson
 from opentelemetry import trace
 
 from issuer._signing._mint import Minted
@@ -28,6 +30,22 @@ THEFT_REASONS = frozenset({"refresh_reused", "refresh_wrong_client"})
 # ensure_ascii: client-chosen text (ids, reasons) never reaches the log as raw control characters.
 # One encoder for every line (`json.dumps` with options builds a new one per call).
 _ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True).encode
+
+
+def encode_line(entry: dict[str, Any]) -> str:
+    """`entry` as `_ENCODE` writes it: compact JSON, every character outside printable ASCII escaped.
+
+    orjson writes the same bytes ten times faster while every character is printable ASCII (it escapes
+    control characters as json does, and sorts nothing); it leaves DEL and non-ASCII raw, so a line
+    holding either, or a lone surrogate orjson refuses, is written by `json` instead.
+    """
+    try:
+        line = orjson.dumps(entry)
+    except orjson.JSONEncodeError:  # a lone surrogate (a JSON escape in a client's text): json escapes it
+        return _ENCODE(entry)
+    if line.isascii() and b"\x7f" not in line:
+        return line.decode("ascii")
+    return _ENCODE(entry)
 
 
 def current_trace_id() -> str | None:
@@ -66,48 +84,25 @@ class IssuerAudit:
         self._clock = clock
         self._logger = logger or logging.getLogger(AUDIT_LOGGER)
 
-    def record(
-        self,
-        event: str,
-        *,
-        outcome: str,
-        reason: str | None = None,
-        client_id: str | None = None,
-        sub: str | None = None,
-        sid: str | None = None,
-        scope: str | None = None,
-        jti: str | None = None,
-        kid: str | None = None,
-        exp: int | None = None,
-        family: str | None = None,
-        trace_id: str | None = None,
-        level: int = logging.INFO,
-    ) -> None:
-        """Log one decision: `event` names the step, `outcome` is ok or the refusal, `reason` the cause."""
-        entry = {
-            "time": dt.datetime.fromtimestamp(self._clock(), dt.UTC).isoformat(),
-            "service": SERVICE,
-            "event": event,
-            "client_id": client_id,
-            "sub": sub,
-            "sid": sid,
-            "scope": scope,
-            "jti": jti,
-            "kid": kid,
-            "exp": exp,
-            "family": family,
-            "outcome": outcome,
-            "reason": reason,
-            "trace_id": trace_id or current_trace_id(),
-        }
-        # Written before the request's answer, as every audit line (keys.log_line: the cheap way when only
-        # our one handler would see it).
-        log_line(self._logger, level, _ENCODE(entry))
-
     def decided(self, decision: Decision, *, outcome: str = "ok", reason: str | None = None) -> None:
         """Write `decision`; a theft signal (refresh-token reuse) at WARNING."""
         level = logging.WARNING if reason in THEFT_REASONS else logging.INFO
-        # Its fields are strings, ints and None: a shallow copy is `asdict` without the deep copying.
-        fields = dict(vars(decision))
-        event, note = fields.pop("event"), fields.pop("reason")
-        self.record(event, outcome=outcome, reason=reason or note, level=level, **fields)
+        entry = {
+            "time": dt.datetime.fromtimestamp(self._clock(), dt.UTC).isoformat(),
+            "service": SERVICE,
+            "event": decision.event,
+            "client_id": decision.client_id,
+            "sub": decision.sub,
+            "sid": decision.sid,
+            "scope": decision.scope,
+            "jti": decision.jti,
+            "kid": decision.kid,
+            "exp": decision.exp,
+            "family": decision.family,
+            "outcome": outcome,
+            "reason": reason or decision.reason,
+            "trace_id": current_trace_id(),
+        }
+        # Written before the request's answer, as every audit line (keys.log_line: the cheap way when only
+        # our one handler would see it).
+        log_line(self._logger, level, encode_line(entry))

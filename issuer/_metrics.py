@@ -98,10 +98,35 @@ class IssuerMetrics:
         )
         self._ring = _RingCollector(self.clock)
         self.registry.register(self._ring)
+        # The children of the per-request series, by label values: `labels()` validates and locks on every
+        # call (a few µs a request). Every label value comes from our own code, never from a client, so
+        # each map holds a handful of entries.
+        self._issued: dict[str, Counter] = {}
+        self._replays: dict[tuple[str, str], Counter] = {}
+        self._latencies: dict[tuple[str, str, int], Histogram] = {}
+
+    def issued(self, grant_type: str) -> None:
+        """Count one token issued by a grant this issuer serves."""
+        child = self._issued.get(grant_type)
+        if child is None:
+            child = self._issued[grant_type] = self.tokens_issued.labels(grant_type=grant_type)
+        child.inc()
 
     def observe_replay(self, key: str, outcome: str) -> None:
         """Count one single-use check; its kind is the key's namespace (`assertion`, `grant`)."""
-        self.replay_operations.labels(key.partition(":")[0] or "other", outcome).inc()
+        labels = (key.partition(":")[0] or "other", outcome)
+        child = self._replays.get(labels)
+        if child is None:
+            child = self._replays[labels] = self.replay_operations.labels(*labels)
+        child.inc()
+
+    def observe_latency(self, endpoint: str, grant: str, status: int, seconds: float) -> None:
+        """Time one request by its route template, its grant (on `/token`) and its status."""
+        labels = (endpoint, grant, status)
+        child = self._latencies.get(labels)
+        if child is None:
+            child = self._latencies[labels] = self.latency.labels(endpoint, grant, str(status))
+        child.observe(seconds)
 
     def observe_ring(self, ring: KeyRing, policy: RotationPolicy | None = None) -> None:
         """The ring (and once, the rotation policy) the key-age and next-rotation gauges describe."""

@@ -167,7 +167,8 @@ async def _token_exchange(
         jkt=_jkt(proof),
     )
     # The family is bound to the proof's key for its whole life (RFC 9449 §5).
-    refresh = await state.refresh.create(
+    # The family's id comes with it: a `peek` to learn it was two more Redis round trips per exchange.
+    refresh, decision.family = await state.refresh.create_family(
         client_id=client.client_id,
         sub=grant["sub"],
         sid=sid,
@@ -176,8 +177,6 @@ async def _token_exchange(
         jkt=_jkt(proof),
     )
     decision.issued(minted)
-    family = await state.refresh.peek(refresh)
-    decision.family = family.family_id if family is not None else None
     return _answer(minted, scope, _jkt(proof), refresh_token=refresh, issued_token_type=TOKEN_TYPE_ACCESS)
 
 
@@ -331,5 +330,5 @@ async def token_response(
         raise UnauthorizedClient("this client is not registered for this grant_type")
     proof = await state.dpop.proof(dpop, htu=state.settings.token_endpoint, client=client)
     answer = await handler(state, client, form, proof, decision)
-    state.metrics.tokens_issued.labels(grant_type=grant_type).inc()
+    state.metrics.issued(grant_type)
     return answer

@@ -48,4 +48,4 @@ class RequestTiming:
         decision = scope.get("state", {}).get("audit")
         event = getattr(decision, "event", "")
         grant = event.removeprefix("token.") if event.startswith("token.") else ""
-        state.metrics.latency.labels(endpoint, grant, str(status)).observe(elapsed)
+        state.metrics.observe_latency(endpoint, grant, status, elapsed)

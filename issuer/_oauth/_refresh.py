@@ -69,7 +69,15 @@ class RefreshStore(Protocol):
 
     async def create(
         self, *, client_id: str, sub: str, sid: str, scope: str, now: float, jkt: str | None = None
-    ) -> str: ...
+    ) -> str:
+        """A new family's first refresh token."""
+        ...
+
+    async def create_family(
+        self, *, client_id: str, sub: str, sid: str, scope: str, now: float, jkt: str | None = None
+    ) -> tuple[str, str]:
+        """A new family's first refresh token and the family's id (what `create` and a `peek` would say)."""
+        ...
 
     async def peek(self, token: str) -> RefreshFamily | None:
         """The live family of a token (spent or not), or None; never changes state."""
@@ -143,6 +151,14 @@ class MemoryRefreshStore:
     async def create(
         self, *, client_id: str, sub: str, sid: str, scope: str, now: float, jkt: str | None = None
     ) -> str:
+        created = await self.create_family(
+            client_id=client_id, sub=sub, sid=sid, scope=scope, now=now, jkt=jkt
+        )
+        return created[0]
+
+    async def create_family(
+        self, *, client_id: str, sub: str, sid: str, scope: str, now: float, jkt: str | None = None
+    ) -> tuple[str, str]:
         self._prune(now)
         family_id = secrets.token_urlsafe(16)
         self._families[family_id] = RefreshFamily(family_id, client_id, sub, sid, scope, now, now, jkt=jkt)
@@ -151,7 +167,7 @@ class MemoryRefreshStore:
         self._by_sid.setdefault(sid, set()).add(family_id)
         token = new_refresh_token()
         self._remember(token_hash(token), family_id, spent=False)
-        return token
+        return token, family_id
 
     async def peek(self, token: str) -> RefreshFamily | None:
         entry = self._tokens.get(token_hash(token))

@@ -174,6 +174,14 @@ class RedisRefreshStore:
     async def create(
         self, *, client_id: str, sub: str, sid: str, scope: str, now: float, jkt: str | None = None
     ) -> str:
+        created = await self.create_family(
+            client_id=client_id, sub=sub, sid=sid, scope=scope, now=now, jkt=jkt
+        )
+        return created[0]
+
+    async def create_family(
+        self, *, client_id: str, sub: str, sid: str, scope: str, now: float, jkt: str | None = None
+    ) -> tuple[str, str]:
         family_id = secrets.token_urlsafe(16)
         token = new_refresh_token()
         keys = [
@@ -187,7 +195,7 @@ class RedisRefreshStore:
         args: list[str | int] = [self._ttl, repr(now), repr(now + self._ttl), family_id]
         args += [client_id, sub, sid, scope, jkt or ""]
         await idempotent(self._client, lambda: self._create(keys=keys, args=args))
-        return token
+        return token, family_id
 
     async def _family(self, family_id: str) -> RefreshFamily | None:
         raw = await idempotent(self._client, lambda: self._client.hgetall(self._family_key(family_id)))

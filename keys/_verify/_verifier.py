@@ -227,7 +227,7 @@ class Verifier:
         claims = json_object(b64url_decode(parts[1]), strict=False)
         exp, iat, nbf = self._check_claims(claims)
         if not self._cache_tokens:
-            return claims
+            return claims  # freshly parsed and kept nowhere: the caller's own
         verified = self._verified
         verified[token] = _Verified(key, claims, exp, iat, nbf)
         if len(verified) > _VERIFIED_CACHE_SIZE:

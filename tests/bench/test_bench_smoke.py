@@ -34,6 +34,7 @@ FIGURES = {
         "exchange",
         "connections",
         "generator_headroom_on_bare",
+        "floors",
     },
     "families": {"memory exchange", "memory refresh", "families", "generator"},
     "soak": {"memory", "minutes", "concurrent_calls"},

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from issuer._audit import encode_line
 from keys import KeyPair
 from tests.support.issuer import Harness, payment
 
@@ -182,3 +183,21 @@ async def test_audit_lines_carry_the_callers_trace_id(h: Harness, caplog: pytest
     assert first["trace_id"] == second["trace_id"] == trace_id
     assert third["trace_id"] not in (None, trace_id)
     assert len(third["trace_id"]) == 32
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "plain-ascii id",
+        "".join(map(chr, range(0x80))),  # every control character, quote, backslash and DEL
+        "caf\u00e9 \u2028 \U0001f600",  # non-ASCII, a line separator, a character beyond the BMP
+        "lone \ud800 surrogate",  # from a JSON escape in a client's text; orjson refuses it
+    ],
+)
+def test_audit_lines_are_the_bytes_json_with_ensure_ascii_writes(text: str) -> None:
+    entry = {"event": "token.exchange", "sub": text, "exp": 1_700_000_000, "family": None}
+    line = encode_line(entry)
+    assert line == json.dumps(entry, separators=(",", ":"), ensure_ascii=True)
+    assert line.isascii()
+    assert line.isprintable()
+    assert json.loads(line) == entry

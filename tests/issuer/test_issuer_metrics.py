@@ -38,6 +38,9 @@ async def test_request_latency_is_observed_per_endpoint_grant_and_status(issuer:
     assert value(issuer, count, endpoint="/sessions", grant="", status="201") == 1
     assert value(issuer, count, endpoint="/admin/keys/{kid}/revoke", grant="", status="404") == 1
     assert value(issuer, count, endpoint="other", grant="", status="404") == 1
+    issued = "voicebank_issuer_tokens_issued_total"
+    assert value(issuer, issued, grant_type="client_credentials") == 2
+    assert value(issuer, issued, grant_type="refresh_token") == 1
 
 
 async def test_replay_checks_are_counted_by_kind_and_outcome(issuer: Harness) -> None:

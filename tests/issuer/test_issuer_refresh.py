@@ -103,6 +103,18 @@ async def test_store_level_race_and_hash_only_storage(redis_url: str) -> None:
     assert not any(token in k for k in keys)
 
 
+async def test_a_new_family_names_its_id_as_peek_does_on_every_store(redis_url: str) -> None:
+    async for name, store in stores(redis_url):
+        token, family_id = await store.create_family(
+            client_id="c", sub="alice", sid="s", scope="read", now=0.0
+        )
+        family = await store.peek(token)
+        assert family is not None, name
+        assert (family.family_id, family.sid, family.scope) == (family_id, "s", "read"), name
+        other = await store.create(client_id="c", sub="alice", sid="s", scope="read", now=0.0)
+        assert (await store.peek(other)) not in (None, family), name
+
+
 async def test_a_spend_answers_the_family_as_it_left_it_on_every_store(redis_url: str) -> None:
     # The Redis spend script hands back the family's fields itself (no second read after it): they must be
     # the fields as the spend left them, as the memory store's are.

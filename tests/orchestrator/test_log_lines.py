@@ -12,7 +12,7 @@ import pytest
 from freezegun import freeze_time
 from opentelemetry.sdk.trace import TracerProvider
 
-from issuer._audit import IssuerAudit
+from issuer._audit import Decision, IssuerAudit
 from keys import log_line
 from mcp_server._audit import AuditLog
 from orchestrator._logs import JsonFormatter, TextFormatter, logging_configured
@@ -104,7 +104,7 @@ def test_another_handler_or_a_filter_gets_every_line_through_logging(tmp_path: P
 def test_both_services_audit_lines_reach_the_log_file(tmp_path: Path) -> None:
     log = tmp_path / "voicebank.log"
     with logging_configured("info", log_file=log, formatter=JsonFormatter()), counted_records() as made:
-        IssuerAudit(clock=lambda: 1_700_000_000).record("token.client_credentials", outcome="ok", sub="alice")
+        IssuerAudit(clock=lambda: 1_700_000_000).decided(Decision("token.client_credentials", sub="alice"))
         AuditLog(clock=lambda: 1_700_000_000).record(
             principal=None, tool="get_balance", outcome="refused", reason="no_token", latency_ms=0.5
         )
