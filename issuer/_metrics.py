@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TypeVar, cast
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -18,6 +19,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from keys import KeyRing, KeyState, RotationPolicy
+
+_M = TypeVar("_M", Counter, Histogram)
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -101,32 +104,27 @@ class IssuerMetrics:
         # The children of the per-request series, by label values: `labels()` validates and locks on every
         # call (a few µs a request). Every label value comes from our own code, never from a client, so
         # each map holds a handful of entries.
-        self._issued: dict[str, Counter] = {}
-        self._replays: dict[tuple[str, str], Counter] = {}
-        self._latencies: dict[tuple[str, str, int], Histogram] = {}
+        self._children: dict[tuple[object, ...], Counter | Histogram] = {}
+
+    def _child(self, metric: _M, *labels: str) -> _M:
+        """`metric.labels(*labels)`, looked up once per label values."""
+        key = (metric, *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return cast(_M, child)  # stored under its own metric, so of the metric's own type
 
     def issued(self, grant_type: str) -> None:
         """Count one token issued by a grant this issuer serves."""
-        child = self._issued.get(grant_type)
-        if child is None:
-            child = self._issued[grant_type] = self.tokens_issued.labels(grant_type=grant_type)
-        child.inc()
+        self._child(self.tokens_issued, grant_type).inc()
 
     def observe_replay(self, key: str, outcome: str) -> None:
         """Count one single-use check; its kind is the key's namespace (`assertion`, `grant`)."""
-        labels = (key.partition(":")[0] or "other", outcome)
-        child = self._replays.get(labels)
-        if child is None:
-            child = self._replays[labels] = self.replay_operations.labels(*labels)
-        child.inc()
+        self._child(self.replay_operations, key.partition(":")[0] or "other", outcome).inc()
 
     def observe_latency(self, endpoint: str, grant: str, status: int, seconds: float) -> None:
         """Time one request by its route template, its grant (on `/token`) and its status."""
-        labels = (endpoint, grant, status)
-        child = self._latencies.get(labels)
-        if child is None:
-            child = self._latencies[labels] = self.latency.labels(endpoint, grant, str(status))
-        child.observe(seconds)
+        self._child(self.latency, endpoint, grant, str(status)).observe(seconds)
 
     def observe_ring(self, ring: KeyRing, policy: RotationPolicy | None = None) -> None:
         """The ring (and once, the rotation policy) the key-age and next-rotation gauges describe."""

@@ -70,8 +70,11 @@ class RefreshStore(Protocol):
     async def create(
         self, *, client_id: str, sub: str, sid: str, scope: str, now: float, jkt: str | None = None
     ) -> str:
-        """A new family's first refresh token."""
-        ...
+        """A new family's first refresh token (`create_family` without the id), shared by every store."""
+        token, _ = await self.create_family(
+            client_id=client_id, sub=sub, sid=sid, scope=scope, now=now, jkt=jkt
+        )
+        return token
 
     async def create_family(
         self, *, client_id: str, sub: str, sid: str, scope: str, now: float, jkt: str | None = None
@@ -117,7 +120,7 @@ def one_target(sid: str | None, sub: str | None, client_id: str | None) -> tuple
     return given[0]
 
 
-class MemoryRefreshStore:
+class MemoryRefreshStore(RefreshStore):
     """Refresh families in process memory (one issuer process, `REDIS_URL` unset).
 
     Families are forgotten past their absolute lifetime, oldest first: `_created` keeps them in the order
@@ -147,14 +150,6 @@ class MemoryRefreshStore:
     def _remember(self, digest: str, family_id: str, *, spent: bool) -> None:
         self._tokens[digest] = (family_id, spent)
         self._family_tokens[family_id].append(digest)
-
-    async def create(
-        self, *, client_id: str, sub: str, sid: str, scope: str, now: float, jkt: str | None = None
-    ) -> str:
-        created = await self.create_family(
-            client_id=client_id, sub=sub, sid=sid, scope=scope, now=now, jkt=jkt
-        )
-        return created[0]
 
     async def create_family(
         self, *, client_id: str, sub: str, sid: str, scope: str, now: float, jkt: str | None = None

@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 from issuer._oauth._refresh import (
     RefreshFamily,
     RefreshLifetimes,
+    RefreshStore,
     is_live,
     new_refresh_token,
     one_target,
@@ -138,7 +139,7 @@ def _family(family_id: str, data: dict[str, str]) -> RefreshFamily | None:
     )
 
 
-class RedisRefreshStore:
+class RedisRefreshStore(RefreshStore):
     """Refresh families shared by issuer replicas."""
 
     def __init__(
@@ -170,14 +171,6 @@ class RedisRefreshStore:
         # The plain set of versions before the sorted index: families a replica of such a version made
         # (a rolling upgrade) are still found by the revocations until the set expires on its own.
         return f"{self._prefix}:{kind}:{hashlib.sha256(value.encode()).hexdigest()}"
-
-    async def create(
-        self, *, client_id: str, sub: str, sid: str, scope: str, now: float, jkt: str | None = None
-    ) -> str:
-        created = await self.create_family(
-            client_id=client_id, sub=sub, sid=sid, scope=scope, now=now, jkt=jkt
-        )
-        return created[0]
 
     async def create_family(
         self, *, client_id: str, sub: str, sid: str, scope: str, now: float, jkt: str | None = None
